@@ -1,0 +1,1 @@
+"""PyTorch reference implementation of SALMONN's parts (one file per model)."""

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/**
+ * `npm test`: every test layer in one command.
+ *   1. system packages (Chromium; later Python for models/) — installed as root, else explained;
+ *   2. Vitest: unit, engine (onnxruntime-web wasm in Node) and browser (Chromium + WebGPU);
+ * then one plain summary line, `N passed, N failed`, over all runners.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
+
+const deps = run(process.execPath, ['scripts/ensure-system-deps.mjs', 'chromium']);
+if (deps.status !== 0) process.exit(deps.status ?? 1);
+
+const totals = { passed: 0, failed: 0, skipped: 0 };
+let exitCode = 0;
+
+const report = join(mkdtempSync(join(tmpdir(), 'hark-test-')), 'vitest.json');
+const vitest = run(process.execPath, [
+  'node_modules/vitest/vitest.mjs',
+  'run',
+  '--reporter=default',
+  '--reporter=json',
+  `--outputFile.json=${report}`,
+]);
+if (vitest.status !== 0) exitCode = 1;
+try {
+  const json = JSON.parse(readFileSync(report, 'utf8'));
+  totals.passed += json.numPassedTests;
+  totals.failed += json.numFailedTests + (json.numFailedTestSuites > 0 && json.numFailedTests === 0 ? 1 : 0);
+  totals.skipped += json.numPendingTests + json.numTodoTests;
+} catch {
+  console.error('vitest wrote no JSON report (it crashed before running tests)');
+  totals.failed += 1;
+  exitCode = 1;
+}
+
+console.log(`\n${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
+process.exit(exitCode || (totals.failed > 0 ? 1 : 0));

@@ -1,0 +1,31 @@
+/** Dev and preview servers for browser tests, on free localhost ports. */
+import { build, createServer, preview, type PreviewServer, type ViteDevServer } from 'vite';
+
+const root = new URL('../..', import.meta.url).pathname;
+
+export async function startDevServer(): Promise<{ url: string; close(): Promise<void> }> {
+  const server: ViteDevServer = await createServer({
+    root,
+    configFile: `${root}vite.config.ts`,
+    logLevel: 'warn',
+    server: { host: '127.0.0.1', port: 0, strictPort: false },
+  });
+  await server.listen();
+  const url = server.resolvedUrls?.local[0];
+  if (!url) throw new Error('the Vite dev server did not report a local URL');
+  return { url, close: () => server.close() };
+}
+
+export async function buildAndPreview(outDir: string): Promise<{ url: string; close(): Promise<void> }> {
+  await build({ root, configFile: `${root}vite.config.ts`, logLevel: 'warn', build: { outDir, emptyOutDir: true } });
+  const server: PreviewServer = await preview({
+    root,
+    configFile: `${root}vite.config.ts`,
+    logLevel: 'warn',
+    build: { outDir },
+    preview: { host: '127.0.0.1', port: 0, strictPort: false },
+  });
+  const url = server.resolvedUrls?.local[0];
+  if (!url) throw new Error('the Vite preview server did not report a local URL');
+  return { url, close: () => server.close() };
+}
