@@ -257,12 +257,12 @@ class SalmonnConnector(nn.Module):
         """LayerNorm both streams, zero-pad the shorter at the end, concatenate features."""
         speech = self.ln_speech(speech)
         audio = self.ln_audio(audio)
-        # Shape-only branch. An ONNX trace records the branch taken at export time; export with
-        # audio no longer than speech (BEATs gives <= 1496 frames for <= 30 s, Whisper 1500).
-        if audio.shape[1] > speech.shape[1]:
-            speech = pad_frames_to(speech, audio.shape[1])
-        else:
+        # A traced (ONNX) graph always pads the audio: BEATs gives <= 1496 frames for <= 30 s,
+        # Whisper always 1500. Eager mode also covers the other case, as SALMONN does.
+        if torch.jit.is_tracing() or audio.shape[1] <= speech.shape[1]:
             audio = pad_frames_to(audio, speech.shape[1])
+        else:
+            speech = pad_frames_to(speech, audio.shape[1])
         return torch.cat([speech, audio], dim=-1)
 
     def forward(self, speech: Tensor, audio: Tensor) -> Tensor:

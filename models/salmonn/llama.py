@@ -109,9 +109,11 @@ class LoraLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.normal_(self.weight, std=0.02)
-        self.lora_A: Optional[nn.Parameter] = None
-        self.lora_B: Optional[nn.Parameter] = None
-        if rank is not None:
+        if rank is None:
+            # Registered as None (like a missing bias): absent from the state dict.
+            self.register_parameter("lora_A", None)
+            self.register_parameter("lora_B", None)
+        else:
             self.lora_A = nn.Parameter(torch.empty(rank, in_features))
             nn.init.normal_(self.lora_A, std=0.02)
             # B starts at zero (as in peft), so a fresh adapter is a no-op.
@@ -259,7 +261,14 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, past, lora_scale):
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        past: Optional[tuple[torch.Tensor, torch.Tensor]],
+        lora_scale: float,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         attn_out, present = self.self_attn(self.input_layernorm(x), cos, sin, past, lora_scale)
         x = x + attn_out
         x = x + self.mlp(self.post_attention_layernorm(x))
@@ -289,8 +298,11 @@ class LlamaDecoder(nn.Module):
         self.lora = lora
         self.model = LlamaBody(config, lora)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        # Recomputed, not loaded: HF checkpoints may carry `rotary_emb.inv_freq`, we drop it.
-        self.register_buffer("inv_freq", rotary_inv_freq(config.head_dim, config.rope_theta), persistent=False)
+
+    def inv_freq(self, device: Optional[torch.device] = None) -> torch.Tensor:
+        """Rotary frequencies, always fp32 and recomputed (not a buffer, so `.half()` cannot
+        degrade them; HF checkpoints that store `rotary_emb.inv_freq` are checked, then dropped)."""
+        return rotary_inv_freq(self.config.head_dim, self.config.rope_theta).to(device)
 
     @property
     def default_lora_scale(self) -> float:
@@ -314,7 +326,7 @@ class LlamaDecoder(nn.Module):
         """
         if lora_scale is None:
             lora_scale = self.default_lora_scale
-        cos, sin = rotary_cos_sin(position_ids, self.inv_freq)
+        cos, sin = rotary_cos_sin(position_ids, self.inv_freq(position_ids.device))
         x = inputs_embeds
         present: KVCache = []
         for i, layer in enumerate(self.model.layers):
@@ -351,7 +363,7 @@ class LlamaDecoder(nn.Module):
         kept = {}
         for key, value in state_dict.items():
             if key.endswith("rotary_emb.inv_freq"):
-                if not torch.allclose(value.float().cpu(), self.inv_freq.cpu(), rtol=1e-5, atol=0.0):
+                if not torch.allclose(value.float().cpu(), self.inv_freq(), rtol=1e-3, atol=0.0):
                     raise ValueError(f"{key} differs from inv_freq computed with theta={self.config.rope_theta}")
                 continue
             kept[key] = value
@@ -391,7 +403,9 @@ def greedy_generate(
 
     Returns the generated ids WITHOUT the stop id: generation ends when argmax is a stop id
     (SALMONN stops at 2, `</s>`) or after max_new_tokens ids. Callers that continue the
-    conversation append `</s>` themselves (see prompt.followup_ids).
+    conversation append `</s>` themselves (see prompt.followup_ids). Note for a cache-keeping
+    caller: every returned id has been fed to the model except the last one when the
+    max_new_tokens limit (not a stop id) ended generation.
     """
     stop = set(stop_ids)
     device = inputs_embeds.device

@@ -222,7 +222,7 @@ class WhisperEncoder(nn.Module):
     def forward(self, mel: Tensor) -> Tensor:
         # The position table has a fixed number of rows, so the input length is fixed too
         # (Whisper always sees 30 s); HF raises on any other length, and so do we.
-        if mel.shape[-1] != self.cfg.input_frames:
+        if not torch.jit.is_tracing() and mel.shape[-1] != self.cfg.input_frames:
             raise ValueError(f"expected {self.cfg.input_frames} mel frames, got {mel.shape[-1]}")
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x))  # [B, d_model, 1500]

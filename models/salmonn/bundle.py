@@ -1,0 +1,219 @@
+"""Write a Hark bundle: ONNX graphs per precision, tokenizer, feature config and `manifest.json`.
+
+A bundle is plain static files (any static server or a Hugging Face model repo can host it):
+
+    manifest.json                 everything the runtime needs, incl. each file's size and SHA-256
+    tokenizer.json, tokenizer_config.json, preprocessor_config.json
+    onnx/speech_encoder{,_q4}.onnx     Whisper encoder      input_features -> speech_embeds
+    onnx/audio_encoder{,_q4}.onnx      BEATs encoder        fbank -> audio_embeds
+    onnx/connector{,_q4}.onnx          window Q-Former      speech_embeds + audio_embeds -> audio_tokens
+    onnx/embed_tokens{,_q4}.onnx       token embedding      input_ids -> inputs_embeds
+    onnx/decoder_model_merged{,_q4}.onnx (+ .onnx_data)  LLaMA + LoRA with KV cache
+
+File suffixes follow transformers.js ('' fp32, '_q4' int4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import jsonschema
+import onnx
+
+from .checkpoints import ReferenceModules
+from .export import export_audio_encoder, export_connector, export_speech_encoder
+from .onnx_decoder import build_decoder_model, build_embed_graph, save_model
+
+FORMAT_VERSION = 1
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "manifest.schema.json"
+SUFFIX = {"fp32": "", "int4": "_q4"}
+GRAPH_FILES = {
+    "speechEncoder": "speech_encoder",
+    "audioEncoder": "audio_encoder",
+    "connector": "connector",
+    "embedTokens": "embed_tokens",
+    "decoder": "decoder_model_merged",
+}
+# Encoders and connector keep weights inside the .onnx unless they are big; browsers cap one
+# ArrayBuffer at ~2 GB and protobuf at 2 GB, so large graphs move weights to 1 GiB data files.
+EMBEDDED_LIMIT_BYTES = 512 << 20
+
+# SALMONN's decode config (configs/decode_config.yaml); sampling knobs are Hark's UI defaults.
+SALMONN_GENERATION = {
+    "maxNewTokens": 200, "numBeams": 4, "doSample": False, "temperature": 1.0, "topP": 0.9, "topK": 0,
+    "repetitionPenalty": 1.0, "lengthPenalty": 1.0,
+}
+WHISPER_PREPROCESSOR = {
+    "chunk_length": 30, "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": 80,
+    "hop_length": 160, "n_fft": 400, "n_samples": 480000, "nb_max_frames": 3000, "padding_side": "right",
+    "padding_value": 0.0, "processor_class": "WhisperProcessor", "return_attention_mask": False,
+    "sampling_rate": 16000,
+}
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    name: str
+    label: str
+    description: str
+    random_weights: bool
+    source: Mapping[str, str]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _initializer_bytes(model: onnx.ModelProto) -> int:
+    return sum(len(t.raw_data) for t in model.graph.initializer)
+
+
+def _save_graph(model: onnx.ModelProto, path: Path, always_external: bool) -> list[Path]:
+    external = always_external or _initializer_bytes(model) > EMBEDDED_LIMIT_BYTES
+    return save_model(model, path, external_data=external)
+
+
+def write_graphs(ref: ReferenceModules, out: Path, precision: str, max_positions: int) -> dict:
+    """Export the five graphs of one precision into out/onnx; returns the manifest's graph table."""
+    onnx_dir = out / "onnx"
+    suffix = SUFFIX[precision]
+    llm_state = ref.llm.state_dict()
+    models = {
+        "speechEncoder": export_speech_encoder(ref.whisper, precision),
+        "audioEncoder": export_audio_encoder(ref.beats, precision),
+        "connector": export_connector(ref.connector, precision),
+        "embedTokens": build_embed_graph(llm_state["model.embed_tokens.weight"], precision),
+        "decoder": build_decoder_model(
+            ref.configs.llama, llm_state, precision,
+            lora_default_scale=ref.configs.lora.scaling, max_positions=max_positions,
+        ),
+    }
+    graphs = {}
+    for key, model in models.items():
+        path = onnx_dir / f"{GRAPH_FILES[key]}{suffix}.onnx"
+        written = _save_graph(model, path, always_external=(key == "decoder"))
+        graphs[key] = {"path": f"onnx/{path.name}", "externalData": [p.name for p in written[1:]]}
+    return graphs
+
+
+def architecture(ref: ReferenceModules, max_positions: int) -> dict:
+    c = ref.configs
+    return {
+        "speechEncoder": {
+            "type": "whisper", "numMelBins": c.whisper.num_mel_bins, "inputFrames": c.whisper.input_frames,
+            "outputFrames": c.whisper.max_source_positions, "width": c.whisper.d_model,
+            "layers": c.whisper.encoder_layers, "heads": c.whisper.encoder_attention_heads,
+            "ffnDim": c.whisper.encoder_ffn_dim,
+        },
+        "audioEncoder": {
+            "type": "beats", "numMelBins": 128, "patchSize": c.beats.input_patch_size,
+            "width": c.beats.encoder_embed_dim, "layers": c.beats.encoder_layers,
+            "heads": c.beats.encoder_attention_heads, "ffnDim": c.beats.encoder_ffn_embed_dim,
+        },
+        "connector": {
+            "type": "window-qformer", "hidden": c.connector.qformer_hidden, "layers": c.connector.qformer_layers,
+            "heads": c.connector.qformer_heads, "ffnDim": c.connector.qformer_ffn,
+            "windowFrames": c.connector.window_frames, "strideFrames": c.connector.stride_frames,
+            "tokensPerChunk": (c.whisper.max_source_positions - c.connector.window_frames) // c.connector.stride_frames + 1,
+            "outputWidth": c.connector.llm_hidden,
+        },
+        "llm": {
+            "type": "llama", "vocabSize": c.llama.vocab_size, "hiddenSize": c.llama.hidden_size,
+            "intermediateSize": c.llama.intermediate_size, "numLayers": c.llama.num_hidden_layers,
+            "numHeads": c.llama.num_attention_heads, "numKvHeads": c.llama.num_key_value_heads,
+            "headDim": c.llama.head_dim, "maxPositions": max_positions, "ropeTheta": float(c.llama.rope_theta),
+            "rmsNormEps": float(c.llama.rms_norm_eps),
+        },
+        "lora": {
+            "rank": c.lora.r, "alpha": float(c.lora.alpha), "defaultScale": float(c.lora.scaling),
+            "targets": list(c.lora.target_modules),
+        },
+    }
+
+
+def build_manifest(ref: ReferenceModules, info: BundleInfo, tasks: Mapping[str, str], variants: dict,
+                   max_positions: int, eos_id: int, bos_id: int) -> dict:
+    return {
+        "format": "hark-bundle",
+        "formatVersion": FORMAT_VERSION,
+        "name": info.name,
+        "family": "salmonn",
+        "label": info.label,
+        "description": info.description,
+        "randomWeights": info.random_weights,
+        "source": dict(info.source),
+        "architecture": architecture(ref, max_positions),
+        "audio": {"sampleRate": 16000, "minSeconds": 1.0, "chunkSeconds": 30.0, "encoderFrameSeconds": 0.02},
+        "features": {
+            "whisper": {
+                "preprocessorConfig": "preprocessor_config.json", "featureSize": ref.configs.whisper.num_mel_bins,
+                "samplingRate": 16000, "nFft": 400, "hopLength": 160, "chunkLength": 30,
+            },
+            "fbank": {
+                "waveformScale": 32768.0, "numMelBins": 128, "sampleFrequency": 16000, "frameLengthMs": 25.0,
+                "frameShiftMs": 10.0, "mean": 15.41663, "std": 6.55582, "stdMultiplier": 2.0,
+            },
+        },
+        "prompt": {
+            "template": "USER: {}\nASSISTANT:", "userText": "<Speech><SpeechHere></Speech> {}",
+            "audioSlot": "<SpeechHere>", "bosTokenId": bos_id, "eosTokenId": eos_id,
+        },
+        "tasks": dict(tasks),
+        "generation": {**SALMONN_GENERATION, "stopTokenIds": [eos_id]},
+        "tokenizer": {"tokenizerJson": "tokenizer.json", "tokenizerConfig": "tokenizer_config.json"},
+        "variants": variants,
+        "files": [],
+    }
+
+
+def list_files(out: Path) -> list[dict]:
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+    return [{"path": p.relative_to(out).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)} for p in files]
+
+
+def validate_manifest(manifest: dict) -> None:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.validate(manifest, schema)
+    paths = {f["path"] for f in manifest["files"]}
+    for variant, spec in manifest["variants"].items():
+        for key, graph in spec["graphs"].items():
+            folder = graph["path"].rsplit("/", 1)[0] + "/" if "/" in graph["path"] else ""
+            for needed in [graph["path"], *(folder + name for name in graph["externalData"])]:
+                if needed not in paths:
+                    raise ValueError(f"variant {variant}: {key} needs {needed}, which is not in the file list")
+
+
+def write_bundle(ref: ReferenceModules, out: Path, info: BundleInfo, tasks: Mapping[str, str],
+                 tokenizer_dir: Path, precisions: Sequence[str], max_positions: int) -> dict:
+    """Export everything into `out` (emptied first) and write a validated manifest.json."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(tokenizer_dir / name, out / name)
+    tokenizer_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+    vocab = json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    bos_id, eos_id = vocab[tokenizer_config["bos_token"]], vocab[tokenizer_config["eos_token"]]
+    preprocessor = {**WHISPER_PREPROCESSOR, "feature_size": ref.configs.whisper.num_mel_bins}
+    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
+
+    variants = {}
+    for precision in precisions:
+        graphs = write_graphs(ref, out, precision, max_positions)
+        note = "int4 MatMulNBits (block 32) for every Linear; LoRA, norms and convolutions stay fp32." if precision == "int4" else "All weights float32."
+        variants[precision] = {"tested": True, "note": note, "graphs": graphs}
+
+    manifest = build_manifest(ref, info, tasks, variants, max_positions, eos_id, bos_id)
+    manifest["files"] = list_files(out)
+    validate_manifest(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return manifest
