@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
  * `npm test`: every test layer in one command.
- *   1. system packages (Chromium; later Python for models/) — installed as root, else explained;
- *   2. Vitest: unit, engine (onnxruntime-web wasm in Node) and browser (Chromium + WebGPU);
+ *   1. system packages (Chromium, Debian's Python with torch) — installed as root, else explained;
+ *   2. pytest: the PyTorch reference, loaders, converter and ONNX graphs under models/;
+ *   3. the committed tiny bundle and goldens are byte-identical to a fresh rebuild;
+ *   4. Vitest: unit, engine (onnxruntime-web wasm in Node) and browser (Chromium + WebGPU);
  * then one plain summary line, `N passed, N failed`, over all runners.
  */
 import { spawnSync } from 'node:child_process';
@@ -13,11 +15,34 @@ import { join } from 'node:path';
 const root = new URL('..', import.meta.url).pathname;
 const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
 
-const deps = run(process.execPath, ['scripts/ensure-system-deps.mjs', 'chromium']);
+const deps = run(process.execPath, ['scripts/ensure-system-deps.mjs', 'chromium', 'python']);
 if (deps.status !== 0) process.exit(deps.status ?? 1);
 
 const totals = { passed: 0, failed: 0, skipped: 0 };
 let exitCode = 0;
+
+// pytest prints its own summary ("158 passed in 17s"); capture it to add to the totals.
+const pytest = run('/usr/bin/python3', ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'models/tests'], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+  encoding: 'utf8',
+});
+process.stdout.write(pytest.stdout ?? '');
+const pytestSummary = (pytest.stdout ?? '').trim().split('\n').pop() ?? '';
+const count = (word) => Number(new RegExp(`(\\d+) ${word}`).exec(pytestSummary)?.[1] ?? 0);
+totals.passed += count('passed');
+totals.failed += count('failed') + count('error');
+totals.skipped += count('skipped');
+if (pytest.status !== 0) {
+  exitCode = 1;
+  if (count('failed') + count('error') === 0) totals.failed += 1;
+}
+
+const check = run('/usr/bin/python3', ['models/build_tiny_bundle.py', '--check']);
+if (check.status === 0) totals.passed += 1;
+else {
+  totals.failed += 1;
+  exitCode = 1;
+}
 
 const report = join(mkdtempSync(join(tmpdir(), 'hark-test-')), 'vitest.json');
 const vitest = run(process.execPath, [

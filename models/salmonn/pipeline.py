@@ -24,7 +24,7 @@ from torch import Tensor
 from .beats import kaldi_fbank
 from .checkpoints import ReferenceModules
 from .llama import greedy_generate, position_ids_from
-from .prompt import PromptParts, assemble_inputs_embeds, followup_ids, split_prompt
+from .prompt import DEFAULT_SLOT, DEFAULT_USER_TEXT, PromptParts, assemble_inputs_embeds, followup_ids, split_prompt
 from .tokenizer import LlamaTokenizer
 from .whisper import log_mel_spectrogram
 
@@ -91,10 +91,16 @@ class Answer:
     ids: list[int]
 
 
+def user_text_for(prompt: str, slot: str = DEFAULT_SLOT) -> str:
+    """SALMONN's task prompts already hold the audio slot ('<Speech><SpeechHere></Speech> ...');
+    a free-text question gets the default prefix, as SALMONN's cli_inference does."""
+    return "{}" if slot in prompt else DEFAULT_USER_TEXT
+
+
 @torch.no_grad()
 def answer(ref: ReferenceModules, tok: LlamaTokenizer, audio_tokens: Tensor, prompt: str,
            max_new_tokens: int, lora_scale: Optional[float] = None) -> Answer:
-    parts = split_prompt(tok, prompt)
+    parts = split_prompt(tok, prompt, user_text=user_text_for(prompt))
     embeds = assemble_inputs_embeds(ref.llm, parts, audio_tokens, bos_id=tok.bos_id)
     logits, _ = ref.llm(embeds, position_ids_from(0, embeds.shape[1]), None, lora_scale)
     ids = greedy_generate(ref.llm, embeds, max_new_tokens, stop_ids=(tok.eos_id,), lora_scale=lora_scale)

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Golden outputs of the PyTorch reference, for the TypeScript parity tests.
+
+For each golden recording (golden/audio/*.wav) and each precision (fp32, and int4 = the same
+reference with the weights the int4 graphs use), stores every stage: Whisper log-mel and kaldi
+fbank per chunk, each encoder's output, the connector's audio tokens, the first-step logits and
+32 greedy tokens at LoRA scales 0, default (alpha/r) and half the default — plus one two-turn
+conversation. Arrays are .npy (float32, little endian) under golden/arrays/, described by
+golden/index.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from salmonn.checkpoints import ReferenceModules  # noqa: E402
+from salmonn.export import fake_quantize_linears, int4_llm_reference  # noqa: E402
+from salmonn.pipeline import answer, encode_audio, follow_up  # noqa: E402
+from salmonn.tokenizer import LlamaTokenizer  # noqa: E402
+
+GOLDEN_TOKENS = 32
+FOLLOWUP_TOKENS = 16
+FOLLOWUP_QUESTION = "What else can you hear?"
+# (name, wav, task) — tasks are keys of the bundle's task prompts.
+GOLDEN_INPUTS = [
+    ("speech", "speech.wav", "asr"),
+    ("tone_noise", "tone_noise.wav", "audiocaption"),
+    ("one_second", "one_second.wav", "audiocaption"),
+    ("thirty_seconds", "thirty_seconds.wav", "audio_story_telling"),
+    ("long_35s", "long_35s.wav", "audiocaption"),
+]
+
+
+def read_wav_int16(path: Path) -> np.ndarray:
+    """16-bit PCM mono WAV -> float32 in [-1, 1) (sample / 32768), as the engine reads it."""
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2 or w.getnchannels() != 1 or w.getframerate() != 16000:
+            raise ValueError(f"{path}: golden audio must be 16 kHz mono 16-bit PCM")
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    return data.astype(np.float32) / 32768.0
+
+
+def int4_reference(ref: ReferenceModules) -> ReferenceModules:
+    return ref._replace(
+        whisper=fake_quantize_linears(ref.whisper).eval(), beats=fake_quantize_linears(ref.beats).eval(),
+        connector=fake_quantize_linears(ref.connector).eval(), llm=int4_llm_reference(ref.llm),
+    )
+
+
+class ArrayWriter:
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "arrays"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, name: str, array) -> dict:
+        data = np.ascontiguousarray(np.asarray(array.detach() if hasattr(array, "detach") else array, dtype=np.float32))
+        np.save(self.dir / f"{name}.npy", data, allow_pickle=False)
+        return {"file": f"arrays/{name}.npy", "shape": list(data.shape)}
+
+
+def lora_scales(ref: ReferenceModules) -> dict[str, float]:
+    default = float(ref.configs.lora.scaling)
+    return {"zero": 0.0, "default": default, "half": default / 2}
+
+
+def golden_for_input(refs: dict[str, ReferenceModules], tok: LlamaTokenizer, tasks: dict[str, str],
+                     name: str, wav: Path, task: str, save: ArrayWriter) -> dict:
+    samples = read_wav_int16(wav)
+    entry: dict = {"audio": f"audio/{wav.name}", "samples": int(len(samples)), "task": task,
+                   "prompt": tasks[task], "precisions": {}}
+    for precision, ref in refs.items():
+        encoded = encode_audio(ref, samples)
+        if precision == "fp32":
+            entry["chunks"] = len(encoded.chunks)
+            entry["timeMap"] = encoded.time_map.round(6).tolist()
+            entry["features"] = [{"mel": save(f"{name}.c{i}.mel", c.mel), "fbank": save(f"{name}.c{i}.fbank", c.fbank)}
+                                 for i, c in enumerate(encoded.chunks)]
+        stages = [{
+            "speech": save(f"{name}.{precision}.c{i}.speech", c.speech[0]),
+            "audio": save(f"{name}.{precision}.c{i}.audio", c.audio[0]),
+            "tokens": save(f"{name}.{precision}.c{i}.tokens", c.tokens[0]),
+        } for i, c in enumerate(encoded.chunks)]
+        runs = {}
+        for scale_name, scale in lora_scales(ref).items():
+            result = answer(ref, tok, encoded.tokens, tasks[task], GOLDEN_TOKENS, lora_scale=scale)
+            runs[scale_name] = {
+                "loraScale": scale,
+                "logits": save(f"{name}.{precision}.{scale_name}.logits", result.first_logits),
+                "tokens": result.ids,
+            }
+            if precision == "fp32":
+                entry["promptIds"] = {"before": list(result.prompt_ids.before_ids), "after": list(result.prompt_ids.after_ids)}
+            if name == "speech" and scale_name == "default":
+                turn, ids = follow_up(ref, tok, result, FOLLOWUP_QUESTION, FOLLOWUP_TOKENS, lora_scale=scale)
+                runs[scale_name]["followUp"] = {"question": FOLLOWUP_QUESTION, "turnIds": turn, "tokens": ids}
+        entry["precisions"][precision] = {"stages": stages, "runs": runs}
+    return entry
+
+
+def write_goldens(ref: ReferenceModules, tok: LlamaTokenizer, tasks: dict[str, str], audio_dir: Path, out: Path) -> dict:
+    save = ArrayWriter(out)
+    refs = {"fp32": ref, "int4": int4_reference(ref)}
+    index = {
+        "description": "Golden outputs of the PyTorch reference (models/make_goldens.py) for the tiny bundle.",
+        "bundle": "salmonn-tiny",
+        "greedyTokens": GOLDEN_TOKENS,
+        "inputs": {name: golden_for_input(refs, tok, tasks, name, audio_dir / wav, task, save)
+                   for name, wav, task in GOLDEN_INPUTS},
+    }
+    (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    return index

@@ -1,0 +1,51 @@
+/** The golden outputs of the Python reference (models/golden/index.json) and the tiny bundle. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readNpyFloat32 } from './npy';
+
+export const REPO_ROOT = join(import.meta.dirname, '..', '..');
+export const GOLDEN_DIR = join(REPO_ROOT, 'models', 'golden');
+export const TINY_BUNDLE_DIR = join(REPO_ROOT, 'models', 'bundles', 'salmonn-tiny');
+
+export interface ArrayRef {
+  file: string;
+  shape: number[];
+}
+
+export interface GoldenRun {
+  loraScale: number;
+  logits: ArrayRef;
+  tokens: number[];
+  followUp?: { question: string; turnIds: number[]; tokens: number[] };
+}
+
+export interface GoldenInput {
+  audio: string;
+  samples: number;
+  task: string;
+  prompt: string;
+  chunks: number;
+  timeMap: [number, number][];
+  promptIds: { before: number[]; after: number[] };
+  features: { mel: ArrayRef; fbank: ArrayRef }[];
+  precisions: Record<
+    'fp32' | 'int4',
+    { stages: { speech: ArrayRef; audio: ArrayRef; tokens: ArrayRef }[]; runs: Record<'zero' | 'default' | 'half', GoldenRun> }
+  >;
+}
+
+export interface GoldenIndex {
+  bundle: string;
+  greedyTokens: number;
+  inputs: Record<string, GoldenInput>;
+}
+
+export function loadGoldenIndex(): GoldenIndex {
+  return JSON.parse(readFileSync(join(GOLDEN_DIR, 'index.json'), 'utf8')) as GoldenIndex;
+}
+
+export function goldenArray(ref: ArrayRef): { shape: number[]; data: Float32Array } {
+  const array = readNpyFloat32(join(GOLDEN_DIR, ref.file));
+  if (array.shape.join() !== ref.shape.join()) throw new Error(`${ref.file}: shape ${array.shape} != index ${ref.shape}`);
+  return array;
+}
