@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import react from '@vitejs/plugin-react';
 import { defineConfig, type Plugin } from 'vite';
 import { ORT_WEBGPU_WASM_FILES } from './src/engine/ortAssets';
+import { serveBundles } from './vite/serveBundles';
 
 const require = createRequire(import.meta.url);
 const ortDist = dirname(require.resolve('onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm'));
@@ -50,11 +51,13 @@ function ortWasmAssets(): Plugin {
 }
 
 export default defineConfig({
-  plugins: [react(), ortWasmAssets()],
+  plugins: [react(), ortWasmAssets(), serveBundles()],
   resolve: {
     // The engine imports plain 'onnxruntime-web' so Node gets ORT's Node build; in the browser we
     // want the WebGPU build (native WebGPU EP + wasm CPU fallback in one binary).
-    alias: [{ find: /^onnxruntime-web$/, replacement: join(ortDist, 'ort.webgpu.min.mjs') }],
+    // transformers.js imports 'onnxruntime-web/webgpu': alias it to the same file so one ORT
+    // instance (and our self-hosted wasm paths) serves both.
+    alias: [{ find: /^onnxruntime-web(\/webgpu)?$/, replacement: join(ortDist, 'ort.webgpu.min.mjs') }],
   },
   worker: { format: 'es' },
   server: { headers: isolationHeaders },

@@ -31,6 +31,9 @@ BUNDLE_NAME = "salmonn-tiny"
 BUNDLE_DIR = HERE / "bundles" / BUNDLE_NAME
 GOLDEN_DIR = HERE / "golden"
 TOKENIZER_DIR = HERE / "tokenizer"
+# fp16/int4f16 only add LLM graphs (embed_tokens, decoder); their audio side reuses the fp32/int4 files.
+# The goldens cover fp32 and int4 only.
+PRECISIONS = ["fp32", "int4", "fp16", "int4f16"]
 INFO = BundleInfo(
     name=BUNDLE_NAME,
     label="Tiny test model, random weights",
@@ -47,7 +50,7 @@ def build(bundle_dir: Path, golden_dir: Path, scratch: Path) -> None:
     heads = json.loads(paths.manifest_json.read_text())["not_in_the_weights"]["qformer_heads"]
     ref = build_reference(paths.whisper_dir, paths.beats_pt, paths.vicuna_dir, paths.salmonn_pth, qformer_heads=heads)
     tasks = json.loads(paths.prompts_json.read_text(encoding="utf-8"))
-    write_bundle(ref, bundle_dir, INFO, tasks, TOKENIZER_DIR, ["fp32", "int4"], max_positions=2048)
+    write_bundle(ref, bundle_dir, INFO, tasks, TOKENIZER_DIR, PRECISIONS, max_positions=2048)
     golden_dir.mkdir(parents=True, exist_ok=True)
     write_goldens(ref, LlamaTokenizer.from_file(TOKENIZER_DIR / "tokenizer.json"), tasks, GOLDEN_DIR / "audio", golden_dir)
 

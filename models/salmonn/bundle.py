@@ -7,10 +7,14 @@ A bundle is plain static files (any static server or a Hugging Face model repo c
     onnx/speech_encoder{,_q4}.onnx     Whisper encoder      input_features -> speech_embeds
     onnx/audio_encoder{,_q4}.onnx      BEATs encoder        fbank -> audio_embeds
     onnx/connector{,_q4}.onnx          window Q-Former      speech_embeds + audio_embeds -> audio_tokens
-    onnx/embed_tokens{,_q4}.onnx       token embedding      input_ids -> inputs_embeds
-    onnx/decoder_model_merged{,_q4}.onnx (+ .onnx_data)  LLaMA + LoRA with KV cache
+    onnx/embed_tokens{,_fp16,_q4,_q4f16}.onnx          token embedding   input_ids -> inputs_embeds
+    onnx/decoder_model_merged{,_fp16,_q4,_q4f16}.onnx (+ .onnx_data)  LLaMA + LoRA with KV cache
 
-File suffixes follow transformers.js ('' fp32, '_q4' int4).
+File suffixes follow transformers.js ('' fp32, '_fp16' fp16, '_q4' int4, '_q4f16' int4 with fp16
+compute). The fp16 variants change only the LLM graphs: the audio side (speech encoder, audio
+encoder, connector) stays fp32 compute, because fp16 overflows audio encoders (a known WebGPU
+issue), so variant fp16 points at the fp32 audio files and int4f16 at the int4 ones
+(MatMulNBits with fp32 activations); no file is written twice.
 """
 
 from __future__ import annotations
@@ -27,11 +31,26 @@ import onnx
 
 from .checkpoints import ReferenceModules
 from .export import export_audio_encoder, export_connector, export_speech_encoder
-from .onnx_decoder import build_decoder_model, build_embed_graph, save_model
+from .onnx_decoder import MAX_TENSOR_BYTES, build_decoder_model, build_embed_graph, save_model
 
 FORMAT_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "manifest.schema.json"
-SUFFIX = {"fp32": "", "int4": "_q4"}
+SUFFIX = {"fp32": "", "fp16": "_fp16", "int4": "_q4", "int4f16": "_q4f16"}
+# Precision of the audio-side graphs (speech encoder, audio encoder, connector) per variant.
+AUDIO_PRECISION = {"fp32": "fp32", "fp16": "fp32", "int4": "int4", "int4f16": "int4"}
+AUDIO_GRAPHS = ("speechEncoder", "audioEncoder", "connector")
+VARIANT_NOTES = {
+    "fp32": "All weights float32.",
+    "int4": "int4 MatMulNBits (block 32) for every Linear; LoRA, norms and convolutions stay fp32.",
+    "fp16": ("LLM (embed_tokens, decoder) in fp16: fp16 weights and compute, float16 KV cache; "
+             "the audio side stays fp32 (the fp32 files). fp16 compute needs shader-f16; "
+             "verified on the wasm CPU backend only, not yet on a WebGPU GPU."),
+    "int4f16": ("LLM int4 MatMulNBits (block 32) with fp16 activations and fp16 scales, float16 KV cache; "
+                "the audio side is the int4 variant's (fp32 activations). fp16 compute needs shader-f16; "
+                "verified on the wasm CPU backend only, not yet on a WebGPU GPU."),
+}
+# Variants whose graphs this converter checks on every target it ships for (WebGPU included).
+TESTED = {"fp32": True, "int4": True, "fp16": False, "int4f16": False}
 GRAPH_FILES = {
     "speechEncoder": "speech_encoder",
     "audioEncoder": "audio_encoder",
@@ -82,27 +101,38 @@ def _save_graph(model: onnx.ModelProto, path: Path, always_external: bool) -> li
     return save_model(model, path, external_data=external)
 
 
-def write_graphs(ref: ReferenceModules, out: Path, precision: str, max_positions: int) -> dict:
-    """Export the five graphs of one precision into out/onnx; returns the manifest's graph table."""
+def write_graphs(ref: ReferenceModules, out: Path, precision: str, max_positions: int, *,
+                 max_tensor_bytes: int = MAX_TENSOR_BYTES, audio_graphs: Mapping[str, dict] | None = None) -> dict:
+    """Export one precision's graphs into out/onnx; returns the manifest's graph table.
+
+    The audio side (speech encoder, audio encoder, connector) is exported in
+    AUDIO_PRECISION[precision] under that precision's suffix, unless `audio_graphs` (a graph table
+    already written for that audio precision) is given: then its entries are reused as they are.
+    max_tensor_bytes: passed to the LLM graph builders (no initializer larger; see onnx_decoder).
+    """
     onnx_dir = out / "onnx"
     suffix = SUFFIX[precision]
+    audio_precision = AUDIO_PRECISION[precision]
     llm_state = ref.llm.state_dict()
-    models = {
-        "speechEncoder": export_speech_encoder(ref.whisper, precision),
-        "audioEncoder": export_audio_encoder(ref.beats, precision),
-        "connector": export_connector(ref.connector, precision),
-        "embedTokens": build_embed_graph(llm_state["model.embed_tokens.weight"], precision),
-        "decoder": build_decoder_model(
-            ref.configs.llama, llm_state, precision,
-            lora_default_scale=ref.configs.lora.scaling, max_positions=max_positions,
-        ),
-    }
-    graphs = {}
-    for key, model in models.items():
-        path = onnx_dir / f"{GRAPH_FILES[key]}{suffix}.onnx"
+    models = {}
+    if audio_graphs is None:
+        models.update({
+            "speechEncoder": (export_speech_encoder(ref.whisper, audio_precision), SUFFIX[audio_precision]),
+            "audioEncoder": (export_audio_encoder(ref.beats, audio_precision), SUFFIX[audio_precision]),
+            "connector": (export_connector(ref.connector, audio_precision), SUFFIX[audio_precision]),
+        })
+    models["embedTokens"] = (build_embed_graph(llm_state["model.embed_tokens.weight"], precision,
+                                               max_tensor_bytes=max_tensor_bytes), suffix)
+    models["decoder"] = (build_decoder_model(
+        ref.configs.llama, llm_state, precision,
+        lora_default_scale=ref.configs.lora.scaling, max_positions=max_positions, max_tensor_bytes=max_tensor_bytes,
+    ), suffix)
+    graphs = {key: dict(audio_graphs[key]) for key in AUDIO_GRAPHS} if audio_graphs is not None else {}
+    for key, (model, file_suffix) in models.items():
+        path = onnx_dir / f"{GRAPH_FILES[key]}{file_suffix}.onnx"
         written = _save_graph(model, path, always_external=(key == "decoder"))
         graphs[key] = {"path": f"onnx/{path.name}", "externalData": [p.name for p in written[1:]]}
-    return graphs
+    return {key: graphs[key] for key in GRAPH_FILES}
 
 
 def architecture(ref: ReferenceModules, max_positions: int) -> dict:
@@ -193,8 +223,13 @@ def validate_manifest(manifest: dict) -> None:
 
 
 def write_bundle(ref: ReferenceModules, out: Path, info: BundleInfo, tasks: Mapping[str, str],
-                 tokenizer_dir: Path, precisions: Sequence[str], max_positions: int) -> dict:
-    """Export everything into `out` (emptied first) and write a validated manifest.json."""
+                 tokenizer_dir: Path, precisions: Sequence[str], max_positions: int, *,
+                 max_tensor_bytes: int = MAX_TENSOR_BYTES) -> dict:
+    """Export everything into `out` (emptied first) and write a validated manifest.json.
+
+    precisions: any of fp32, int4, fp16, int4f16 (manifest variants in this order). fp16/int4f16
+    reuse the fp32/int4 audio graphs (written once, also when fp32/int4 itself is not listed).
+    """
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -207,10 +242,14 @@ def write_bundle(ref: ReferenceModules, out: Path, info: BundleInfo, tasks: Mapp
     (out / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
 
     variants = {}
+    audio_by_precision: dict[str, dict] = {}
     for precision in precisions:
-        graphs = write_graphs(ref, out, precision, max_positions)
-        note = "int4 MatMulNBits (block 32) for every Linear; LoRA, norms and convolutions stay fp32." if precision == "int4" else "All weights float32."
-        variants[precision] = {"tested": True, "note": note, "graphs": graphs}
+        if precision not in SUFFIX:
+            raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(SUFFIX)}")
+        graphs = write_graphs(ref, out, precision, max_positions, max_tensor_bytes=max_tensor_bytes,
+                              audio_graphs=audio_by_precision.get(AUDIO_PRECISION[precision]))
+        audio_by_precision.setdefault(AUDIO_PRECISION[precision], {key: graphs[key] for key in AUDIO_GRAPHS})
+        variants[precision] = {"tested": TESTED[precision], "note": VARIANT_NOTES[precision], "graphs": graphs}
 
     manifest = build_manifest(ref, info, tasks, variants, max_positions, eos_id, bos_id)
     manifest["files"] = list_files(out)

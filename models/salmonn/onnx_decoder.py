@@ -2,29 +2,55 @@
 
 Two graphs, named and shaped as transformers.js expects for multimodal decoders:
 
+Precisions (file suffixes in the bundle follow transformers.js: '', '_fp16', '_q4', '_q4f16'):
+    fp32     fp32 weights, fp32 compute.
+    int4     com.microsoft MatMulNBits (int4 weights, fp32 scales) with fp32 activations.
+    fp16     fp16 weights and fp16 compute (MatMul in fp16).
+    int4f16  MatMulNBits with fp16 activations and fp16 scales.
+    In the fp16 graphs everything inside is fp16 (norm weights, rotary caches, LoRA matrices,
+    activations, the KV cache); the EXTERNAL interface stays fp32 except the KV cache:
+    `inputs_embeds` f32 (Cast to fp16 inside), `lora_scale` f32 (Cast inside), `logits` f32
+    (Cast at the end), `past_key_values.*` / `present.*` float16. RMSNorm in fp16 graphs
+    accumulates in fp32: ONNX Runtime's CPU kernels (SimplifiedLayerNormalization with
+    stash_type=1, contrib SkipSimplifiedLayerNormalization) convert fp16 rows to fp32, normalize
+    and convert back, and the native WebGPU EP's SkipLayerNorm shader sums x and x^2 in f32;
+    the residual stream itself is stored in fp16 (like HF fp16 inference).
+
+Big tensors: browsers cap one GPU binding (maxStorageBufferBindingSize, often 128 MiB - 1 GiB),
+so no initializer may exceed `max_tensor_bytes` (256 MiB default). A plain MatMul weight over it
+is split along N (output features) into equal-ish chunks, one MatMul each, Concat on the last
+axis; MatMulNBits likewise (rows of the packed weight and of the scales); an embedding table
+is split along the hidden axis into column blocks, one Gather (or GatherBlockQuantized, blocks
+a multiple of the quantization block) each, Concat on the last axis. Graphs with nothing to
+split are byte-identical to graphs built without the parameter. The builders raise ValueError
+if any initializer is still over the limit (e.g. a rotary cache with absurd max_positions).
+
 `embed_tokens` (`build_embed_graph`)
     input_ids int64 [batch, sequence_length] -> inputs_embeds f32 [batch, sequence_length, hidden]
-    fp32: plain `Gather`. int4: com.microsoft `GatherBlockQuantized` (uint8 data, bits 4,
-    block 32, no zero points = implicit 8; see int4.quantize_gather_int4).
+    fp32: plain `Gather`. fp16: fp16 table, `Gather` + Cast to f32. int4 / int4f16:
+    com.microsoft `GatherBlockQuantized` (uint8 data, bits 4, block 32, no zero points =
+    implicit 8; see int4.quantize_gather_int4) with fp32 / fp16 scales (+ Cast to f32).
 
 `decoder_model_merged` (`build_decoder_model`)
     inputs
       inputs_embeds               f32   [batch, sequence_length, hidden]
       attention_mask              int64 [batch, total_sequence_length]   (1 = real token)
       position_ids                int64 [batch, sequence_length]
-      past_key_values.{i}.key     f32   [batch, kv_heads, past_sequence_length, head_dim]
-      past_key_values.{i}.value   f32   [batch, kv_heads, past_sequence_length, head_dim]
+      past_key_values.{i}.key     KV    [batch, kv_heads, past_sequence_length, head_dim]
+      past_key_values.{i}.value   KV    [batch, kv_heads, past_sequence_length, head_dim]
       lora_scale                  f32   []  (rank-0 scalar; 0 = base model, alpha/r = trained)
     outputs
       logits                      f32   [batch, sequence_length, vocab]
-      present.{i}.key / .value    f32   [batch, kv_heads, total_sequence_length, head_dim]
+      present.{i}.key / .value    KV    [batch, kv_heads, total_sequence_length, head_dim]
+    KV = float32 for fp32/int4, float16 for fp16/int4f16.
     total_sequence_length = past_sequence_length + sequence_length; keys are stored rotated
     (like the PyTorch reference), so `present` feeds the next step's `past_key_values`.
 
 Graph (one decoder layer; every node of the contrib kinds has a fused WebGPU kernel in ORT):
     SimplifiedLayerNormalization (layer 0) / SkipSimplifiedLayerNormalization (residual add +
-    RMSNorm, output 3 = the residual sum) -> q/k/v projections (MatMul on W^T in fp32,
-    com.microsoft MatMulNBits in int4) -> LoRA on the projections that carry it, always fp32:
+    RMSNorm, output 3 = the residual sum) -> q/k/v projections (MatMul on W^T in fp32/fp16,
+    com.microsoft MatMulNBits in int4/int4f16) -> LoRA on the projections that carry it, in
+    the graph's compute type (fp32 for fp32/int4, fp16 for fp16/int4f16):
     q += MatMul(Mul(MatMul(x, A^T), lora_scale), B^T)  (the scale multiplies the rank-r
     intermediate, the cheapest place; algebraically the reference's scale * (x A^T) B^T) ->
     com.microsoft RotaryEmbedding on q and k (non-interleaved = HF rotate_half; cos/sin caches
@@ -59,18 +85,58 @@ from onnx import TensorProto, helper, numpy_helper
 from .int4 import BLOCK_SIZE, quantize_gather_int4, quantize_int4
 from .llama import LlamaConfig, rotary_inv_freq
 
-PRECISIONS = ("fp32", "int4")
+PRECISIONS = ("fp32", "int4", "fp16", "int4f16")
+INT4_PRECISIONS = ("int4", "int4f16")
+FP16_PRECISIONS = ("fp16", "int4f16")
+MAX_TENSOR_BYTES = 256 << 20
 OPSET_ONNX = 17
 OPSET_MS = 1
 MS = "com.microsoft"
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
+INT4_LINEARS = PROJECTIONS + MLP_PROJECTIONS  # plus lm_head
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def compute_dtype(precision: str) -> type:
+    """numpy dtype the graph computes in (and of its KV cache): float16 for fp16/int4f16."""
+    _check_precision(precision)
+    return np.float16 if precision in FP16_PRECISIONS else np.float32
+
+
+def _onnx_type(dtype) -> int:
+    return TensorProto.FLOAT16 if np.dtype(dtype) == np.float16 else TensorProto.FLOAT
 
 
 def _np(t) -> np.ndarray:
     if hasattr(t, "detach"):
         t = t.detach().cpu().float().numpy()
     return np.ascontiguousarray(np.asarray(t, dtype=np.float32))
+
+
+def _as_dtype(array: np.ndarray, dtype, what: str) -> np.ndarray:
+    """array cast to dtype; refuses values that do not fit fp16 (inf after the cast)."""
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(array.astype(dtype))
+    if out.dtype == np.float16 and not np.isfinite(out).all():
+        raise ValueError(f"{what}: values outside the float16 range ({float(np.abs(array).max()):.3g})")
+    return out
+
+
+def _split_sizes(total: int, unit_bytes: int, max_bytes: int, what: str) -> list[int]:
+    """Equal-ish sizes (differing by at most 1) summing to `total`, each `size * unit_bytes <= max_bytes`."""
+    if total * unit_bytes <= max_bytes:
+        return [total]
+    if unit_bytes > max_bytes:
+        raise ValueError(f"{what}: one slice is {unit_bytes} bytes, over max_tensor_bytes={max_bytes}")
+    per_chunk = max_bytes // unit_bytes
+    chunks = -(-total // per_chunk)
+    base, extra = divmod(total, chunks)
+    return [base + (1 if j < extra else 0) for j in range(chunks)]
 
 
 class _GraphBuilder:
@@ -92,6 +158,11 @@ class _GraphBuilder:
         self.nodes.append(helper.make_node(op, inputs, outputs, name=name, domain=domain or None, **attrs))
         return outputs
 
+    def check_sizes(self, max_tensor_bytes: int) -> None:
+        over = [f"{t.name} ({len(t.raw_data)} bytes)" for t in self.initializers if len(t.raw_data) > max_tensor_bytes]
+        if over:
+            raise ValueError(f"initializers over max_tensor_bytes={max_tensor_bytes}: {', '.join(over)}")
+
 
 def rotary_caches(config: LlamaConfig, max_positions: int) -> tuple[np.ndarray, np.ndarray]:
     """cos/sin [max_positions, head_dim/2] f32, computed exactly as llama.rotary_cos_sin does."""
@@ -102,31 +173,117 @@ def rotary_caches(config: LlamaConfig, max_positions: int) -> tuple[np.ndarray, 
     return angles.cos().numpy().astype(np.float32), angles.sin().numpy().astype(np.float32)
 
 
-def _linear(g: _GraphBuilder, x: str, weight: np.ndarray, prefix: str, precision: str,
-            block_size: int, accuracy_level: int) -> str:
-    """y = x W^T for a torch Linear weight W [N, K]."""
-    n, k = weight.shape
-    out = f"{prefix}/output_0"
-    if precision == "fp32":
-        w = g.init(f"{prefix}.weight_T", np.ascontiguousarray(weight.T))
-        g.node("MatMul", [x, w], [out], name=f"{prefix}/MatMul")
-    else:
-        packed, scales = quantize_int4(weight, block_size)
-        b = g.init(f"{prefix}.weight_Q4", packed)
-        s = g.init(f"{prefix}.weight_scales", scales)
-        attrs = dict(K=k, N=n, bits=4, block_size=block_size)
-        if accuracy_level:
-            attrs["accuracy_level"] = accuracy_level
-        g.node("MatMulNBits", [x, b, s], [out], name=f"{prefix}/MatMulNBits", domain=MS, **attrs)
+def quantize_linear(weight, precision: str, block_size: int = BLOCK_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """int4 packing of a Linear weight [N, K] as the `precision` graph stores it (scales fp16 for int4f16)."""
+    packed, scales = quantize_int4(_np(weight), block_size)
+    return packed, _as_dtype(scales, compute_dtype(precision), "int4 scales")
+
+
+def quantize_embedding(table, precision: str, block_size: int = BLOCK_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """GatherBlockQuantized packing of an embedding table as the `precision` graph stores it."""
+    packed, scales = quantize_gather_int4(_np(table), block_size)
+    return packed, _as_dtype(scales, compute_dtype(precision), "int4 scales")
+
+
+def reference_weights(weights: Mapping[str, object], precision: str, block_size: int = BLOCK_SIZE) -> dict:
+    """The decoder state dict with every weight replaced by exactly what the `precision` graphs hold
+    (as float32 torch tensors): fp16-rounded for fp16; int4-dequantized (with the graph's scale
+    dtype) for the int4 linears, lm_head and the embedding table of int4/int4f16, and the rest
+    fp16-rounded for int4f16. Load it into `LlamaDecoder` to get the weight-exact reference."""
+    import torch
+
+    from .int4 import dequantize_gather_int4, dequantize_int4
+
+    _check_precision(precision)
+    dtype = compute_dtype(precision)
+    out = {}
+    for key, value in weights.items():
+        arr = _np(value)
+        if precision in INT4_PRECISIONS and key == "model.embed_tokens.weight":
+            packed, scales = quantize_embedding(arr, precision, block_size)
+            arr = dequantize_gather_int4(packed, scales.astype(np.float32))
+        elif precision in INT4_PRECISIONS and (key == "lm_head.weight" or (
+                key.endswith(".weight") and any(f".{n}." in key for n in INT4_LINEARS))):
+            packed, scales = quantize_linear(arr, precision, block_size)
+            arr = dequantize_int4(packed, scales.astype(np.float32), arr.shape[1])
+        if dtype == np.float16:
+            arr = _as_dtype(arr, np.float16, key).astype(np.float32)
+        out[key] = torch.from_numpy(np.ascontiguousarray(arr))
     return out
 
 
-def _lora_delta(g: _GraphBuilder, x: str, a: np.ndarray, b: np.ndarray, prefix: str) -> str:
-    """lora_scale * (x A^T) B^T, fp32 (A [r, in], B [out, r])."""
-    a_t = g.init(f"{prefix}.lora_A_T", np.ascontiguousarray(a.T))
-    b_t = g.init(f"{prefix}.lora_B_T", np.ascontiguousarray(b.T))
+def _linear(g: _GraphBuilder, x: str, weight: np.ndarray, prefix: str, precision: str,
+            block_size: int, accuracy_level: int, max_tensor_bytes: int = MAX_TENSOR_BYTES,
+            cast_to: Optional[int] = None, cast_output: str = "") -> str:
+    """y = x W^T for a torch Linear weight W [N, K]; split along N when a tensor would exceed max_tensor_bytes.
+
+    cast_to/cast_output: Cast the result to that type, named cast_output (the fp16 graphs' lm_head
+    -> f32 logits). When split, each chunk is cast before the Concat, so the Concat runs in the
+    target type and the chunks never round-trip through fp16 (on ORT's CPU EP the fp16 MatMul
+    runs in fp32 and the Cast pair is removed; a fp16 Concat would round the logits to fp16).
+    """
+    n, k = weight.shape
+    out = f"{prefix}/output_0"
+    dtype = compute_dtype(precision)
+
+    def finish(parts: list[str]) -> str:
+        if cast_to is None:
+            if len(parts) == 1:
+                return out
+            g.node("Concat", parts, [out], name=f"{prefix}/Concat", axis=-1)
+            return out
+        if len(parts) == 1:
+            g.node("Cast", parts, [cast_output], name=f"{prefix}/Cast", to=cast_to)
+            return cast_output
+        cast = [g.node("Cast", [part], [f"{prefix}/Cast_{j}/output_0"], name=f"{prefix}/Cast_{j}", to=cast_to)[0]
+                for j, part in enumerate(parts)]
+        g.node("Concat", cast, [cast_output], name=f"{prefix}/Concat", axis=-1)
+        return cast_output
+    if precision not in INT4_PRECISIONS:
+        w_t = _as_dtype(weight.T, dtype, f"{prefix}.weight")  # [K, N]
+        sizes = _split_sizes(n, k * w_t.itemsize, max_tensor_bytes, f"{prefix}.weight")
+        if len(sizes) == 1:
+            w = g.init(f"{prefix}.weight_T", w_t)
+            return finish(g.node("MatMul", [x, w], [out], name=f"{prefix}/MatMul"))
+        parts, start = [], 0
+        for j, size in enumerate(sizes):
+            w = g.init(f"{prefix}.weight_T.part{j}", w_t[:, start:start + size])
+            parts += g.node("MatMul", [x, w], [f"{prefix}/MatMul_{j}/output_0"], name=f"{prefix}/MatMul_{j}")
+            start += size
+        return finish(parts)
+
+    packed, scales = quantize_linear(weight, precision, block_size)
+    n_blocks = packed.shape[1]
+    row_bytes = max(packed[0].nbytes, n_blocks * scales.itemsize)
+    sizes = _split_sizes(n, row_bytes, max_tensor_bytes, f"{prefix}.weight")
+
+    def nbits(b: np.ndarray, s: np.ndarray, n_rows: int, suffix: str, output: str) -> list[str]:
+        b_name = g.init(f"{prefix}.weight_Q4{suffix}", b)
+        s_name = g.init(f"{prefix}.weight_scales{suffix}", s)
+        attrs = dict(K=k, N=n_rows, bits=4, block_size=block_size)
+        if accuracy_level:
+            attrs["accuracy_level"] = accuracy_level
+        node_suffix = suffix.replace(".part", "_")
+        return g.node("MatMulNBits", [x, b_name, s_name], [output], name=f"{prefix}/MatMulNBits{node_suffix}",
+                      domain=MS, **attrs)
+
+    if len(sizes) == 1:
+        return finish(nbits(packed, scales, n, "", out))
+    parts, start = [], 0
+    for j, size in enumerate(sizes):
+        parts += nbits(packed[start:start + size], scales[start * n_blocks:(start + size) * n_blocks], size,
+                       f".part{j}", f"{prefix}/MatMulNBits_{j}/output_0")
+        start += size
+    return finish(parts)
+
+
+def _lora_delta(g: _GraphBuilder, x: str, a: np.ndarray, b: np.ndarray, prefix: str,
+                scale: str = "lora_scale", dtype=np.float32) -> str:
+    """scale * (x A^T) B^T in the graph's compute dtype (A [r, in], B [out, r])."""
+    a_t = g.init(f"{prefix}.lora_A_T", _as_dtype(a.T, dtype, f"{prefix}.lora_A"))
+    b_t = g.init(f"{prefix}.lora_B_T", _as_dtype(b.T, dtype, f"{prefix}.lora_B"))
     (down,) = g.node("MatMul", [x, a_t], [f"{prefix}/lora_A/output_0"], name=f"{prefix}/lora_A/MatMul")
-    (scaled,) = g.node("Mul", [down, "lora_scale"], [f"{prefix}/lora_scale/output_0"], name=f"{prefix}/lora_scale/Mul")
+    (scaled,) = g.node("Mul", [down, scale], [f"{prefix}/lora_scale/output_0"], name=f"{prefix}/lora_scale/Mul")
     (up,) = g.node("MatMul", [scaled, b_t], [f"{prefix}/lora_B/output_0"], name=f"{prefix}/lora_B/MatMul")
     return up
 
@@ -141,6 +298,7 @@ def build_decoder_model(
     max_positions: Optional[int] = None,
     block_size: int = BLOCK_SIZE,
     accuracy_level: int = 0,
+    max_tensor_bytes: int = MAX_TENSOR_BYTES,
 ) -> onnx.ModelProto:
     """Decoder graph (see module doc) from the reference decoder's state dict.
 
@@ -148,14 +306,19 @@ def build_decoder_model(
       tensors are taken from `weights` and/or `lora` (same key names,
       `model.layers.N.self_attn.X_proj.lora_A` / `lora_B`); `lora` wins on a clash. Any of
       q/k/v/o_proj may carry LoRA; without any, `lora_scale` is still an input (unused).
-    precision: "fp32" (MatMul) or "int4" (MatMulNBits for q,k,v,o,gate,up,down,lm_head;
-      norms, rotary caches and LoRA stay fp32).
+    precision: "fp32" (MatMul), "int4" (MatMulNBits for q,k,v,o,gate,up,down,lm_head; norms,
+      rotary caches and LoRA stay fp32), "fp16" (MatMul in fp16; everything inside fp16) or
+      "int4f16" (MatMulNBits with fp16 activations and fp16 scales; the rest fp16). The fp16
+      variants keep fp32 `inputs_embeds` / `lora_scale` / `logits`; their KV cache is float16.
     lora_default_scale: stored in metadata (`lora_default_scale`) for the engine; not used.
     max_positions: rotary cache rows (default config.max_position_embeddings).
     accuracy_level: MatMulNBits attribute; 0 (default, left unset) = fp32 compute on CPU.
+    max_tensor_bytes: no initializer above this size (weights are split along N, see module doc).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    _check_precision(precision)
+    dtype = compute_dtype(precision)
+    half = dtype == np.float16
+    ftype = _onnx_type(dtype)
     weights = dict(weights)
     if lora:
         weights.update(lora)
@@ -171,7 +334,7 @@ def build_decoder_model(
         return _np(weights[key])
 
     def linear(x: str, key: str, prefix: str) -> str:
-        return _linear(g, x, w(key), prefix, precision, block_size, accuracy_level)
+        return _linear(g, x, w(key), prefix, precision, block_size, accuracy_level, max_tensor_bytes)
 
     # ---- shared preamble: GQA's sequence-length inputs, rotary caches
     axes1 = g.init("const_axes_1", np.array([1], dtype=np.int64))
@@ -189,16 +352,32 @@ def build_decoder_model(
     g.node("Cast", ["/model/attn_mask/Gather/output_0"], ["total_seq_len"],
            name="/model/attn_mask/total_seq_len/Cast", to=TensorProto.INT32)
     cos, sin = rotary_caches(config, max_positions)
-    cos_name = g.init("cos_cache", cos)
-    sin_name = g.init("sin_cache", sin)
+    cos_name = g.init("cos_cache", cos.astype(dtype))
+    sin_name = g.init("sin_cache", sin.astype(dtype))
 
     residual = "inputs_embeds"
+    if half:
+        (residual,) = g.node("Cast", ["inputs_embeds"], ["/model/inputs_embeds/Cast/output_0"],
+                             name="/model/inputs_embeds/Cast", to=ftype)
     pending: Optional[str] = None  # delta to add to the residual before the next norm
     lora_projs: list[str] = []
+    lora_scale_name: Optional[str] = None
+
+    def lora_scale() -> str:
+        nonlocal lora_scale_name
+        if lora_scale_name is None:
+            lora_scale_name = "lora_scale"
+            if half:
+                (lora_scale_name,) = g.node("Cast", ["lora_scale"], ["/model/lora_scale/Cast/output_0"],
+                                            name="/model/lora_scale/Cast", to=ftype)
+        return lora_scale_name
+
+    def lora_delta(x: str, key: str, prefix: str) -> str:
+        return _lora_delta(g, x, w(f"{key}.lora_A"), w(f"{key}.lora_B"), prefix, lora_scale(), dtype)
 
     def norm(weight_key: str, prefix: str) -> str:
         nonlocal residual, pending
-        gamma = g.init(weight_key, w(weight_key))
+        gamma = g.init(weight_key, _as_dtype(w(weight_key), dtype, weight_key))
         out = f"{prefix}/output_0"
         if pending is None:
             g.node("SimplifiedLayerNormalization", [residual, gamma], [out], name=f"{prefix}/SimplifiedLayerNorm",
@@ -222,7 +401,7 @@ def build_decoder_model(
             y = linear(x, f"{key}.weight", f"{n}/attn/{name}")
             if f"{key}.lora_A" in weights:
                 lora_projs.append(key)
-                delta = _lora_delta(g, x, w(f"{key}.lora_A"), w(f"{key}.lora_B"), f"{n}/attn/{name}")
+                delta = lora_delta(x, key, f"{n}/attn/{name}")
                 (y,) = g.node("Add", [y, delta], [f"{n}/attn/{name}/Add/output_0"], name=f"{n}/attn/{name}/Add")
             proj[name] = y
 
@@ -245,7 +424,7 @@ def build_decoder_model(
         o = linear(attn, f"{o_key}.weight", f"{n}/attn/o_proj")
         if f"{o_key}.lora_A" in weights:
             lora_projs.append(o_key)
-            delta = _lora_delta(g, attn, w(f"{o_key}.lora_A"), w(f"{o_key}.lora_B"), f"{n}/attn/o_proj")
+            delta = lora_delta(attn, o_key, f"{n}/attn/o_proj")
             (o,) = g.node("Add", [o, delta], [f"{n}/attn/o_proj/Add/output_0"], name=f"{n}/attn/o_proj/Add")
         pending = o
 
@@ -258,8 +437,13 @@ def build_decoder_model(
         pending = linear(prod, f"{p}.mlp.down_proj.weight", f"{n}/mlp/down_proj")
 
     x = norm("model.norm.weight", "/model/norm")
-    logits_raw = linear(x, "lm_head.weight", "/lm_head")
-    g.node("Identity", [logits_raw], ["logits"], name="/lm_head/Identity")
+    if half:
+        _linear(g, x, w("lm_head.weight"), "/lm_head", precision, block_size, accuracy_level, max_tensor_bytes,
+                cast_to=TensorProto.FLOAT, cast_output="logits")
+    else:
+        logits_raw = linear(x, "lm_head.weight", "/lm_head")
+        g.node("Identity", [logits_raw], ["logits"], name="/lm_head/Identity")
+    g.check_sizes(max_tensor_bytes)
 
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     kv_shape_past = ["batch_size", kv_heads, "past_sequence_length", head_dim]
@@ -271,10 +455,10 @@ def build_decoder_model(
     ]
     for i in range(config.num_hidden_layers):
         for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", f32, kv_shape_past))
+            inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", ftype, kv_shape_past))
     inputs.append(helper.make_tensor_value_info("lora_scale", f32, []))
     outputs = [helper.make_tensor_value_info("logits", f32, ["batch_size", "sequence_length", config.vocab_size])]
-    outputs += [helper.make_tensor_value_info(name, f32, kv_shape_present) for name in outputs_present]
+    outputs += [helper.make_tensor_value_info(name, ftype, kv_shape_present) for name in outputs_present]
 
     graph = helper.make_graph(g.nodes, "salmonn_llama_decoder", inputs, outputs)
     graph.initializer.extend(g.initializers)
@@ -284,42 +468,78 @@ def build_decoder_model(
         "max_positions": str(max_positions),
         "lora_projections": json.dumps(lora_projs),
         "lora_default_scale": "" if lora_default_scale is None else repr(float(lora_default_scale)),
-        "int4_block_size": str(block_size) if precision == "int4" else "",
+        "int4_block_size": str(block_size) if precision in INT4_PRECISIONS else "",
     }
     return _model(graph, meta)
 
 
-def build_embed_graph(weight, precision: str = "fp32", block_size: int = BLOCK_SIZE) -> onnx.ModelProto:
+def build_embed_graph(weight, precision: str = "fp32", block_size: int = BLOCK_SIZE, *,
+                      max_tensor_bytes: int = MAX_TENSOR_BYTES) -> onnx.ModelProto:
     """`embed_tokens`: input_ids int64 [batch, seq] -> inputs_embeds f32 [batch, seq, hidden].
 
     weight: the embedding table [vocab, hidden] (`model.embed_tokens.weight`).
-    int4 uses com.microsoft GatherBlockQuantized (data uint8 [vocab, hidden/2], scales
-    [vocab, hidden/block_size], bits 4, gather_axis 0, quantize_axis 1, no zero points).
+    fp32/fp16: Gather on the fp32/fp16 table (fp16: + Cast to f32).
+    int4/int4f16 use com.microsoft GatherBlockQuantized (data uint8 [vocab, hidden/2], scales
+    [vocab, hidden/block_size] f32/f16, bits 4, gather_axis 0, quantize_axis 1, no zero points;
+    int4f16: + Cast to f32).
+    A table over max_tensor_bytes is split along hidden into column blocks (multiples of
+    block_size for int4), one Gather each, Concat on the last axis.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    _check_precision(precision)
+    dtype = compute_dtype(precision)
     table = _np(weight)
     vocab, hidden = table.shape
     g = _GraphBuilder()
-    if precision == "fp32":
-        g.init("model.embed_tokens.weight", table)
-        g.node("Gather", ["model.embed_tokens.weight", "input_ids"], ["inputs_embeds"],
-               name="/model/embed_tokens/Gather", axis=0)
+    gathered = "inputs_embeds" if dtype == np.float32 else "/model/embed_tokens/output_0"
+    if precision not in INT4_PRECISIONS:
+        data = _as_dtype(table, dtype, "model.embed_tokens.weight")
+        sizes = _split_sizes(hidden, vocab * data.itemsize, max_tensor_bytes, "model.embed_tokens.weight")
+        if len(sizes) == 1:
+            g.init("model.embed_tokens.weight", data)
+            g.node("Gather", ["model.embed_tokens.weight", "input_ids"], [gathered],
+                   name="/model/embed_tokens/Gather", axis=0)
+        else:
+            parts, start = [], 0
+            for j, size in enumerate(sizes):
+                name = g.init(f"model.embed_tokens.weight.part{j}", data[:, start:start + size])
+                parts += g.node("Gather", [name, "input_ids"], [f"/model/embed_tokens/Gather_{j}/output_0"],
+                                name=f"/model/embed_tokens/Gather_{j}", axis=0)
+                start += size
+            g.node("Concat", parts, [gathered], name="/model/embed_tokens/Concat", axis=-1)
     else:
-        packed, scales = quantize_gather_int4(table, block_size)
-        g.init("model.embed_tokens.weight_Q4", packed)
-        g.init("model.embed_tokens.weight_scales", scales)
-        g.node("GatherBlockQuantized",
-               ["model.embed_tokens.weight_Q4", "input_ids", "model.embed_tokens.weight_scales"],
-               ["inputs_embeds"], name="/model/embed_tokens/GatherBlockQuantized", domain=MS,
-               bits=4, block_size=block_size, gather_axis=0, quantize_axis=1)
+        packed, scales = quantize_embedding(table, precision, block_size)
+        n_blocks = scales.shape[1]
+        block_bytes = max(vocab * block_size // 2, vocab * scales.itemsize)
+        sizes = _split_sizes(n_blocks, block_bytes, max_tensor_bytes, "model.embed_tokens.weight")
+
+        def gbq(b: np.ndarray, s: np.ndarray, suffix: str, output: str) -> list[str]:
+            b_name = g.init(f"model.embed_tokens.weight_Q4{suffix}", b)
+            s_name = g.init(f"model.embed_tokens.weight_scales{suffix}", s)
+            return g.node("GatherBlockQuantized", [b_name, "input_ids", s_name], [output],
+                          name=f"/model/embed_tokens/GatherBlockQuantized{suffix.replace('.part', '_')}", domain=MS,
+                          bits=4, block_size=block_size, gather_axis=0, quantize_axis=1)
+
+        if len(sizes) == 1:
+            gbq(packed, scales, "", gathered)
+        else:
+            parts, start = [], 0
+            half_block = block_size // 2
+            for j, size in enumerate(sizes):
+                parts += gbq(np.ascontiguousarray(packed[:, start * half_block:(start + size) * half_block]),
+                             np.ascontiguousarray(scales[:, start:start + size]), f".part{j}",
+                             f"/model/embed_tokens/GatherBlockQuantized_{j}/output_0")
+                start += size
+            g.node("Concat", parts, [gathered], name="/model/embed_tokens/Concat", axis=-1)
+    if gathered != "inputs_embeds":
+        g.node("Cast", [gathered], ["inputs_embeds"], name="/model/embed_tokens/Cast", to=TensorProto.FLOAT)
+    g.check_sizes(max_tensor_bytes)
     graph = helper.make_graph(
         g.nodes, "salmonn_embed_tokens",
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"])],
         [helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, ["batch_size", "sequence_length", hidden])],
     )
     graph.initializer.extend(g.initializers)
-    meta = {"precision": precision, "int4_block_size": str(block_size) if precision == "int4" else ""}
+    meta = {"precision": precision, "int4_block_size": str(block_size) if precision in INT4_PRECISIONS else ""}
     return _model(graph, meta)
 
 

@@ -13,7 +13,7 @@ export interface HarnessResult {
   location: string;
 }
 
-async function runGraph(modelBase64: string, input: number[], dims: number[], backend: Backend): Promise<HarnessResult> {
+async function runGraph(modelBase64: string, input: number[], dims: readonly number[], backend: Backend): Promise<HarnessResult> {
   const model = Uint8Array.from(atob(modelBase64), (c) => c.charCodeAt(0));
   // On webgpu, ask for the output to stay on the GPU: a gpu-buffer tensor can only come from the
   // WebGPU EP, so a silent fallback to the CPU cannot pass unnoticed.

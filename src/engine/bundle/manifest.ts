@@ -1,0 +1,379 @@
+/**
+ * The bundle manifest (`manifest.json`, format version 1): TypeScript types mirroring
+ * `models/manifest.schema.json`, validation against that schema (no eval, so it runs under a
+ * strict CSP and in workers), and the two questions the loader asks of a manifest: which files
+ * does a variant need, and which variant suits this device.
+ */
+import { Validator, type OutputUnit, type Schema } from '@cfworker/json-schema';
+import manifestSchema from '../../../models/manifest.schema.json';
+import type { Backend } from '../device';
+import { HarkError } from '../errors';
+
+export const MANIFEST_FILE = 'manifest.json';
+export const FORMAT_VERSION = 1;
+
+export type VariantName = 'fp32' | 'fp16' | 'int4' | 'int4f16';
+export type GraphName = 'speechEncoder' | 'audioEncoder' | 'connector' | 'embedTokens' | 'decoder';
+export const GRAPH_NAMES: readonly GraphName[] = ['speechEncoder', 'audioEncoder', 'connector', 'embedTokens', 'decoder'];
+
+export interface GraphSpec {
+  /** Path of the .onnx file inside the bundle. */
+  path: string;
+  /** External-data files the graph references, relative to the graph's folder. */
+  externalData: string[];
+}
+
+export interface Variant {
+  /** False for variants that could not be run where the bundle was made. */
+  tested: boolean;
+  note?: string;
+  graphs: Record<GraphName, GraphSpec>;
+}
+
+export interface FileEntry {
+  path: string;
+  size: number;
+  /** Lower-case hex SHA-256 of the file's bytes. */
+  sha256: string;
+}
+
+export interface SpeechEncoderSpec {
+  type: 'whisper';
+  numMelBins: number;
+  inputFrames: number;
+  outputFrames: number;
+  width: number;
+  layers: number;
+  heads: number;
+  ffnDim: number;
+}
+
+export interface AudioEncoderSpec {
+  type: 'beats';
+  numMelBins: number;
+  patchSize: number;
+  width: number;
+  layers: number;
+  heads: number;
+  ffnDim: number;
+}
+
+export interface ConnectorSpec {
+  type: 'window-qformer';
+  hidden: number;
+  layers: number;
+  heads: number;
+  ffnDim: number;
+  windowFrames: number;
+  strideFrames: number;
+  /** Audio embeddings per 30 s chunk (88 for SALMONN). */
+  tokensPerChunk: number;
+  outputWidth: number;
+}
+
+export interface LlmSpec {
+  type: 'llama';
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  maxPositions: number;
+  ropeTheta: number;
+  rmsNormEps: number;
+}
+
+export interface LoraSpec {
+  rank: number;
+  alpha: number;
+  /** alpha / rank: the scale the model was trained with. */
+  defaultScale: number;
+  targets: string[];
+}
+
+export interface Architecture {
+  speechEncoder: SpeechEncoderSpec;
+  audioEncoder: AudioEncoderSpec;
+  connector: ConnectorSpec;
+  llm: LlmSpec;
+  lora: LoraSpec;
+}
+
+export interface AudioSpec {
+  sampleRate: number;
+  /** Shorter audio is zero-padded to this length. */
+  minSeconds: number;
+  /** Longer audio is split into chunks of this length, each encoded alone. */
+  chunkSeconds: number;
+  /** Duration of one speech-encoder output frame (the time map's unit). */
+  encoderFrameSeconds: number;
+}
+
+export interface WhisperFeatureSpec {
+  /** Path of a transformers.js WhisperFeatureExtractor config inside the bundle. */
+  preprocessorConfig: string;
+  featureSize: number;
+  samplingRate: number;
+  nFft: number;
+  hopLength: number;
+  chunkLength: number;
+}
+
+export interface FbankFeatureSpec {
+  waveformScale: number;
+  numMelBins: number;
+  sampleFrequency: number;
+  frameLengthMs: number;
+  frameShiftMs: number;
+  mean: number;
+  std: number;
+  /** BEATs divides by stdMultiplier * std (2 for BEATs). */
+  stdMultiplier: number;
+}
+
+export interface PromptSpec {
+  /** Chat template with {} for the user text, e.g. 'USER: {}\nASSISTANT:'. */
+  template: string;
+  /** User text with {} for the question, containing the audio slot. */
+  userText: string;
+  audioSlot: string;
+  bosTokenId: number;
+  eosTokenId: number;
+}
+
+export interface GenerationSpec {
+  maxNewTokens: number;
+  numBeams?: number;
+  doSample: boolean;
+  temperature: number;
+  topP: number;
+  topK: number;
+  repetitionPenalty: number;
+  lengthPenalty?: number;
+  stopTokenIds: number[];
+}
+
+export interface TokenizerSpec {
+  tokenizerJson: string;
+  tokenizerConfig: string;
+}
+
+export interface Manifest {
+  format: 'hark-bundle';
+  formatVersion: 1;
+  name: string;
+  family: 'salmonn';
+  /** Short human label shown in the model manager. */
+  label: string;
+  description: string;
+  /** True for test bundles whose weights are random: their answers are meaningless. */
+  randomWeights?: boolean;
+  source?: Record<string, string>;
+  architecture: Architecture;
+  audio: AudioSpec;
+  features: { whisper: WhisperFeatureSpec; fbank: FbankFeatureSpec };
+  prompt: PromptSpec;
+  /** Task prompts shipped with the checkpoint. */
+  tasks: Record<string, string>;
+  generation: GenerationSpec;
+  tokenizer: TokenizerSpec;
+  /** Graph sets by precision; every variant has the same five graphs. */
+  variants: Partial<Record<VariantName, Variant>>;
+  files: FileEntry[];
+}
+
+let validator: Validator | undefined;
+function schemaValidator(): Validator {
+  // shortCircuit=false: collect every error, so the message can name the most specific ones.
+  validator ??= new Validator(manifestSchema as unknown as Schema, '2020-12', false);
+  return validator;
+}
+
+/** How many schema errors a `bundle/manifest-invalid` message lists. */
+const MAX_LISTED_ERRORS = 5;
+
+/** '#/architecture/llm' → '/architecture/llm' (a JSON pointer); the root is shown as '(root)'. */
+function pointer(location: string): string {
+  const p = location.replace(/^#/, '');
+  return p === '' ? '(root)' : p;
+}
+
+/**
+ * cfworker reports every level of a failure ("property architecture does not match", then
+ * "property llm does not match", …, then the leaf). Keep only the leaves: an error is dropped when
+ * another error's keyword location lies below its own. `false` boolean-schema errors duplicate
+ * the `additionalProperties` error that produced them, which is reworded instead.
+ */
+function leafErrors(errors: readonly OutputUnit[]): string[] {
+  const relevant = errors.filter((e) => e.keyword !== 'false');
+  const leaves = relevant.filter(
+    (e) => !relevant.some((f) => f !== e && f.keywordLocation.startsWith(`${e.keywordLocation}/`)),
+  );
+  return leaves.map((e) => {
+    const extra = /^Property "(.*)" does not match additional properties schema\.$/.exec(e.error);
+    if (e.keyword === 'additionalProperties' && extra) {
+      return `${pointer(`${e.instanceLocation}/${extra[1]}`)}: unknown property "${extra[1]}"`;
+    }
+    return `${pointer(e.instanceLocation)}: ${e.error.replace(/\.$/, '')}`;
+  });
+}
+
+function invalid(problems: string[], name?: string): HarkError {
+  const shown = problems.slice(0, MAX_LISTED_ERRORS);
+  const more = problems.length > shown.length ? ` (and ${problems.length - shown.length} more)` : '';
+  const what = name ? `The manifest of bundle "${name}"` : 'The bundle manifest';
+  return new HarkError(
+    'bundle/manifest-invalid',
+    `${what} is not valid: ${shown.join('; ')}${more}. The bundle is damaged or was not made by Hark's ` +
+      `converter: rebuild it (models/convert.py) or choose another bundle.`,
+    { errors: shown.join('\n'), errorCount: problems.length },
+  );
+}
+
+/**
+ * Validates a parsed `manifest.json`. Throws `bundle/unsupported-version` for another format
+ * version and `bundle/manifest-invalid` (listing the first few problems with their JSON
+ * pointers) for anything else the schema rejects or for file references missing from `files`.
+ */
+export function parseManifest(json: unknown): Manifest {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw invalid(['(root): expected a JSON object']);
+  }
+  const record = json as Record<string, unknown>;
+  const version = record.formatVersion;
+  if (record.format === 'hark-bundle' && typeof version === 'number' && version !== FORMAT_VERSION) {
+    const newer = version > FORMAT_VERSION;
+    throw new HarkError(
+      'bundle/unsupported-version',
+      newer
+        ? `This model bundle uses format version ${version}, made for a newer Hark (this app reads version ${FORMAT_VERSION}): update the app, then load the bundle again.`
+        : `This model bundle uses format version ${version}, which this Hark no longer reads (it reads version ${FORMAT_VERSION}): convert the model again with the current models/convert.py.`,
+      { formatVersion: version, supported: FORMAT_VERSION },
+    );
+  }
+  const result = schemaValidator().validate(json);
+  const name = typeof record.name === 'string' ? record.name : undefined;
+  if (!result.valid) throw invalid(leafErrors(result.errors), name);
+
+  const manifest = json as Manifest;
+  const problems: string[] = [];
+  const listed = new Set<string>();
+  manifest.files.forEach((file, i) => {
+    if (listed.has(file.path)) problems.push(`/files/${i}/path: "${file.path}" is listed twice`);
+    listed.add(file.path);
+  });
+  for (const [variant] of variantEntries(manifest)) {
+    for (const path of variantFiles(manifest, variant)) {
+      if (!listed.has(path)) problems.push(`/variants/${variant}: needs "${path}", which is not in /files`);
+    }
+  }
+  if (problems.length > 0) throw invalid(problems, manifest.name);
+  return manifest;
+}
+
+function variantEntries(manifest: Manifest): [VariantName, Variant][] {
+  return Object.entries(manifest.variants).filter((e): e is [VariantName, Variant] => e[1] !== undefined);
+}
+
+/** Resolves a graph's external-data reference (relative to the graph's folder) to a bundle path. */
+export function externalDataPath(graphPath: string, reference: string): string {
+  const slash = graphPath.lastIndexOf('/');
+  const parts = [...(slash >= 0 ? graphPath.slice(0, slash).split('/') : []), ...reference.split('/')];
+  const out: string[] = [];
+  for (const part of parts) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') out.pop();
+    else out.push(part);
+  }
+  return out.join('/');
+}
+
+export function getVariant(manifest: Manifest, variant: string): Variant {
+  const spec = (manifest.variants as Record<string, Variant | undefined>)[variant];
+  if (!spec) {
+    throw new HarkError(
+      'bundle/missing-file',
+      `Bundle "${manifest.name}" has no "${variant}" variant (it has: ${Object.keys(manifest.variants).join(', ')}). Choose one of those.`,
+      { variant, available: Object.keys(manifest.variants).join(',') },
+    );
+  }
+  return spec;
+}
+
+/**
+ * Every file a variant needs, without duplicates: its five graphs, each followed by its external
+ * data, then the tokenizer files and the Whisper preprocessor config.
+ */
+export function variantFiles(manifest: Manifest, variant: string): string[] {
+  const spec = getVariant(manifest, variant);
+  const files: string[] = [];
+  for (const graph of GRAPH_NAMES) {
+    const g = spec.graphs[graph];
+    files.push(g.path, ...g.externalData.map((ref) => externalDataPath(g.path, ref)));
+  }
+  files.push(manifest.tokenizer.tokenizerJson, manifest.tokenizer.tokenizerConfig, manifest.features.whisper.preprocessorConfig);
+  return [...new Set(files)];
+}
+
+/** The manifest entries (size, SHA-256) of `variantFiles`, in the same order. */
+export function variantFileEntries(manifest: Manifest, variant: string): FileEntry[] {
+  const byPath = new Map(manifest.files.map((f) => [f.path, f]));
+  return variantFiles(manifest, variant).map((path) => {
+    const entry = byPath.get(path);
+    if (!entry) throw invalid([`/variants/${variant}: needs "${path}", which is not in /files`], manifest.name);
+    return entry;
+  });
+}
+
+/** Total bytes of a variant's files. */
+export function variantBytes(manifest: Manifest, variant: string): number {
+  return variantFileEntries(manifest, variant).reduce((sum, f) => sum + f.size, 0);
+}
+
+/** Variants whose graphs compute in fp16 and so need WebGPU's `shader-f16`. */
+export const FP16_COMPUTE_VARIANTS: ReadonlySet<string> = new Set<VariantName>(['fp16', 'int4f16']);
+
+export interface PickVariantOptions {
+  /** The backend the model will run on (default 'wasm', the choice that runs everywhere). */
+  backend?: Backend;
+  /** The WebGPU adapter has `shader-f16` (ignored on wasm). */
+  shaderF16?: boolean;
+  /** Also consider variants the bundle marks `tested: false`. */
+  allowUntested?: boolean;
+}
+
+/**
+ * The variant to load on a device. The rule:
+ * 1. Only `tested` variants, unless `allowUntested` (an untested variant may give garbage, e.g. an
+ *    fp16 audio encoder that overflows; the bundle maker could not run it).
+ * 2. fp16-compute variants (`fp16`, `int4f16`) only on WebGPU with `shader-f16`; wasm has no fast
+ *    fp16 kernels and WebGPU without `shader-f16` cannot run them at all.
+ * 3. Smallest and fastest first. Decoding is memory-bandwidth-bound on GPUs and CPUs alike and
+ *    `MatMulNBits` has WebGPU and wasm kernels, so int4 beats fp32 on both backends and is a ~4x
+ *    smaller download: with f16 `int4f16 > int4 > fp16 > fp32`, otherwise `int4 > fp32`.
+ * Throws `engine/backend-unavailable` when no variant qualifies.
+ */
+export function pickVariant(manifest: Manifest, options: PickVariantOptions = {}): VariantName {
+  const backend = options.backend ?? 'wasm';
+  const f16 = backend === 'webgpu' && options.shaderF16 === true;
+  const order: VariantName[] = f16 ? ['int4f16', 'int4', 'fp16', 'fp32'] : ['int4', 'fp32'];
+  const variants = manifest.variants;
+  const choice = order.find((name) => {
+    const spec = variants[name];
+    return spec !== undefined && (spec.tested || options.allowUntested === true);
+  });
+  if (choice) return choice;
+  const available = variantEntries(manifest)
+    .map(([name, spec]) => `${name}${spec.tested ? '' : ' (untested)'}`)
+    .join(', ');
+  const needsF16 = variantEntries(manifest).some(([name]) => FP16_COMPUTE_VARIANTS.has(name));
+  throw new HarkError(
+    'engine/backend-unavailable',
+    `Bundle "${manifest.name}" has no variant this device can run on ${backend} (it has: ${available}).` +
+      (needsF16 && !f16 ? ' Its fp16 variants need WebGPU with shader-f16: try a browser/GPU that supports it,' : '') +
+      ' or choose another bundle.',
+    { backend, shaderF16: f16, available },
+  );
+}

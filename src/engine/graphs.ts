@@ -1,0 +1,77 @@
+/**
+ * The five ONNX graphs of a bundle variant as onnxruntime-web sessions on one backend.
+ * On WebGPU the encoders' outputs stay on the GPU (they only feed the connector) and the
+ * decoder's KV cache stays on the GPU (see llm/decoder.ts).
+ */
+import type { Backend } from './device';
+import { HarkError } from './errors';
+import { decoderOutputLocations } from './llm/decoder';
+import { ort, sessionOptions } from './ortRuntime';
+
+export const GRAPH_NAMES = ['speechEncoder', 'audioEncoder', 'connector', 'embedTokens', 'decoder'] as const;
+export type GraphName = (typeof GRAPH_NAMES)[number];
+
+export interface GraphFiles {
+  path: string;
+  externalData: string[];
+}
+
+/** What opening graphs needs from a loaded bundle. */
+export interface GraphBundle {
+  variant: string;
+  graphs: Record<GraphName, GraphFiles>;
+  readFile(path: string): Promise<Uint8Array>;
+}
+
+export type GraphSessions = Record<GraphName, ort.InferenceSession>;
+
+function folderOf(path: string): string {
+  const at = path.lastIndexOf('/');
+  return at < 0 ? '' : path.slice(0, at + 1);
+}
+
+function extraOptions(name: GraphName, backend: Backend, numLayers: number): ort.InferenceSession.SessionOptions {
+  if (backend !== 'webgpu') return {};
+  if (name === 'speechEncoder' || name === 'audioEncoder') return { preferredOutputLocation: 'gpu-buffer' };
+  if (name === 'decoder') return decoderOutputLocations(backend, numLayers);
+  return {};
+}
+
+export async function openGraphs(
+  bundle: GraphBundle,
+  backend: Backend,
+  numLayers: number,
+  onGraph?: (name: GraphName, index: number, count: number) => void,
+): Promise<GraphSessions> {
+  const sessions: Partial<GraphSessions> = {};
+  try {
+    for (const [index, name] of GRAPH_NAMES.entries()) {
+      onGraph?.(name, index, GRAPH_NAMES.length);
+      const files = bundle.graphs[name];
+      const model = await bundle.readFile(files.path);
+      // ORT matches external data by the file name written inside the graph.
+      const externalData = await Promise.all(
+        files.externalData.map(async (file) => ({ path: file, data: await bundle.readFile(folderOf(files.path) + file) })),
+      );
+      sessions[name] = await ort.InferenceSession.create(
+        model,
+        sessionOptions(backend, { externalData, ...extraOptions(name, backend, numLayers) }),
+      );
+    }
+  } catch (error) {
+    await Promise.all(Object.values(sessions).map((s) => s.release()));
+    if (error instanceof HarkError) throw error;
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new HarkError(
+      'engine/backend-unavailable',
+      `Could not prepare the model's "${bundle.variant}" graphs on ${backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'} (${detail}). ` +
+        (backend === 'webgpu' ? 'Try the WebAssembly backend in Settings, or a different model variant.' : 'The model files may be damaged: delete and download the model again.'),
+      { backend, variant: bundle.variant },
+    );
+  }
+  return sessions as GraphSessions;
+}
+
+export async function releaseGraphs(sessions: GraphSessions): Promise<void> {
+  await Promise.all(GRAPH_NAMES.map((name) => sessions[name].release()));
+}

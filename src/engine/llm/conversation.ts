@@ -1,0 +1,96 @@
+/**
+ * A conversation about one recording. The first question is prefilled as
+ * [BOS] + before + audio tokens + after; every follow-up only feeds what is new (the previous
+ * answer's unfed last token, [</s>], and the next "USER: …\nASSISTANT:"), on top of the KV
+ * cache of the earlier turns — no re-encoding of the audio and no re-prefill of earlier turns.
+ */
+import { HarkError } from '../errors';
+import type { DecoderRunner, KvCache } from './decoder';
+import { generate, type GenerationParams, type GenerationResult, type TokenEvent } from './generate';
+import { followUpIds, promptParts, type PromptFormat } from './prompt';
+import type { TextTokenizer } from './tokenizer';
+
+export interface ConversationDeps {
+  decoder: DecoderRunner;
+  tokenizer: TextTokenizer;
+  embed: (ids: number[]) => Promise<Float32Array>;
+  format: PromptFormat;
+  maxPositions: number;
+}
+
+export function concatFloat32(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+export class Conversation {
+  private cache: KvCache | null = null;
+  private unfed: number[] = [];
+  private turnCount = 0;
+
+  constructor(
+    private readonly deps: ConversationDeps,
+    /** [tokens × hidden] audio embeddings from the connector. */
+    readonly audioTokens: Float32Array,
+  ) {}
+
+  get turns(): number {
+    return this.turnCount;
+  }
+
+  /** Positions held in the KV cache. */
+  get positions(): number {
+    return this.cache?.length ?? 0;
+  }
+
+  async ask(
+    question: string,
+    params: GenerationParams,
+    onToken?: (event: TokenEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<GenerationResult> {
+    const { decoder, tokenizer, embed, format, maxPositions } = this.deps;
+    const prefill =
+      this.turnCount === 0
+        ? await this.firstTurnEmbeds(question)
+        : await embed([...this.unfed, ...followUpIds(tokenizer, question, format)]);
+    const prefillLength = prefill.length / decoder.shape.hiddenSize;
+    if (this.positions + prefillLength + 1 > maxPositions) {
+      throw new HarkError(
+        'engine/context-overflow',
+        `This conversation is full: the model can attend to ${maxPositions} tokens and ${this.positions} are used, ` +
+          `so a question of ${prefillLength} tokens does not fit. Start a new conversation about the recording.`,
+        { maxPositions, used: this.positions, needed: prefillLength },
+      );
+    }
+    const cache = this.cache ?? decoder.emptyCache();
+    this.cache = null; // generate() consumes the cache; on failure the conversation restarts cleanly
+    let result: GenerationResult;
+    try {
+      result = await generate({ decoder, tokenizer, embed, prefill, cache, params, maxPositions, onToken, signal });
+    } catch (error) {
+      this.unfed = [];
+      this.turnCount = 0;
+      throw error;
+    }
+    this.cache = result.cache;
+    this.unfed = result.unfedIds;
+    this.turnCount += 1;
+    return result;
+  }
+
+  dispose(): void {
+    this.cache?.dispose();
+    this.cache = null;
+  }
+
+  private async firstTurnEmbeds(question: string): Promise<Float32Array> {
+    const parts = promptParts(this.deps.tokenizer, question, this.deps.format);
+    return concatFloat32([await this.deps.embed(parts.before), this.audioTokens, await this.deps.embed(parts.after)]);
+  }
+}

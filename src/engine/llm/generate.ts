@@ -1,0 +1,145 @@
+/**
+ * The generation loop: prefill, then one token per decoder step, streamed as it is produced.
+ * Hand-written (the guide's "generation loop") because it drives our own decoder graph and KV
+ * cache; transformers.js' generate() expects its own model classes.
+ */
+import { HarkError } from '../errors';
+import { DecoderRunner, type KvCache } from './decoder';
+import { TokenSampler, type SamplingParams } from './sampling';
+import { IncrementalText } from './textStream';
+import type { TextTokenizer } from './tokenizer';
+
+export interface GenerationParams extends SamplingParams {
+  maxNewTokens: number;
+  stopTokenIds: number[];
+  /** LoRA scale fed to the decoder (0 = base LLM; the bundle's default is alpha / rank). */
+  loraScale: number;
+}
+
+export type StopReason = 'stop-token' | 'max-tokens' | 'cancelled' | 'context-full';
+
+export interface TokenEvent {
+  type: 'token';
+  /** 0-based index of the token within this answer. */
+  index: number;
+  id: number;
+  /** Newly printable text (may be '' while a multi-byte character is incomplete). */
+  delta: string;
+  /** The whole answer text so far. */
+  text: string;
+  /** Milliseconds since the request started. */
+  elapsedMs: number;
+}
+
+export interface GenerationStats {
+  promptTokens: number;
+  generatedTokens: number;
+  prefillMs: number;
+  timeToFirstTokenMs: number;
+  decodeMs: number;
+  /** Tokens per second over the decode steps after the first token. */
+  decodeTokensPerSecond: number;
+  totalMs: number;
+  stopReason: StopReason;
+}
+
+export interface GenerationResult {
+  ids: number[];
+  text: string;
+  stats: GenerationStats;
+  /** The cache after the last step, and ids produced but not fed yet (continue from here). */
+  cache: KvCache;
+  unfedIds: number[];
+}
+
+export interface GenerationRequest {
+  decoder: DecoderRunner;
+  tokenizer: TextTokenizer;
+  /** Embeds an id sequence into [n × hidden] rows. */
+  embed: (ids: number[]) => Promise<Float32Array>;
+  prefill: Float32Array;
+  cache: KvCache;
+  params: GenerationParams;
+  maxPositions: number;
+  onToken?: (event: TokenEvent) => void;
+  signal?: AbortSignal;
+  now?: () => number;
+}
+
+export async function generate(request: GenerationRequest): Promise<GenerationResult> {
+  const { decoder, tokenizer, embed, params, signal } = request;
+  const now = request.now ?? (() => performance.now());
+  const started = now();
+  const sampler = new TokenSampler(params);
+  const stops = new Set(params.stopTokenIds);
+  const text = new IncrementalText(tokenizer);
+  const promptTokens = request.prefill.length / decoder.shape.hiddenSize;
+
+  let { logits, cache } = await runStep(decoder, request.prefill, request.cache, params.loraScale);
+  const prefillMs = now() - started;
+  let firstTokenAt = 0;
+  const ids: number[] = [];
+  let unfed: number[] = [];
+  let stopReason: StopReason = 'max-tokens';
+
+  while (true) {
+    if (signal?.aborted) {
+      stopReason = 'cancelled';
+      break;
+    }
+    const id = sampler.next(logits, ids);
+    if (stops.has(id)) {
+      stopReason = 'stop-token';
+      break;
+    }
+    ids.push(id);
+    unfed = [id];
+    if (ids.length === 1) firstTokenAt = now();
+    const delta = text.push(id);
+    request.onToken?.({ type: 'token', index: ids.length - 1, id, delta, text: text.text, elapsedMs: now() - started });
+    if (ids.length >= params.maxNewTokens) break;
+    if (cache.length + 1 > request.maxPositions) {
+      stopReason = 'context-full';
+      break;
+    }
+    if (signal?.aborted) {
+      stopReason = 'cancelled';
+      break;
+    }
+    ({ logits, cache } = await runStep(decoder, await embed([id]), cache, params.loraScale));
+    unfed = [];
+  }
+
+  const finished = now();
+  const decodeSteps = Math.max(0, ids.length - 1);
+  const decodeMs = ids.length > 0 ? finished - firstTokenAt : 0;
+  text.flush(); // a trailing incomplete character is shown as U+FFFD rather than dropped
+  return {
+    ids,
+    text: text.text,
+    cache,
+    unfedIds: unfed,
+    stats: {
+      promptTokens,
+      generatedTokens: ids.length,
+      prefillMs,
+      timeToFirstTokenMs: ids.length > 0 ? firstTokenAt - started : 0,
+      decodeMs,
+      decodeTokensPerSecond: decodeSteps > 0 && decodeMs > 0 ? (decodeSteps * 1000) / decodeMs : 0,
+      totalMs: finished - started,
+      stopReason,
+    },
+  };
+}
+
+async function runStep(decoder: DecoderRunner, embeds: Float32Array, cache: KvCache, loraScale: number) {
+  try {
+    return await decoder.step(embeds, cache, loraScale);
+  } catch (error) {
+    throw new HarkError(
+      'engine/inference-failed',
+      `The language model failed while generating (${error instanceof Error ? error.message : String(error)}). ` +
+        'Try again; if it keeps failing, switch the backend to WebAssembly in Settings.',
+    );
+  }
+}

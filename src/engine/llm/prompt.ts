@@ -1,0 +1,52 @@
+/**
+ * SALMONN prompt assembly, mirroring models/salmonn/prompt.py token for token:
+ *
+ *   template.format(userText.format(question))  e.g.  "USER: <Speech><SpeechHere></Speech> Q\nASSISTANT:"
+ *
+ * is split at the audio slot and each half is tokenized on its own without special tokens (so
+ * each gets its own leading "▁"). The LLM input is [BOS] + before + audio tokens + after.
+ * SALMONN's task prompts already contain the slot; a free-text question gets the userText prefix.
+ *
+ * Follow-up turns continue in Vicuna's format: the previous answer, then [</s>], then the next
+ * "USER: Q\nASSISTANT:" tokenized on its own; the audio stays in the KV cache.
+ */
+import type { TextTokenizer } from './tokenizer';
+
+export interface PromptFormat {
+  template: string;
+  userText: string;
+  audioSlot: string;
+  bosTokenId: number;
+  eosTokenId: number;
+}
+
+export interface PromptParts {
+  /** [BOS] + tokens before the audio slot. */
+  before: number[];
+  after: number[];
+}
+
+function fill(template: string, value: string): string {
+  const at = template.indexOf('{}');
+  if (at < 0) throw new Error(`prompt template has no {} placeholder: ${JSON.stringify(template)}`);
+  return template.slice(0, at) + value + template.slice(at + 2);
+}
+
+export function userTextFor(question: string, format: PromptFormat): string {
+  const trimmed = question.trim();
+  return trimmed.includes(format.audioSlot) ? trimmed : fill(format.userText, trimmed);
+}
+
+export function promptParts(tokenizer: TextTokenizer, question: string, format: PromptFormat): PromptParts {
+  const text = fill(format.template, userTextFor(question, format));
+  const pieces = text.split(format.audioSlot);
+  if (pieces.length !== 2) {
+    throw new Error(`a prompt must contain ${format.audioSlot} exactly once, got ${pieces.length - 1}`);
+  }
+  return { before: [format.bosTokenId, ...tokenizer.encode(pieces[0]!)], after: tokenizer.encode(pieces[1]!) };
+}
+
+/** Tokens that start a follow-up turn: [</s>] + "USER: Q\nASSISTANT:" tokenized alone. */
+export function followUpIds(tokenizer: TextTokenizer, question: string, format: PromptFormat): number[] {
+  return [format.eosTokenId, ...tokenizer.encode(fill(format.template, question.trim()))];
+}
