@@ -15,7 +15,8 @@ asserts, so the int4 graph and the fake-quantized PyTorch module use bit-identic
 from __future__ import annotations
 
 import copy
-import io
+import tempfile
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -51,15 +52,18 @@ def fake_quantize_linears(module: nn.Module) -> nn.Module:
 
 def _trace_to_onnx(module: nn.Module, args: tuple, input_names: list[str], output_names: list[str],
                    dynamic_axes: dict[str, dict[int, str]]) -> onnx.ModelProto:
-    buffer = io.BytesIO()
+    # Export to a file, never to memory: a protobuf cannot exceed 2 GB (Whisper-large in fp32 is
+    # 2.5 GB), and torch moves weights to external data on its own when exporting to a path.
+    # Tiny models take the same path, so the code real checkpoints use is the code tests run.
     module.eval()
-    with torch.no_grad():
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        path = Path(tmp) / "model.onnx"
         torch.onnx.export(
-            module, args, buffer,
+            module, args, str(path),
             input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
             opset_version=OPSET, do_constant_folding=True,
         )
-    return onnx.load_from_string(buffer.getvalue())
+        return onnx.load(str(path), load_external_data=True)
 
 
 def _to_matmulnbits(model: onnx.ModelProto) -> onnx.ModelProto:

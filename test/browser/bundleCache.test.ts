@@ -56,7 +56,7 @@ describe('bundle cache in OPFS (Chromium)', () => {
 
     const first = await page.evaluate((address) => window.bundleHarness.loadInWorker(address), ADDRESS);
     expect(first.error).toBeUndefined();
-    expect(first).toMatchObject({ ok: true, variant: 'int4', fromCache: false, check: { path: 'tokenizer_config.json', bytes: 270 } });
+    expect(first).toMatchObject({ ok: true, variant: 'int4', fromCache: false, syncAccessHandles: true, check: { path: 'tokenizer_config.json', bytes: 270 } });
     expect(first.downloaded).toEqual([...INT4].sort());
     expect(bundleRequests(requests.urls)).toEqual(['manifest.json', ...INT4].sort());
     expectMonotonic(first);
@@ -109,7 +109,7 @@ describe('bundle cache in OPFS (Chromium)', () => {
 
     const inPage = await page.evaluate((address) => window.bundleHarness.loadInPage(address), ADDRESS);
     expect(inPage.error).toBeUndefined();
-    expect(inPage).toMatchObject({ ok: true, fromCache: false });
+    expect(inPage).toMatchObject({ ok: true, fromCache: false, syncAccessHandles: false });
     expect(inPage.downloaded).toEqual([...INT4].sort());
     expectMonotonic(inPage);
 
@@ -123,6 +123,15 @@ describe('bundle cache in OPFS (Chromium)', () => {
     mark = requests.urls.length;
     const writable = await page.evaluate((address) => window.bundleHarness.loadInWorker(address, { writeMode: 'writable' }), ADDRESS);
     expect(writable).toMatchObject({ ok: true, fromCache: false });
+    expect(bundleRequests(requests.urls, mark)).toEqual(['manifest.json', ...INT4].sort());
+
+    // The page and the worker load at the same time: a Web Lock serializes them, so every file
+    // is fetched once and the second load finds the bundle complete.
+    await page.evaluate(() => window.bundleHarness.clear());
+    mark = requests.urls.length;
+    const both = await page.evaluate((address) => Promise.all([window.bundleHarness.loadInWorker(address), window.bundleHarness.loadInPage(address)]), ADDRESS);
+    expect(both.map((r) => r.error)).toEqual([undefined, undefined]);
+    expect(both.map((r) => r.fromCache).sort()).toEqual([false, true]);
     expect(bundleRequests(requests.urls, mark)).toEqual(['manifest.json', ...INT4].sort());
     await context.close();
     expect(errors).toEqual([]);

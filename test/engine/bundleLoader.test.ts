@@ -450,3 +450,61 @@ describe('loadBundle from local files (Blobs)', () => {
     expect((await caught(loadBundle({ kind: 'files', files }, { store }))).code).toBe('bundle/missing-file');
   });
 });
+
+describe.each([
+  ['MemoryBundleStore', () => new MemoryBundleStore()],
+  ['FsBundleStore', () => new FsBundleStore(mkdtempSync(join(tmpdir(), 'hark-store-contract-')))],
+])('%s', (_name, makeStore) => {
+  it('appends, resumes, completes, reads, lists and deletes files', async () => {
+    const store = makeStore();
+    const key = 'url:http://h/models/x/';
+    const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+    expect(await store.size(key, 'onnx/a.bin')).toBeNull();
+    expect(await store.partialSize(key, 'onnx/a.bin')).toBeNull();
+    let writer = await store.openPartial(key, 'onnx/a.bin');
+    await writer.append(bytes(1000, 1));
+    expect(writer.length).toBe(1000);
+    await writer.close();
+    expect(await store.partialSize(key, 'onnx/a.bin')).toBe(1000);
+    expect(await store.size(key, 'onnx/a.bin')).toBeNull();
+    writer = await store.openPartial(key, 'onnx/a.bin');
+    expect(writer.length).toBe(1000);
+    await writer.append(bytes(500, 2));
+    await writer.close();
+    const partial: Uint8Array[] = [];
+    for await (const chunk of store.readChunks(key, 'onnx/a.bin', { partial: true })) partial.push(chunk);
+    expect(partial.reduce((n, c) => n + c.byteLength, 0)).toBe(1500);
+    await store.completeFile(key, 'onnx/a.bin');
+    expect(await store.partialSize(key, 'onnx/a.bin')).toBeNull();
+    expect(await store.size(key, 'onnx/a.bin')).toBe(1500);
+    const read = await store.readFile(key, 'onnx/a.bin');
+    expect(Array.from(read.subarray(0, 1000))).toEqual(Array.from(bytes(1000, 1)));
+    expect(Array.from(read.subarray(1000))).toEqual(Array.from(bytes(500, 2)));
+    expect(new Uint8Array(await (await store.readBlob(key, 'onnx/a.bin')).arrayBuffer())).toEqual(read);
+
+    writer = await store.openPartial(key, 'b.txt', { truncate: true });
+    await writer.append(bytes(10, 3));
+    await writer.close();
+    writer = await store.openPartial(key, 'b.txt', { truncate: true });
+    expect(writer.length).toBe(0);
+    await writer.append(bytes(7, 4));
+    await writer.close();
+    expect(await store.list()).toEqual([
+      {
+        key,
+        bytes: 1507,
+        files: [
+          { path: 'b.txt', bytes: 7, complete: false },
+          { path: 'onnx/a.bin', bytes: 1500, complete: true },
+        ],
+      },
+    ]);
+    await expect(store.readFile(key, 'b.txt')).rejects.toMatchObject({ code: 'bundle/missing-file' });
+    await expect(store.openPartial(key, '../escape')).rejects.toThrow(/not a valid bundle file path/);
+    await store.deleteFile(key, 'b.txt');
+    await store.deleteFile(key, 'never-existed');
+    expect((await store.list())[0]!.files.map((f) => f.path)).toEqual(['onnx/a.bin']);
+    await store.deleteBundle(key);
+    expect(await store.list()).toEqual([]);
+  });
+});

@@ -200,6 +200,26 @@ async function isVariantComplete(store: BundleStore, key: string, manifest: Mani
  * `bundle/aborted`.
  */
 export async function loadBundle(source: BundleSource, options: LoadBundleOptions): Promise<LoadedBundle> {
+  if (options.signal?.aborted) throw abortedError();
+  // Two tabs (or a page and a worker) loading the same bundle would fight over the same .part
+  // files; the Web Locks API (pages and workers; absent in Node) makes the second one wait and
+  // then find the bundle complete.
+  const locks = (globalThis as unknown as { navigator?: { locks?: LockManagerLike } }).navigator?.locks;
+  if (!locks || options.store.kind === 'memory') return loadUnlocked(source, options);
+  const lockName = `hark-bundle:${options.key ?? (source.kind === 'files' ? 'files' : bundleKey(source))}`;
+  try {
+    return await locks.request(lockName, options.signal ? { signal: options.signal } : {}, () => loadUnlocked(source, options));
+  } catch (error) {
+    if (options.signal?.aborted && !isHarkError(error)) throw abortedError();
+    throw error;
+  }
+}
+
+interface LockManagerLike {
+  request<T>(name: string, options: { signal?: AbortSignal }, callback: () => Promise<T>): Promise<T>;
+}
+
+async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): Promise<LoadedBundle> {
   const { store, signal } = options;
   const verify = options.verifyCached ?? 'hash';
   const fetchImpl = options.fetchImpl ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
@@ -249,8 +269,13 @@ export async function loadBundle(source: BundleSource, options: LoadBundleOption
     const stored = await readStoredManifest(store, key);
     let fromCache = false;
     if (stored && !localManifest) {
-      const storedVariant = resolveVariant(stored, options.variant);
-      if (await isVariantComplete(store, key, stored, storedVariant)) {
+      let storedVariant: string | undefined;
+      try {
+        storedVariant = resolveVariant(stored, options.variant);
+      } catch {
+        // e.g. a variant the stored (older) manifest lacks: ask the server for the current one.
+      }
+      if (storedVariant !== undefined && (await isVariantComplete(store, key, stored, storedVariant))) {
         manifest = stored;
         variant = storedVariant;
         fromCache = true;

@@ -213,10 +213,12 @@ export class MemoryBundleStore implements BundleStore {
   }
 
   async list(): Promise<StoredBundle[]> {
-    return [...this.bundles].map(([key, files]) => {
-      const stored = [...files].map(([path, file]) => toStoredFile(path, file.length));
-      return { key, bytes: sumBytes(stored), files: stored };
-    });
+    return [...this.bundles]
+      .map(([key, files]) => {
+        const stored = [...files].map(([path, file]) => toStoredFile(path, file.length)).sort((a, b) => a.path.localeCompare(b.path));
+        return { key, bytes: sumBytes(stored), files: stored };
+      })
+      .sort((a, b) => a.key.localeCompare(b.key));
   }
 }
 
@@ -561,7 +563,6 @@ export class OpfsBundleStore implements BundleStore {
     }
     const existing = options.truncate ? 0 : (await handle.getFile()).size;
     const writable = await handle.createWritable({ keepExistingData: !options.truncate });
-    if (options.truncate) await writable.truncate(0);
     await writable.seek(existing);
     return writableWriter(writable, existing);
   }

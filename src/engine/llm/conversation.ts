@@ -53,6 +53,7 @@ export class Conversation {
     params: GenerationParams,
     onToken?: (event: TokenEvent) => void,
     signal?: AbortSignal,
+    onFirstLogits?: (logits: Float32Array) => void,
   ): Promise<GenerationResult> {
     const { decoder, tokenizer, embed, format, maxPositions } = this.deps;
     const prefill =
@@ -72,7 +73,7 @@ export class Conversation {
     this.cache = null; // generate() consumes the cache; on failure the conversation restarts cleanly
     let result: GenerationResult;
     try {
-      result = await generate({ decoder, tokenizer, embed, prefill, cache, params, maxPositions, onToken, signal });
+      result = await generate({ decoder, tokenizer, embed, prefill, cache, params, maxPositions, onToken, signal, onFirstLogits });
     } catch (error) {
       this.unfed = [];
       this.turnCount = 0;

@@ -64,6 +64,8 @@ export interface GenerationRequest {
   onToken?: (event: TokenEvent) => void;
   signal?: AbortSignal;
   now?: () => number;
+  /** Receives the first step's logits row before sampling (parity tests, debugging). */
+  onFirstLogits?: (logits: Float32Array) => void;
 }
 
 export async function generate(request: GenerationRequest): Promise<GenerationResult> {
@@ -77,6 +79,7 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
 
   let { logits, cache } = await runStep(decoder, request.prefill, request.cache, params.loraScale);
   const prefillMs = now() - started;
+  request.onFirstLogits?.(logits.slice());
   let firstTokenAt = 0;
   const ids: number[] = [];
   let unfed: number[] = [];

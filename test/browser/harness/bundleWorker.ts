@@ -27,6 +27,8 @@ export interface LoadReport {
   /** The checked file's first bytes read back through LoadedBundle.readFile. */
   check?: { path: string; bytes: number };
   error?: { code: string; message: string };
+  /** FileSystemSyncAccessHandle exists here (dedicated workers only): the store's 'auto' mode uses it. */
+  syncAccessHandles: boolean;
 }
 
 export async function runLoad(request: Omit<LoadRequest, 'id'>): Promise<LoadReport> {
@@ -39,6 +41,7 @@ export async function runLoad(request: Omit<LoadRequest, 'id'>): Promise<LoadRep
     downloaded: [...new Set(events.flatMap((e) => (e.status === 'download' ? [e.file] : [])))].sort(),
     verified: [...new Set(events.flatMap((e) => (e.status === 'verify' ? [e.file] : [])))].sort(),
     totals: events.flatMap((e) => (e.status === 'progress_total' ? [{ loaded: e.loaded, total: e.total }] : [])),
+    syncAccessHandles: 'FileSystemSyncAccessHandle' in globalThis,
     ...extra,
   });
   try {

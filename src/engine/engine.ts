@@ -1,0 +1,312 @@
+/**
+ * HarkEngine: the whole runtime behind one small API, the same in a browser worker and in Node.
+ *
+ *   loadModel(source)   bundle → verified, cached files → onnxruntime-web sessions
+ *   setAudio(audio)     decode/resample/chunk → features → encoders → connector (once per recording)
+ *   ask(question)       prompt → prefill → streamed tokens; follow-ups reuse the KV cache
+ *   cancel(), newConversation(), unload()
+ */
+import { decodeWav, type DecodedAudio } from './audio/wav';
+import { prepareAudio } from './audio/prepare';
+import { AudioTokenizer, type AudioTokens, type StageCounts, type StageInspector } from './audioTokens';
+import { loadBundle, type LoadedBundle, type ProgressCallback } from './bundle/loader';
+import { getVariant, pickVariant, type Manifest } from './bundle/manifest';
+import { parseBundleSource, type BundleSource } from './bundle/source';
+import type { BundleStore } from './bundle/store';
+import { probeDevice, type Backend, type DeviceReport } from './device';
+import { HarkError } from './errors';
+import { KaldiFbank } from './features/kaldiFbank';
+import { WhisperMel } from './features/whisperMel';
+import { openGraphs, releaseGraphs, type GraphSessions } from './graphs';
+import { Conversation } from './llm/conversation';
+import { DecoderRunner } from './llm/decoder';
+import type { GenerationParams, GenerationStats, TokenEvent } from './llm/generate';
+import { createTokenizer, type TextTokenizer } from './llm/tokenizer';
+import { ort } from './ortRuntime';
+
+export type BackendPreference = 'auto' | Backend;
+
+export interface EngineOptions {
+  store: BundleStore;
+  fetchImpl?: typeof fetch;
+  /** Longest recording accepted (seconds, default 600). */
+  maxAudioSeconds?: number;
+}
+
+export interface LoadModelOptions {
+  backend?: BackendPreference;
+  /** A variant name; default: the best tested variant for the backend (see pickVariant). */
+  variant?: string;
+  onProgress?: ProgressCallback;
+  signal?: AbortSignal;
+}
+
+export interface ModelInfo {
+  name: string;
+  label: string;
+  description: string;
+  randomWeights: boolean;
+  variant: string;
+  backend: Backend;
+  backendReason: string;
+  tasks: Record<string, string>;
+  defaults: GenerationParams;
+  maxPositions: number;
+  loadMs: number;
+}
+
+export interface AudioInfo {
+  durationSeconds: number;
+  chunks: number;
+  numTokens: number;
+  timeMap: Float64Array;
+  timings: AudioTokens['timings'] & { decodeMs: number };
+}
+
+export interface AskOptions extends Partial<GenerationParams> {
+  onToken?: (event: TokenEvent) => void;
+  signal?: AbortSignal;
+  /** Diagnostics: the first step's logits (parity tests). */
+  onFirstLogits?: (logits: Float32Array) => void;
+}
+
+export interface AnswerResult {
+  text: string;
+  ids: number[];
+  stats: GenerationStats;
+  /** 1 for the first question about a recording, 2 for the first follow-up, … */
+  turn: number;
+}
+
+interface LoadedModel {
+  bundle: LoadedBundle;
+  manifest: Manifest;
+  backend: Backend;
+  sessions: GraphSessions;
+  tokenizer: TextTokenizer;
+  decoder: DecoderRunner;
+  audio: AudioTokenizer;
+  info: ModelInfo;
+}
+
+export class HarkEngine {
+  private model: LoadedModel | null = null;
+  private conversation: Conversation | null = null;
+  private audioInfo: AudioInfo | null = null;
+  private running: AbortController | null = null;
+  private decoderSteps = 0;
+
+  constructor(private readonly options: EngineOptions) {}
+
+  async device(): Promise<DeviceReport> {
+    return probeDevice();
+  }
+
+  get modelInfo(): ModelInfo | null {
+    return this.model?.info ?? null;
+  }
+
+  /** How often each audio stage and the decoder ran since the model was loaded. */
+  get counters(): StageCounts & { decoderSteps: number } {
+    return { ...(this.model?.audio.counts ?? { speechEncoder: 0, audioEncoder: 0, connector: 0 }), decoderSteps: this.decoderSteps };
+  }
+
+  async loadModel(source: BundleSource | string, options: LoadModelOptions = {}): Promise<ModelInfo> {
+    const started = performance.now();
+    const parsed = typeof source === 'string' ? parseBundleSource(source) : source;
+    const { backend, reason } = await this.resolveBackend(options.backend ?? 'auto');
+    const device = backend === 'webgpu' ? await probeDevice() : null;
+    const shaderF16 = device?.webgpu.available === true && device.webgpu.shaderF16;
+    const bundle = await loadBundle(parsed, {
+      store: this.options.store,
+      variant: options.variant ?? ((m) => pickVariant(m, { backend, shaderF16 })),
+      onProgress: options.onProgress,
+      signal: options.signal,
+      fetchImpl: this.options.fetchImpl,
+    });
+    await this.unload();
+    const manifest = bundle.manifest;
+    const variant = getVariant(manifest, bundle.variant);
+    const sessions = await openGraphs(
+      { variant: bundle.variant, graphs: variant.graphs, readFile: (path) => bundle.readFile(path) },
+      backend,
+      manifest.architecture.llm.numLayers,
+    );
+    const tokenizer = createTokenizer(
+      await bundle.readJson<object>(manifest.tokenizer.tokenizerJson),
+      await bundle.readJson<object>(manifest.tokenizer.tokenizerConfig),
+    );
+    const mel = new WhisperMel(await bundle.readJson<Record<string, unknown>>(manifest.features.whisper.preprocessorConfig));
+    const fbank = new KaldiFbank(manifest.features.fbank);
+    const { llm } = manifest.architecture;
+    const decoder = new DecoderRunner(sessions.decoder, llm);
+    const generation = manifest.generation;
+    const info: ModelInfo = {
+      name: manifest.name,
+      label: manifest.label,
+      description: manifest.description,
+      randomWeights: manifest.randomWeights === true,
+      variant: bundle.variant,
+      backend,
+      backendReason: reason,
+      tasks: manifest.tasks,
+      maxPositions: llm.maxPositions,
+      defaults: {
+        maxNewTokens: generation.maxNewTokens,
+        doSample: generation.doSample,
+        temperature: generation.temperature,
+        topK: generation.topK,
+        topP: generation.topP,
+        repetitionPenalty: generation.repetitionPenalty,
+        stopTokenIds: generation.stopTokenIds,
+        loraScale: manifest.architecture.lora.defaultScale,
+        seed: 0,
+      },
+      loadMs: performance.now() - started,
+    };
+    this.model = {
+      bundle,
+      manifest,
+      backend,
+      sessions,
+      tokenizer,
+      decoder,
+      audio: new AudioTokenizer(sessions, mel, fbank, manifest, backend),
+      info,
+    };
+    return info;
+  }
+
+  /**
+   * Encodes a recording (WAV bytes, or PCM channels decoded by the browser) and starts a fresh
+   * conversation about it. The encoders and the connector run here, once per recording.
+   */
+  async setAudio(input: Uint8Array | DecodedAudio, onChunk?: (done: number, total: number) => void): Promise<AudioInfo> {
+    const model = this.requireModel();
+    this.ensureIdle();
+    let t = performance.now();
+    const decoded = input instanceof Uint8Array ? decodeWav(input) : input;
+    const prepared = prepareAudio(decoded, {
+      sampleRate: model.manifest.audio.sampleRate,
+      minSeconds: model.manifest.audio.minSeconds,
+      chunkSeconds: model.manifest.audio.chunkSeconds,
+      maxSeconds: this.options.maxAudioSeconds ?? 600,
+    });
+    const decodeMs = performance.now() - t;
+    t = performance.now();
+    const tokens = await model.audio.encode(prepared, onChunk);
+    this.conversation?.dispose();
+    this.conversation = this.newConversationFor(model, tokens.data);
+    this.audioInfo = {
+      durationSeconds: tokens.durationSeconds,
+      chunks: tokens.chunks,
+      numTokens: tokens.numTokens,
+      timeMap: tokens.timeMap,
+      timings: { ...tokens.timings, decodeMs },
+    };
+    return this.audioInfo;
+  }
+
+  get audio(): AudioInfo | null {
+    return this.audioInfo;
+  }
+
+  /** Diagnostics: receive every audio-stage intermediate (parity tests); null to stop. */
+  inspectAudioStages(inspector: StageInspector | null): void {
+    this.requireModel().audio.inspector = inspector;
+  }
+
+  /** Asks about the current recording; follow-ups continue the same conversation. */
+  async ask(question: string, options: AskOptions = {}): Promise<AnswerResult> {
+    const model = this.requireModel();
+    if (!this.conversation) {
+      throw new HarkError('engine/no-audio', 'There is no recording yet: record or open one, then ask about it.');
+    }
+    if (question.trim().length === 0) {
+      throw new HarkError('engine/inference-failed', 'The question is empty: type what you want to know about the recording.');
+    }
+    this.ensureIdle();
+    const { onToken, signal, onFirstLogits, ...overrides } = options;
+    const params: GenerationParams = { ...model.info.defaults, ...definedOnly(overrides) };
+    const controller = new AbortController();
+    const forward = () => controller.abort();
+    signal?.addEventListener('abort', forward);
+    this.running = controller;
+    try {
+      const conversation = this.conversation;
+      const result = await conversation.ask(question, params, onToken, controller.signal, onFirstLogits);
+      this.decoderSteps += Math.max(1, result.ids.length);
+      return { text: result.text, ids: result.ids, stats: result.stats, turn: conversation.turns };
+    } finally {
+      signal?.removeEventListener('abort', forward);
+      this.running = null;
+    }
+  }
+
+  /** Stops the answer being generated (within one decode step); the conversation stays usable. */
+  cancel(): void {
+    this.running?.abort();
+  }
+
+  /** Forgets the questions and answers but keeps the encoded recording. */
+  newConversation(): void {
+    const model = this.requireModel();
+    this.ensureIdle();
+    if (!this.conversation) return;
+    const audio = this.conversation.audioTokens;
+    this.conversation.dispose();
+    this.conversation = this.newConversationFor(model, audio);
+  }
+
+  async unload(): Promise<void> {
+    this.conversation?.dispose();
+    this.conversation = null;
+    this.audioInfo = null;
+    if (this.model) await releaseGraphs(this.model.sessions);
+    this.model = null;
+    this.decoderSteps = 0;
+  }
+
+  private newConversationFor(model: LoadedModel, audioTokens: Float32Array): Conversation {
+    const embedTokens = model.sessions.embedTokens;
+    const embed = async (ids: number[]): Promise<Float32Array> => {
+      if (ids.length === 0) return new Float32Array(0);
+      const input = new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]);
+      const { inputs_embeds } = await embedTokens.run({ input_ids: input });
+      const data = (await inputs_embeds!.getData()) as Float32Array;
+      inputs_embeds!.dispose();
+      return data;
+    };
+    return new Conversation(
+      { decoder: model.decoder, tokenizer: model.tokenizer, embed, format: model.manifest.prompt, maxPositions: model.info.maxPositions },
+      audioTokens,
+    );
+  }
+
+  private requireModel(): LoadedModel {
+    if (!this.model) throw new HarkError('engine/not-ready', 'No model is loaded yet: pick a model and wait for it to load.');
+    return this.model;
+  }
+
+  private ensureIdle(): void {
+    if (this.running) {
+      throw new HarkError('engine/busy', 'An answer is still being generated: wait for it or press Stop first.');
+    }
+  }
+
+  private async resolveBackend(preference: BackendPreference): Promise<{ backend: Backend; reason: string }> {
+    const report = await probeDevice();
+    if (preference === 'wasm') return { backend: 'wasm', reason: 'WebAssembly (CPU) was chosen in Settings.' };
+    if (preference === 'webgpu') {
+      if (!report.webgpu.available) {
+        throw new HarkError('engine/backend-unavailable', `WebGPU was chosen, but ${report.webgpu.reason}`);
+      }
+      return { backend: 'webgpu', reason: 'WebGPU was chosen in Settings.' };
+    }
+    return { backend: report.recommended, reason: report.recommendationReason };
+  }
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

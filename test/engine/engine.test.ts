@@ -1,0 +1,145 @@
+/**
+ * The whole engine in Node on onnxruntime-web's wasm backend, end to end from WAV bytes, against
+ * the PyTorch reference's goldens: features, every stage, first-step logits and 32 greedy tokens
+ * at three LoRA scales, fp32 and int4; plus follow-ups, cancellation and bad input.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryBundleStore } from '../../src/engine/bundle/store';
+import { HarkEngine } from '../../src/engine/engine';
+import { HarkError } from '../../src/engine/errors';
+import { goldenArray, GOLDEN_DIR, loadGoldenIndex, type GoldenInput } from '../helpers/golden';
+import { relativeMaxError } from '../helpers/npy';
+import { tinyBundleFiles } from '../helpers/tinyBundle';
+
+const golden = loadGoldenIndex();
+const inputs = Object.entries(golden.inputs) as [string, GoldenInput][];
+const wav = (input: GoldenInput) => new Uint8Array(readFileSync(join(GOLDEN_DIR, input.audio)));
+
+function logitError(actual: Float32Array, expected: Float32Array): number {
+  let diff = 0;
+  let scale = 1;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  return diff / scale;
+}
+
+for (const precision of ['fp32', 'int4'] as const) {
+  describe(`engine (wasm, ${precision}) vs the PyTorch reference`, () => {
+    const engine = new HarkEngine({ store: new MemoryBundleStore() });
+    beforeAll(async () => {
+      const info = await engine.loadModel(tinyBundleFiles(), { backend: 'wasm', variant: precision });
+      expect(info.variant).toBe(precision);
+      expect(info.randomWeights).toBe(true);
+    });
+    afterAll(() => engine.unload());
+
+    for (const [name, input] of inputs) {
+      it(`${name}: stages within 1e-4, logits within 1e-3, 32 greedy tokens identical at 3 LoRA scales`, async () => {
+        const stages = input.precisions[precision].stages;
+        const seen: string[] = [];
+        engine.inspectAudioStages((chunk, stage, data) => {
+          const ref = stage === 'mel' || stage === 'fbank' ? input.features[chunk]![stage] : stages[chunk]![stage];
+          expect(relativeMaxError(data, goldenArray(ref).data), `${stage} of chunk ${chunk}`).toBeLessThan(1e-4);
+          seen.push(`${chunk}:${stage}`);
+        });
+        const audio = await engine.setAudio(wav(input));
+        engine.inspectAudioStages(null);
+        expect(seen.length).toBe(5 * input.chunks);
+        expect(audio.chunks).toBe(input.chunks);
+        expect(Array.from(audio.timeMap, (v) => Math.round(v * 1e6) / 1e6)).toEqual(input.timeMap.flat());
+
+        for (const run of Object.values(input.precisions[precision].runs)) {
+          engine.newConversation();
+          let first: Float32Array | undefined;
+          const answer = await engine.ask(input.prompt, {
+            loraScale: run.loraScale,
+            maxNewTokens: golden.greedyTokens,
+            doSample: false,
+            onFirstLogits: (logits) => (first = logits),
+          });
+          expect(logitError(first!, goldenArray(run.logits).data)).toBeLessThan(1e-3);
+          expect(answer.ids).toEqual(run.tokens);
+        }
+      });
+    }
+  });
+}
+
+describe('engine conversation, streaming, cancellation and bad input (wasm, fp32)', () => {
+  const engine = new HarkEngine({ store: new MemoryBundleStore(), maxAudioSeconds: 40 });
+  const speech = golden.inputs.speech!;
+  beforeAll(() => engine.loadModel(tinyBundleFiles(), { backend: 'wasm', variant: 'fp32' }));
+  afterAll(() => engine.unload());
+
+  it('answers a follow-up from the KV cache without re-encoding, equal to the reference two-turn output', async () => {
+    await engine.setAudio(wav(speech));
+    const before = engine.counters;
+    const run = speech.precisions.fp32.runs.default;
+    const first = await engine.ask(speech.prompt, { maxNewTokens: golden.greedyTokens, loraScale: run.loraScale });
+    expect(first.ids).toEqual(run.tokens);
+    const second = await engine.ask(run.followUp!.question, { maxNewTokens: 16, loraScale: run.loraScale });
+    expect(second.turn).toBe(2);
+    expect(second.ids).toEqual(run.followUp!.tokens);
+    const after = engine.counters;
+    expect([after.speechEncoder, after.audioEncoder, after.connector]).toEqual([before.speechEncoder, before.audioEncoder, before.connector]);
+  });
+
+  it('streams one token event per generated token, with text equal to the answer', async () => {
+    await engine.setAudio(wav(speech));
+    const events: { index: number; text: string }[] = [];
+    const answer = await engine.ask('What is said?', { maxNewTokens: 12, onToken: (e) => events.push({ index: e.index, text: e.text }) });
+    expect(events.map((e) => e.index)).toEqual(answer.ids.map((_, i) => i));
+    expect(events.at(-1)?.text).toBe(answer.text);
+    expect(answer.stats.generatedTokens).toBe(answer.ids.length);
+  });
+
+  it('cancel stops within one decode step and the next question works', async () => {
+    await engine.setAudio(wav(speech));
+    let tokens = 0;
+    const cancelled = await engine.ask(speech.prompt, {
+      maxNewTokens: 30,
+      onToken: () => {
+        tokens += 1;
+        if (tokens === 3) engine.cancel();
+      },
+    });
+    expect(cancelled.stats.stopReason).toBe('cancelled');
+    expect(cancelled.ids.length).toBe(3);
+    const next = await engine.ask('And then?', { maxNewTokens: 4 });
+    expect(next.ids.length).toBeGreaterThan(0);
+  });
+
+  it('rejects bad input with specific, readable errors and keeps working', async () => {
+    const good = wav(speech);
+    const header = good.slice(0, 44);
+    const cases: [string, () => Promise<unknown>, string][] = [
+      ['empty file', () => engine.setAudio(new Uint8Array(0)), 'audio/empty'],
+      ['not audio', () => engine.setAudio(new TextEncoder().encode('this is not a recording at all, just text')), 'audio/unsupported-format'],
+      ['truncated WAV', () => engine.setAudio(good.slice(0, 1000)), 'audio/truncated'],
+      ['0 samples', () => engine.setAudio(zeroSampleWav(header)), 'audio/no-samples'],
+      ['NaN samples', () => engine.setAudio({ sampleRate: 16000, channels: [Float32Array.from({ length: 16000 }, (_, i) => (i === 800 ? NaN : 0))] }), 'audio/invalid-samples'],
+      ['too long', () => engine.setAudio({ sampleRate: 16000, channels: [new Float32Array(16000 * 41)] }), 'audio/too-long'],
+    ];
+    for (const [label, run, code] of cases) {
+      const error = await run().then(() => null, (e: unknown) => e);
+      expect(error, label).toBeInstanceOf(HarkError);
+      expect((error as HarkError).code, label).toBe(code);
+      expect((error as HarkError).message.length, label).toBeGreaterThan(20);
+      const audio = await engine.setAudio(good);
+      expect(audio.chunks).toBe(1);
+    }
+  });
+});
+
+/** The golden WAV's header with the data chunk's size set to 0. */
+function zeroSampleWav(header: Uint8Array): Uint8Array {
+  const bytes = header.slice();
+  const view = new DataView(bytes.buffer);
+  view.setUint32(4, bytes.length - 8, true);
+  view.setUint32(40, 0, true);
+  return bytes;
+}
