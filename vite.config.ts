@@ -60,6 +60,9 @@ export default defineConfig({
     alias: [{ find: /^onnxruntime-web(\/webgpu)?$/, replacement: join(ortDist, 'ort.webgpu.min.mjs') }],
   },
   worker: { format: 'es' },
+  // Crawl the worker and the test harness pages up front: a dependency discovered late (e.g.
+  // transformers.js first imported by the worker) makes the dev server re-optimise and reload.
+  optimizeDeps: { entries: ['index.html', 'workers/*.ts', 'test/browser/harness/*.html'] },
   server: { headers: isolationHeaders },
   preview: { headers: isolationHeaders },
   build: { target: 'es2022', chunkSizeWarningLimit: 2048 },

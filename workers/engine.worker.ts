@@ -1,22 +1,121 @@
 /**
- * The engine's worker entry point: a thin comlink wrapper, no logic of its own.
- * Everything it exposes lives in `src/engine/`, which also runs in Node.
+ * The engine's worker entry point: a thin comlink wrapper over HarkEngine (src/engine/), with
+ * models stored in the Origin Private File System. Every method answers with an Envelope so
+ * typed errors survive the trip (see protocol.ts); callbacks arrive as comlink proxies.
  */
 import * as Comlink from 'comlink';
+import { listBundles, deleteBundle, type BundleSummary, type ProgressInfo } from '../src/engine/bundle/loader';
+import { parseBundleSource, type BundleSource } from '../src/engine/bundle/source';
+import { OpfsBundleStore } from '../src/engine/bundle/store';
+import type { DecodedAudio } from '../src/engine/audio/wav';
 import { probeDevice, type DeviceReport } from '../src/engine/device';
+import { HarkEngine, type AnswerResult, type AudioInfo, type BackendPreference, type ModelInfo } from '../src/engine/engine';
+import type { GenerationParams, TokenEvent } from '../src/engine/llm/generate';
 import { configureOrt, ort } from '../src/engine/ortRuntime';
+import { envelope, type Envelope } from './protocol';
 
 // ORT's wasm files are served by the app itself (see vite.config.ts), never by a CDN.
 configureOrt({ wasmBaseUrl: new URL(`${import.meta.env.BASE_URL}ort/`, self.location.origin).href });
+
+const store = new OpfsBundleStore();
+const engine = new HarkEngine({ store });
 
 export interface WorkerDeviceReport extends DeviceReport {
   ortVersion: string;
 }
 
+export type ModelSource = string | { kind: 'files'; files: Map<string, Blob> };
+
+export interface StageCapture {
+  chunk: number;
+  stage: 'mel' | 'fbank' | 'speech' | 'audio' | 'tokens';
+  data: Float32Array;
+}
+
+export interface SetAudioOptions {
+  /** Diagnostics: return every audio-stage intermediate (parity tests). */
+  captureStages?: boolean;
+}
+
+export interface AskParams extends Partial<GenerationParams> {
+  /** Diagnostics: return the first step's logits. */
+  captureFirstLogits?: boolean;
+}
+
+function source(input: ModelSource): BundleSource {
+  return typeof input === 'string' ? parseBundleSource(input, self.location.origin) : input;
+}
+
 const api = {
-  async deviceReport(): Promise<WorkerDeviceReport> {
-    const report = await probeDevice();
-    return { ...report, ortVersion: ort.env.versions.web ?? 'unknown' };
+  deviceReport(): Promise<Envelope<WorkerDeviceReport>> {
+    return envelope(async () => ({ ...(await probeDevice()), ortVersion: ort.env.versions.web ?? 'unknown' }));
+  },
+
+  loadModel(
+    input: ModelSource,
+    options: { backend?: BackendPreference; variant?: string },
+    onProgress?: (info: ProgressInfo) => void,
+  ): Promise<Envelope<ModelInfo>> {
+    return envelope(() => engine.loadModel(source(input), { ...options, onProgress }));
+  },
+
+  setAudio(
+    audio: Uint8Array | DecodedAudio,
+    options: SetAudioOptions = {},
+    onChunk?: (done: number, total: number) => void,
+  ): Promise<Envelope<{ info: AudioInfo; stages: StageCapture[] }>> {
+    return envelope(async () => {
+      const stages: StageCapture[] = [];
+      if (options.captureStages) engine.inspectAudioStages((chunk, stage, data) => stages.push({ chunk, stage, data: data.slice() }));
+      try {
+        const info = await engine.setAudio(audio, onChunk);
+        return { info, stages };
+      } finally {
+        if (options.captureStages) engine.inspectAudioStages(null);
+      }
+    });
+  },
+
+  ask(
+    question: string,
+    params: AskParams,
+    onToken?: (event: TokenEvent) => void,
+  ): Promise<Envelope<AnswerResult & { firstLogits?: Float32Array }>> {
+    return envelope(async () => {
+      const { captureFirstLogits, ...generation } = params;
+      let firstLogits: Float32Array | undefined;
+      const answer = await engine.ask(question, {
+        ...generation,
+        // Fire-and-forget: awaiting each proxied callback would add a round trip per token.
+        onToken: onToken ? (event) => void onToken(event) : undefined,
+        onFirstLogits: captureFirstLogits ? (logits) => (firstLogits = logits) : undefined,
+      });
+      return firstLogits ? { ...answer, firstLogits } : answer;
+    });
+  },
+
+  cancel(): void {
+    engine.cancel();
+  },
+
+  newConversation(): Promise<Envelope<void>> {
+    return envelope(() => engine.newConversation());
+  },
+
+  counters() {
+    return engine.counters;
+  },
+
+  unload(): Promise<Envelope<void>> {
+    return envelope(() => engine.unload());
+  },
+
+  listModels(): Promise<Envelope<BundleSummary[]>> {
+    return envelope(() => listBundles(store));
+  },
+
+  deleteModel(key: string): Promise<Envelope<void>> {
+    return envelope(() => deleteBundle(store, key));
   },
 };
 

@@ -19,7 +19,7 @@ import { KaldiFbank } from './features/kaldiFbank';
 import { WhisperMel } from './features/whisperMel';
 import { openGraphs, releaseGraphs, type GraphSessions } from './graphs';
 import { Conversation } from './llm/conversation';
-import { DecoderRunner } from './llm/decoder';
+import { DecoderRunner, WEBGPU_ATTENTION_CHUNK } from './llm/decoder';
 import type { GenerationParams, GenerationStats, TokenEvent } from './llm/generate';
 import { createTokenizer, type TextTokenizer } from './llm/tokenizer';
 import { ort } from './ortRuntime';
@@ -139,7 +139,7 @@ export class HarkEngine {
     const mel = new WhisperMel(await bundle.readJson<Record<string, unknown>>(manifest.features.whisper.preprocessorConfig));
     const fbank = new KaldiFbank(manifest.features.fbank);
     const { llm } = manifest.architecture;
-    const decoder = new DecoderRunner(sessions.decoder, llm);
+    const decoder = new DecoderRunner(sessions.decoder, llm, backend === 'webgpu' ? WEBGPU_ATTENTION_CHUNK : Number.POSITIVE_INFINITY);
     const generation = manifest.generation;
     const info: ModelInfo = {
       name: manifest.name,

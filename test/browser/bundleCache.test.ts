@@ -20,7 +20,8 @@ const INT4 = variantFiles(manifest, 'int4');
 
 async function openHarness(page: Page): Promise<void> {
   await page.goto(new URL('/test/browser/harness/bundle.html', inject('devUrl')).href);
-  await page.waitForFunction(() => window.bundleHarness?.ready === true);
+  // The first visit makes the dev server transform the engine's modules: slow on a busy machine.
+  await page.waitForFunction(() => window.bundleHarness?.ready === true, null, { timeout: 120_000 });
 }
 
 /** Bundle paths fetched by the context since `from` (index into the request log). */
@@ -68,7 +69,7 @@ describe('bundle cache in OPFS (Chromium)', () => {
 
     // Same context = same profile: the reloaded page finds the bundle in OPFS.
     await page.reload();
-    await page.waitForFunction(() => window.bundleHarness?.ready === true);
+    await page.waitForFunction(() => window.bundleHarness?.ready === true, null, { timeout: 120_000 });
     let mark = requests.urls.length;
     const second = await page.evaluate((address) => window.bundleHarness.loadInWorker(address), ADDRESS);
     expect(second).toMatchObject({ ok: true, variant: 'int4', fromCache: true, downloaded: [] });

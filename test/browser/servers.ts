@@ -8,7 +8,8 @@ export async function startDevServer(): Promise<{ url: string; close(): Promise<
     root,
     configFile: `${root}vite.config.ts`,
     logLevel: 'warn',
-    server: { host: '127.0.0.1', port: 0, strictPort: false },
+    // No HMR and no file watching: a test page must never reload because a file changed.
+    server: { host: '127.0.0.1', port: 0, strictPort: false, hmr: false, watch: null },
   });
   await server.listen();
   const url = server.resolvedUrls?.local[0];

@@ -451,9 +451,14 @@ describe('loadBundle from local files (Blobs)', () => {
   });
 });
 
+const contractDirs: string[] = [];
+afterAll(() => {
+  for (const dir of contractDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 describe.each([
   ['MemoryBundleStore', () => new MemoryBundleStore()],
-  ['FsBundleStore', () => new FsBundleStore(mkdtempSync(join(tmpdir(), 'hark-store-contract-')))],
+  ['FsBundleStore', () => new FsBundleStore(contractDirs[contractDirs.push(mkdtempSync(join(tmpdir(), 'hark-store-contract-'))) - 1]!)],
 ])('%s', (_name, makeStore) => {
   it('appends, resumes, completes, reads, lists and deletes files', async () => {
     const store = makeStore();

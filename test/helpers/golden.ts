@@ -1,7 +1,7 @@
 /** The golden outputs of the Python reference (models/golden/index.json) and the tiny bundle. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readNpyFloat32 } from './npy';
+import { parseNpy } from './npy';
 
 export const REPO_ROOT = join(import.meta.dirname, '..', '..');
 export const GOLDEN_DIR = join(REPO_ROOT, 'models', 'golden');
@@ -45,7 +45,8 @@ export function loadGoldenIndex(): GoldenIndex {
 }
 
 export function goldenArray(ref: ArrayRef): { shape: number[]; data: Float32Array } {
-  const array = readNpyFloat32(join(GOLDEN_DIR, ref.file));
+  const array = parseNpy(readFileSync(join(GOLDEN_DIR, ref.file)));
+  if (!(array.data instanceof Float32Array)) throw new Error(`${ref.file} is not float32`);
   if (array.shape.join() !== ref.shape.join()) throw new Error(`${ref.file}: shape ${array.shape} != index ${ref.shape}`);
-  return array;
+  return { shape: array.shape, data: array.data };
 }

@@ -1,8 +1,7 @@
 /**
- * Reads NumPy .npy files (format 1.0/2.0, little-endian float32/int64/int32, C order): the golden
+ * Parses NumPy .npy files (no Node APIs, so browser harness pages can use it too) (format 1.0/2.0, little-endian float32/int64/int32, C order): the golden
  * outputs of the Python reference are stored this way.
  */
-import { readFileSync } from 'node:fs';
 
 export interface NpyArray {
   shape: number[];
@@ -39,15 +38,6 @@ export function parseNpy(bytes: Uint8Array): NpyArray {
   }
 }
 
-export function readNpy(path: string): NpyArray {
-  return parseNpy(readFileSync(path));
-}
-
-export function readNpyFloat32(path: string): { shape: number[]; data: Float32Array } {
-  const array = readNpy(path);
-  if (!(array.data instanceof Float32Array)) throw new Error(`${path} is not float32`);
-  return { shape: array.shape, data: array.data };
-}
 
 /** max |a − b| / max(1e-12, max |b|): the relative-max error the parity tests bound. */
 export function relativeMaxError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {

@@ -231,14 +231,14 @@ async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): P
       // A failing progress callback (UI code) must not break a download.
     }
   };
-  const throwIfAborted = (file?: string): void => {
-    if (signal?.aborted) throw abortedError(file);
-  };
-  throwIfAborted();
-
+  if (signal?.aborted) throw abortedError();
   // Every request uses `internal`, which aborts on the caller's signal or on the first failure.
   const internal = new AbortController();
   const onAbort = (): void => internal.abort(signal?.reason);
+  /** Stops work on the caller's abort, and on another file's failure (that error wins). */
+  const throwIfAborted = (file?: string): void => {
+    if (signal?.aborted || internal.signal.aborted) throw abortedError(file);
+  };
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const localFiles = source.kind === 'files' ? normalizeFiles(source.files) : undefined;
@@ -257,7 +257,7 @@ async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): P
         response = await fetchImpl(url, { headers, cache, signal: internal.signal });
       } catch (error) {
         if (signal?.aborted) throw abortedError(url);
-        if (internal.signal.aborted) throw error;
+        throwIfAborted(url);
         throw fetchFailed(url, `network error: ${(error as Error)?.message ?? String(error)}`);
       }
       return response;
@@ -369,19 +369,26 @@ async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): P
       const due = throttle();
       const reader = 'getReader' in body ? body.getReader() : undefined;
       const iterator = reader ? undefined : (body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+      // Cancel the body ourselves on abort: a pending read then ends at once. (Node 20's fetch
+      // was seen to leave a read pending forever when the request's signal fired mid-body.)
+      const cancelBody = (): void => {
+        if (reader) void reader.cancel().catch(() => {});
+        else void iterator?.return?.().catch(() => {});
+      };
+      internal.signal.addEventListener('abort', cancelBody, { once: true });
       try {
         for (;;) {
           let step: IteratorResult<Uint8Array> | ReadableStreamReadResult<Uint8Array>;
           try {
             step = reader ? await reader.read() : await iterator!.next();
           } catch (error) {
-            if (signal?.aborted || (isAbortError(error) && !internal.signal.aborted)) throw abortedError(entry.path);
-            if (internal.signal.aborted) throw error;
+            throwIfAborted(entry.path);
+            if (isAbortError(error)) throw abortedError(entry.path);
             throw fetchFailed(url, `the connection broke after ${writer.length} of ${entry.size} bytes: ${(error as Error)?.message ?? String(error)}`);
           }
+          throwIfAborted(entry.path);
           if (step.done) break;
           const chunk = step.value;
-          if (signal?.aborted) throw abortedError(entry.path);
           if (writer.length + chunk.byteLength > entry.size) {
             throw hashMismatch(entry.path, entry, writer.length + chunk.byteLength, 'unknown (more bytes than expected)');
           }
@@ -391,11 +398,12 @@ async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): P
           } catch (error) {
             throw storageError(error, entry.path);
           }
-          const done = writer.length === entry.size;
-          setLoaded(entry.path, writer.length, done);
-          if (due(done)) emit({ status: 'progress', name, file: entry.path, progress: (writer.length / entry.size) * 100, loaded: writer.length, total: entry.size });
+          // The final 100 % event comes from ensureFile, once the file is verified and complete.
+          setLoaded(entry.path, writer.length, writer.length === entry.size);
+          if (due(false) && writer.length < entry.size) emit({ status: 'progress', name, file: entry.path, progress: (writer.length / entry.size) * 100, loaded: writer.length, total: entry.size });
         }
       } finally {
+        internal.signal.removeEventListener('abort', cancelBody);
         if (reader) await reader.cancel().catch(() => {});
         else await iterator?.return?.().catch(() => {});
       }

@@ -1,0 +1,87 @@
+/**
+ * The engine in headless Chromium, through the real worker and comlink, on WebGPU (SwiftShader
+ * here): every golden input at three LoRA scales, fp32 and int4, plus streaming, cancel and bad
+ * input across the worker boundary.
+ */
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { loadGoldenIndex } from '../helpers/golden';
+import { collectConsoleErrors, launchChromium } from './chromium';
+
+const golden = loadGoldenIndex();
+
+async function openHarness(browser: Browser): Promise<{ page: Page; errors: string[] }> {
+  const context = await browser.newContext();
+  const errors = collectConsoleErrors(context);
+  const page = await context.newPage();
+  await page.goto(new URL('/test/browser/harness/engine.html', inject('devUrl')).href);
+  await page.waitForFunction(() => window.harkEngineHarness?.ready === true);
+  return { page, errors };
+}
+
+describe('engine in Chromium on WebGPU, through the worker', () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  for (const precision of ['fp32', 'int4'] as const) {
+    it(`${precision}: every golden input matches the reference (stages 1e-4, logits 1e-3, 32 greedy tokens)`, async () => {
+      const { page, errors } = await openHarness(browser);
+      const info = await page.evaluate(
+        (variant) => window.harkEngineHarness.client.loadModel('/models/salmonn-tiny/', { backend: 'webgpu', variant }),
+        precision,
+      );
+      expect(info.backend).toBe('webgpu');
+      expect(info.variant).toBe(precision);
+      for (const name of Object.keys(golden.inputs)) {
+        const report = await page.evaluate(([n, p, k]) => window.harkEngineHarness.parity(n, p, k), [name, precision, golden.greedyTokens] as const);
+        for (const [stage, error] of Object.entries(report.stageErrors)) expect(error, `${name} ${stage}`).toBeLessThan(1e-4);
+        expect(Object.keys(report.stageErrors).length).toBe(5 * golden.inputs[name]!.chunks);
+        for (const run of report.runs) {
+          expect(run.logitError, `${name} logits at ${run.loraScale}`).toBeLessThan(1e-3);
+          expect(run.tokens, `${name} tokens at ${run.loraScale}`).toEqual(run.expected);
+        }
+      }
+      expect(errors).toEqual([]);
+      await page.context().close();
+    });
+  }
+
+  it('streams tokens one by one before the answer resolves, cancels within one step, and keeps working', async () => {
+    const { page } = await openHarness(browser);
+    await page.evaluate(() => window.harkEngineHarness.client.loadModel('/models/salmonn-tiny/', { backend: 'webgpu', variant: 'fp32' }));
+    await page.evaluate(() => window.harkEngineHarness.setGoldenAudio('speech'));
+
+    const stream = await page.evaluate(() => window.harkEngineHarness.streamTimeline('Describe the audio.', 24));
+    expect(stream.arrivals.map((a) => a.index)).toEqual(stream.ids.map((_, i) => i));
+    expect(stream.arrivals.length).toBeGreaterThan(4);
+    // tokens arrive spread over the generation, well before it ends
+    expect(stream.arrivals[0]!.at).toBeLessThan(stream.resolvedAt);
+    expect(stream.arrivals[1]!.at).toBeLessThan(stream.arrivals.at(-1)!.at);
+
+    const cancelled = await page.evaluate(() => window.harkEngineHarness.streamTimeline('Tell a long story.', 60, 3));
+    expect(cancelled.stopReason).toBe('cancelled');
+    // the cancel message crosses the worker boundary while at most one more step runs
+    expect(cancelled.ids.length).toBeLessThanOrEqual(4);
+    const after = await page.evaluate(() => window.harkEngineHarness.streamTimeline('And what else?', 5));
+    expect(after.ids.length).toBeGreaterThan(0);
+
+    const counters = await page.evaluate(() => window.harkEngineHarness.client.counters());
+    expect(counters.speechEncoder).toBe(1);
+    await page.context().close();
+  });
+
+  it('reports bad input as typed errors across the worker boundary', async () => {
+    const { page } = await openHarness(browser);
+    await page.evaluate(() => window.harkEngineHarness.client.loadModel('/models/salmonn-tiny/', { backend: 'webgpu', variant: 'int4' }));
+    const codes = await page.evaluate(() => window.harkEngineHarness.badInputCodes());
+    expect(codes).toEqual({ empty: 'audio/empty', notAudio: 'audio/unsupported-format', nan: 'audio/invalid-samples' });
+    const info = await page.evaluate(() => window.harkEngineHarness.setGoldenAudio('one_second'));
+    expect(info.chunks).toBe(1);
+    await page.context().close();
+  });
+});
