@@ -3,7 +3,7 @@
  * `npm test`: every test layer in one command.
  *   1. system packages (Chromium, Debian's Python with torch) — installed as root, else explained;
  *   2. pytest: the PyTorch reference, loaders, converter and ONNX graphs under models/;
- *   3. the committed tiny bundle and goldens are byte-identical to a fresh rebuild;
+ *   3. tsc --noEmit, and the committed tiny bundle and goldens are byte-identical to a fresh rebuild;
  *   4. Vitest: unit, engine (onnxruntime-web wasm in Node) and browser (Chromium + WebGPU);
  * then one plain summary line, `N passed, N failed`, over all runners.
  */
@@ -35,6 +35,16 @@ totals.skipped += count('skipped');
 if (pytest.status !== 0) {
   exitCode = 1;
   if (count('failed') + count('error') === 0) totals.failed += 1;
+}
+
+// TypeScript strict over everything (app, engine, workers, tests, scripts) counts as a test too.
+const typecheck = run(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json', '--noEmit']);
+if (typecheck.status === 0) {
+  totals.passed += 1;
+  console.log('typecheck: tsc --noEmit passed');
+} else {
+  totals.failed += 1;
+  exitCode = 1;
 }
 
 const check = run('/usr/bin/python3', ['models/build_tiny_bundle.py', '--check']);

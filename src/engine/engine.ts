@@ -31,6 +31,8 @@ export interface EngineOptions {
   fetchImpl?: typeof fetch;
   /** Longest recording accepted (seconds, default 600). */
   maxAudioSeconds?: number;
+  /** Cap the conversation length below the model's maximum (tokens), e.g. to bound KV memory. */
+  maxContextTokens?: number;
 }
 
 export interface LoadModelOptions {
@@ -150,7 +152,7 @@ export class HarkEngine {
       backend,
       backendReason: reason,
       tasks: manifest.tasks,
-      maxPositions: llm.maxPositions,
+      maxPositions: Math.min(llm.maxPositions, this.options.maxContextTokens ?? Number.POSITIVE_INFINITY),
       defaults: {
         maxNewTokens: generation.maxNewTokens,
         doSample: generation.doSample,

@@ -143,3 +143,20 @@ function zeroSampleWav(header: Uint8Array): Uint8Array {
   view.setUint32(40, 0, true);
   return bytes;
 }
+
+describe('engine context limit (wasm, int4)', () => {
+  it('stops at the context limit and reports an overflowing question instead of crashing', async () => {
+    const engine = new HarkEngine({ store: new MemoryBundleStore(), maxContextTokens: 140 });
+    await engine.loadModel(tinyBundleFiles(), { backend: 'wasm', variant: 'int4' });
+    await engine.setAudio(new Uint8Array(readFileSync(join(GOLDEN_DIR, golden.inputs.one_second!.audio))));
+    const first = await engine.ask('What is this?', { maxNewTokens: 100, stopTokenIds: [] });
+    expect(first.stats.stopReason).toBe('context-full');
+    const error = await engine.ask('And then what happened after that, in detail?').then(() => null, (e: unknown) => e);
+    expect(error).toBeInstanceOf(HarkError);
+    expect((error as HarkError).code).toBe('engine/context-overflow');
+    expect((error as HarkError).message).toMatch(/new conversation/);
+    engine.newConversation();
+    expect((await engine.ask('What is this?', { maxNewTokens: 3 })).ids.length).toBeGreaterThan(0);
+    await engine.unload();
+  });
+});
