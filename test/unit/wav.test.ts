@@ -284,3 +284,30 @@ describe('decodeWav: errors', () => {
     );
   });
 });
+
+describe('streamed WAVs with placeholder sizes', () => {
+  it('reads espeak-ng --stdout style files (data size 0x7ffff000) to the end of the file', () => {
+    const frames = 1000;
+    const bytes = new Uint8Array(44 + frames * 2);
+    const view = new DataView(bytes.buffer);
+    const text = (at: number, s: string) => [...s].forEach((c, i) => (bytes[at + i] = c.charCodeAt(0)));
+    text(0, 'RIFF');
+    view.setUint32(4, 0x7ffff024, true);
+    text(8, 'WAVE');
+    text(12, 'fmt ');
+    view.setUint32(16, 16, true);
+    view.setUint16(20, 1, true);
+    view.setUint16(22, 1, true);
+    view.setUint32(24, 22050, true);
+    view.setUint32(28, 44100, true);
+    view.setUint16(32, 2, true);
+    view.setUint16(34, 16, true);
+    text(36, 'data');
+    view.setUint32(40, 0x7ffff000, true);
+    for (let i = 0; i < frames; i++) view.setInt16(44 + i * 2, i - 500, true);
+    const decoded = decodeWav(bytes);
+    expect(decoded.sampleRate).toBe(22050);
+    expect(decoded.channels[0]!.length).toBe(frames);
+    expect(decoded.channels[0]![0]).toBe(-500 / 32768);
+  });
+});

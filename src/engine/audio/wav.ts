@@ -112,6 +112,11 @@ function parseFmt(bytes: Uint8Array, view: DataView, start: number, size: number
 }
 
 /** Decodes a RIFF/WAVE file into float32 channels. Throws HarkError (`audio/*`) on bad input. */
+/** Sizes that mean "unknown, to the end of the file" rather than a real, cut-short length. */
+function isStreamingPlaceholder(size: number): boolean {
+  return size === 0xffffffff || size >= 0x7fff0000;
+}
+
 export function decodeWav(bytes: Uint8Array): DecodedAudio {
   if (bytes.length === 0) throw new HarkError('audio/empty', 'The audio file is empty (0 bytes). Choose another file or record again.');
   const riffPrefix = [0x52, 0x49, 0x46, 0x46]; // "RIFF"
@@ -146,7 +151,12 @@ export function decodeWav(bytes: Uint8Array): DecodedAudio {
   if (!data) throw truncated('The WAV file has no "data" chunk before it ends.', { bytes: bytes.length });
 
   const present = bytes.length - data.start;
-  if (data.size > present) {
+  if (data.size > present && isStreamingPlaceholder(data.size)) {
+    // Written by a program that streamed the WAV and never went back to fix the sizes
+    // (espeak-ng --stdout writes 0x7ffff000, others 0xffffffff): the data runs to the file's end.
+    const frameBytes = (fmt.bitsPerSample / 8) * fmt.channels;
+    data = { start: data.start, size: present - (present % frameBytes) };
+  } else if (data.size > present) {
     throw truncated(`The WAV "data" chunk declares ${data.size} bytes but only ${present} are present.`, {
       declaredBytes: data.size,
       presentBytes: present,
