@@ -479,9 +479,9 @@ def build_embed_graph(weight, precision: str = "fp32", block_size: int = BLOCK_S
 
     weight: the embedding table [vocab, hidden] (`model.embed_tokens.weight`).
     fp32/fp16: Gather on the fp32/fp16 table (fp16: + Cast to f32).
-    int4/int4f16 use com.microsoft GatherBlockQuantized (data uint8 [vocab, hidden/2], scales
-    [vocab, hidden/block_size] f32/f16, bits 4, gather_axis 0, quantize_axis 1, no zero points;
-    int4f16: + Cast to f32).
+    int4f16 uses com.microsoft GatherBlockQuantized (data uint8 [vocab, hidden/2], scales
+    [vocab, hidden/block_size] f16, bits 4, gather_axis 0, quantize_axis 1, no zero points, + Cast
+    to f32); int4 dequantizes the same packed table with standard ops (see standard_ops).
     A table over max_tensor_bytes is split along hidden into column blocks (multiples of
     block_size for int4), one Gather each, Concat on the last axis.
     """
@@ -519,13 +519,43 @@ def build_embed_graph(weight, precision: str = "fp32", block_size: int = BLOCK_S
                           name=f"/model/embed_tokens/GatherBlockQuantized{suffix.replace('.part', '_')}", domain=MS,
                           bits=4, block_size=block_size, gather_axis=0, quantize_axis=1)
 
+        def standard_ops(b: np.ndarray, s: np.ndarray, suffix: str, output: str) -> list[str]:
+            # Plain-ONNX dequantizing gather for int4: ORT's GatherBlockQuantized has kernels in
+            # the Node wasm build and on WebGPU, but not in the browser's wasm (CPU) build, so the
+            # int4 variant would not load without a GPU. One row per token is cheap either way.
+            # Exact: (q - 8) * scale in float32, the same numbers GatherBlockQuantized yields.
+            p = f"/model/embed_tokens/dequant{suffix.replace('.part', '_')}"
+            b_name = g.init(f"model.embed_tokens.weight_Q4{suffix}", b)
+            s_name = g.init(f"model.embed_tokens.weight_scales{suffix}", s)
+            blocks = s.shape[1]
+            c16 = g.init(f"{p}/sixteen", np.array(16, dtype=np.int32))
+            c8 = g.init(f"{p}/eight", np.array(8.0, dtype=np.float32))
+            last = g.init(f"{p}/last_axis", np.array([-1], dtype=np.int64))
+            block_shape = g.init(f"{p}/block_shape", np.array([0, 0, blocks, block_size], dtype=np.int64))
+            row_shape = g.init(f"{p}/row_shape", np.array([0, 0, blocks * block_size], dtype=np.int64))
+            (rows,) = g.node("Gather", [b_name, "input_ids"], [f"{p}/rows"], name=f"{p}/Gather", axis=0)
+            (rows_i,) = g.node("Cast", [rows], [f"{p}/rows_i32"], name=f"{p}/Cast_i32", to=TensorProto.INT32)
+            (low,) = g.node("Mod", [rows_i, c16], [f"{p}/low"], name=f"{p}/Mod")  # even k: low nibble
+            (high,) = g.node("Div", [rows_i, c16], [f"{p}/high"], name=f"{p}/Div")  # odd k: high nibble
+            (low_u,) = g.node("Unsqueeze", [low, last], [f"{p}/low_u"], name=f"{p}/Unsqueeze_low")
+            (high_u,) = g.node("Unsqueeze", [high, last], [f"{p}/high_u"], name=f"{p}/Unsqueeze_high")
+            (pairs,) = g.node("Concat", [low_u, high_u], [f"{p}/pairs"], name=f"{p}/Concat", axis=-1)
+            (q,) = g.node("Cast", [pairs], [f"{p}/q"], name=f"{p}/Cast_f32", to=TensorProto.FLOAT)
+            (centred,) = g.node("Sub", [q, c8], [f"{p}/centred"], name=f"{p}/Sub")
+            (by_block,) = g.node("Reshape", [centred, block_shape], [f"{p}/by_block"], name=f"{p}/Reshape_blocks")
+            (row_scales,) = g.node("Gather", [s_name, "input_ids"], [f"{p}/scales"], name=f"{p}/Gather_scales", axis=0)
+            (scales_u,) = g.node("Unsqueeze", [row_scales, last], [f"{p}/scales_u"], name=f"{p}/Unsqueeze_scales")
+            (scaled,) = g.node("Mul", [by_block, scales_u], [f"{p}/scaled"], name=f"{p}/Mul")
+            return g.node("Reshape", [scaled, row_shape], [output], name=f"{p}/Reshape_rows")
+
+        dequant_gather = standard_ops if precision == "int4" else gbq
         if len(sizes) == 1:
-            gbq(packed, scales, "", gathered)
+            dequant_gather(packed, scales, "", gathered)
         else:
             parts, start = [], 0
             half_block = block_size // 2
             for j, size in enumerate(sizes):
-                parts += gbq(np.ascontiguousarray(packed[:, start * half_block:(start + size) * half_block]),
+                parts += dequant_gather(np.ascontiguousarray(packed[:, start * half_block:(start + size) * half_block]),
                              np.ascontiguousarray(scales[:, start:start + size]), f".part{j}",
                              f"/model/embed_tokens/GatherBlockQuantized_{j}/output_0")
                 start += size

@@ -94,4 +94,21 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
     expect(info.chunks).toBe(1);
     await page.context().close();
   });
+
+  it('without a GPU: the wasm backend loads the variant picked for it and answers like the reference', { timeout: 300_000 }, async () => {
+    const { page, errors } = await openHarness(browser);
+    const info = await page.evaluate(() => window.harkEngineHarness.client.loadModel('/models/salmonn-tiny/', { backend: 'wasm' }));
+    expect(info.backend).toBe('wasm');
+    expect(info.variant).toBe('int4');
+    const speech = golden.inputs.speech!;
+    await page.evaluate(() => window.harkEngineHarness.setGoldenAudio('speech'));
+    const run = speech.precisions.int4.runs.default;
+    const answer = await page.evaluate(
+      ([prompt, scale, n]) => window.harkEngineHarness.client.ask(prompt, { loraScale: scale, maxNewTokens: n }),
+      [speech.prompt, run.loraScale, golden.greedyTokens] as const,
+    );
+    expect(answer.ids).toEqual(run.tokens);
+    expect(errors).toEqual([]);
+    await page.context().close();
+  });
 });
