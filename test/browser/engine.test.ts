@@ -46,9 +46,16 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
         await page?.context().close();
       });
 
+      // int4 on the software adapter is ~3x slower than fp32: there, 32 greedy tokens are checked
+      // at the default LoRA scale and first-step logits + 4 tokens at the other two (the wasm
+      // engine tests in Node check all 32 at every scale for both precisions).
+      const otherScaleTokens = precision === 'fp32' ? golden.greedyTokens : 4;
       for (const name of Object.keys(golden.inputs)) {
-        it(`${name}: stages within 1e-4, first-step logits within 1e-3, 32 greedy tokens identical at 3 LoRA scales`, { timeout: 300_000 }, async () => {
-          const report = await page.evaluate(([n, p, k]) => window.harkEngineHarness.parity(n, p, k), [name, precision, golden.greedyTokens] as const);
+        it(`${name}: stages within 1e-4, first-step logits within 1e-3 at 3 LoRA scales, greedy tokens identical (${golden.greedyTokens} at the default scale, ${otherScaleTokens} at 0 and half)`, { timeout: 420_000 }, async () => {
+          const report = await page.evaluate(
+            ([n, p, k, other]) => window.harkEngineHarness.parity(n, p, k, other),
+            [name, precision, golden.greedyTokens, otherScaleTokens] as const,
+          );
           expect(Object.keys(report.stageErrors).length).toBe(5 * golden.inputs[name]!.chunks);
           for (const [stage, error] of Object.entries(report.stageErrors)) expect(error, `${name} ${stage}`).toBeLessThan(1e-4);
           expect(report.runs.length).toBe(3);
