@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import react from '@vitejs/plugin-react';
 import { defineConfig, type Plugin } from 'vite';
+import { VitePWA } from 'vite-plugin-pwa';
 import { ORT_WEBGPU_WASM_FILES } from './src/engine/ortAssets';
 import { serveBundles } from './vite/serveBundles';
 
@@ -50,8 +51,68 @@ function ortWasmAssets(): Plugin {
   };
 }
 
+/**
+ * Installable, offline PWA (production builds only; the dev server has no service worker).
+ * `src/sw.ts` is our own service worker (`injectManifest`): it precaches the app shell, the sample
+ * clips and ORT's wasm, adds COOP/COEP to what it serves, and never caches `models/**` — model
+ * files are stored once, in OPFS, by the engine's bundle cache. The page registers it through
+ * `src/pwa/registerServiceWorker.ts` (`injectRegister: false`); the plugin adds the
+ * `<link rel="manifest">` to index.html.
+ */
+function pwa(): Plugin[] {
+  return VitePWA({
+    strategies: 'injectManifest',
+    srcDir: 'src',
+    filename: 'sw.ts',
+    injectRegister: false,
+    // Only meaningful for the plugin's own register code; ours waits for the page to apply an update.
+    registerType: 'prompt',
+    manifest: {
+      id: './',
+      name: 'Hark — private audio assistant',
+      short_name: 'Hark',
+      description:
+        'Ask questions about a recording. An audio language model runs on your own device, offline once installed; nothing is uploaded.',
+      lang: 'en',
+      dir: 'ltr',
+      // Relative to the manifest, which sits at the base: works under any `base`.
+      start_url: './',
+      scope: './',
+      display: 'standalone',
+      orientation: 'any',
+      theme_color: '#f6f7f9',
+      background_color: '#f6f7f9',
+      categories: ['productivity', 'utilities', 'music'],
+      icons: [
+        { src: 'icons/icon-192.png', sizes: '192x192', type: 'image/png', purpose: 'any' },
+        { src: 'icons/icon-512.png', sizes: '512x512', type: 'image/png', purpose: 'any' },
+        { src: 'icons/maskable-192.png', sizes: '192x192', type: 'image/png', purpose: 'maskable' },
+        { src: 'icons/maskable-512.png', sizes: '512x512', type: 'image/png', purpose: 'maskable' },
+      ],
+    },
+    injectManifest: {
+      // The plugin adds manifest.webmanifest itself.
+      globPatterns: ['**/*.{html,js,mjs,css,svg,png,ico,json,wasm,wav}'],
+      // Models are cached by the engine in OPFS, never by the service worker.
+      globIgnores: ['models/**'],
+      // ORT's wasm is ~27 MB; Workbox skips anything over 2 MiB unless told otherwise.
+      maximumFileSizeToCacheInBytes: 64 * 1024 * 1024,
+      // A classic script (registered without `type: 'module'`, which older browsers lack for workers).
+      rollupFormat: 'iife',
+      // Workbox's debug build is chosen by NODE_ENV, which test runners set to 'test': always ship
+      // (and test) the production service worker.
+      buildPlugins: {
+        vite: [{ name: 'hark-sw-production', config: () => ({ define: { 'process.env.NODE_ENV': JSON.stringify('production') } }) }],
+      },
+    },
+    // The icons are matched by globPatterns already; listing them twice would only duplicate entries.
+    includeManifestIcons: false,
+    devOptions: { enabled: false },
+  });
+}
+
 export default defineConfig({
-  plugins: [react(), ortWasmAssets(), serveBundles()],
+  plugins: [react(), ortWasmAssets(), serveBundles(), pwa()],
   resolve: {
     // The engine imports plain 'onnxruntime-web' so Node gets ORT's Node build; in the browser we
     // want the WebGPU build (native WebGPU EP + wasm CPU fallback in one binary).

@@ -18,7 +18,15 @@ export async function startDevServer(): Promise<{ url: string; close(): Promise<
 }
 
 export async function buildAndPreview(outDir: string): Promise<{ url: string; close(): Promise<void> }> {
-  await build({ root, configFile: `${root}vite.config.ts`, logLevel: 'warn', build: { outDir, emptyOutDir: true } });
+  // Vitest sets NODE_ENV=test, which would make Vite build a development bundle
+  // (import.meta.env.DEV true): build exactly what `npm run build` ships instead.
+  const nodeEnv = process.env.NODE_ENV;
+  process.env.NODE_ENV = 'production';
+  try {
+    await build({ root, configFile: `${root}vite.config.ts`, mode: 'production', logLevel: 'warn', build: { outDir, emptyOutDir: true } });
+  } finally {
+    process.env.NODE_ENV = nodeEnv;
+  }
   const server: PreviewServer = await preview({
     root,
     configFile: `${root}vite.config.ts`,

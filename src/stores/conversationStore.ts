@@ -1,0 +1,205 @@
+/**
+ * The chat about the current recording: questions, streamed answers with live speed, stop, and
+ * follow-ups (the engine keeps the conversation's KV cache, so a follow-up only feeds new text).
+ */
+import { create } from 'zustand';
+import { engineClient } from '../engineClient';
+import { useAudioStore } from './audioStore';
+import { inEngineLane } from './engineLane';
+import { errorMessage, type StopReason, type TokenEvent } from './engineTypes';
+import { useModelStore } from './modelStore';
+import { useNoticeStore } from './noticeStore';
+import { effectiveGeneration, useSettingsStore } from './settingsStore';
+
+/** SALMONN's audio placeholder, present in every task prompt of a bundle. */
+const AUDIO_SLOT = /<Speech>\s*<SpeechHere>\s*<\/Speech>/g;
+
+/** A task prompt without its audio placeholder: what a person reads, and what a follow-up sends. */
+export function withoutAudioSlot(prompt: string): string {
+  return prompt.replace(AUDIO_SLOT, ' ').replace(/\s+/g, ' ').trim();
+}
+
+export interface AnswerStats {
+  tokens: number;
+  timeToFirstTokenMs: number | null;
+  tokensPerSecond: number | null;
+  promptTokens: number | null;
+  stopReason: StopReason | null;
+  totalMs: number | null;
+}
+
+export type ChatMessage =
+  | { id: number; role: 'user'; text: string; label: string | null }
+  | {
+      id: number;
+      role: 'assistant';
+      text: string;
+      status: 'waiting' | 'streaming' | 'done' | 'stopped' | 'error';
+      stats: AnswerStats;
+      error: string | null;
+      /** The model that answered (label · backend), shown under the answer. */
+      model: string;
+      loraScale: number;
+    }
+  | { id: number; role: 'divider'; text: string };
+
+export interface AskOptions {
+  /** A preset's friendly name, shown on the question bubble. */
+  label?: string;
+  /** The draft text this question came from: restored if asking fails. */
+  fromDraft?: boolean;
+}
+
+interface ConversationStore {
+  messages: ChatMessage[];
+  phase: 'idle' | 'answering' | 'stopping';
+  draft: string;
+  /** Turns the engine's conversation holds (0: the next question is the first about the audio). */
+  engineTurns: number;
+  setDraft(text: string): void;
+  ask(prompt: string, options?: AskOptions): Promise<void>;
+  stop(): void;
+  newConversation(): Promise<void>;
+  /** The engine forgot the conversation (new recording or model). */
+  reset(reason: 'recording' | 'model', detail?: string): void;
+}
+
+let nextId = 1;
+
+function updateAssistant(messages: ChatMessage[], id: number, patch: (m: Extract<ChatMessage, { role: 'assistant' }>) => Partial<Extract<ChatMessage, { role: 'assistant' }>>) {
+  return messages.map((m) => (m.id === id && m.role === 'assistant' ? { ...m, ...patch(m) } : m));
+}
+
+export const useConversationStore = create<ConversationStore>((set, get) => ({
+  messages: [],
+  phase: 'idle',
+  draft: '',
+  engineTurns: 0,
+
+  setDraft(draft) {
+    set({ draft });
+  },
+
+  async ask(prompt, options = {}) {
+    const model = useModelStore.getState();
+    const audio = useAudioStore.getState();
+    const notices = useNoticeStore.getState();
+    if (get().phase !== 'idle') return;
+    if (model.status !== 'ready' || !model.info) {
+      notices.showError('answer', new Error('The model is not ready yet: wait for it to finish loading, then ask again.'));
+      return;
+    }
+    if (audio.status !== 'ready' || !audio.recording) {
+      notices.showError('answer', new Error('There is no recording to ask about yet: record, open a file or pick a sample first.'));
+      return;
+    }
+    const display = withoutAudioSlot(prompt);
+    if (!display) return;
+    // The first question carries the audio placeholder (task prompts have it; free text gets it
+    // from the engine); follow-ups are plain text in Vicuna's format.
+    const question = get().engineTurns === 0 ? prompt.trim() : display;
+    const params = effectiveGeneration(useSettingsStore.getState(), model.info.defaults);
+    const seed = params.doSample ? crypto.getRandomValues(new Uint32Array(1))[0]! : 0;
+    const draftBefore = options.fromDraft ? get().draft : null;
+    const userId = nextId++;
+    const answerId = nextId++;
+    set((s) => ({
+      phase: 'answering',
+      draft: options.fromDraft ? '' : s.draft,
+      messages: [
+        ...s.messages,
+        { id: userId, role: 'user', text: display, label: options.label ?? null },
+        {
+          id: answerId,
+          role: 'assistant',
+          text: '',
+          status: 'waiting',
+          error: null,
+          model: `${model.info!.label} · ${model.info!.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}`,
+          loraScale: params.loraScale,
+          stats: { tokens: 0, timeToFirstTokenMs: null, tokensPerSecond: null, promptTokens: null, stopReason: null, totalMs: null },
+        },
+      ],
+    }));
+    notices.clearError('answer');
+    notices.announce('Answering…');
+    let firstAt: number | null = null;
+    const onToken = (event: TokenEvent) => {
+      if (firstAt === null) firstAt = event.elapsedMs;
+      const seconds = (event.elapsedMs - firstAt) / 1000;
+      set((s) => ({
+        messages: updateAssistant(s.messages, answerId, (m) => ({
+          status: m.status === 'waiting' ? 'streaming' : m.status,
+          text: event.text,
+          stats: {
+            ...m.stats,
+            tokens: event.index + 1,
+            timeToFirstTokenMs: firstAt,
+            tokensPerSecond: event.index > 0 && seconds > 0 ? event.index / seconds : m.stats.tokensPerSecond,
+          },
+        })),
+      }));
+    };
+    try {
+      const result = await inEngineLane(() => engineClient().ask(question, { ...params, seed }, onToken));
+      const stopped = result.stats.stopReason === 'cancelled';
+      set((s) => ({
+        phase: 'idle',
+        engineTurns: result.turn,
+        messages: updateAssistant(s.messages, answerId, () => ({
+          status: stopped ? 'stopped' : 'done',
+          text: result.text,
+          stats: {
+            tokens: result.stats.generatedTokens,
+            timeToFirstTokenMs: result.stats.timeToFirstTokenMs,
+            tokensPerSecond: result.stats.generatedTokens > 1 ? result.stats.decodeTokensPerSecond : null,
+            promptTokens: result.stats.promptTokens,
+            stopReason: result.stats.stopReason,
+            totalMs: result.stats.totalMs,
+          },
+        })),
+      }));
+      notices.announce(stopped ? 'Stopped.' : result.stats.stopReason === 'context-full' ? 'The answer filled the conversation. Start a new conversation to ask more.' : 'Answer complete.');
+    } catch (error) {
+      const message = errorMessage(error);
+      set((s) => ({
+        phase: 'idle',
+        // Nothing typed is lost: put the question back if the box is still empty.
+        draft: draftBefore !== null && s.draft.trim() === '' ? draftBefore : s.draft,
+        messages: updateAssistant(s.messages, answerId, () => ({ status: 'error', error: message })),
+      }));
+      notices.showError('answer', error, 'The question could not be answered.');
+    }
+  },
+
+  stop() {
+    if (get().phase !== 'answering') return;
+    set({ phase: 'stopping' });
+    void engineClient().cancel();
+  },
+
+  async newConversation() {
+    if (get().phase !== 'idle') engineClient().cancel();
+    try {
+      if (useModelStore.getState().status === 'ready' && useAudioStore.getState().status === 'ready') {
+        await inEngineLane(() => engineClient().newConversation());
+      }
+      set({ messages: [], engineTurns: 0, phase: 'idle' });
+      useNoticeStore.getState().announce('New conversation. The recording stays loaded.');
+    } catch (error) {
+      useNoticeStore.getState().showError('answer', error, 'Could not start a new conversation.');
+    }
+  },
+
+  reset(reason, detail) {
+    if (get().phase !== 'idle') engineClient().cancel();
+    if (reason === 'recording') {
+      set({ messages: [], engineTurns: 0 });
+      return;
+    }
+    set((s) => ({
+      engineTurns: 0,
+      messages: s.messages.length === 0 ? [] : [...s.messages, { id: nextId++, role: 'divider', text: detail ?? 'The model changed: the conversation starts over.' }],
+    }));
+  },
+}));

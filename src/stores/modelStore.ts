@@ -1,0 +1,259 @@
+/**
+ * The model: loading (with byte-level progress, speed and ETA), what is loaded, the models kept in
+ * this browser's storage, and the storage quota.
+ */
+import { create } from 'zustand';
+import { engineClient, type ModelSource } from '../engineClient';
+import { inEngineLane } from './engineLane';
+import { errorCode, errorMessage, isEngineError, type BackendPreference, type BundleSummary, type ModelInfo, type ProgressInfo } from './engineTypes';
+import { useNoticeStore } from './noticeStore';
+import { BUNDLED_MODEL_SOURCE, useSettingsStore } from './settingsStore';
+
+export type LoadPhase = 'starting' | 'downloading' | 'verifying' | 'initialising';
+
+export interface LoadProgress {
+  phase: LoadPhase;
+  /** What is being loaded, for people ("/models/salmonn-tiny/", "owner/name", "local folder"). */
+  source: string;
+  loaded: number;
+  total: number;
+  /** 0–100 */
+  percent: number;
+  bytesPerSecond: number | null;
+  etaSeconds: number | null;
+  files: Record<string, { loaded: number; total: number }>;
+  fromCache: boolean | null;
+  note?: string;
+}
+
+export interface StorageInfo {
+  usage: number | null;
+  quota: number | null;
+  persisted: boolean | null;
+  supported: boolean;
+}
+
+interface ModelStore {
+  status: 'idle' | 'loading' | 'ready' | 'error';
+  info: ModelInfo | null;
+  /** The source string of the loaded model (null for a local folder). */
+  source: string | null;
+  /** Increments on every successful load: the engine forgets audio and conversation then. */
+  loadId: number;
+  progress: LoadProgress | null;
+  error: string | null;
+  /** Something to know about the loaded model (e.g. a fallback variant). */
+  note: string | null;
+  models: BundleSummary[];
+  storage: StorageInfo;
+  load(source?: ModelSource, options?: { backend?: BackendPreference; variant?: string; label?: string }): Promise<boolean>;
+  refreshModels(): Promise<void>;
+  deleteModel(key: string): Promise<void>;
+  refreshStorage(): Promise<void>;
+  requestPersistence(): Promise<boolean>;
+}
+
+function describeSource(source: ModelSource): string {
+  return typeof source === 'string' ? source : 'a folder on this device';
+}
+
+/** Rolling speed over the last few seconds of progress events. */
+function speedMeter() {
+  const samples: { t: number; loaded: number }[] = [];
+  return (loaded: number): number | null => {
+    const t = performance.now();
+    samples.push({ t, loaded });
+    while (samples.length > 2 && t - samples[0]!.t > 3000) samples.shift();
+    const first = samples[0]!;
+    const dt = (t - first.t) / 1000;
+    if (dt < 0.4) return null;
+    return Math.max(0, (loaded - first.loaded) / dt);
+  };
+}
+
+export const useModelStore = create<ModelStore>((set, get) => ({
+  status: 'idle',
+  info: null,
+  source: null,
+  loadId: 0,
+  progress: null,
+  error: null,
+  note: null,
+  models: [],
+  storage: { usage: null, quota: null, persisted: null, supported: typeof navigator !== 'undefined' && !!navigator.storage?.estimate },
+
+  async load(sourceArg, options = {}) {
+    const settings = useSettingsStore.getState();
+    const source = sourceArg ?? settings.modelSource;
+    const backend = options.backend ?? settings.backend;
+    const label = options.label ?? describeSource(source);
+    const previous = get().info;
+    const previousSource = get().source;
+    const speed = speedMeter();
+    let fallbackNote: string | null = null;
+    set({
+      status: 'loading',
+      error: null,
+      note: null,
+      progress: { phase: 'starting', source: label, loaded: 0, total: 0, percent: 0, bytesPerSecond: null, etaSeconds: null, files: {}, fromCache: null },
+    });
+    useNoticeStore.getState().clearError('model');
+    const onProgress = (event: ProgressInfo) => {
+      const current = get().progress;
+      if (!current) return;
+      switch (event.status) {
+        case 'progress_total': {
+          const bytesPerSecond = speed(event.loaded);
+          const remaining = Math.max(0, event.total - event.loaded);
+          set({
+            progress: {
+              ...current,
+              phase: current.phase === 'verifying' ? 'verifying' : 'downloading',
+              loaded: event.loaded,
+              total: event.total,
+              percent: event.progress,
+              bytesPerSecond,
+              etaSeconds: bytesPerSecond && bytesPerSecond > 0 && remaining > 0 ? remaining / bytesPerSecond : remaining === 0 ? 0 : null,
+              files: event.files,
+            },
+          });
+          break;
+        }
+        case 'verify':
+          if (current.phase !== 'verifying') set({ progress: { ...current, phase: 'verifying' } });
+          break;
+        case 'progress':
+          if (current.phase === 'verifying') set({ progress: { ...current, phase: 'downloading' } });
+          break;
+        case 'ready':
+          set({ progress: { ...current, phase: 'initialising', percent: 100, loaded: current.total, etaSeconds: 0, fromCache: event.fromCache } });
+          break;
+        default:
+          break;
+      }
+    };
+    try {
+      // An answer in progress would keep the lane busy: stop it first.
+      engineClient().cancel();
+      let info: ModelInfo;
+      try {
+        info = await inEngineLane(() => engineClient().loadModel(source, { backend, variant: options.variant }, onProgress));
+      } catch (error) {
+        // A quantized variant whose graphs this backend cannot run (e.g. an int4 op without a
+        // CPU kernel in this onnxruntime-web build): the full-precision variant still works.
+        const failedVariant = isEngineError(error) ? error.details?.variant : undefined;
+        if (options.variant || errorCode(error) !== 'engine/backend-unavailable' || typeof failedVariant !== 'string' || failedVariant === 'fp32') throw error;
+        set((s) => ({ progress: s.progress ? { ...s.progress, phase: 'initialising', note: `The ${failedVariant} variant cannot run here; trying fp32…` } : null }));
+        info = await inEngineLane(() => engineClient().loadModel(source, { backend, variant: 'fp32' }, onProgress));
+        fallbackNote = `The ${failedVariant} variant could not run on ${info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'} here, so the fp32 variant is used.`;
+      }
+      set((s) => ({ status: 'ready', info, note: fallbackNote, source: typeof source === 'string' ? source : null, loadId: s.loadId + 1, progress: null, error: null }));
+      if (typeof source === 'string') useSettingsStore.getState().setModelSource(source);
+      if (options.backend) useSettingsStore.getState().setBackend(options.backend);
+      useNoticeStore.getState().announce(`${info.label} is ready on ${info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}.`);
+      void get().refreshModels();
+      void get().refreshStorage();
+      return true;
+    } catch (error) {
+      // Download and verification errors happen before the engine unloads the previous
+      // model, so it is still usable; later failures leave no model loaded.
+      const code = errorCode(error) ?? '';
+      const keptPrevious = previous !== null && code.startsWith('bundle/');
+      const message = errorMessage(error);
+      set({
+        status: keptPrevious ? 'ready' : 'error',
+        info: keptPrevious ? previous : null,
+        source: keptPrevious ? previousSource : null,
+        progress: null,
+        error: keptPrevious ? null : message,
+      });
+      useNoticeStore
+        .getState()
+        .showError('model', error, keptPrevious ? `Could not load ${label}; still using ${previous.label}.` : `Could not load ${label}.`);
+      void get().refreshModels();
+      void get().refreshStorage();
+      return false;
+    }
+  },
+
+  async refreshModels() {
+    try {
+      const models = await engineClient().listModels();
+      set({ models });
+    } catch {
+      // Listing is best effort (e.g. no OPFS in a private window); loading reports its own errors.
+    }
+  },
+
+  async deleteModel(key) {
+    try {
+      await engineClient().deleteModel(key);
+    } catch (error) {
+      useNoticeStore.getState().showError('model', error, 'Could not delete the model.');
+    }
+    await get().refreshModels();
+    await get().refreshStorage();
+  },
+
+  async refreshStorage() {
+    const storage = typeof navigator !== 'undefined' ? navigator.storage : undefined;
+    if (!storage?.estimate) {
+      set({ storage: { usage: null, quota: null, persisted: null, supported: false } });
+      return;
+    }
+    try {
+      const [estimate, persisted] = await Promise.all([storage.estimate(), storage.persisted ? storage.persisted() : Promise.resolve(null)]);
+      set({ storage: { usage: estimate.usage ?? null, quota: estimate.quota ?? null, persisted, supported: true } });
+    } catch {
+      set({ storage: { ...get().storage, supported: true } });
+    }
+  },
+
+  async requestPersistence() {
+    const storage = typeof navigator !== 'undefined' ? navigator.storage : undefined;
+    if (!storage?.persist) return false;
+    const granted = await storage.persist();
+    set({ storage: { ...get().storage, persisted: granted } });
+    useNoticeStore
+      .getState()
+      .announce(granted ? 'Models will be kept: the browser will not clear them to free space.' : 'The browser did not allow persistent storage.');
+    return granted;
+  },
+}));
+
+/** The store key a source string is kept under (mirrors the engine's bundleKey for strings). */
+export function storeKeyFor(source: string): string | null {
+  const text = source.trim();
+  const hf = /^https:\/\/huggingface\.co\/([^/]+\/[^/]+?)(?:\/tree\/([^/]+))?\/?$/i.exec(text);
+  if (hf) return `hf:${hf[1]}@${hf[2] ? decodeURIComponent(hf[2]) : 'main'}`;
+  const withSlash = (s: string) => (s.endsWith('/') ? s : `${s}/`);
+  if (/^https?:\/\//i.test(text) || /^\.{0,2}\//.test(text)) {
+    try {
+      return `url:${withSlash(new URL(text.replace(/\/manifest\.json$/, '/'), location.href).href)}`;
+    } catch {
+      return null;
+    }
+  }
+  const at = text.indexOf('@');
+  return at >= 0 ? `hf:${text.slice(0, at)}@${text.slice(at + 1)}` : `hf:${text}@main`;
+}
+
+/** The source string to load a stored bundle again (null for local folders). */
+export function sourceForStoreKey(key: string): string | null {
+  if (key.startsWith('url:')) {
+    const url = key.slice(4);
+    try {
+      const parsed = new URL(url);
+      return parsed.origin === location.origin ? parsed.pathname : url;
+    } catch {
+      return url;
+    }
+  }
+  if (key.startsWith('hf:')) {
+    const ref = key.slice(3);
+    return ref.endsWith('@main') ? ref.slice(0, -5) : ref;
+  }
+  return null;
+}
+
+export { BUNDLED_MODEL_SOURCE };

@@ -1,0 +1,27 @@
+/**
+ * Wires the stores together once at start-up: a new model means the engine forgot the recording
+ * and the conversation, so the recording is encoded again; a new recording starts a new chat.
+ */
+import { onNewRecording, useAudioStore } from './audioStore';
+import { useConversationStore } from './conversationStore';
+import { useDeviceStore } from './deviceStore';
+import { useModelStore } from './modelStore';
+
+let started = false;
+
+export function startSession(): void {
+  if (started) return;
+  started = true;
+  onNewRecording(() => useConversationStore.getState().reset('recording'));
+  useModelStore.subscribe((state, previous) => {
+    if (state.loadId === previous.loadId) return;
+    const label = state.info ? `${state.info.label} (${state.info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'})` : 'another model';
+    useConversationStore.getState().reset('model', `Now answering with ${label}: the conversation starts over.`);
+    void useAudioStore.getState().encode();
+  });
+  void useDeviceStore.getState().probe();
+  void useAudioStore.getState().loadSamples();
+  void useModelStore.getState().refreshStorage();
+  void useModelStore.getState().refreshModels();
+  void useModelStore.getState().load();
+}

@@ -1,0 +1,83 @@
+/**
+ * Answer settings and the chosen backend/model, kept in localStorage. `null` means "the model's
+ * own default" (from its bundle), so a new model brings its own defaults unless the user chose.
+ */
+import { create } from 'zustand';
+import { createJSONStorage, persist } from 'zustand/middleware';
+import type { BackendPreference, GenerationDefaults } from './engineTypes';
+
+export const BUNDLED_MODEL_SOURCE = '/models/salmonn-tiny/';
+
+export interface GenerationSettings {
+  temperature: number | null;
+  topP: number | null;
+  maxNewTokens: number | null;
+  repetitionPenalty: number | null;
+  doSample: boolean | null;
+  loraScale: number | null;
+}
+
+export type GenerationKey = keyof GenerationSettings;
+
+interface SettingsStore extends GenerationSettings {
+  backend: BackendPreference;
+  /** The model to load at start-up (a URL, a site path or a Hugging Face repo id). */
+  modelSource: string;
+  set<K extends GenerationKey>(key: K, value: GenerationSettings[K]): void;
+  resetGeneration(): void;
+  setBackend(backend: BackendPreference): void;
+  setModelSource(source: string): void;
+}
+
+const NO_OVERRIDES: GenerationSettings = {
+  temperature: null,
+  topP: null,
+  maxNewTokens: null,
+  repetitionPenalty: null,
+  doSample: null,
+  loraScale: null,
+};
+
+export const useSettingsStore = create<SettingsStore>()(
+  persist(
+    (set) => ({
+      ...NO_OVERRIDES,
+      backend: 'auto',
+      modelSource: BUNDLED_MODEL_SOURCE,
+      set: (key, value) => set({ [key]: value } as Partial<GenerationSettings>),
+      resetGeneration: () => set(NO_OVERRIDES),
+      setBackend: (backend) => set({ backend }),
+      setModelSource: (modelSource) => set({ modelSource }),
+    }),
+    {
+      name: 'hark-settings',
+      version: 1,
+      storage: createJSONStorage(() => localStorage),
+      partialize: ({ temperature, topP, maxNewTokens, repetitionPenalty, doSample, loraScale, backend, modelSource }) => ({
+        temperature,
+        topP,
+        maxNewTokens,
+        repetitionPenalty,
+        doSample,
+        loraScale,
+        backend,
+        modelSource,
+      }),
+    },
+  ),
+);
+
+/** The values an answer uses now: the user's choices over the model's defaults. */
+export function effectiveGeneration(settings: GenerationSettings, defaults: GenerationDefaults) {
+  const loraMax = Math.max(defaults.loraScale * 2, 0.0001);
+  return {
+    temperature: settings.temperature ?? defaults.temperature,
+    topP: settings.topP ?? defaults.topP,
+    maxNewTokens: settings.maxNewTokens ?? defaults.maxNewTokens,
+    repetitionPenalty: settings.repetitionPenalty ?? defaults.repetitionPenalty,
+    doSample: settings.doSample ?? defaults.doSample,
+    loraScale: Math.min(settings.loraScale ?? defaults.loraScale, loraMax),
+  };
+}
+
+export type EffectiveGeneration = ReturnType<typeof effectiveGeneration>;

@@ -1,0 +1,257 @@
+/** The conversation about the recording: task presets, the question box, streamed answers. */
+import { useEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
+import { useAudioStore } from '../stores/audioStore';
+import { useConversationStore, type ChatMessage } from '../stores/conversationStore';
+import { useModelStore } from '../stores/modelStore';
+import { useNoticeStore } from '../stores/noticeStore';
+import { formatMs } from './format';
+import { PlusIcon, SendIcon, StopIcon } from './Icons';
+import { fillPrompt, taskPresets, type TaskPreset } from './tasks';
+
+type Assistant = Extract<ChatMessage, { role: 'assistant' }>;
+
+const STOP_REASONS: Record<string, string> = {
+  'stop-token': 'finished',
+  'max-tokens': 'reached the length limit',
+  cancelled: 'stopped',
+  'context-full': 'conversation is full',
+};
+
+function AnswerMeta({ message }: { message: Assistant }) {
+  const { stats } = message;
+  const parts: string[] = [];
+  if (message.status === 'waiting') parts.push('Reading the question…');
+  if (stats.tokens > 0) parts.push(`${stats.tokens} token${stats.tokens === 1 ? '' : 's'}`);
+  if (stats.tokensPerSecond !== null) parts.push(`${stats.tokensPerSecond.toFixed(1)} tokens/s`);
+  if (stats.timeToFirstTokenMs !== null) parts.push(`first token ${formatMs(stats.timeToFirstTokenMs)}`);
+  if (stats.stopReason) parts.push(STOP_REASONS[stats.stopReason] ?? stats.stopReason);
+  return (
+    <p className="answer-meta" data-testid="answer-stats">
+      {parts.join(' · ')}
+    </p>
+  );
+}
+
+function Thread({ messages }: { messages: ChatMessage[] }) {
+  const end = useRef<HTMLDivElement>(null);
+  const last = messages.at(-1);
+  const lastText = last?.role === 'assistant' ? last.text.length : 0;
+  useEffect(() => {
+    const reduce = window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+    end.current?.scrollIntoView({ block: 'nearest', behavior: reduce ? 'auto' : 'smooth' });
+  }, [messages.length, lastText]);
+
+  let answerNumber = 0;
+  return (
+    <>
+    <ol className="thread" aria-label="Questions and answers">
+      {messages.map((message) => {
+        if (message.role === 'divider') {
+          return (
+            <li key={message.id} className="thread-divider">
+              <span>{message.text}</span>
+            </li>
+          );
+        }
+        if (message.role === 'user') {
+          return (
+            <li key={message.id} className="bubble user">
+              <span className="visually-hidden">You asked: </span>
+              {message.label && <span className="bubble-label">{message.label}</span>}
+              <p className="bubble-text">{message.text}</p>
+            </li>
+          );
+        }
+        answerNumber += 1;
+        return (
+          <li key={message.id} className="bubble assistant" data-state={message.status} aria-busy={message.status === 'waiting' || message.status === 'streaming'}>
+            <span className="visually-hidden">Hark answered: </span>
+            {/* Model text is always a React text node: never parsed as HTML. */}
+            <p className="bubble-text answer-text" data-testid={`answer-${answerNumber}`} data-state={message.status} data-tokens={message.stats.tokens}>
+              {message.text}
+              {(message.status === 'waiting' || message.status === 'streaming') && <span className="cursor" aria-hidden="true" />}
+            </p>
+            {message.status === 'error' && message.error && <p className="answer-error">{message.error}</p>}
+            {message.status === 'stopped' && message.text === '' && <p className="muted">Stopped before the first word.</p>}
+            <AnswerMeta message={message} />
+          </li>
+        );
+      })}
+    </ol>
+    <div ref={end} className="thread-end" />
+    </>
+  );
+}
+
+function Presets({ presets, disabled, onPick }: { presets: TaskPreset[]; disabled: boolean; onPick: (preset: TaskPreset) => void }) {
+  const [showAll, setShowAll] = useState(false);
+  const primary = presets.filter((p) => p.primary);
+  const visible = showAll ? presets : primary.length > 0 ? primary : presets.slice(0, 8);
+  const hidden = presets.length - visible.length;
+  return (
+    <div className="presets">
+      <ul className="chip-list" aria-label="Tasks">
+        {visible.map((preset) => (
+          <li key={preset.key}>
+            <button
+              type="button"
+              className="chip task"
+              data-testid={`preset-${preset.key}`}
+              disabled={disabled}
+              title={preset.prompt.replace(/<Speech>\s*<SpeechHere>\s*<\/Speech>/g, '').trim()}
+              onClick={() => onPick(preset)}
+            >
+              {preset.name}
+            </button>
+          </li>
+        ))}
+        {(hidden > 0 || showAll) && (
+          <li>
+            <button type="button" className="chip ghost" aria-expanded={showAll} onClick={() => setShowAll(!showAll)}>
+              {showAll ? 'Fewer tasks' : `More tasks (${hidden})`}
+            </button>
+          </li>
+        )}
+      </ul>
+    </div>
+  );
+}
+
+export function Chat() {
+  const messages = useConversationStore((s) => s.messages);
+  const phase = useConversationStore((s) => s.phase);
+  const draft = useConversationStore((s) => s.draft);
+  const setDraft = useConversationStore((s) => s.setDraft);
+  const ask = useConversationStore((s) => s.ask);
+  const stop = useConversationStore((s) => s.stop);
+  const newConversation = useConversationStore((s) => s.newConversation);
+  const engineTurns = useConversationStore((s) => s.engineTurns);
+  const info = useModelStore((s) => s.info);
+  const modelStatus = useModelStore((s) => s.status);
+  const audioStatus = useAudioStore((s) => s.status);
+  const hasRecording = useAudioStore((s) => s.recording !== null);
+  const announce = useNoticeStore((s) => s.announce);
+  const input = useRef<HTMLTextAreaElement>(null);
+  const [hint, setHint] = useState<string | null>(null);
+
+  const presets = useMemo(() => (info ? taskPresets(info.tasks) : []), [info]);
+  const ready = modelStatus === 'ready' && audioStatus === 'ready';
+  const answering = phase !== 'idle';
+  const canSend = ready && !answering && draft.trim().length > 0;
+
+  const send = () => {
+    if (!canSend) return;
+    setHint(null);
+    void ask(draft, { fromDraft: true });
+  };
+
+  const pick = (preset: TaskPreset) => {
+    if (preset.needsInput) {
+      if (draft.trim() === '') {
+        const text = `Type what to look for (for example “the time” or “the place”), then press “${preset.name}” again.`;
+        setHint(text);
+        announce(text);
+        input.current?.focus();
+        return;
+      }
+      setHint(null);
+      void ask(fillPrompt(preset.prompt, draft), { label: preset.name, fromDraft: true });
+      return;
+    }
+    setHint(null);
+    void ask(preset.prompt, { label: preset.name });
+  };
+
+  const onKeyDown = (event: KeyboardEvent<HTMLTextAreaElement>) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.nativeEvent.isComposing) {
+      event.preventDefault();
+      send();
+    } else if (event.key === 'Escape' && answering) {
+      event.preventDefault();
+      stop();
+    }
+  };
+
+  let placeholder = 'Ask about the recording…';
+  if (!hasRecording) placeholder = 'Record or open audio first, then ask about it…';
+  else if (engineTurns > 0) placeholder = 'Ask a follow-up…';
+
+  let waitingNote: string | null = null;
+  if (!ready && !answering) {
+    if (modelStatus === 'loading' || modelStatus === 'idle') waitingNote = 'The model is loading; you can type your question meanwhile.';
+    else if (modelStatus === 'error') waitingNote = 'No model is loaded: load one under Models.';
+    else if (!hasRecording) waitingNote = 'Record, drop a file or pick a sample to start.';
+    else if (audioStatus === 'encoding' || audioStatus === 'decoding' || audioStatus === 'waiting-model') waitingNote = 'Listening to the recording… you can type your question meanwhile.';
+  }
+
+  return (
+    <section className="card chat-card" aria-labelledby="chat-heading">
+      <div className="card-header">
+        <h2 id="chat-heading" className="card-title">
+          Conversation
+        </h2>
+        <button
+          type="button"
+          className="button subtle small"
+          data-testid="new-conversation"
+          onClick={() => void newConversation()}
+          disabled={messages.length === 0}
+        >
+          <PlusIcon />
+          <span>
+            New<span className="narrow-hidden"> conversation</span>
+          </span>
+        </button>
+      </div>
+
+      {messages.length === 0 ? (
+        <p className="empty-thread muted">
+          {info?.randomWeights
+            ? 'Pick a task or type a question. This test model has random weights, so its answers are deliberately meaningless — it shows the whole pipeline working.'
+            : 'Pick a task or type a question about the recording. Follow-up questions continue the conversation.'}
+        </p>
+      ) : (
+        <Thread messages={messages} />
+      )}
+
+      {presets.length > 0 && <Presets presets={presets} disabled={!ready || answering} onPick={pick} />}
+
+      <form
+        className="composer"
+        onSubmit={(event) => {
+          event.preventDefault();
+          send();
+        }}
+      >
+        <label htmlFor="question" className="visually-hidden">
+          Your question about the recording
+        </label>
+        <textarea
+          id="question"
+          ref={input}
+          data-testid="question-input"
+          rows={2}
+          value={draft}
+          placeholder={placeholder}
+          onChange={(event) => setDraft(event.target.value)}
+          onKeyDown={onKeyDown}
+          aria-describedby="composer-help"
+        />
+        {answering ? (
+          <button key="stop" type="button" className="button danger send" data-testid="stop-button" onClick={stop} disabled={phase === 'stopping'}>
+            <StopIcon />
+            <span>{phase === 'stopping' ? 'Stopping…' : 'Stop'}</span>
+          </button>
+        ) : (
+          <button key="send" type="submit" className="button primary send" data-testid="send-button" disabled={!canSend}>
+            <SendIcon />
+            <span>Ask</span>
+          </button>
+        )}
+      </form>
+      <p id="composer-help" className="composer-help muted">
+        {hint ?? waitingNote ?? 'Enter sends · Shift+Enter adds a line · Escape stops the answer'}
+      </p>
+    </section>
+  );
+}

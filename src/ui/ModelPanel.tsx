@@ -1,0 +1,259 @@
+/** The model: what is loaded, download progress, stored models, adding one, storage quota. */
+import { useState, type FormEvent } from 'react';
+import { BUNDLED_MODEL_SOURCE, sourceForStoreKey, storeKeyFor, useModelStore } from '../stores/modelStore';
+import { backendName, formatBytes, formatEta } from './format';
+import { TrashIcon } from './Icons';
+
+function LoadProgressDetail() {
+  const progress = useModelStore((s) => s.progress);
+  if (!progress) return null;
+  const percent = Math.round(progress.percent);
+  const files = Object.entries(progress.files);
+  const phase =
+    progress.phase === 'starting'
+      ? 'Connecting…'
+      : progress.phase === 'verifying'
+        ? 'Checking the stored files…'
+        : progress.phase === 'initialising'
+          ? progress.fromCache
+            ? 'Loaded from this device. Starting the model…'
+            : 'Downloaded. Starting the model…'
+          : 'Downloading…';
+  return (
+    <div className="load-progress" data-testid="model-load-detail">
+      <p className="small">
+        <strong>{phase}</strong> <span className="muted">{progress.source}</span>
+      </p>
+      {progress.note && <p className="small">{progress.note}</p>}
+      <progress max={100} value={progress.phase === 'starting' || progress.phase === 'initialising' ? undefined : percent} aria-label="Model download progress" />
+      {progress.total > 0 && (
+        <p className="small muted">
+          {formatBytes(progress.loaded)} of {formatBytes(progress.total)} · {percent}%
+          {progress.bytesPerSecond ? ` · ${formatBytes(progress.bytesPerSecond)}/s` : ''}
+          {progress.phase === 'downloading' && progress.etaSeconds !== null ? ` · ${formatEta(progress.etaSeconds)}` : ''}
+        </p>
+      )}
+      {files.length > 0 && (
+        <details className="file-progress">
+          <summary className="small">Files ({files.length})</summary>
+          <ul>
+            {files.map(([name, file]) => (
+              <li key={name} className="small">
+                <span className="file-name">{name}</span>
+                <span className="muted">{file.total > 0 ? `${Math.round((file.loaded / file.total) * 100)}% of ${formatBytes(file.total)}` : formatBytes(file.loaded)}</span>
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
+      <p className="small muted">Downloads resume where they stopped if you close the page.</p>
+    </div>
+  );
+}
+
+function CurrentModel() {
+  const info = useModelStore((s) => s.info);
+  const status = useModelStore((s) => s.status);
+  const error = useModelStore((s) => s.error);
+  const note = useModelStore((s) => s.note);
+  const load = useModelStore((s) => s.load);
+  if (status === 'loading') return <LoadProgressDetail />;
+  if (!info) {
+    return (
+      <div className="current-model">
+        <p className="muted">{error ?? 'No model is loaded.'}</p>
+        <button type="button" className="button small" onClick={() => void load(BUNDLED_MODEL_SOURCE)}>
+          Load the bundled test model
+        </button>
+      </div>
+    );
+  }
+  return (
+    <div className="current-model" data-testid="current-model">
+      <p className="model-name">
+        <strong>{info.label}</strong>
+        {info.randomWeights && <span className="badge warn">random weights</span>}
+      </p>
+      {info.randomWeights && <p className="small muted">For testing: it runs the real pipeline, but its answers are meaningless.</p>}
+      {note && <p className="small" data-testid="model-note">{note}</p>}
+      <dl className="facts small">
+        <dt>Backend</dt>
+        <dd data-testid="model-backend">{backendName(info.backend)}</dd>
+        <dt>Why</dt>
+        <dd>{info.backendReason}</dd>
+        <dt>Precision</dt>
+        <dd>{info.variant}</dd>
+        <dt>Loaded in</dt>
+        <dd>{(info.loadMs / 1000).toFixed(1)} s</dd>
+      </dl>
+      <details className="small">
+        <summary>About this model</summary>
+        <p className="muted">{info.description}</p>
+      </details>
+    </div>
+  );
+}
+
+function StoredModels() {
+  const models = useModelStore((s) => s.models);
+  const source = useModelStore((s) => s.source);
+  const status = useModelStore((s) => s.status);
+  const load = useModelStore((s) => s.load);
+  const remove = useModelStore((s) => s.deleteModel);
+  const activeKey = source ? storeKeyFor(source) : null;
+  const bundledKey = storeKeyFor(BUNDLED_MODEL_SOURCE);
+  const bundledStored = models.some((m) => m.key === bundledKey);
+  return (
+    <div className="stored-models">
+      <h3 className="subsection-title">On this device</h3>
+      <ul className="model-list" data-testid="model-list">
+        {!bundledStored && (
+          <li className="model-row">
+            <div className="model-row-text">
+              <span className="model-row-name">Tiny test model, random weights</span>
+              <span className="small muted">Bundled with the app · not downloaded yet</span>
+            </div>
+            <button type="button" className="button small" disabled={status === 'loading'} onClick={() => void load(BUNDLED_MODEL_SOURCE)}>
+              Use
+            </button>
+          </li>
+        )}
+        {models.map((model) => {
+          const active = model.key === activeKey && status === 'ready';
+          const reload = sourceForStoreKey(model.key);
+          return (
+            <li key={model.key} className="model-row" data-active={active}>
+              <div className="model-row-text">
+                <span className="model-row-name">
+                  {model.label}
+                  {active && <span className="badge ok">in use</span>}
+                </span>
+                <span className="small muted">
+                  {formatBytes(model.bytesUsed)}
+                  {model.complete ? ` · ${model.completeVariants.join(', ')}` : model.hasPartialFiles ? ' · download not finished' : ' · incomplete'}
+                  {model.randomWeights ? ' · random weights' : ''}
+                </span>
+              </div>
+              {!active && reload && (
+                <button type="button" className="button small" disabled={status === 'loading'} onClick={() => void load(reload)}>
+                  {model.complete ? 'Use' : 'Resume'}
+                </button>
+              )}
+              <button
+                type="button"
+                className="icon-button"
+                aria-label={`Delete ${model.label} from this device`}
+                title="Delete"
+                disabled={status === 'loading'}
+                onClick={() => {
+                  if (window.confirm(`Delete “${model.label}” (${formatBytes(model.bytesUsed)}) from this device?${active ? ' It stays loaded until you reload the page.' : ''}`)) void remove(model.key);
+                }}
+              >
+                <TrashIcon />
+              </button>
+            </li>
+          );
+        })}
+      </ul>
+    </div>
+  );
+}
+
+function AddModel() {
+  const load = useModelStore((s) => s.load);
+  const status = useModelStore((s) => s.status);
+  const [source, setSource] = useState('');
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    const text = source.trim();
+    if (!text) return;
+    // Keep the text on failure so it can be corrected.
+    if (await load(text)) setSource('');
+  };
+  const openFolder = (files: FileList | null) => {
+    if (!files || files.length === 0) return;
+    const map = new Map<string, Blob>();
+    for (const file of Array.from(files)) {
+      const path = (file.webkitRelativePath || file.name).split('/').slice(1).join('/') || file.name;
+      map.set(path, file);
+    }
+    void load({ kind: 'files', files: map }, { label: 'a folder on this device' });
+  };
+  return (
+    <form className="add-model" onSubmit={(event) => void submit(event)}>
+      <h3 className="subsection-title">Add a model</h3>
+      <label htmlFor="model-source" className="small">
+        Bundle URL or Hugging Face repo (owner/name)
+      </label>
+      <div className="inline-field">
+        <input
+          id="model-source"
+          type="text"
+          inputMode="url"
+          autoComplete="off"
+          spellCheck={false}
+          placeholder="owner/salmonn-7b-hark"
+          value={source}
+          data-testid="model-source-input"
+          onChange={(event) => setSource(event.target.value)}
+        />
+        <button type="submit" className="button small" disabled={status === 'loading' || source.trim() === ''}>
+          Load
+        </button>
+      </div>
+      <label className="button subtle small file-button">
+        <input
+          type="file"
+          className="visually-hidden"
+          // A bundle folder (manifest.json, tokenizer, onnx/…), e.g. from models/convert.py.
+          {...({ webkitdirectory: '', directory: '' } as Record<string, string>)}
+          multiple
+          disabled={status === 'loading'}
+          onChange={(event) => {
+            openFolder(event.target.files);
+            event.target.value = '';
+          }}
+        />
+        Open a model folder…
+      </label>
+    </form>
+  );
+}
+
+function Storage() {
+  const storage = useModelStore((s) => s.storage);
+  const persist = useModelStore((s) => s.requestPersistence);
+  if (!storage.supported) return <p className="small muted">This browser does not report its storage use.</p>;
+  const fraction = storage.usage !== null && storage.quota ? storage.usage / storage.quota : null;
+  return (
+    <div className="storage" data-testid="storage">
+      <h3 className="subsection-title">Storage</h3>
+      {fraction !== null && <meter min={0} max={1} value={fraction} aria-label="Storage used" />}
+      <p className="small muted">
+        {storage.usage !== null ? `${formatBytes(storage.usage)} used` : 'Usage unknown'}
+        {storage.quota !== null ? ` of ${formatBytes(storage.quota)} available to this site` : ''}
+      </p>
+      {storage.persisted ? (
+        <p className="small">Models are kept: the browser will not clear them to free space.</p>
+      ) : (
+        <button type="button" className="button subtle small" onClick={() => void persist()}>
+          Keep models stored
+        </button>
+      )}
+    </div>
+  );
+}
+
+export function ModelPanel() {
+  return (
+    <section className="panel-section" aria-labelledby="model-heading">
+      <h2 id="model-heading" className="section-title">
+        Model
+      </h2>
+      <CurrentModel />
+      <StoredModels />
+      <AddModel />
+      <Storage />
+    </section>
+  );
+}

@@ -1,0 +1,239 @@
+/** Answer settings (persisted) and the backend choice. */
+import { useEffect, useId, useState } from 'react';
+import { useDeviceStore } from '../stores/deviceStore';
+import type { BackendPreference } from '../stores/engineTypes';
+import { useModelStore } from '../stores/modelStore';
+import { effectiveGeneration, useSettingsStore, type GenerationKey } from '../stores/settingsStore';
+import { backendName } from './format';
+
+interface SliderProps {
+  label: string;
+  settingKey: Exclude<GenerationKey, 'doSample'>;
+  value: number;
+  defaultValue: number;
+  min: number;
+  max: number;
+  step: number;
+  digits: number;
+  disabled?: boolean;
+  help?: string;
+  testId?: string;
+}
+
+function Slider({ label, settingKey, value, defaultValue, min, max, step, digits, disabled, help, testId }: SliderProps) {
+  const id = useId();
+  const set = useSettingsStore((s) => s.set);
+  const isDefault = Math.abs(value - defaultValue) < step / 2;
+  return (
+    <div className="field">
+      <div className="field-row">
+        <label htmlFor={id}>{label}</label>
+        <span className="field-value" aria-hidden="true">
+          {value.toFixed(digits)}
+        </span>
+      </div>
+      <input
+        id={id}
+        type="range"
+        min={min}
+        max={max}
+        step={step}
+        value={value}
+        disabled={disabled}
+        data-testid={testId}
+        aria-describedby={help ? `${id}-help` : undefined}
+        aria-valuetext={value.toFixed(digits)}
+        onChange={(event) => set(settingKey, Number(event.target.value))}
+      />
+      <div className="field-row small muted">
+        {help ? <span id={`${id}-help`}>{help}</span> : <span />}
+        {!isDefault && (
+          <button type="button" className="link-button" onClick={() => set(settingKey, null)}>
+            Reset to {defaultValue.toFixed(digits)}
+          </button>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function MaxTokens({ value, defaultValue }: { value: number; defaultValue: number }) {
+  const id = useId();
+  const set = useSettingsStore((s) => s.set);
+  const [text, setText] = useState(String(value));
+  useEffect(() => setText(String(value)), [value]);
+  const commit = (raw: string) => {
+    const n = Math.round(Number(raw));
+    if (Number.isFinite(n) && n >= 1) set('maxNewTokens', Math.min(4096, n));
+  };
+  return (
+    <div className="field">
+      <div className="field-row">
+        <label htmlFor={id}>Max new tokens</label>
+        {value !== defaultValue && (
+          <button type="button" className="link-button small" onClick={() => set('maxNewTokens', null)}>
+            Reset to {defaultValue}
+          </button>
+        )}
+      </div>
+      <input
+        id={id}
+        type="number"
+        inputMode="numeric"
+        min={1}
+        max={4096}
+        step={1}
+        value={text}
+        data-testid="setting-max-new-tokens"
+        aria-describedby={`${id}-help`}
+        onChange={(event) => {
+          setText(event.target.value);
+          commit(event.target.value);
+        }}
+        onBlur={() => setText(String(useSettingsStore.getState().maxNewTokens ?? defaultValue))}
+      />
+      <span id={`${id}-help`} className="small muted">
+        The longest answer, in tokens (a token is about ¾ of a word).
+      </span>
+    </div>
+  );
+}
+
+function BackendChoice() {
+  const backend = useSettingsStore((s) => s.backend);
+  const info = useModelStore((s) => s.info);
+  const status = useModelStore((s) => s.status);
+  const load = useModelStore((s) => s.load);
+  const device = useDeviceStore((s) => s.state);
+  const webgpuAvailable = device.status === 'ready' ? device.report.webgpu.available : true;
+  const autoReason = device.status === 'ready' ? `${backendName(device.report.recommended)}: ${device.report.recommendationReason}` : null;
+  const options: { value: BackendPreference; label: string; disabled?: boolean }[] = [
+    { value: 'auto', label: 'Automatic' },
+    { value: 'webgpu', label: 'WebGPU', disabled: !webgpuAvailable },
+    { value: 'wasm', label: 'WebAssembly (CPU)' },
+  ];
+  return (
+    <fieldset className="field backend" data-testid="backend-setting">
+      <legend>Backend</legend>
+      <div className="segmented">
+        {options.map((option) => (
+          <label key={option.value} className={option.disabled ? 'disabled' : undefined}>
+            <input
+              type="radio"
+              name="backend"
+              value={option.value}
+              checked={backend === option.value}
+              disabled={option.disabled || status === 'loading'}
+              onChange={() => {
+                useSettingsStore.getState().setBackend(option.value);
+                void load(undefined, { backend: option.value });
+              }}
+            />
+            <span>{option.label}</span>
+          </label>
+        ))}
+      </div>
+      <p className="small muted" data-testid="backend-reason">
+        {info && status === 'ready'
+          ? `Running on ${backendName(info.backend)}. ${info.backendReason}`
+          : autoReason
+            ? `Automatic would use ${autoReason}`
+            : 'Checking this device…'}
+      </p>
+      <p className="small muted">Changing the backend reloads the model.</p>
+    </fieldset>
+  );
+}
+
+export function SettingsPanel() {
+  const info = useModelStore((s) => s.info);
+  const settings = useSettingsStore();
+  const defaults = info?.defaults ?? {
+    temperature: 1,
+    topP: 0.9,
+    maxNewTokens: 200,
+    repetitionPenalty: 1,
+    doSample: false,
+    loraScale: 1,
+    topK: 0,
+    seed: 0,
+    stopTokenIds: [],
+  };
+  const values = effectiveGeneration(settings, defaults);
+  const loraMax = Math.max(0.1, defaults.loraScale * 2);
+  const loraStep = loraMax / 40;
+  const samplingId = useId();
+
+  return (
+    <section className="panel-section" aria-labelledby="settings-heading">
+      <h2 id="settings-heading" className="section-title">
+        Answer settings
+      </h2>
+      <Slider
+          label="LoRA scale"
+          settingKey="loraScale"
+          value={values.loraScale}
+          defaultValue={defaults.loraScale}
+          min={0}
+          max={loraMax}
+          step={loraStep}
+          digits={2}
+          testId="lora-scale"
+          help="Lower values can wake up abilities such as storytelling (SALMONN's activation tuning)."
+        />
+      <MaxTokens value={values.maxNewTokens} defaultValue={defaults.maxNewTokens} />
+      <div className="field checkbox">
+        <input
+          id={samplingId}
+          type="checkbox"
+          checked={values.doSample}
+          data-testid="setting-sampling"
+          onChange={(event) => settings.set('doSample', event.target.checked)}
+        />
+        <label htmlFor={samplingId}>
+          Sampling
+          <span className="small muted block">{values.doSample ? 'Varied answers: a new draw every time.' : 'Off: always the most likely next word (repeatable).'}</span>
+        </label>
+      </div>
+      <Slider
+        label="Temperature"
+        settingKey="temperature"
+        value={values.temperature}
+        defaultValue={defaults.temperature}
+        min={0.05}
+        max={2}
+        step={0.05}
+        digits={2}
+        disabled={!values.doSample}
+        help="Higher is more adventurous (sampling only)."
+      />
+      <Slider
+        label="Top-p"
+        settingKey="topP"
+        value={values.topP}
+        defaultValue={defaults.topP}
+        min={0.05}
+        max={1}
+        step={0.05}
+        digits={2}
+        disabled={!values.doSample}
+        help="Sample only from the most likely words that cover this share (sampling only)."
+      />
+      <Slider
+        label="Repetition penalty"
+        settingKey="repetitionPenalty"
+        value={values.repetitionPenalty}
+        defaultValue={defaults.repetitionPenalty}
+        min={1}
+        max={2}
+        step={0.05}
+        digits={2}
+        help="Above 1 discourages repeating words."
+      />
+      <BackendChoice />
+      <button type="button" className="button subtle small" onClick={() => settings.resetGeneration()}>
+        Reset answer settings to the model’s defaults
+      </button>
+    </section>
+  );
+}

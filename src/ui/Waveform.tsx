@@ -1,0 +1,231 @@
+/**
+ * The recording as a waveform: playback with a playhead, click or arrow keys to seek, and the
+ * boundaries of the model's 30 s windows for long recordings.
+ */
+import { useCallback, useEffect, useRef, useState, type KeyboardEvent, type PointerEvent } from 'react';
+import type { Recording } from '../stores/audioStore';
+import { formatClock } from './format';
+import { PauseIcon, PlayIcon } from './Icons';
+
+const WINDOW_SECONDS = 30;
+
+function cssVar(element: Element, name: string, fallback: string): string {
+  return getComputedStyle(element).getPropertyValue(name).trim() || fallback;
+}
+
+function draw(canvas: HTMLCanvasElement, recording: Recording, duration: number, position: number) {
+  const ctx = canvas.getContext('2d');
+  if (!ctx) return;
+  const dpr = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth;
+  const height = canvas.clientHeight;
+  if (width === 0 || height === 0) return;
+  if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
+    canvas.width = Math.round(width * dpr);
+    canvas.height = Math.round(height * dpr);
+  }
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  const played = cssVar(canvas, '--wave-played', '#1f6feb');
+  const rest = cssVar(canvas, '--wave', '#8c959f');
+  const marker = cssVar(canvas, '--wave-marker', '#bf8700');
+  const shade = cssVar(canvas, '--wave-shade', 'rgba(127,127,127,0.08)');
+  const mid = height / 2;
+  const xOf = (t: number) => (duration > 0 ? (t / duration) * width : 0);
+
+  // Alternate 30 s windows get a faint band, so long recordings show how the model hears them.
+  if (duration > WINDOW_SECONDS) {
+    ctx.fillStyle = shade;
+    for (let start = WINDOW_SECONDS; start < duration; start += 2 * WINDOW_SECONDS) {
+      ctx.fillRect(xOf(start), 0, xOf(Math.min(duration, start + WINDOW_SECONDS)) - xOf(start), height);
+    }
+  }
+
+  const peaks = recording.peaks;
+  const buckets = peaks.length / 2;
+  const playX = xOf(position);
+  if (buckets > 0) {
+    const bar = 2;
+    const gap = 1;
+    const columns = Math.max(1, Math.floor(width / (bar + gap)));
+    let maxAbs = 0.05;
+    for (let i = 0; i < peaks.length; i++) maxAbs = Math.max(maxAbs, Math.abs(peaks[i]!));
+    for (let c = 0; c < columns; c++) {
+      const from = Math.floor((c / columns) * buckets);
+      const to = Math.max(from + 1, Math.floor(((c + 1) / columns) * buckets));
+      let min = 0;
+      let max = 0;
+      for (let b = from; b < to && b < buckets; b++) {
+        min = Math.min(min, peaks[2 * b]!);
+        max = Math.max(max, peaks[2 * b + 1]!);
+      }
+      const x = c * (bar + gap);
+      const top = mid - (max / maxAbs) * (mid - 4);
+      const bottom = mid - (min / maxAbs) * (mid - 4);
+      ctx.fillStyle = x + bar <= playX ? played : rest;
+      ctx.fillRect(x, Math.min(top, mid - 0.5), bar, Math.max(1, bottom - top));
+    }
+  } else {
+    ctx.fillStyle = rest;
+    ctx.fillRect(0, mid - 0.5, width, 1);
+  }
+
+  if (duration > WINDOW_SECONDS) {
+    ctx.strokeStyle = marker;
+    ctx.fillStyle = marker;
+    ctx.lineWidth = 1;
+    ctx.setLineDash([4, 3]);
+    ctx.font = '11px system-ui, sans-serif';
+    ctx.textBaseline = 'top';
+    for (let t = WINDOW_SECONDS; t < duration; t += WINDOW_SECONDS) {
+      const x = Math.round(xOf(t)) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(x, 0);
+      ctx.lineTo(x, height);
+      ctx.stroke();
+      ctx.fillText(formatClock(t), x + 3, 2);
+    }
+    ctx.setLineDash([]);
+  }
+
+  if (position > 0) {
+    ctx.fillStyle = cssVar(canvas, '--fg', '#000');
+    ctx.fillRect(Math.min(width - 2, Math.max(0, playX - 1)), 0, 2, height);
+  }
+}
+
+export function Waveform({ recording }: { recording: Recording }) {
+  const canvasRef = useRef<HTMLCanvasElement>(null);
+  const audioRef = useRef<HTMLAudioElement>(null);
+  const [playing, setPlaying] = useState(false);
+  const [position, setPosition] = useState(0);
+  const duration = recording.durationSeconds;
+  const windows = Math.max(1, Math.ceil(duration / WINDOW_SECONDS));
+
+  const redraw = useCallback(() => {
+    if (canvasRef.current) draw(canvasRef.current, recording, duration, position);
+  }, [recording, duration, position]);
+
+  useEffect(redraw, [redraw]);
+
+  useEffect(() => {
+    const canvas = canvasRef.current;
+    if (!canvas) return;
+    const observer = new ResizeObserver(() => redraw());
+    observer.observe(canvas);
+    const scheme = window.matchMedia('(prefers-color-scheme: dark)');
+    scheme.addEventListener('change', redraw);
+    return () => {
+      observer.disconnect();
+      scheme.removeEventListener('change', redraw);
+    };
+  }, [redraw]);
+
+  // A new recording starts at the beginning, paused.
+  useEffect(() => {
+    setPlaying(false);
+    setPosition(0);
+  }, [recording.id]);
+
+  useEffect(() => {
+    if (!playing) return;
+    let frame = 0;
+    const tick = () => {
+      const audio = audioRef.current;
+      if (audio) setPosition(audio.currentTime);
+      frame = requestAnimationFrame(tick);
+    };
+    frame = requestAnimationFrame(tick);
+    return () => cancelAnimationFrame(frame);
+  }, [playing]);
+
+  const seek = (seconds: number) => {
+    const t = Math.max(0, Math.min(duration, seconds));
+    const audio = audioRef.current;
+    if (audio) audio.currentTime = t;
+    setPosition(t);
+  };
+
+  const toggle = () => {
+    const audio = audioRef.current;
+    if (!audio) return;
+    if (audio.paused) {
+      if (audio.ended || position >= duration - 0.05) audio.currentTime = 0;
+      void audio.play().catch(() => setPlaying(false));
+    } else {
+      audio.pause();
+    }
+  };
+
+  const seekFromPointer = (event: PointerEvent<HTMLDivElement>) => {
+    const rect = event.currentTarget.getBoundingClientRect();
+    if (rect.width > 0) seek(((event.clientX - rect.left) / rect.width) * duration);
+  };
+
+  const onKeyDown = (event: KeyboardEvent<HTMLDivElement>) => {
+    const step = event.shiftKey ? 5 : 1;
+    const moves: Record<string, number> = {
+      ArrowLeft: position - step,
+      ArrowDown: position - step,
+      ArrowRight: position + step,
+      ArrowUp: position + step,
+      PageDown: position - 10,
+      PageUp: position + 10,
+      Home: 0,
+      End: duration,
+    };
+    if (event.key in moves) {
+      event.preventDefault();
+      seek(moves[event.key]!);
+    } else if (event.key === ' ' || event.key === 'Enter') {
+      event.preventDefault();
+      toggle();
+    }
+  };
+
+  return (
+    <div className="waveform" data-testid="waveform" data-duration={duration.toFixed(3)} data-windows={windows}>
+      <button type="button" className="play-button" onClick={toggle} aria-label={playing ? 'Pause' : 'Play the recording'}>
+        {playing ? <PauseIcon /> : <PlayIcon />}
+      </button>
+      <div
+        className="waveform-track"
+        role="slider"
+        tabIndex={0}
+        aria-label="Playback position"
+        aria-valuemin={0}
+        aria-valuemax={Math.round(duration * 10) / 10}
+        aria-valuenow={Math.round(position * 10) / 10}
+        aria-valuetext={`${formatClock(position)} of ${formatClock(duration)}`}
+        onKeyDown={onKeyDown}
+        onPointerDown={(event) => {
+          event.currentTarget.setPointerCapture(event.pointerId);
+          seekFromPointer(event);
+        }}
+        onPointerMove={(event) => {
+          if (event.currentTarget.hasPointerCapture(event.pointerId)) seekFromPointer(event);
+        }}
+      >
+        <canvas ref={canvasRef} className="waveform-canvas" aria-hidden="true" />
+      </div>
+      <div className="waveform-time" aria-hidden="true">
+        <span>{formatClock(position)}</span>
+        <span>{formatClock(duration)}</span>
+      </div>
+      <audio
+        ref={audioRef}
+        src={recording.url}
+        preload="auto"
+        onPlay={() => setPlaying(true)}
+        onPause={() => {
+          setPlaying(false);
+          if (audioRef.current) setPosition(audioRef.current.currentTime);
+        }}
+        onEnded={() => {
+          setPlaying(false);
+          setPosition(duration);
+        }}
+      />
+    </div>
+  );
+}

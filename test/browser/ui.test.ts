@@ -1,0 +1,237 @@
+/**
+ * The app as a person uses it, in headless Chromium on WebGPU (SwiftShader here): open a WAV, pick
+ * a task preset, and the streamed answer shown equals the engine's greedy output for the same
+ * input (computed here in Node on the wasm backend); follow-up, Escape to stop, new conversation,
+ * a bad file and a denied microphone show clear errors without losing anything; the microphone
+ * path records from Chromium's fake capture device (fed with the same WAV) and answers.
+ * Screenshots of the main states at 1280 px and 360 px go to test-results/screenshots/.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { MemoryBundleStore } from '../../src/engine/bundle/store';
+import { HarkEngine } from '../../src/engine/engine';
+import { GOLDEN_DIR, REPO_ROOT } from '../helpers/golden';
+import { tinyBundleFiles } from '../helpers/tinyBundle';
+import { collectConsoleErrors, launchChromium, recordRequests } from './chromium';
+
+const SPEECH_WAV = join(GOLDEN_DIR, 'audio', 'speech.wav');
+const SCREENSHOTS = join(REPO_ROOT, 'test-results', 'screenshots');
+const MAX_NEW_TOKENS = 12;
+const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 360, height: 780 };
+
+/** Screenshots of the same state at desktop and phone widths. */
+async function screenshots(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}-1280.png`), fullPage: true });
+  await page.setViewportSize(PHONE);
+  await page.waitForTimeout(150);
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}-360.png`), fullPage: true });
+  // Nothing sticks out sideways on a phone.
+  expect(await page.evaluate(() => document.documentElement.scrollWidth), `${name} at 360 px`).toBeLessThanOrEqual(PHONE.width);
+  await page.setViewportSize(DESKTOP);
+  await page.waitForTimeout(150);
+}
+
+async function openApp(browser: Browser): Promise<{ context: BrowserContext; page: Page; errors: string[]; requests: ReturnType<typeof recordRequests> }> {
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const errors = collectConsoleErrors(context);
+  const requests = recordRequests(context);
+  const page = await context.newPage();
+  await page.goto(inject('devUrl'));
+  await page.getByTestId('model-status').waitFor({ timeout: 60_000 });
+  return { context, page, errors, requests };
+}
+
+async function waitForState(page: Page, testId: string, states: string[], timeout = 180_000): Promise<string> {
+  const handle = await page.waitForFunction(
+    ([id, wanted]) => {
+      const state = document.querySelector(`[data-testid="${id}"]`)?.getAttribute('data-state') ?? '';
+      return (wanted as string[]).includes(state) ? state : false;
+    },
+    [testId, states] as const,
+    { timeout, polling: 100 },
+  );
+  return (await handle.jsonValue()) as string;
+}
+
+async function waitForModel(page: Page): Promise<{ backend: string; variant: string }> {
+  expect(await waitForState(page, 'model-status', ['ready', 'error'])).toBe('ready');
+  const status = page.getByTestId('model-status');
+  return { backend: (await status.getAttribute('data-backend')) ?? '', variant: (await status.getAttribute('data-variant')) ?? '' };
+}
+
+/** Interactive elements in the accessibility tree without a name (e.g. '- button [disabled]'). */
+async function unnamedControls(page: Page): Promise<string[]> {
+  const tree = await page.locator('body').ariaSnapshot();
+  return tree.split('\n').filter((line) => /^\s*- (button|textbox|slider|checkbox|radio|spinbutton|combobox|link|meter|progressbar)( \[[^\]]*\])*:?$/.test(line));
+}
+
+async function setMaxNewTokens(page: Page, value: number): Promise<void> {
+  const input = page.getByTestId('setting-max-new-tokens');
+  await input.fill(String(value));
+  await input.blur();
+  expect(await input.inputValue()).toBe(String(value));
+}
+
+describe('the app: audio in, streamed answers out', () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    browser = await launchChromium({
+      args: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${SPEECH_WAV}`],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('an uploaded WAV + the "Describe" preset streams the engine’s greedy answer; follow-up, stop, new conversation, bad file', { timeout: 420_000 }, async () => {
+    const { context, page, errors, requests } = await openApp(browser);
+
+    // First visit: the bundled tiny model loads by itself, with a real progress bar.
+    await page.getByTestId('model-progress').waitFor({ timeout: 30_000 });
+    await screenshots(page, 'model-download');
+    const model = await waitForModel(page);
+    expect(model.backend).toBe('webgpu');
+    expect(await page.getByTestId('model-status').textContent()).toContain('Tiny test model, random weights');
+    expect(await page.getByTestId('model-status').getAttribute('data-random-weights')).toBe('true');
+    expect(await page.getByTestId('backend-reason').textContent()).toMatch(/WebGPU/);
+    await screenshots(page, 'empty');
+    // Phone width: the settings live in a drawer.
+    await page.setViewportSize(PHONE);
+    await page.getByTestId('settings-toggle').click();
+    await page.getByTestId('lora-scale').waitFor();
+    await page.waitForTimeout(400);
+    await page.screenshot({ path: join(SCREENSHOTS, 'settings-drawer-360.png') });
+    await page.keyboard.press('Escape');
+    await page.getByTestId('lora-scale').waitFor({ state: 'hidden' });
+    await page.setViewportSize(DESKTOP);
+
+    await setMaxNewTokens(page, MAX_NEW_TOKENS);
+    const loraScale = Number(await page.getByTestId('lora-scale').inputValue());
+    expect(loraScale).toBeGreaterThan(0);
+    // Typed text survives everything that follows until it is sent.
+    await page.getByTestId('question-input').fill('draft typed before the audio');
+
+    await page.getByTestId('audio-file-input').setInputFiles(SPEECH_WAV);
+    await page.getByTestId('waveform').waitFor();
+    expect(await waitForState(page, 'audio-status', ['ready', 'error'])).toBe('ready');
+    expect(await page.getByTestId('recording-meta').textContent()).toContain('speech.wav');
+    expect(Number(await page.getByTestId('waveform').getAttribute('data-duration'))).toBeCloseTo(86924 / 16000, 1);
+    expect(await unnamedControls(page)).toEqual([]);
+
+    await page.getByTestId('question-input').fill('');
+    await page.getByTestId('preset-audiocaption').click();
+    await waitForState(page, 'answer-1', ['streaming', 'done']);
+    await screenshots(page, 'answering');
+    expect(await waitForState(page, 'answer-1', ['done', 'stopped', 'error'])).toBe('done');
+    const uiAnswer = (await page.getByTestId('answer-1').textContent()) ?? '';
+    expect(Number(await page.getByTestId('answer-1').getAttribute('data-tokens'))).toBe(MAX_NEW_TOKENS);
+    expect(await page.getByTestId('answer-stats').first().textContent()).toMatch(/12 tokens · [\d.]+ tokens\/s · first token [\d.]+ m?s/);
+
+    // A follow-up continues the conversation (Enter sends).
+    const followUp = 'What else can you hear?';
+    await page.getByTestId('question-input').fill(followUp);
+    await page.getByTestId('question-input').press('Enter');
+    expect(await waitForState(page, 'answer-2', ['done', 'stopped', 'error'])).toBe('done');
+    const uiFollowUp = (await page.getByTestId('answer-2').textContent()) ?? '';
+    expect(await page.getByTestId('question-input').inputValue()).toBe('');
+
+    // The engine in Node, wasm backend, same variant and settings, greedy: the same text.
+    const engine = new HarkEngine({ store: new MemoryBundleStore() });
+    try {
+      const info = await engine.loadModel(tinyBundleFiles(), { backend: 'wasm', variant: model.variant });
+      expect(info.defaults.loraScale).toBe(loraScale);
+      await engine.setAudio(new Uint8Array(readFileSync(SPEECH_WAV)));
+      const params = { maxNewTokens: MAX_NEW_TOKENS, loraScale, doSample: false };
+      const expected = await engine.ask(info.tasks.audiocaption!, params);
+      expect(expected.ids.length).toBe(MAX_NEW_TOKENS);
+      expect(uiAnswer).toBe(expected.text);
+      const expectedFollowUp = await engine.ask(followUp, params);
+      expect(uiFollowUp).toBe(expectedFollowUp.text);
+    } finally {
+      await engine.unload();
+    }
+
+    // Escape stops a long answer within a step; the conversation stays usable.
+    await setMaxNewTokens(page, 200);
+    await page.getByTestId('question-input').fill('Tell me more.');
+    await page.getByTestId('question-input').press('Enter');
+    await page.getByTestId('stop-button').waitFor();
+    await waitForState(page, 'answer-3', ['streaming']);
+    await page.getByTestId('question-input').press('Escape');
+    expect(await waitForState(page, 'answer-3', ['done', 'stopped', 'error'], 60_000)).toBe('stopped');
+    expect(Number(await page.getByTestId('answer-3').getAttribute('data-tokens'))).toBeLessThan(200);
+    await page.getByTestId('send-button').waitFor();
+
+    // New conversation: the thread empties, the recording stays.
+    await page.getByTestId('new-conversation').click();
+    await page.getByTestId('answer-1').waitFor({ state: 'detached' });
+    expect(await waitForState(page, 'audio-status', ['ready'])).toBe('ready');
+
+    // A file that is not audio: a visible alert; the recording and the typed question stay.
+    await page.getByTestId('question-input').fill('keep this question');
+    await page.getByTestId('audio-file-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not audio at all') });
+    const alert = page.getByTestId('error-message');
+    await alert.waitFor();
+    expect(await alert.getAttribute('role')).toBe('alert');
+    expect(await alert.textContent()).toMatch(/notes\.txt.*could not be read as audio/);
+    expect(await page.getByTestId('recording-meta').textContent()).toContain('speech.wav');
+    expect(await page.getByTestId('question-input').inputValue()).toBe('keep this question');
+    expect(await waitForState(page, 'audio-status', ['ready'])).toBe('ready');
+    await screenshots(page, 'error');
+
+    await context.close();
+    expect(errors).toEqual([]);
+    expect(requests.nonLocal()).toEqual([]);
+  });
+
+  it('records from the microphone (Chromium’s fake device), shows the waveform and answers', { timeout: 300_000 }, async () => {
+    const { context, page, errors, requests } = await openApp(browser);
+    await waitForModel(page);
+    await setMaxNewTokens(page, 6);
+
+    await page.getByTestId('record-button').click();
+    await page.getByTestId('recorder-live').waitFor({ timeout: 30_000 });
+    await page.waitForTimeout(2200);
+    expect(Number(await page.getByRole('meter', { name: 'Microphone level' }).getAttribute('aria-valuenow'))).toBeGreaterThan(0);
+    expect(await page.getByRole('timer').textContent()).toMatch(/^0:0[1-9]$/);
+    await screenshots(page, 'recording');
+    await page.getByTestId('record-button').click();
+
+    await page.getByTestId('waveform').waitFor();
+    expect(await page.getByTestId('recording-meta').getAttribute('data-kind')).toBe('recording');
+    const duration = Number(await page.getByTestId('waveform').getAttribute('data-duration'));
+    expect(duration).toBeGreaterThan(1.5);
+    expect(duration).toBeLessThan(6);
+    expect(await waitForState(page, 'audio-status', ['ready', 'error'])).toBe('ready');
+
+    await page.getByTestId('preset-asr').click();
+    expect(await waitForState(page, 'answer-1', ['done', 'stopped', 'error'])).toBe('done');
+    expect(Number(await page.getByTestId('answer-1').getAttribute('data-tokens'))).toBeGreaterThan(0);
+
+    await context.close();
+    expect(errors).toEqual([]);
+    expect(requests.nonLocal()).toEqual([]);
+  });
+
+  it('explains a denied microphone in a visible alert and keeps the page usable', async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    await context.addInitScript(() => {
+      navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+    });
+    const page = await context.newPage();
+    await page.goto(inject('devUrl'));
+    await page.getByTestId('question-input').fill('still here');
+    await page.getByTestId('record-button').click();
+    const alert = page.getByTestId('error-message');
+    await alert.waitFor({ timeout: 30_000 });
+    expect(await alert.textContent()).toMatch(/permission was denied/);
+    expect(await page.getByTestId('record-button').isEnabled()).toBe(true);
+    expect(await page.getByTestId('question-input').inputValue()).toBe('still here');
+    await screenshots(page, 'microphone-denied');
+    await context.close();
+  });
+});
