@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ort, sessionOptions } from '../../src/engine/ortRuntime';
 import { goldenArray, loadGoldenIndex, TINY_BUNDLE_DIR, type GoldenInput } from '../helpers/golden';
-import { relativeMaxError } from '../helpers/npy';
+import { logitError, relativeMaxError } from '../helpers/npy';
 
 interface GraphSpec {
   path: string;
@@ -60,16 +60,6 @@ function argmaxLastRow(logits: ort.Tensor): number {
   return best;
 }
 
-/** Logit error as the Python tests measure it: max |a − b| / max(1, max |b|). */
-function logitError(actual: Float32Array, expected: Float32Array): number {
-  let diff = 0;
-  let scale = 1;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return diff / scale;
-}
 
 for (const precision of ['fp32', 'int4'] as const) {
   describe(`tiny bundle ${precision} graphs vs the PyTorch reference (wasm)`, () => {

@@ -10,22 +10,13 @@ import { MemoryBundleStore } from '../../src/engine/bundle/store';
 import { HarkEngine } from '../../src/engine/engine';
 import { HarkError } from '../../src/engine/errors';
 import { goldenArray, GOLDEN_DIR, loadGoldenIndex, type GoldenInput } from '../helpers/golden';
-import { relativeMaxError } from '../helpers/npy';
+import { logitError, relativeMaxError } from '../helpers/npy';
 import { tinyBundleFiles } from '../helpers/tinyBundle';
 
 const golden = loadGoldenIndex();
 const inputs = Object.entries(golden.inputs) as [string, GoldenInput][];
 const wav = (input: GoldenInput) => new Uint8Array(readFileSync(join(GOLDEN_DIR, input.audio)));
 
-function logitError(actual: Float32Array, expected: Float32Array): number {
-  let diff = 0;
-  let scale = 1;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return diff / scale;
-}
 
 for (const precision of ['fp32', 'int4'] as const) {
   describe(`engine (wasm, ${precision}) vs the PyTorch reference`, () => {

@@ -50,3 +50,15 @@ export function relativeMaxError(actual: ArrayLike<number>, expected: ArrayLike<
   }
   return diff / Math.max(scale, 1e-12);
 }
+
+/** Logit error as the Python tests measure it: max |a − b| / max(1, max |b|). */
+export function logitError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) throw new Error(`length mismatch: ${actual.length} vs ${expected.length}`);
+  let diff = 0;
+  let scale = 1;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  return diff / scale;
+}

@@ -5,7 +5,7 @@
  */
 import { createEngineClient } from '../../../src/engineClient';
 import type { TokenEvent } from '../../../src/engine/llm/generate';
-import { parseNpy, relativeMaxError } from '../../helpers/npy';
+import { logitError, parseNpy, relativeMaxError } from '../../helpers/npy';
 import type { GoldenIndex, GoldenInput } from '../../helpers/golden';
 
 const client = createEngineClient();
@@ -23,15 +23,6 @@ async function wavBytes(input: GoldenInput): Promise<Uint8Array> {
   return new Uint8Array(await (await fetch(`/models/golden/${input.audio}`)).arrayBuffer());
 }
 
-function logitError(actual: Float32Array, expected: Float32Array): number {
-  let diff = 0;
-  let scale = 1;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return diff / scale;
-}
 
 export interface ParityReport {
   stageErrors: Record<string, number>;
