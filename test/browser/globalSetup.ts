@@ -20,8 +20,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(`Browser tests need Chromium at ${CHROMIUM_PATH}: run 'npm run test:browser' (installs it as root) or 'apt-get install -y chromium'.`);
   }
-  const dev = await startDevServer();
+  // Build first: the build runs with NODE_ENV=production, which must not leak into the dev server.
   const prod = await buildAndPreview(join(tmpdir(), `hark-dist-${process.pid}`));
+  const dev = await startDevServer();
   project.provide('devUrl', dev.url);
   project.provide('previewUrl', prod.url);
   return async () => {

@@ -1,4 +1,6 @@
 /** Dev and preview servers for browser tests, on free localhost ports. */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { build, createServer, preview, type PreviewServer, type ViteDevServer } from 'vite';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -8,6 +10,9 @@ export async function startDevServer(): Promise<{ url: string; close(): Promise<
     root,
     configFile: `${root}vite.config.ts`,
     logLevel: 'warn',
+    // Its own dependency cache: the production build in the same run (NODE_ENV=production) would
+    // otherwise invalidate the shared node_modules/.vite and, with HMR off, strand the page.
+    cacheDir: join(tmpdir(), `hark-vite-dev-${process.pid}`),
     // No HMR and no file watching: a test page must never reload because a file changed.
     server: { host: '127.0.0.1', port: 0, strictPort: false, hmr: false, watch: null },
   });
