@@ -37,18 +37,10 @@
  * The goldens' quiet bands depend on torch's CPU kernels, so another torch build could differ there.
  */
 
-export interface FbankOptions {
-  /** Multiplies the [-1, 1] waveform before analysis (BEATs: 32768). */
-  waveformScale: number;
-  numMelBins: number;
-  sampleFrequency: number;
-  frameLengthMs: number;
-  frameShiftMs: number;
-  /** BEATs normalisation: (fbank − mean) / (stdMultiplier · std). */
-  mean: number;
-  std: number;
-  stdMultiplier: number;
-}
+import type { FbankFeatureSpec } from '../bundle/manifest';
+
+/** The fbank settings are exactly the manifest's `features.fbank` (one definition, not two). */
+export type FbankOptions = FbankFeatureSpec;
 
 /** The values SALMONN's BEATs uses (the bundle manifest's features.fbank carries the same). */
 export const BEATS_FBANK: FbankOptions = {
