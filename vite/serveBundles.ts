@@ -2,12 +2,16 @@
  * Serves the model bundles in `models/bundles/<name>/` as static files at `<base>models/<name>/`:
  * from the dev server (with content types, ETag and HTTP Range support, so the loader's resume
  * path works in development), and copied into the build output as `models/<name>/…` (which
- * `vite preview` and any static host then serve as plain files).
+ * `vite preview` and any static host then serve as plain files). Next to them,
+ * `<base>models/index.json` lists the bundles for the model manager (see src/modelIndex.ts): made
+ * from their manifests on every dev request, and written once into the build.
  */
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, relative, resolve, sep } from 'node:path';
 import type { Plugin } from 'vite';
+import { parseManifest, variantBytes, type Manifest } from '../src/engine/bundle/manifest';
+import { MODEL_INDEX_FILE, MODEL_INDEX_FORMAT, MODEL_INDEX_VERSION, type ModelIndex, type ModelIndexEntry } from '../src/modelIndex';
 
 export interface ServeBundlesOptions {
   /** Folder holding one sub-folder per bundle (default `models/bundles`, relative to the root). */
@@ -44,6 +48,38 @@ function bundleNames(root: string, include?: string[]): string[] {
     .map((e) => e.name)
     .filter((name) => !include || include.includes(name))
     .sort();
+}
+
+/**
+ * The `models/index.json` document for the bundles in `dir` (each sub-folder with a manifest.json,
+ * optionally only those in `include`). A bundle whose manifest does not validate is left out and
+ * reported through `warn`: listing it would only offer a download that fails.
+ */
+export function buildModelIndex(dir: string, include?: string[], warn: (message: string) => void = () => {}): ModelIndex {
+  const models: ModelIndexEntry[] = [];
+  for (const folder of bundleNames(dir, include)) {
+    let manifest: Manifest;
+    try {
+      manifest = parseManifest(JSON.parse(readFileSync(join(dir, folder, 'manifest.json'), 'utf8')));
+    } catch (error) {
+      warn(`models/${MODEL_INDEX_FILE}: left out ${folder}/ (${(error as Error).message})`);
+      continue;
+    }
+    models.push({
+      name: manifest.name,
+      path: `${folder}/`,
+      label: manifest.label,
+      description: manifest.description,
+      randomWeights: manifest.randomWeights === true,
+      bytes: manifest.files.reduce((sum, file) => sum + file.size, 0),
+      variants: Object.fromEntries(
+        Object.entries(manifest.variants)
+          .filter(([, spec]) => spec !== undefined)
+          .map(([variant, spec]) => [variant, { bytes: variantBytes(manifest, variant), tested: spec!.tested }]),
+      ),
+    });
+  }
+  return { format: MODEL_INDEX_FORMAT, formatVersion: MODEL_INDEX_VERSION, models };
 }
 
 /** Parses a single `bytes=` range against a size: [start, end] inclusive, 'invalid', or null (ignore). */
@@ -124,8 +160,16 @@ export function serveBundles(options: ServeBundlesOptions = {}): Plugin {
           return next();
         }
         if (!url.startsWith(prefix)) return next();
-        const [name, ...rest] = url.slice(prefix.length).split('/');
         const dir = bundlesDir();
+        if (url === `${prefix}${MODEL_INDEX_FILE}`) {
+          const body = JSON.stringify(buildModelIndex(dir, options.include, (message) => server.config.logger.warn(message)));
+          res.setHeader('Content-Type', contentTypeFor(MODEL_INDEX_FILE));
+          res.setHeader('Cache-Control', 'no-cache');
+          res.setHeader('Content-Length', String(Buffer.byteLength(body)));
+          res.end(req.method === 'HEAD' ? undefined : body);
+          return;
+        }
+        const [name, ...rest] = url.slice(prefix.length).split('/');
         // Only bundle folders are ours; anything else under /models/ is left to Vite.
         if (!name || !bundleNames(dir, options.include).includes(name)) return next();
         const bundleDir = join(dir, name);
@@ -142,6 +186,8 @@ export function serveBundles(options: ServeBundlesOptions = {}): Plugin {
     },
     generateBundle() {
       const dir = bundlesDir();
+      const index = buildModelIndex(dir, options.include, (message) => this.warn(message));
+      this.emitFile({ type: 'asset', fileName: `models/${MODEL_INDEX_FILE}`, source: `${JSON.stringify(index, null, 2)}\n` });
       for (const name of bundleNames(dir, options.include)) {
         for (const path of listFiles(join(dir, name))) {
           this.emitFile({ type: 'asset', fileName: `models/${name}/${path}`, source: readFileSync(join(dir, name, path)) });
