@@ -33,6 +33,8 @@ export function createEngineClient(worker?: Worker) {
       return unwrap(await remote.ask(question, params, onToken ? Comlink.proxy(onToken) : undefined));
     },
     cancel: () => remote.cancel(),
+    /** Stops a model download in progress (bypasses any queue, like cancel); see the worker. */
+    abortLoad: () => remote.abortLoad(),
     async newConversation() {
       return unwrap(await remote.newConversation());
     },

@@ -42,6 +42,9 @@ export interface AskParams extends Partial<GenerationParams> {
   captureFirstLogits?: boolean;
 }
 
+/** The model load in progress, so `abortLoad` can stop it (one at a time: the stores queue loads). */
+let loading: AbortController | null = null;
+
 function source(input: ModelSource): BundleSource {
   return typeof input === 'string' ? parseBundleSource(input, self.location.origin) : input;
 }
@@ -56,7 +59,26 @@ const api = {
     options: { backend?: BackendPreference; variant?: string },
     onProgress?: (info: ProgressInfo) => void,
   ): Promise<Envelope<ModelInfo>> {
-    return envelope(() => engine.loadModel(source(input), { ...options, onProgress }));
+    // Registered synchronously, before any await: an abortLoad posted after this call always
+    // finds it (comlink delivers calls in order).
+    const controller = new AbortController();
+    loading = controller;
+    return envelope(() => engine.loadModel(source(input), { ...options, onProgress, signal: controller.signal })).finally(() => {
+      if (loading === controller) loading = null;
+    });
+  },
+
+  /**
+   * Stops the model load in progress while its files are fetched or checked: it then fails with
+   * `bundle/aborted`, the model loaded before stays loaded, and downloaded bytes stay in `.part`
+   * files that the next load of the same bundle resumes with HTTP Range. Once the files are
+   * complete the engine no longer looks at the signal and the load finishes. Not queued behind
+   * the load (it must reach it); answers whether a load was running.
+   */
+  abortLoad(): boolean {
+    if (!loading) return false;
+    loading.abort();
+    return true;
   },
 
   setAudio(

@@ -1,9 +1,11 @@
 /**
- * The model: loading (with byte-level progress, speed and ETA), what is loaded, the models kept in
- * this browser's storage, and the storage quota.
+ * The model: loading (with byte-level progress, speed and ETA, pause and resume), what is loaded,
+ * the models kept in this browser's storage, the bundles this site offers (`models/index.json`),
+ * and the storage quota.
  */
 import { create } from 'zustand';
 import { engineClient, type ModelSource } from '../engineClient';
+import { MODEL_INDEX_FILE, readModelIndex, type ModelIndexEntry } from '../modelIndex';
 import { inEngineLane } from './engineLane';
 import { errorCode, errorMessage, isEngineError, type BackendPreference, type BundleSummary, type ModelInfo, type ProgressInfo } from './engineTypes';
 import { useNoticeStore } from './noticeStore';
@@ -26,6 +28,25 @@ export interface LoadProgress {
   note?: string;
 }
 
+/** A download stopped by `pause()`: what `resume()` loads again, and how far it had got. */
+export interface PausedLoad {
+  source: ModelSource;
+  /** As in LoadProgress. */
+  label: string;
+  backend: BackendPreference;
+  variant?: string;
+  loaded: number;
+  total: number;
+  /** 0–100 */
+  percent: number;
+}
+
+/** A bundle listed in the site's `models/index.json`, with the source string that loads it. */
+export interface SiteModel extends ModelIndexEntry {
+  /** e.g. "/models/salmonn-tiny/" (the folder on this site, as `load()` takes it). */
+  source: string;
+}
+
 export interface StorageInfo {
   usage: number | null;
   quota: number | null;
@@ -34,7 +55,11 @@ export interface StorageInfo {
 }
 
 interface ModelStore {
-  status: 'idle' | 'loading' | 'ready' | 'error';
+  /**
+   * 'paused': a download was paused and no model is loaded. A download paused while another model
+   * was loaded leaves that model in use ('ready'); `paused` says what was paused either way.
+   */
+  status: 'idle' | 'loading' | 'ready' | 'paused' | 'error';
   info: ModelInfo | null;
   /** The source string of the loaded model (null for a local folder). */
   source: string | null;
@@ -44,9 +69,22 @@ interface ModelStore {
   error: string | null;
   /** Something to know about the loaded model (e.g. a fallback variant). */
   note: string | null;
+  /** The paused download, until it is resumed or another model is loaded. */
+  paused: PausedLoad | null;
+  /** `pause()` was asked for and the load has not stopped yet. */
+  pausing: boolean;
   models: BundleSummary[];
+  /** The bundles this site serves under `models/` (empty when it publishes no index). */
+  siteModels: SiteModel[];
   storage: StorageInfo;
   load(source?: ModelSource, options?: { backend?: BackendPreference; variant?: string; label?: string }): Promise<boolean>;
+  /**
+   * Stops the load in progress while its files are downloaded or checked; bytes already
+   * downloaded stay stored. No effect once the model is being started ('initialising').
+   */
+  pause(): void;
+  /** Loads the paused download again: each file continues where it stopped (HTTP Range). */
+  resume(): Promise<boolean>;
   refreshModels(): Promise<void>;
   deleteModel(key: string): Promise<void>;
   refreshStorage(): Promise<void>;
@@ -55,6 +93,42 @@ interface ModelStore {
 
 function describeSource(source: ModelSource): string {
   return typeof source === 'string' ? source : 'a folder on this device';
+}
+
+/** One call of `load()`: what it loads, and whether `pause()` asked it to stop. */
+interface LoadRequest {
+  backend: BackendPreference;
+  variant: string | undefined;
+  pauseRequested: boolean;
+}
+
+/** The latest load (loads run one at a time in the engine lane). */
+let currentLoad: LoadRequest | null = null;
+
+/** Thrown in place of starting a load that was paused while it waited in the engine lane. */
+class PausedBeforeStart extends Error {}
+
+/** The site's bundle list, or null when it could not be fetched (e.g. offline: keep the last one). */
+async function fetchSiteModels(): Promise<SiteModel[] | null> {
+  if (typeof fetch === 'undefined' || typeof location === 'undefined') return [];
+  // Offline there is nothing to download, and the request could only fail (the service worker
+  // never answers under models/): keep the list as it is.
+  if (typeof navigator !== 'undefined' && navigator.onLine === false) return null;
+  const indexUrl = new URL(`${import.meta.env.BASE_URL}models/${MODEL_INDEX_FILE}`, location.href);
+  let response: Response;
+  try {
+    // From the network (the service worker never answers under models/), revalidated.
+    response = await fetch(indexUrl, { cache: 'no-cache' });
+  } catch {
+    return null;
+  }
+  // 404: this site publishes no bundles besides what the app knows. Not an error.
+  if (!response.ok) return [];
+  try {
+    return readModelIndex(await response.json()).map((entry) => ({ ...entry, source: new URL(entry.path, indexUrl).pathname }));
+  } catch {
+    return []; // not an index (e.g. a host that answers every path with index.html)
+  }
 }
 
 /** Rolling speed over the last few seconds of progress events. */
@@ -79,7 +153,10 @@ export const useModelStore = create<ModelStore>((set, get) => ({
   progress: null,
   error: null,
   note: null,
+  paused: null,
+  pausing: false,
   models: [],
+  siteModels: [],
   storage: { usage: null, quota: null, persisted: null, supported: typeof navigator !== 'undefined' && !!navigator.storage?.estimate },
 
   async load(sourceArg, options = {}) {
@@ -91,10 +168,21 @@ export const useModelStore = create<ModelStore>((set, get) => ({
     const previousSource = get().source;
     const speed = speedMeter();
     let fallbackNote: string | null = null;
+    const request: LoadRequest = { backend, variant: options.variant, pauseRequested: false };
+    currentLoad = request;
+    /** The engine call, unless a pause came while it waited in the lane. */
+    const loadInLane = (variant: string | undefined) =>
+      inEngineLane(() => {
+        request.variant = variant;
+        if (request.pauseRequested) return Promise.reject(new PausedBeforeStart());
+        return engineClient().loadModel(source, { backend, variant }, onProgress);
+      });
     set({
       status: 'loading',
       error: null,
       note: null,
+      paused: null,
+      pausing: false,
       progress: { phase: 'starting', source: label, loaded: 0, total: 0, percent: 0, bytesPerSecond: null, etaSeconds: null, files: {}, fromCache: null },
     });
     useNoticeStore.getState().clearError('model');
@@ -137,17 +225,27 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       engineClient().cancel();
       let info: ModelInfo;
       try {
-        info = await inEngineLane(() => engineClient().loadModel(source, { backend, variant: options.variant }, onProgress));
+        info = await loadInLane(options.variant);
       } catch (error) {
         // A quantized variant whose graphs this backend cannot run (e.g. an int4 op without a
         // CPU kernel in this onnxruntime-web build): the full-precision variant still works.
         const failedVariant = isEngineError(error) ? error.details?.variant : undefined;
         if (options.variant || errorCode(error) !== 'engine/backend-unavailable' || typeof failedVariant !== 'string' || failedVariant === 'fp32') throw error;
         set((s) => ({ progress: s.progress ? { ...s.progress, phase: 'initialising', note: `The ${failedVariant} variant cannot run here; trying fp32…` } : null }));
-        info = await inEngineLane(() => engineClient().loadModel(source, { backend, variant: 'fp32' }, onProgress));
+        info = await loadInLane('fp32');
         fallbackNote = `The ${failedVariant} variant could not run on ${info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'} here, so the fp32 variant is used.`;
       }
-      set((s) => ({ status: 'ready', info, note: fallbackNote, source: typeof source === 'string' ? source : null, loadId: s.loadId + 1, progress: null, error: null }));
+      // A pause that came after the files were complete changed nothing: the model is loaded.
+      set((s) => ({
+        status: 'ready',
+        info,
+        note: fallbackNote,
+        source: typeof source === 'string' ? source : null,
+        loadId: s.loadId + 1,
+        progress: null,
+        error: null,
+        pausing: false,
+      }));
       if (typeof source === 'string') useSettingsStore.getState().setModelSource(source);
       if (options.backend) useSettingsStore.getState().setBackend(options.backend);
       useNoticeStore.getState().announce(`${info.label} is ready on ${info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}.`);
@@ -158,6 +256,27 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       // Download and verification errors happen before the engine unloads the previous
       // model, so it is still usable; later failures leave no model loaded.
       const code = errorCode(error) ?? '';
+      if (request.pauseRequested && (code === 'bundle/aborted' || error instanceof PausedBeforeStart)) {
+        // Paused: not an error. The engine stops only while fetching or checking files, before
+        // it unloads the previous model, so that one (if any) is still loaded and in use.
+        const last = get().progress;
+        const paused: PausedLoad = {
+          source,
+          label,
+          backend,
+          variant: request.variant,
+          loaded: last?.loaded ?? 0,
+          total: last?.total ?? 0,
+          percent: last?.percent ?? 0,
+        };
+        set({ status: previous ? 'ready' : 'paused', info: previous, source: previousSource, progress: null, error: null, paused, pausing: false });
+        useNoticeStore
+          .getState()
+          .announce(`Download paused at ${Math.floor(paused.percent)}%.${previous ? ` Still using ${previous.label}.` : ''}`);
+        void get().refreshModels();
+        void get().refreshStorage();
+        return false;
+      }
       const keptPrevious = previous !== null && code.startsWith('bundle/');
       const message = errorMessage(error);
       set({
@@ -166,6 +285,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         source: keptPrevious ? previousSource : null,
         progress: null,
         error: keptPrevious ? null : message,
+        pausing: false,
       });
       useNoticeStore
         .getState()
@@ -176,13 +296,36 @@ export const useModelStore = create<ModelStore>((set, get) => ({
     }
   },
 
+  pause() {
+    const request = currentLoad;
+    const { status, progress, pausing } = get();
+    if (!request || status !== 'loading' || pausing || progress?.phase === 'initialising') return;
+    request.pauseRequested = true;
+    set({ pausing: true });
+    // Straight to the worker, not through the engine lane: the lane is busy with this very load.
+    // A load still waiting in the lane sees `pauseRequested` and never starts.
+    void engineClient()
+      .abortLoad()
+      .catch(() => {});
+  },
+
+  async resume() {
+    const { paused, status } = get();
+    if (!paused || status === 'loading') return false;
+    return get().load(paused.source, { backend: paused.backend, variant: paused.variant, label: paused.label });
+  },
+
   async refreshModels() {
-    try {
-      const models = await engineClient().listModels();
-      set({ models });
-    } catch {
-      // Listing is best effort (e.g. no OPFS in a private window); loading reports its own errors.
-    }
+    await Promise.all([
+      engineClient()
+        .listModels()
+        .then((models) => set({ models }))
+        // Listing is best effort (e.g. no OPFS in a private window); loading reports its own errors.
+        .catch(() => {}),
+      fetchSiteModels().then((siteModels) => {
+        if (siteModels) set({ siteModels });
+      }),
+    ]);
   },
 
   async deleteModel(key) {

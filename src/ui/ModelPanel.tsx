@@ -1,12 +1,58 @@
-/** The model: what is loaded, download progress, stored models, adding one, storage quota. */
-import { useState, type FormEvent } from 'react';
-import { BUNDLED_MODEL_SOURCE, sourceForStoreKey, storeKeyFor, useModelStore } from '../stores/modelStore';
+/**
+ * The model: what is loaded, download progress (pause/resume), the bundles this site offers,
+ * stored models, adding one, storage quota.
+ */
+import { useEffect, useRef, useState, type FormEvent } from 'react';
+import { BUNDLED_MODEL_SOURCE, sourceForStoreKey, storeKeyFor, useModelStore, type SiteModel } from '../stores/modelStore';
+import type { BundleSummary } from '../stores/engineTypes';
 import { backendName, formatBytes, formatEta } from './format';
 import { TrashIcon } from './Icons';
+
+/**
+ * Pause and Resume replace each other in the DOM: the one pressed disappears. Keep keyboard focus
+ * on the control that takes its place instead of dropping it to the page.
+ */
+let focusNext: 'pause' | 'resume' | null = null;
+
+function useFocusOnMount<T extends HTMLElement>(which: 'pause' | 'resume') {
+  const ref = useRef<T>(null);
+  useEffect(() => {
+    if (focusNext !== which) return;
+    focusNext = null;
+    ref.current?.focus();
+  }, [which]);
+  return ref;
+}
+
+function PauseButton() {
+  const pause = useModelStore((s) => s.pause);
+  const pausing = useModelStore((s) => s.pausing);
+  const ref = useFocusOnMount<HTMLButtonElement>('pause');
+  return (
+    <button
+      ref={ref}
+      type="button"
+      className="button small"
+      data-testid="model-pause"
+      disabled={pausing}
+      onClick={() => {
+        if (ref.current === document.activeElement) focusNext = 'resume';
+        pause();
+      }}
+    >
+      {pausing ? 'Pausing…' : 'Pause download'}
+    </button>
+  );
+}
 
 function LoadProgressDetail() {
   const progress = useModelStore((s) => s.progress);
   if (!progress) return null;
+  // Pausable while files are fetched or checked (the engine then stops at once, keeps what it
+  // downloaded and still has the previous model). Not while 'initialising': the files are
+  // complete, the previous model is already unloaded and the new one is being started, so
+  // stopping would leave nothing loaded and nothing left to resume; it takes a moment anyway.
+  const pausable = progress.phase !== 'initialising';
   const percent = Math.round(progress.percent);
   const files = Object.entries(progress.files);
   const phase =
@@ -46,7 +92,49 @@ function LoadProgressDetail() {
           </ul>
         </details>
       )}
-      <p className="small muted">Downloads resume where they stopped if you close the page.</p>
+      {pausable && (
+        <div className="actions">
+          <PauseButton />
+        </div>
+      )}
+      <p className="small muted">Downloads resume where they stopped if you pause them or close the page.</p>
+    </div>
+  );
+}
+
+/** A paused download: how far it got, and Resume. */
+function PausedDownload() {
+  const paused = useModelStore((s) => s.paused);
+  const status = useModelStore((s) => s.status);
+  const resume = useModelStore((s) => s.resume);
+  const ref = useFocusOnMount<HTMLButtonElement>('resume');
+  if (!paused) return null;
+  const percent = Math.floor(paused.percent);
+  return (
+    <div className="load-progress paused-download" data-testid="model-paused">
+      <p className="small">
+        <strong>Download paused</strong> <span className="muted">{paused.label}</span>
+      </p>
+      <progress max={100} value={percent} aria-label="Model download progress (paused)" />
+      <p className="small muted" data-testid="model-paused-detail">
+        {paused.total > 0 ? `Paused at ${percent} % (${formatBytes(paused.loaded)} of ${formatBytes(paused.total)})` : 'Paused before the download started'}
+      </p>
+      <div className="actions">
+        <button
+          ref={ref}
+          type="button"
+          className="button small primary"
+          data-testid="model-resume"
+          disabled={status === 'loading'}
+          onClick={(event) => {
+            if (event.currentTarget === document.activeElement) focusNext = 'pause';
+            void resume();
+          }}
+        >
+          Resume download
+        </button>
+      </div>
+      <p className="small muted">What was downloaded is kept: resuming fetches only the rest.</p>
     </div>
   );
 }
@@ -59,6 +147,7 @@ function CurrentModel() {
   const load = useModelStore((s) => s.load);
   if (status === 'loading') return <LoadProgressDetail />;
   if (!info) {
+    if (status === 'paused') return <PausedDownload />;
     return (
       <div className="current-model">
         <p className="muted">{error ?? 'No model is loaded.'}</p>
@@ -70,6 +159,8 @@ function CurrentModel() {
   }
   return (
     <div className="current-model" data-testid="current-model">
+      {/* A download paused while this model stayed in use. */}
+      <PausedDownload />
       <p className="model-name">
         <strong>{info.label}</strong>
         {info.randomWeights && <span className="badge warn">random weights</span>}
@@ -94,8 +185,85 @@ function CurrentModel() {
   );
 }
 
+/** "int4 4.17 MB · fp32 10.4 MB": the tested variants' download sizes, smallest first. */
+function variantSizes(model: SiteModel): string {
+  const variants = Object.entries(model.variants).filter(([, v]) => v.tested);
+  const shown = (variants.length > 0 ? variants : Object.entries(model.variants)).sort((a, b) => a[1].bytes - b[1].bytes);
+  return shown.map(([name, v]) => `${name} ${formatBytes(v.bytes)}`).join(' · ');
+}
+
+type SiteModelState = 'in-use' | 'stored' | 'partial' | 'not-stored';
+
+function siteModelState(stored: BundleSummary | undefined, active: boolean): SiteModelState {
+  if (active) return 'in-use';
+  if (stored?.complete) return 'stored';
+  return stored ? 'partial' : 'not-stored';
+}
+
+/** The bundles the site serves under models/ (models/index.json), and which are stored here. */
+function SiteModels() {
+  const siteModels = useModelStore((s) => s.siteModels);
+  const models = useModelStore((s) => s.models);
+  const source = useModelStore((s) => s.source);
+  const status = useModelStore((s) => s.status);
+  const load = useModelStore((s) => s.load);
+  if (siteModels.length === 0) return null;
+  const activeKey = source && status === 'ready' ? storeKeyFor(source) : null;
+  return (
+    <div className="site-models">
+      <h3 className="subsection-title" id="site-models-heading">
+        Available on this site
+      </h3>
+      <ul className="model-list" data-testid="site-models" aria-labelledby="site-models-heading">
+        {siteModels.map((model) => {
+          const key = storeKeyFor(model.source);
+          const stored = models.find((m) => m.key === key);
+          const state = siteModelState(stored, key !== null && key === activeKey);
+          const where =
+            state === 'in-use'
+              ? null
+              : state === 'stored'
+                ? `Stored on this device (${stored!.completeVariants.join(', ')})`
+                : state === 'partial'
+                  ? 'Download not finished'
+                  : 'Not downloaded';
+          const verb = state === 'stored' ? 'Use' : state === 'partial' ? 'Resume' : 'Download';
+          return (
+            <li key={model.source} className="model-row" data-testid={`site-model-${model.name}`} data-state={state} data-active={state === 'in-use'}>
+              <div className="model-row-text">
+                <span className="model-row-name">
+                  {model.label}
+                  {state === 'in-use' && <span className="badge ok">in use</span>}
+                  {state === 'stored' && <span className="badge">stored</span>}
+                </span>
+                <span className="small muted">
+                  {where ? `${where} · ` : ''}
+                  {variantSizes(model)}
+                  {model.randomWeights ? ' · random weights' : ''}
+                </span>
+              </div>
+              {state !== 'in-use' && (
+                <button
+                  type="button"
+                  className="button small"
+                  aria-label={`${verb} ${model.label}`}
+                  disabled={status === 'loading'}
+                  onClick={() => void load(model.source)}
+                >
+                  {verb}
+                </button>
+              )}
+            </li>
+          );
+        })}
+      </ul>
+    </div>
+  );
+}
+
 function StoredModels() {
   const models = useModelStore((s) => s.models);
+  const siteModels = useModelStore((s) => s.siteModels);
   const source = useModelStore((s) => s.source);
   const status = useModelStore((s) => s.status);
   const load = useModelStore((s) => s.load);
@@ -103,11 +271,14 @@ function StoredModels() {
   const activeKey = source ? storeKeyFor(source) : null;
   const bundledKey = storeKeyFor(BUNDLED_MODEL_SOURCE);
   const bundledStored = models.some((m) => m.key === bundledKey);
+  // "Available on this site" offers it already when the site's index lists it.
+  const bundledListed = siteModels.some((m) => storeKeyFor(m.source) === bundledKey);
   return (
     <div className="stored-models">
       <h3 className="subsection-title">On this device</h3>
+      {models.length === 0 && bundledListed && <p className="small muted">No models stored yet.</p>}
       <ul className="model-list" data-testid="model-list">
-        {!bundledStored && (
+        {!bundledStored && !bundledListed && (
           <li className="model-row">
             <div className="model-row-text">
               <span className="model-row-name">Tiny test model, random weights</span>
@@ -251,6 +422,7 @@ export function ModelPanel() {
         Model
       </h2>
       <CurrentModel />
+      <SiteModels />
       <StoredModels />
       <AddModel />
       <Storage />

@@ -6,6 +6,7 @@ export function ModelStatus() {
   const status = useModelStore((s) => s.status);
   const info = useModelStore((s) => s.info);
   const progress = useModelStore((s) => s.progress);
+  const paused = useModelStore((s) => s.paused);
   const percent = progress ? Math.round(progress.percent) : 0;
 
   let title: string;
@@ -22,7 +23,10 @@ export function ModelStatus() {
             : 'Connecting';
   } else if (status === 'ready' && info) {
     title = info.label;
-    detail = `${backendName(info.backend)} · ${info.variant}`;
+    detail = `${backendName(info.backend)} · ${info.variant}${paused ? ' · a download is paused' : ''}`;
+  } else if (status === 'paused' && paused) {
+    title = 'Download paused';
+    detail = paused.total > 0 ? `${Math.floor(paused.percent)}% · ${formatBytes(paused.loaded)} of ${formatBytes(paused.total)}` : 'Resume it in Models';
   } else if (status === 'error') {
     title = 'No model loaded';
     detail = 'See Models in Settings';
