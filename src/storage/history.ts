@@ -21,7 +21,7 @@
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { GenerationStats } from '../engine/llm/generate';
-import { bytesToBase64, encodeWav } from './wavEncode';
+import { bytesToBase64, encodeWav } from '../audio/wavEncode';
 
 export const HISTORY_DB_NAME = 'hark';
 export const HISTORY_DB_VERSION = 1;
@@ -74,6 +74,8 @@ export interface StoredMessage {
 export interface StoredConversation {
   id: string;
   recordingId: string;
+  /** The recording's display name, so that a history list need not read any audio. */
+  recordingName?: string;
   /** The model that answered (its label or bundle name). */
   modelName: string;
   createdAt: number;

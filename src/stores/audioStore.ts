@@ -3,8 +3,8 @@
  * the engine (once per recording and model; the encoded audio stays in the engine for follow-ups).
  */
 import { create } from 'zustand';
-import { AudioInputError, computePeaks, decodeAudioFile, isWavBytes, mixToMono, type PcmAudio } from '../audio/decode';
-import { encodeWav16 } from '../audio/wavEncode';
+import { AudioInputError, computePeaks, decodeAudioFile, isWavBytes, mixToMono, wavSampleRate, type PcmAudio } from '../audio/decode';
+import { encodeWav } from '../audio/wavEncode';
 import { engineClient } from '../engineClient';
 import { inEngineLane } from './engineLane';
 import { errorCode, type AudioInfo } from './engineTypes';
@@ -48,9 +48,9 @@ interface AudioStore {
   encodedFor: number | null;
   error: string | null;
   samples: SampleClip[];
-  openFile(file: Blob, options?: { kind?: RecordingKind; name?: string }): Promise<void>;
+  openFile(file: Blob, options?: OpenOptions): Promise<void>;
   openSample(sample: SampleClip): Promise<void>;
-  setRecorded(audio: PcmAudio): Promise<void>;
+  setRecorded(audio: PcmAudio, options?: Pick<OpenOptions, 'name' | 'restoredFrom'>): Promise<void>;
   /** Sends the current recording to the engine (again, e.g. after a model change). */
   encode(): Promise<void>;
   loadSamples(): Promise<void>;
@@ -77,16 +77,37 @@ function recordingName(): string {
   return `Recording at ${time}`;
 }
 
-type Listener = (reason: 'new-recording') => void;
+/** A recording's audio as it came in: the file itself, or what the microphone captured. */
+export type RecordingAudio = { kind: 'file'; blob: Blob; sampleRate: number | null } | { kind: 'pcm'; audio: PcmAudio };
+
+export interface NewRecordingEvent {
+  recording: Recording;
+  audio: RecordingAudio;
+  /** Set when the recording was reopened from local history (its id there). */
+  restoredFrom: string | null;
+}
+
+/** Where an opened recording comes from, besides the file itself. */
+export interface OpenOptions {
+  kind?: RecordingKind;
+  name?: string;
+  /** The recording's id in local history, when reopening it from there. */
+  restoredFrom?: string;
+}
+
+type Listener = (event: NewRecordingEvent) => void;
 const listeners = new Set<Listener>();
-/** Called when a new recording replaces the old one (the conversation starts over). */
+/**
+ * Called when a new recording replaces the old one (the conversation starts over; history keeps
+ * it), in the order the listeners were added.
+ */
 export function onNewRecording(listener: Listener): () => void {
   listeners.add(listener);
   return () => listeners.delete(listener);
 }
 
 export const useAudioStore = create<AudioStore>((set, get) => {
-  function adopt(recording: Omit<Recording, 'id' | 'createdAt'>, next: Payload, request: number): boolean {
+  function adopt(recording: Omit<Recording, 'id' | 'createdAt'>, next: Payload, request: number, audio: RecordingAudio, restoredFrom: string | null): boolean {
     if (request !== latestRequest) {
       URL.revokeObjectURL(recording.url);
       return false;
@@ -94,14 +115,9 @@ export const useAudioStore = create<AudioStore>((set, get) => {
     const old = get().recording;
     if (old) URL.revokeObjectURL(old.url);
     payload = next;
-    set({
-      recording: { ...recording, id: nextId++, createdAt: Date.now() },
-      info: null,
-      encodedFor: null,
-      progress: null,
-      error: null,
-    });
-    for (const listener of listeners) listener('new-recording');
+    const adopted: Recording = { ...recording, id: nextId++, createdAt: Date.now() };
+    set({ recording: adopted, info: null, encodedFor: null, progress: null, error: null });
+    for (const listener of listeners) listener({ recording: adopted, audio, restoredFrom });
     useNoticeStore.getState().clearError('audio');
     return true;
   }
@@ -158,6 +174,8 @@ export const useAudioStore = create<AudioStore>((set, get) => {
           },
           wav ? { kind: 'wav', bytes, fallback: pcm } : { kind: 'pcm', audio: pcm! },
           request,
+          { kind: 'file', blob: file, sampleRate: pcm ? pcm.sampleRate : wavSampleRate(bytes) },
+          options.restoredFrom ?? null,
         );
         if (adopted) await get().encode();
       } catch (error) {
@@ -178,19 +196,19 @@ export const useAudioStore = create<AudioStore>((set, get) => {
       }
     },
 
-    async setRecorded(audio) {
+    async setRecorded(audio, options = {}) {
       const request = ++latestRequest;
       const samples = audio.channels[0]?.length ?? 0;
       if (samples === 0) {
         fail(new AudioInputError('empty', 'Nothing was recorded: the microphone sent no sound. Check the input device and try again.'));
         return;
       }
-      const wav = encodeWav16(audio.channels, audio.sampleRate);
+      const wav = encodeWav(mixToMono(audio), audio.sampleRate);
       const url = URL.createObjectURL(new Blob([wav as BlobPart], { type: 'audio/wav' }));
       const adopted = adopt(
         {
           kind: 'recording',
-          name: recordingName(),
+          name: options.name ?? recordingName(),
           durationSeconds: samples / audio.sampleRate,
           peaks: computePeaks(mixToMono(audio)),
           url,
@@ -199,6 +217,8 @@ export const useAudioStore = create<AudioStore>((set, get) => {
         },
         { kind: 'pcm', audio },
         request,
+        { kind: 'pcm', audio },
+        options.restoredFrom ?? null,
       );
       if (adopted) await get().encode();
     },

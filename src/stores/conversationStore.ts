@@ -43,6 +43,9 @@ export type ChatMessage =
     }
   | { id: number; role: 'divider'; text: string };
 
+/** A question or answer as local history keeps it (no ids; a divider is not kept). */
+export type SavedMessage = Omit<Extract<ChatMessage, { role: 'user' }>, 'id'> | Omit<Extract<ChatMessage, { role: 'assistant' }>, 'id'>;
+
 export interface AskOptions {
   /** A preset's friendly name, shown on the question bubble. */
   label?: string;
@@ -62,6 +65,11 @@ interface ConversationStore {
   newConversation(): Promise<void>;
   /** The engine forgot the conversation (new recording or model). */
   reset(reason: 'recording' | 'model', detail?: string): void;
+  /**
+   * Shows a conversation from local history. The engine did not hear it (its memory is not kept
+   * across reloads), so `note` says that the next question starts afresh about the recording.
+   */
+  restore(saved: SavedMessage[], note: string): void;
 }
 
 let nextId = 1;
@@ -201,5 +209,17 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       engineTurns: 0,
       messages: s.messages.length === 0 ? [] : [...s.messages, { id: nextId++, role: 'divider', text: detail ?? 'The model changed: the conversation starts over.' }],
     }));
+  },
+
+  restore(saved, note) {
+    if (get().phase !== 'idle') engineClient().cancel();
+    const messages: ChatMessage[] = saved.map((m) => {
+      if (m.role === 'user') return { ...m, id: nextId++ };
+      // An answer that was still streaming when the page closed ends where it was saved.
+      const status = m.status === 'waiting' || m.status === 'streaming' ? 'stopped' : m.status;
+      return { ...m, id: nextId++, status };
+    });
+    if (messages.length > 0) messages.push({ id: nextId++, role: 'divider', text: note });
+    set({ messages, engineTurns: 0, phase: 'idle' });
   },
 }));

@@ -5,6 +5,7 @@
 import { onNewRecording, useAudioStore } from './audioStore';
 import { useConversationStore } from './conversationStore';
 import { useDeviceStore } from './deviceStore';
+import { useHistoryStore } from './historyStore';
 import { useModelStore } from './modelStore';
 
 let started = false;
@@ -13,6 +14,8 @@ export function startSession(): void {
   if (started) return;
   started = true;
   onNewRecording(() => useConversationStore.getState().reset('recording'));
+  // After the listener above: a reopened conversation is shown once the old one was cleared.
+  void useHistoryStore.getState().start();
   useModelStore.subscribe((state, previous) => {
     if (state.loadId === previous.loadId) return;
     const label = state.info ? `${state.info.label} (${state.info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'})` : 'another model';

@@ -3,6 +3,7 @@ import { useNoticeStore } from '../stores/noticeStore';
 import { startSession } from '../stores/session';
 import { Chat } from './Chat';
 import { DeviceReportPanel } from './DeviceReportPanel';
+import { HistoryPanel } from './HistoryPanel';
 import { CloseIcon, Logo, SettingsIcon } from './Icons';
 import { ModelPanel } from './ModelPanel';
 import { ModelStatus } from './ModelStatus';
@@ -139,6 +140,9 @@ export function App() {
           )}
           <div className="card side-card">
             <ModelPanel />
+          </div>
+          <div className="card side-card">
+            <HistoryPanel />
           </div>
           <div className="card side-card">
             <SettingsPanel />

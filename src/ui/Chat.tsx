@@ -2,10 +2,12 @@
 import { useEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
 import { useAudioStore } from '../stores/audioStore';
 import { useConversationStore, type ChatMessage } from '../stores/conversationStore';
+import { useHistoryStore } from '../stores/historyStore';
 import { useModelStore } from '../stores/modelStore';
 import { useNoticeStore } from '../stores/noticeStore';
 import { formatMs } from './format';
-import { PlusIcon, SendIcon, StopIcon } from './Icons';
+import { confirmDelete } from './HistoryPanel';
+import { DownloadIcon, PlusIcon, SendIcon, StopIcon, TrashIcon } from './Icons';
 import { fillPrompt, taskPresets, type TaskPreset } from './tasks';
 
 type Assistant = Extract<ChatMessage, { role: 'assistant' }>;
@@ -131,6 +133,9 @@ export function Chat() {
   const audioStatus = useAudioStore((s) => s.status);
   const hasRecording = useAudioStore((s) => s.recording !== null);
   const announce = useNoticeStore((s) => s.announce);
+  const saved = useHistoryStore((s) => s.entries.find((entry) => entry.id === s.currentId) ?? null);
+  const exportToFile = useHistoryStore((s) => s.exportToFile);
+  const removeConversation = useHistoryStore((s) => s.remove);
   const input = useRef<HTMLTextAreaElement>(null);
   const [hint, setHint] = useState<string | null>(null);
 
@@ -190,18 +195,47 @@ export function Chat() {
         <h2 id="chat-heading" className="card-title">
           Conversation
         </h2>
-        <button
-          type="button"
-          className="button subtle small"
-          data-testid="new-conversation"
-          onClick={() => void newConversation()}
-          disabled={messages.length === 0}
-        >
-          <PlusIcon />
-          <span>
-            New<span className="narrow-hidden"> conversation</span>
-          </span>
-        </button>
+        <div className="card-actions">
+          {saved && (
+            <>
+              <button
+                type="button"
+                className="icon-button"
+                data-testid="export-conversation"
+                title="Export"
+                aria-label="Export this conversation with its recording as a file"
+                onClick={() => void exportToFile(saved.id)}
+              >
+                <DownloadIcon />
+              </button>
+              <button
+                type="button"
+                className="icon-button"
+                data-testid="delete-conversation"
+                title="Delete"
+                aria-label="Delete this conversation and its recording from this device"
+                disabled={answering}
+                onClick={() => {
+                  if (confirmDelete(saved)) void removeConversation(saved.id);
+                }}
+              >
+                <TrashIcon />
+              </button>
+            </>
+          )}
+          <button
+            type="button"
+            className="button subtle small"
+            data-testid="new-conversation"
+            onClick={() => void newConversation()}
+            disabled={messages.length === 0}
+          >
+            <PlusIcon />
+            <span>
+              New<span className="narrow-hidden"> conversation</span>
+            </span>
+          </button>
+        </div>
       </div>
 
       {messages.length === 0 ? (

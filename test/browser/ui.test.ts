@@ -6,6 +6,7 @@
  * path records from Chromium's fake capture device (fed with the same WAV) and answers.
  * Screenshots of the main states at 1280 px and 360 px go to test-results/screenshots/.
  */
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -60,6 +61,45 @@ async function waitForModel(page: Page): Promise<{ backend: string; variant: str
   expect(await waitForState(page, 'model-status', ['ready', 'error'])).toBe('ready');
   const status = page.getByTestId('model-status');
   return { backend: (await status.getAttribute('data-backend')) ?? '', variant: (await status.getAttribute('data-variant')) ?? '' };
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+interface HistoryDbContents {
+  conversations: { id: string; recordingId: string; messages: { role: string; text: string }[] }[];
+  recordings: { id: string; name: string; kind: string; sha256: string }[];
+}
+
+/** IndexedDB read directly (not through the app's history module). */
+async function readHistoryDb(page: Page): Promise<HistoryDbContents> {
+  return page.evaluate(async () => {
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      const request = indexedDB.open('hark');
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+    const all = (store: string) =>
+      new Promise<unknown[]>((resolve, reject) => {
+        const request = db.transaction(store).objectStore(store).getAll();
+        request.onsuccess = () => resolve(request.result as unknown[]);
+        request.onerror = () => reject(request.error);
+      });
+    try {
+      const conversations = (await all('conversations')) as HistoryDbContents['conversations'];
+      const recordings = (await all('recordings')) as { id: string; name: string; audio: { kind: string; blob?: Blob; samples?: Float32Array } }[];
+      const hex = (buffer: ArrayBuffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
+      const described = [];
+      for (const r of recordings) {
+        const bytes = r.audio.kind === 'file' ? await r.audio.blob!.arrayBuffer() : r.audio.samples!.slice().buffer;
+        described.push({ id: r.id, name: r.name, kind: r.audio.kind, sha256: hex(await crypto.subtle.digest('SHA-256', bytes)) });
+      }
+      return { conversations: conversations.map((c) => ({ id: c.id, recordingId: c.recordingId, messages: c.messages.map((m) => ({ role: m.role, text: m.text })) })), recordings: described };
+    } finally {
+      db.close();
+    }
+  });
 }
 
 /** Interactive elements in the accessibility tree without a name (e.g. '- button [disabled]'). */
@@ -211,6 +251,76 @@ describe('the app: audio in, streamed answers out', () => {
     await page.getByTestId('preset-asr').click();
     expect(await waitForState(page, 'answer-1', ['done', 'stopped', 'error'])).toBe('done');
     expect(Number(await page.getByTestId('answer-1').getAttribute('data-tokens'))).toBeGreaterThan(0);
+
+    // A capture is kept as float PCM: a reload brings back the same recording and answer.
+    const answer = await page.getByTestId('answer-1').textContent();
+    await page.getByTestId('history-entry').first().waitFor();
+    expect((await readHistoryDb(page)).recordings.map((r) => r.kind)).toEqual(['pcm']);
+    await page.reload();
+    await page.getByTestId('answer-1').waitFor({ timeout: 60_000 });
+    expect(await page.getByTestId('answer-1').textContent()).toBe(answer);
+    expect(await page.getByTestId('recording-meta').getAttribute('data-kind')).toBe('recording');
+    expect(Number(await page.getByTestId('waveform').getAttribute('data-duration'))).toBeCloseTo(duration, 2);
+
+    await context.close();
+    expect(errors).toEqual([]);
+    expect(requests.nonLocal()).toEqual([]);
+  });
+
+  it('a reload restores the conversation and its recording (IndexedDB); deleting removes both', { timeout: 420_000 }, async () => {
+    const { context, page, errors, requests } = await openApp(browser);
+    await waitForModel(page);
+    await setMaxNewTokens(page, 4);
+    await page.getByTestId('audio-file-input').setInputFiles(SPEECH_WAV);
+    expect(await waitForState(page, 'audio-status', ['ready', 'error'])).toBe('ready');
+    await page.getByTestId('preset-asr').click();
+    expect(await waitForState(page, 'answer-1', ['done', 'stopped', 'error'])).toBe('done');
+    const answer = (await page.getByTestId('answer-1').textContent()) ?? '';
+    expect(answer.length).toBeGreaterThan(0);
+    await page.getByTestId('history-entry').first().waitFor();
+
+    // What IndexedDB holds: one conversation with the question and answer, and the file byte for byte.
+    const stored = await readHistoryDb(page);
+    expect(stored.conversations).toHaveLength(1);
+    expect(stored.conversations[0]!.messages.map((m) => m.role)).toEqual(['user', 'assistant']);
+    expect(stored.conversations[0]!.messages[1]!.text).toBe(answer);
+    expect(stored.recordings).toEqual([{ id: stored.conversations[0]!.recordingId, name: 'speech.wav', kind: 'file', sha256: sha256(readFileSync(SPEECH_WAV)) }]);
+
+    await page.reload();
+    await page.getByTestId('answer-1').waitFor({ timeout: 60_000 });
+    expect(await page.getByTestId('answer-1').textContent()).toBe(answer);
+    expect(await page.getByTestId('answer-1').getAttribute('data-state')).toBe('done');
+    expect(await page.getByTestId('recording-meta').textContent()).toContain('speech.wav');
+    expect(Number(await page.getByTestId('waveform').getAttribute('data-duration'))).toBeCloseTo(86924 / 16000, 1);
+    expect(await page.locator('.thread-divider').textContent()).toMatch(/Restored from this device/);
+    await waitForModel(page);
+    expect(await waitForState(page, 'audio-status', ['ready', 'error'])).toBe('ready');
+    // The restored conversation goes on, and stays the one stored (no second copy).
+    await page.getByTestId('question-input').fill('And then?');
+    await page.getByTestId('question-input').press('Enter');
+    expect(await waitForState(page, 'answer-2', ['done', 'stopped', 'error'])).toBe('done');
+    await expect.poll(async () => (await readHistoryDb(page)).conversations.map((c) => c.messages.length), { timeout: 10_000 }).toEqual([4]);
+    expect(await page.getByTestId('history-entry').count()).toBe(1);
+
+    // Export: one JSON file with the conversation and the recording inside.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-conversation').click()]);
+    expect(download.suggestedFilename()).toMatch(/^hark-.+-\d{4}-\d{2}-\d{2}\.json$/);
+    const exported = JSON.parse(readFileSync((await download.path())!, 'utf8')) as { conversation: { messages: unknown[] }; recording: { fileName: string; data: string } };
+    expect(exported.conversation.messages).toHaveLength(4);
+    expect(exported.recording.fileName).toBe('speech.wav');
+    expect(sha256(Buffer.from(exported.recording.data, 'base64'))).toBe(sha256(readFileSync(SPEECH_WAV)));
+
+    // Delete (after confirming): gone from the page and from IndexedDB, also after a reload.
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByTestId('delete-conversation').click();
+    await page.getByTestId('waveform').waitFor({ state: 'detached' });
+    await page.getByTestId('answer-1').waitFor({ state: 'detached' });
+    await expect.poll(async () => readHistoryDb(page), { timeout: 10_000 }).toEqual({ conversations: [], recordings: [] });
+    await page.reload();
+    await page.getByTestId('model-status').waitFor({ timeout: 60_000 });
+    await page.waitForTimeout(1000);
+    expect(await page.getByTestId('waveform').count()).toBe(0);
+    expect(await page.getByTestId('answer-1').count()).toBe(0);
 
     await context.close();
     expect(errors).toEqual([]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeWav } from '../../src/engine/audio/wav';
-import { base64ToBytes, bytesToBase64, encodeWav } from '../../src/storage/wavEncode';
+import { base64ToBytes, bytesToBase64, encodeWav } from '../../src/audio/wavEncode';
 
 describe('encodeWav (history export)', () => {
   const samples = Float32Array.from({ length: 16000 }, (_, i) => 0.8 * Math.sin((2 * Math.PI * 440 * i) / 16000));

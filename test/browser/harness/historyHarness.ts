@@ -4,7 +4,7 @@
  * test can prove what is really stored.
  */
 import * as history from '../../../src/storage/history';
-import { base64ToBytes } from '../../../src/storage/wavEncode';
+import { base64ToBytes } from '../../../src/audio/wavEncode';
 import { decodeWav } from '../../../src/engine/audio/wav';
 
 export interface RawStoreDump {
