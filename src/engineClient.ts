@@ -35,6 +35,9 @@ export function createEngineClient(worker?: Worker) {
     cancel: () => remote.cancel(),
     /** Stops a model download in progress (bypasses any queue, like cancel); see the worker. */
     abortLoad: () => remote.abortLoad(),
+    async resumeConversation(turns: { question: string; answer: string; ids?: number[] }[], options: { loraScale?: number } = {}) {
+      return unwrap(await remote.resumeConversation(turns, options));
+    },
     async newConversation() {
       return unwrap(await remote.newConversation());
     },

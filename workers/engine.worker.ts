@@ -116,6 +116,10 @@ const api = {
     });
   },
 
+  resumeConversation(turns: { question: string; answer: string; ids?: number[] }[], options: { loraScale?: number } = {}): Promise<Envelope<{ turn: number; positions: number; exactTurns: number }>> {
+    return envelope(() => engine.resumeConversation(turns, options));
+  },
+
   cancel(): void {
     engine.cancel();
   },

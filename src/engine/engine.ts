@@ -245,6 +245,43 @@ export class HarkEngine {
     }
   }
 
+  /**
+   * Continues an earlier conversation about the current recording (e.g. restored from history
+   * after a reload): the engine reads the questions and answers into a fresh conversation, so the
+   * next ask() is a follow-up that knows them. An answer's `ids` are used when they decode to its
+   * text with this model's tokenizer (exactly what was generated); otherwise its text is encoded.
+   */
+  async resumeConversation(turns: { question: string; answer: string; ids?: number[] }[], options: { loraScale?: number } = {}): Promise<{ turn: number; positions: number; exactTurns: number }> {
+    const model = this.requireModel();
+    if (!this.conversation) {
+      throw new HarkError('engine/no-audio', 'There is no recording yet: record or open one, then ask about it.');
+    }
+    this.ensureIdle();
+    const stops = new Set(model.info.defaults.stopTokenIds);
+    let exactTurns = 0;
+    const replay = turns.map((turn) => {
+      const ids = turn.ids?.filter((id) => !stops.has(id));
+      const exact = ids !== undefined && ids.length > 0 && model.tokenizer.decode(ids) === turn.answer;
+      if (exact) exactTurns += 1;
+      return { question: turn.question, answerIds: exact ? ids : model.tokenizer.encode(turn.answer) };
+    });
+    const audio = this.conversation.audioTokens;
+    this.conversation.dispose();
+    this.conversation = this.newConversationFor(model, audio);
+    const controller = new AbortController();
+    this.running = controller;
+    try {
+      await this.conversation.replay(replay, options.loraScale ?? model.info.defaults.loraScale);
+    } catch (error) {
+      this.conversation.dispose();
+      this.conversation = this.newConversationFor(model, audio);
+      throw error;
+    } finally {
+      this.running = null;
+    }
+    return { turn: this.conversation.turns, positions: this.conversation.positions, exactTurns };
+  }
+
   /** Stops the answer being generated (within one decode step); the conversation stays usable. */
   cancel(): void {
     this.running?.abort();

@@ -29,7 +29,14 @@ export interface AnswerStats {
 }
 
 export type ChatMessage =
-  | { id: number; role: 'user'; text: string; label: string | null }
+  | {
+      id: number;
+      role: 'user';
+      text: string;
+      label: string | null;
+      /** What the engine was asked (a task prompt keeps its audio placeholder); `text` is what people read. */
+      prompt?: string;
+    }
   | {
       id: number;
       role: 'assistant';
@@ -40,6 +47,8 @@ export type ChatMessage =
       /** The model that answered (label · backend), shown under the answer. */
       model: string;
       loraScale: number;
+      /** The generated token ids: lets a restored conversation be re-read exactly. */
+      tokenIds?: number[];
     }
   | { id: number; role: 'divider'; text: string };
 
@@ -74,6 +83,22 @@ interface ConversationStore {
 
 let nextId = 1;
 
+/** The restored conversation the engine has not read yet: it does so before the next question. */
+let pendingResume: { question: string; answer: string; ids?: number[] }[] | null = null;
+
+/** Question/answer pairs of a thread that the engine can re-read (failed answers are left out). */
+function resumableTurns(messages: ChatMessage[]): { question: string; answer: string; ids?: number[] }[] {
+  const turns: { question: string; answer: string; ids?: number[] }[] = [];
+  messages.forEach((message, i) => {
+    const answer = messages[i + 1];
+    if (message.role !== 'user' || answer?.role !== 'assistant' || answer.status === 'error') return;
+    turns.push({ question: message.prompt ?? message.text, answer: answer.text, ...(answer.tokenIds ? { ids: answer.tokenIds } : {}) });
+  });
+  return turns;
+}
+
+export const RESUME_NOTE = 'Restored from this device. The next question continues this conversation: the model first re-reads it.';
+
 function updateAssistant(messages: ChatMessage[], id: number, patch: (m: Extract<ChatMessage, { role: 'assistant' }>) => Partial<Extract<ChatMessage, { role: 'assistant' }>>) {
   return messages.map((m) => (m.id === id && m.role === 'assistant' ? { ...m, ...patch(m) } : m));
 }
@@ -103,10 +128,9 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     }
     const display = withoutAudioSlot(prompt);
     if (!display) return;
-    // The first question carries the audio placeholder (task prompts have it; free text gets it
-    // from the engine); follow-ups are plain text in Vicuna's format.
-    const question = get().engineTurns === 0 ? prompt.trim() : display;
     const params = effectiveGeneration(useSettingsStore.getState(), model.info.defaults);
+    const resume = get().engineTurns === 0 ? pendingResume : null;
+    pendingResume = null;
     const seed = params.doSample ? crypto.getRandomValues(new Uint32Array(1))[0]! : 0;
     const draftBefore = options.fromDraft ? get().draft : null;
     const userId = nextId++;
@@ -116,7 +140,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       draft: options.fromDraft ? '' : s.draft,
       messages: [
         ...s.messages,
-        { id: userId, role: 'user', text: display, label: options.label ?? null },
+        { id: userId, role: 'user', text: display, label: options.label ?? null, prompt: prompt.trim() },
         {
           id: answerId,
           role: 'assistant',
@@ -149,6 +173,25 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       }));
     };
     try {
+      let turns = get().engineTurns;
+      if (resume && resume.length > 0) {
+        try {
+          turns = (await inEngineLane(() => engineClient().resumeConversation(resume, { loraScale: params.loraScale }))).turn;
+        } catch (error) {
+          // E.g. too long to re-read: the question is still answered, about the recording alone.
+          turns = 0;
+          set((s) => ({
+            messages: [
+              ...s.messages.filter((m) => m.id !== userId && m.id !== answerId),
+              { id: nextId++, role: 'divider', text: `The earlier conversation could not be re-read (${errorMessage(error)}); this question starts afresh.` },
+              ...s.messages.filter((m) => m.id === userId || m.id === answerId),
+            ],
+          }));
+        }
+      }
+      // The first question carries the audio placeholder (task prompts have it; free text gets it
+      // from the engine); follow-ups are plain text in Vicuna's format.
+      const question = turns === 0 ? prompt.trim() : display;
       const result = await inEngineLane(() => engineClient().ask(question, { ...params, seed }, onToken));
       const stopped = result.stats.stopReason === 'cancelled';
       set((s) => ({
@@ -157,6 +200,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
         messages: updateAssistant(s.messages, answerId, () => ({
           status: stopped ? 'stopped' : 'done',
           text: result.text,
+          tokenIds: result.ids,
           stats: {
             tokens: result.stats.generatedTokens,
             timeToFirstTokenMs: result.stats.timeToFirstTokenMs,
@@ -192,6 +236,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       if (useModelStore.getState().status === 'ready' && useAudioStore.getState().status === 'ready') {
         await inEngineLane(() => engineClient().newConversation());
       }
+      pendingResume = null;
       set({ messages: [], engineTurns: 0, phase: 'idle' });
       useNoticeStore.getState().announce('New conversation. The recording stays loaded.');
     } catch (error) {
@@ -202,17 +247,20 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
   reset(reason, detail) {
     if (get().phase !== 'idle') engineClient().cancel();
     if (reason === 'recording') {
+      pendingResume = null;
       set({ messages: [], engineTurns: 0 });
       return;
     }
+    // Only a conversation the engine held is lost (a restored one was never in this engine).
     set((s) => ({
       engineTurns: 0,
-      messages: s.messages.length === 0 ? [] : [...s.messages, { id: nextId++, role: 'divider', text: detail ?? 'The model changed: the conversation starts over.' }],
+      messages: s.engineTurns === 0 ? s.messages : [...s.messages, { id: nextId++, role: 'divider', text: detail ?? 'The model changed: the conversation starts over.' }],
     }));
   },
 
   restore(saved, note) {
     if (get().phase !== 'idle') engineClient().cancel();
+    pendingResume = null;
     const messages: ChatMessage[] = saved.map((m) => {
       if (m.role === 'user') return { ...m, id: nextId++ };
       // An answer that was still streaming when the page closed ends where it was saved.
@@ -220,6 +268,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       return { ...m, id: nextId++, status };
     });
     if (messages.length > 0) messages.push({ id: nextId++, role: 'divider', text: note });
+    pendingResume = resumableTurns(messages);
     set({ messages, engineTurns: 0, phase: 'idle' });
   },
 }));

@@ -26,7 +26,7 @@ import {
   type StoredRecording,
 } from '../storage/history';
 import { onNewRecording, useAudioStore, type NewRecordingEvent } from './audioStore';
-import { useConversationStore, type AnswerStats, type ChatMessage, type SavedMessage } from './conversationStore';
+import { RESUME_NOTE, useConversationStore, type AnswerStats, type ChatMessage, type SavedMessage } from './conversationStore';
 import { errorMessage } from './engineTypes';
 import { useModelStore } from './modelStore';
 import { useNoticeStore } from './noticeStore';
@@ -57,7 +57,6 @@ interface HistoryStore {
   removeAll(): Promise<void>;
 }
 
-const RESTORED_NOTE = 'Restored from this device. Hark does not remember these answers: the next question starts afresh about the same recording.';
 
 /** The conversation on screen, as stored. */
 let current: { conversationId: string; recordingId: string; recordingName: string; audioId: number; createdAt: number; asked: boolean } | null = null;
@@ -92,8 +91,19 @@ function signature(messages: ChatMessage[]): string {
 function toStoredMessages(messages: ChatMessage[]): StoredMessage[] {
   return messages.flatMap((m): StoredMessage[] => {
     if (m.role === 'divider') return [];
-    if (m.role === 'user') return [{ role: 'user', text: m.text, label: m.label }];
-    return [{ role: 'assistant', text: m.text, status: m.status, error: m.error, model: m.model, loraScale: m.loraScale, stats: { ...m.stats } }];
+    if (m.role === 'user') return [{ role: 'user', text: m.text, label: m.label, ...(m.prompt ? { prompt: m.prompt } : {}) }];
+    return [
+      {
+        role: 'assistant',
+        text: m.text,
+        status: m.status,
+        error: m.error,
+        model: m.model,
+        loraScale: m.loraScale,
+        stats: { ...m.stats },
+        ...(m.tokenIds ? { tokenIds: m.tokenIds } : {}),
+      },
+    ];
   });
 }
 
@@ -107,7 +117,7 @@ type AnswerState = (typeof ANSWER_STATES)[number];
 /** Stored messages back into chat messages (defensive: the database may hold older shapes). */
 function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
   return messages.map((m): SavedMessage => {
-    if (m.role === 'user') return { role: 'user', text: m.text, label: m.label ?? null };
+    if (m.role === 'user') return { role: 'user', text: m.text, label: m.label ?? null, ...(typeof m.prompt === 'string' ? { prompt: m.prompt } : {}) };
     const stats = m.stats ?? {};
     const answerStats: AnswerStats = {
       tokens: numberOrNull(stats.tokens) ?? 0,
@@ -118,7 +128,8 @@ function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
       totalMs: numberOrNull(stats.totalMs),
     };
     const status: AnswerState = ANSWER_STATES.includes(m.status as AnswerState) ? (m.status as AnswerState) : 'done';
-    return { role: 'assistant', text: m.text, status, error: m.error ?? null, model: m.model ?? '', loraScale: m.loraScale ?? 0, stats: answerStats };
+    const tokenIds = Array.isArray(m.tokenIds) && m.tokenIds.every((id) => Number.isInteger(id)) ? m.tokenIds : undefined;
+    return { role: 'assistant', text: m.text, status, error: m.error ?? null, model: m.model ?? '', loraScale: m.loraScale ?? 0, stats: answerStats, ...(tokenIds ? { tokenIds } : {}) };
   });
 }
 
@@ -183,7 +194,7 @@ function onRecordingAdopted(event: NewRecordingEvent): void {
     };
     restoring = true;
     try {
-      useConversationStore.getState().restore(toSavedMessages(restored.messages), RESTORED_NOTE);
+      useConversationStore.getState().restore(toSavedMessages(restored.messages), RESUME_NOTE);
     } finally {
       restoring = false;
     }

@@ -10,8 +10,6 @@
  * server, just a slow link. A fresh browser context starts with an empty OPFS.
  * Also checks the production build: `models/index.json` is written and not precached.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { mkdirSync, readFileSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
@@ -20,6 +18,7 @@ import { parseManifest, variantBytes } from '../../src/engine/bundle/manifest';
 import { buildModelIndex } from '../../vite/serveBundles';
 import { REPO_ROOT } from '../helpers/golden';
 import { collectConsoleErrors, launchChromium } from './chromium';
+import { passThrough, startProxy } from './proxy';
 
 const BUNDLES = join(import.meta.dirname, '..', '..', 'models', 'bundles');
 const BUNDLE_PATH = '/models/salmonn-tiny/';
@@ -39,57 +38,36 @@ interface Sent {
 
 /** Forwards to `target`; files under BUNDLE_PATH (except the manifest) trickle out at RATE. */
 async function startSlowProxy(target: string): Promise<{ url: string; log: Sent[]; close(): Promise<void> }> {
-  const upstream = new URL(target);
   const log: Sent[] = [];
-  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const proxy = await startProxy(target, (req, answer, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const slow = req.method === 'GET' && path.startsWith(BUNDLE_PATH) && !path.endsWith('/manifest.json');
-    const forward = httpRequest(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host } },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        if (!slow) {
-          answer.pipe(res);
-          return;
-        }
-        const entry: Sent = { path: path.slice(BUNDLE_PATH.length), range: (req.headers.range as string | undefined) ?? null, status: answer.statusCode ?? 0, bytes: 0, done: false };
-        log.push(entry);
-        res.on('close', () => {
-          entry.done = true;
-          answer.destroy();
-        });
-        void (async () => {
-          try {
-            for await (const chunk of answer as AsyncIterable<Buffer>) {
-              for (let i = 0; i < chunk.length; i += SLICE) {
-                if (res.destroyed) return;
-                const part = chunk.subarray(i, i + SLICE);
-                res.write(part);
-                entry.bytes += part.length;
-                await new Promise((resolve) => setTimeout(resolve, (part.length / RATE) * 1000));
-              }
-            }
-            res.end();
-          } catch {
-            res.destroy();
+    if (!slow) return passThrough(req, answer, res);
+    res.writeHead(answer.statusCode ?? 502, answer.headers);
+    const entry: Sent = { path: path.slice(BUNDLE_PATH.length), range: (req.headers.range as string | undefined) ?? null, status: answer.statusCode ?? 0, bytes: 0, done: false };
+    log.push(entry);
+    res.on('close', () => {
+      entry.done = true;
+      answer.destroy();
+    });
+    void (async () => {
+      try {
+        for await (const chunk of answer as AsyncIterable<Buffer>) {
+          for (let i = 0; i < chunk.length; i += SLICE) {
+            if (res.destroyed) return;
+            const part = chunk.subarray(i, i + SLICE);
+            res.write(part);
+            entry.bytes += part.length;
+            await new Promise((resolve) => setTimeout(resolve, (part.length / RATE) * 1000));
           }
-        })();
-      },
-    );
-    forward.on('error', () => res.destroy());
-    req.pipe(forward);
+        }
+        res.end();
+      } catch {
+        res.destroy();
+      }
+    })();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/`,
-    log,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { ...proxy, log };
 }
 
 async function modelState(page: Page): Promise<string> {

@@ -8,17 +8,17 @@
  * - offline: after one online visit that loaded the tiny model (stored in OPFS by the engine),
  *   the page reloads with the network off, still cross-origin isolated, and the engine worker
  *   loads the model from OPFS and answers — with zero network requests and the same tokens as
- *   online; no request left localhost during the whole run;
+ *   online; then the app itself, reloaded offline, loads its model and answers a question asked
+ *   through the UI (sample clip + task preset); no request left localhost during the whole run;
  * - history (dev server harness): recordings and conversations survive a reload, export, and are
  *   gone from IndexedDB after delete.
  */
 import { statSync } from 'node:fs';
-import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { collectConsoleErrors, launchChromium, recordRequests } from './chromium';
+import { startProxy } from './proxy';
 
 const require = createRequire(import.meta.url);
 const ORT_WASM = '/ort/ort-wasm-simd-threaded.asyncify.wasm';
@@ -65,7 +65,6 @@ interface EngineRun {
  * Drives the app's engine worker (the built `assets/engine.worker-*.js`) from the page with raw
  * comlink messages: load the tiny model (fp32: int4's GatherBlockQuantized has no wasm kernel) on
  * the wasm backend (multi-threaded only when cross-origin isolated), set a 1 s tone, ask greedily.
- * The full "ask a question offline" flow through the UI belongs to the app's own test.
  */
 async function runEngine(page: Page, workerUrl: string): Promise<EngineRun> {
   return page.evaluate(
@@ -109,6 +108,19 @@ async function runEngine(page: Page, workerUrl: string): Promise<EngineRun> {
     },
     [workerUrl, MODEL] as const,
   );
+}
+
+/** Waits for the app's model to settle; returns 'ready' or 'error'. */
+async function waitForModelStatus(page: Page): Promise<string> {
+  const handle = await page.waitForFunction(
+    () => {
+      const state = document.querySelector('[data-testid="model-status"]')?.getAttribute('data-state');
+      return state === 'ready' || state === 'error' ? state : false;
+    },
+    null,
+    { timeout: 180_000, polling: 200 },
+  );
+  return (await handle.jsonValue()) as string;
 }
 
 /** Path names (no query) of every entry in every Cache Storage cache of the origin. */
@@ -352,6 +364,61 @@ describe('installable offline app (production build)', () => {
       expect(offlineRequests.some((r) => new URL(r.url).pathname === ORT_WASM)).toBe(true);
     });
 
+    it('with the network off, the app itself reloads, loads its model from OPFS and answers a question asked in the UI', { timeout: 400_000 }, async () => {
+      // Online: the app's own start-up load of the bundled model (the variant it picks for this
+      // browser) finishes and is stored; a short answer keeps the software GPU quick.
+      // Generous timeouts: the software GPU compiles shaders on the same two CPU cores.
+      await page.reload({ waitUntil: 'domcontentloaded', timeout: 120_000 });
+      await waitForApp(page);
+      expect(await waitForModelStatus(page)).toBe('ready');
+      const maxTokens = page.getByTestId('setting-max-new-tokens');
+      await maxTokens.fill('4');
+      await maxTokens.blur();
+
+      const offlineRequests: { url: string; fromSw: boolean | null }[] = [];
+      const onRequest = (request: Request): void => {
+        // blob: URLs (the recording's playback) never touch a network.
+        if (/^https?:/.test(request.url())) offlineRequests.push({ url: request.url(), fromSw: null });
+      };
+      const onFinished = async (request: Request): Promise<void> => {
+        const entry = offlineRequests.find((r) => r.url === request.url() && r.fromSw === null);
+        if (entry) entry.fromSw = (await request.response())?.fromServiceWorker() ?? false;
+      };
+      await context.setOffline(true);
+      context.on('request', onRequest);
+      context.on('requestfinished', onFinished);
+      try {
+        const response = await page.reload({ waitUntil: 'domcontentloaded', timeout: 120_000 });
+        await waitForApp(page);
+        expect(response?.fromServiceWorker()).toBe(true);
+        expect(await waitForModelStatus(page)).toBe('ready');
+        // A built-in sample (precached with the shell), then a task preset, as a person would.
+        await page.getByTestId('sample-speech').click({ timeout: 120_000 });
+        await page.waitForFunction(() => document.querySelector('[data-testid="audio-status"]')?.getAttribute('data-state') === 'ready', null, { timeout: 180_000, polling: 200 });
+        await page.getByTestId('preset-audiocaption').click({ timeout: 120_000 });
+        const state = await page.waitForFunction(
+          () => {
+            const state = document.querySelector('[data-testid="answer-1"]')?.getAttribute('data-state');
+            return state === 'done' || state === 'error' || state === 'stopped' ? state : false;
+          },
+          null,
+          { timeout: 180_000, polling: 200 },
+        );
+        expect(await state.jsonValue()).toBe('done');
+        expect(Number(await page.getByTestId('answer-1').getAttribute('data-tokens'))).toBe(4);
+        expect(await page.evaluate(() => navigator.onLine)).toBe(false);
+      } finally {
+        context.off('request', onRequest);
+        context.off('requestfinished', onFinished);
+        await context.setOffline(false);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      console.info(`[pwa] offline UI answer: ${offlineRequests.length} requests, all answered by the service worker`);
+      expect(offlineRequests.length).toBeGreaterThan(0);
+      expect(offlineRequests.filter((r) => new URL(r.url).pathname.startsWith('/models/'))).toEqual([]);
+      expect(offlineRequests.filter((r) => r.fromSw === false)).toEqual([]);
+    });
+
     it('made no request outside localhost and logged no errors', () => {
       expect(requests.urls.length).toBeGreaterThan(0);
       expect(requests.nonLocal()).toEqual([]);
@@ -365,27 +432,13 @@ describe('installable offline app (production build)', () => {
  * hosts (GitHub Pages, …) do.
  */
 async function startHeaderlessProxy(target: string): Promise<{ url: string; close(): Promise<void> }> {
-  const upstream = new URL(target);
-  const server: Server = createServer((req, res) => {
-    const forward = httpRequest(
-      { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: { ...req.headers, host: upstream.host } },
-      (response) => {
-        const headers = { ...response.headers };
-        delete headers['cross-origin-opener-policy'];
-        delete headers['cross-origin-embedder-policy'];
-        res.writeHead(response.statusCode ?? 502, headers);
-        response.pipe(res);
-      },
-    );
-    forward.on('error', () => res.destroy());
-    req.pipe(forward);
+  return startProxy(target, (_req, response, res) => {
+    const headers = { ...response.headers };
+    delete headers['cross-origin-opener-policy'];
+    delete headers['cross-origin-embedder-policy'];
+    res.writeHead(response.statusCode ?? 502, headers);
+    response.pipe(res);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/`,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
 }
 
 describe('cross-origin isolation from the service worker', () => {

@@ -79,6 +79,31 @@ describe('engine conversation, streaming, cancellation and bad input (wasm, fp32
     expect([after.speechEncoder, after.audioEncoder, after.connector]).toEqual([before.speechEncoder, before.audioEncoder, before.connector]);
   });
 
+  it('resumes a conversation from its questions and answers (as after a reload): the follow-up equals the reference two-turn output', async () => {
+    await engine.setAudio(wav(speech));
+    const run = speech.precisions.fp32.runs.default;
+    const first = await engine.ask(speech.prompt, { maxNewTokens: golden.greedyTokens, loraScale: run.loraScale });
+    let liveLogits: Float32Array = new Float32Array(0);
+    await engine.ask(run.followUp!.question, { maxNewTokens: 1, loraScale: run.loraScale, onFirstLogits: (l) => (liveLogits = l) });
+    const before = engine.counters;
+    // A fresh conversation rebuilt from the stored turn (exact ids), then the follow-up: the same
+    // logits as the live conversation's follow-up, and the reference's two-turn tokens.
+    const resumed = await engine.resumeConversation([{ question: speech.prompt, answer: first.text, ids: first.ids }], { loraScale: run.loraScale });
+    expect(resumed).toMatchObject({ turn: 1, exactTurns: 1 });
+    let resumedLogits: Float32Array = new Float32Array(0);
+    const second = await engine.ask(run.followUp!.question, { maxNewTokens: 16, loraScale: run.loraScale, onFirstLogits: (l) => (resumedLogits = l) });
+    expect(logitError(resumedLogits, liveLogits)).toBeLessThan(1e-5);
+    expect(second.turn).toBe(2);
+    expect(second.ids).toEqual(run.followUp!.tokens);
+    const after = engine.counters;
+    expect([after.speechEncoder, after.audioEncoder, after.connector]).toEqual([before.speechEncoder, before.audioEncoder, before.connector]);
+
+    // Ids that do not decode to the stored text are not trusted: the text is encoded instead.
+    const fromText = await engine.resumeConversation([{ question: speech.prompt, answer: first.text, ids: [...first.ids].reverse() }], { loraScale: run.loraScale });
+    expect(fromText).toMatchObject({ turn: 1, exactTurns: 0 });
+    expect((await engine.ask(run.followUp!.question, { maxNewTokens: 4, loraScale: run.loraScale })).turn).toBe(2);
+  });
+
   it('streams one token event per generated token, with text equal to the answer', async () => {
     await engine.setAudio(wav(speech));
     const events: { index: number; text: string }[] = [];

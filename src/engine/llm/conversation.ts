@@ -18,6 +18,12 @@ export interface ConversationDeps {
   maxPositions: number;
 }
 
+/** An earlier question and the token ids of its answer (without any stop token). */
+export interface ReplayTurn {
+  question: string;
+  answerIds: number[];
+}
+
 export function concatFloat32(parts: Float32Array[]): Float32Array {
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
@@ -83,6 +89,40 @@ export class Conversation {
     this.unfed = result.unfedIds;
     this.turnCount += 1;
     return result;
+  }
+
+  /**
+   * Rebuilds the KV cache of earlier turns without generating (a conversation restored after a
+   * reload): each question is fed exactly as ask() feeds it, followed by its answer's tokens, in
+   * one decoder run per turn. The next ask() then continues as if those answers had just been
+   * generated here. Only for a conversation that has no turns yet.
+   */
+  async replay(turns: ReplayTurn[], loraScale: number): Promise<void> {
+    if (this.turnCount > 0) throw new Error('replay() is only for a conversation without turns');
+    const { decoder, tokenizer, embed, format, maxPositions } = this.deps;
+    for (const turn of turns) {
+      const question = this.turnCount === 0 ? await this.firstTurnEmbeds(turn.question) : await embed(followUpIds(tokenizer, turn.question, format));
+      const embeds = concatFloat32([question, await embed(turn.answerIds)]);
+      const length = embeds.length / decoder.shape.hiddenSize;
+      if (this.positions + length + 1 > maxPositions) {
+        throw new HarkError(
+          'engine/context-overflow',
+          `The earlier conversation does not fit: the model can attend to ${maxPositions} tokens and it needs more than ${this.positions + length}.`,
+          { maxPositions, used: this.positions, needed: length },
+        );
+      }
+      const cache = this.cache ?? decoder.emptyCache();
+      this.cache = null;
+      try {
+        const step = await decoder.step(embeds, cache, loraScale);
+        this.cache = step.cache;
+      } catch (error) {
+        this.turnCount = 0;
+        throw new HarkError('engine/inference-failed', `The language model failed while reading the earlier conversation (${error instanceof Error ? error.message : String(error)}).`);
+      }
+      this.unfed = [];
+      this.turnCount += 1;
+    }
   }
 
   dispose(): void {
