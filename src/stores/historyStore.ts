@@ -190,7 +190,7 @@ function onRecordingAdopted(event: NewRecordingEvent): void {
       recordingName: event.recording.name,
       audioId: event.recording.id,
       createdAt: restored.createdAt,
-      asked: true,
+      asked: restored.messages.some((m) => m.role === 'user'),
     };
     restoring = true;
     try {
@@ -286,8 +286,8 @@ export const useHistoryStore = create<HistoryStore>((set, get) => ({
     try {
       const latest = await restoreLatest();
       set({ available: true });
-      // A recording opened while history was loading wins over the old one.
-      if (latest?.recording && latest.conversation.messages.length > 0 && !useAudioStore.getState().recording) {
+      // The recording last open (with its questions, if any); one opened while history was loading wins.
+      if (latest?.recording && !useAudioStore.getState().recording) {
         await reopen(latest.conversation, latest.recording);
       }
       await get().refresh();

@@ -346,6 +346,14 @@ describe('the app: audio in, streamed answers out', () => {
     expect(await page.getByTestId('waveform').count()).toBe(0);
     expect(await page.getByTestId('answer-1').count()).toBe(0);
 
+    // A recording not asked about yet also comes back (with an empty thread).
+    await page.getByTestId('audio-file-input').setInputFiles(SPEECH_WAV);
+    await expect.poll(async () => (await readHistoryDb(page)).conversations.map((c) => c.messages.length), { timeout: 10_000 }).toEqual([0]);
+    await page.reload();
+    await page.getByTestId('waveform').waitFor({ timeout: 60_000 });
+    expect(await page.getByTestId('recording-meta').textContent()).toContain('speech.wav');
+    expect(await page.getByTestId('answer-1').count()).toBe(0);
+
     await context.close();
     expect(errors).toEqual([]);
     expect(requests.nonLocal()).toEqual([]);
