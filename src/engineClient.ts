@@ -6,7 +6,7 @@
 import * as Comlink from 'comlink';
 import type { DecodedAudio } from './engine/audio/wav';
 import type { ProgressInfo } from './engine/bundle/loader';
-import type { BackendPreference } from './engine/engine';
+import type { BackendPreference, ResumeTurn } from './engine/engine';
 import type { TokenEvent } from './engine/llm/generate';
 import type { AskParams, EngineWorkerApi, ModelSource, SetAudioOptions } from '../workers/engine.worker';
 import { unwrap } from '../workers/protocol';
@@ -35,7 +35,7 @@ export function createEngineClient(worker?: Worker) {
     cancel: () => remote.cancel(),
     /** Stops a model download in progress (bypasses any queue, like cancel); see the worker. */
     abortLoad: () => remote.abortLoad(),
-    async resumeConversation(turns: { question: string; answer: string; ids?: number[] }[], options: { loraScale?: number } = {}) {
+    async resumeConversation(turns: ResumeTurn[], options: { loraScale?: number } = {}) {
       return unwrap(await remote.resumeConversation(turns, options));
     },
     async newConversation() {

@@ -9,7 +9,7 @@ import { parseBundleSource, type BundleSource } from '../src/engine/bundle/sourc
 import { OpfsBundleStore } from '../src/engine/bundle/store';
 import type { DecodedAudio } from '../src/engine/audio/wav';
 import { probeDevice, type DeviceReport } from '../src/engine/device';
-import { HarkEngine, type AnswerResult, type AudioInfo, type BackendPreference, type ModelInfo } from '../src/engine/engine';
+import { HarkEngine, type AnswerResult, type AudioInfo, type BackendPreference, type ModelInfo, type ResumeResult, type ResumeTurn } from '../src/engine/engine';
 import type { GenerationParams, TokenEvent } from '../src/engine/llm/generate';
 import { configureOrt, ort } from '../src/engine/ortRuntime';
 import { envelope, type Envelope } from './protocol';
@@ -116,7 +116,7 @@ const api = {
     });
   },
 
-  resumeConversation(turns: { question: string; answer: string; ids?: number[] }[], options: { loraScale?: number } = {}): Promise<Envelope<{ turn: number; positions: number; exactTurns: number }>> {
+  resumeConversation(turns: ResumeTurn[], options: { loraScale?: number } = {}): Promise<Envelope<ResumeResult>> {
     return envelope(() => engine.resumeConversation(turns, options));
   },
 

@@ -24,7 +24,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ORT_RUN = REPO_ROOT / "models" / "tools" / "ort_run.mjs"
-_NPY_DTYPES = (np.float32, np.int64, np.int32, np.uint8, np.bool_)
+_NPY_DTYPES = (np.float32, np.float16, np.int64, np.int32, np.uint8, np.bool_)
 
 
 def node_available() -> bool:

@@ -1,10 +1,8 @@
 """fp16 / int4f16 decoder and embedding graphs, and tensor splitting (max_tensor_bytes), run by
 onnxruntime-web (wasm, in Node) against the PyTorch reference.
 
-The fp16 graphs take and return float16 KV caches, which `ort_run.mjs` does not read or write
-(its .npy reader knows f4/i8/i4/u1/b1), so this file drives them through its own small Node
-runner (`F16Session`, below) that reuses `ort_run.mjs`'s `createSession` and adds '<f2' .npy
-I/O (ORT takes and returns float16 data as Uint16Array in Node 20).
+The fp16 graphs take and return float16 KV caches: `ort_bridge.OrtSession` passes them as '<f2'
+.npy files (`ort_run.mjs` hands ORT their raw bits as Uint16Array, as ORT does in Node 20).
 
 References: `LlamaDecoder` loaded with `onnx_decoder.reference_weights(state, precision)`, i.e.
 the exact weights the graph holds (fp16-rounded; int4-dequantized with fp16 scales), computing
@@ -15,11 +13,7 @@ max(1, max |reference|). Tiny random models as in test_onnx_decoder.py.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import onnx
@@ -38,115 +32,13 @@ from salmonn.onnx_decoder import (
     reference_weights,
     save_model,
 )
-from salmonn.ort_bridge import ORT_RUN, REPO_ROOT, node_available
+from salmonn.ort_bridge import OrtSession, node_available
 from test_onnx_decoder import LORA, close, embeds, make_decoder, tiny_config
 
 pytestmark = pytest.mark.skipif(not node_available(), reason="node + onnxruntime-web not installed")
 
 FP16_TOL = 5e-2  # logits / present, relative to max(1, max |ref|)
 MEASURED: dict[str, float] = {}  # filled by the tests; printed with -s
-
-_RUNNER = r"""
-import * as ort from 'onnxruntime-web';
-import fs from 'node:fs';
-import path from 'node:path';
-import readline from 'node:readline';
-const { createSession } = await import(process.env.ORT_RUN_URL);
-const DT = { '<f4': ['float32', Float32Array], '<f2': ['float16', Uint16Array], '<i8': ['int64', BigInt64Array],
-             '<i4': ['int32', Int32Array], '|u1': ['uint8', Uint8Array] };
-const DESCR = { float32: '<f4', float16: '<f2', int64: '<i8', int32: '<i4', uint8: '|u1' };
-function readNpy(file) {
-  const buf = fs.readFileSync(file);
-  const major = buf[6];
-  const hl = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const start = major === 1 ? 10 : 12;
-  const header = buf.toString('latin1', start, start + hl);
-  const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
-  const dims = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(',').map((s) => s.trim()).filter((s) => s).map(Number);
-  const [type, Ctor] = DT[descr];
-  const count = dims.reduce((a, b) => a * b, 1);
-  const bytes = new Uint8Array(count * Ctor.BYTES_PER_ELEMENT);
-  bytes.set(buf.subarray(start + hl, start + hl + bytes.length));
-  return new ort.Tensor(type, new Ctor(bytes.buffer, 0, count), dims);
-}
-function writeNpy(file, t) {
-  const dims = t.dims;
-  const shape = dims.length === 0 ? '()' : dims.length === 1 ? `(${dims[0]},)` : `(${dims.join(', ')})`;
-  let header = `{'descr': '${DESCR[t.type]}', 'fortran_order': False, 'shape': ${shape}, }`;
-  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n';
-  const pre = Buffer.alloc(10);
-  pre[0] = 0x93; pre.write('NUMPY', 1, 'latin1'); pre[6] = 1; pre[7] = 0; pre.writeUInt16LE(header.length, 8);
-  const d = t.data;
-  fs.writeFileSync(file, Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(d.buffer, d.byteOffset, d.byteLength)]));
-}
-const session = await createSession(process.env.MODEL_PATH, { ep: 'wasm' });
-process.stdout.write('ready\n');
-for await (const line of readline.createInterface({ input: process.stdin })) {
-  if (!line.trim()) continue;
-  const [inDir, outDir] = line.split('\t');
-  try {
-    const feeds = {};
-    for (const name of session.inputNames) feeds[name] = readNpy(path.join(inDir, `${name}.npy`));
-    const res = await session.run(feeds);
-    fs.mkdirSync(outDir, { recursive: true });
-    for (const name of session.outputNames) writeNpy(path.join(outDir, `${name}.npy`), res[name]);
-    process.stdout.write('ok\n');
-  } catch (e) {
-    process.stdout.write(`error ${String(e?.message ?? e).replace(/\n/g, ' ')}\n`);
-  }
-}
-"""
-
-
-class F16Session:
-    """Like ort_bridge.OrtSession (one Node process, one wasm session), with float16 I/O."""
-
-    def __init__(self, model_path: Path) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="ort_f16_")
-        self._count = 0
-        env = {"PATH": subprocess.os.environ.get("PATH", ""), "MODEL_PATH": str(model_path),
-               "ORT_RUN_URL": ORT_RUN.resolve().as_uri()}
-        self._proc = subprocess.Popen(["node", "--input-type=module", "-e", _RUNNER], cwd=REPO_ROOT, env=env,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self._proc.stdout.readline().strip()
-        if line != "ready":
-            err = self._proc.stderr.read()
-            self.close()
-            raise RuntimeError(f"fp16 runner did not start: {line!r}\n{err[-4000:]}")
-
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self._count += 1
-        step = Path(self._tmp.name) / str(self._count)
-        (step / "in").mkdir(parents=True)
-        for name, value in inputs.items():
-            np.save(step / "in" / f"{name}.npy", np.ascontiguousarray(value))
-        self._proc.stdin.write(f"{step / 'in'}\t{step / 'out'}\n")
-        self._proc.stdin.flush()
-        reply = self._proc.stdout.readline().strip()
-        if reply != "ok":
-            raise RuntimeError(f"ORT run failed: {reply or self._proc.stderr.read()[-4000:]}")
-        out = {p.stem: np.load(p) for p in sorted((step / "out").glob("*.npy"))}
-        shutil.rmtree(step, ignore_errors=True)
-        return out
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-        for stream in (self._proc.stdout, self._proc.stderr):
-            if stream:
-                stream.close()
-        self._tmp.cleanup()
-
-    def __enter__(self) -> "F16Session":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 def reference_decoder(decoder: LlamaDecoder, precision: str) -> LlamaDecoder:
     ref = LlamaDecoder(decoder.config, decoder.lora).eval()
@@ -161,7 +53,7 @@ class Harness:
         self.ref = reference_decoder(decoder, precision)
         self.config = decoder.config
         self.kv_dtype = compute_dtype(precision)
-        self.session = F16Session(model_path)
+        self.session = OrtSession(model_path)
 
     def run(self, x: torch.Tensor, start: int, past, lora_scale: float):
         cfg = self.config
@@ -325,7 +217,7 @@ def test_fp16_embed_graph(tmp_path, precision_):
     assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
     save_model(model, path)
     ids = np.array([[0, 511, 5, 5], [2, 3, 4, 1]], np.int64)
-    with F16Session(path) as s:
+    with OrtSession(path) as s:
         out = s.run({"input_ids": ids})["inputs_embeds"]
     assert out.dtype == np.float32
     expected = reference_weights({"model.embed_tokens.weight": table}, precision_)["model.embed_tokens.weight"].numpy()
@@ -349,7 +241,7 @@ def test_fp16_greedy_16_tokens(tmp_path, precision_):
     save_model(build_decoder_model(decoder.config, decoder.state_dict(), precision_), dec_path)
     save_model(build_embed_graph(decoder.model.embed_tokens.weight, precision_), emb_path)
     h = Harness(decoder, dec_path, precision_)
-    emb = F16Session(emb_path)
+    emb = OrtSession(emb_path)
     prompt = np.array([[1, 17, 300, 42, 9, 256, 77]], np.int64)
     with torch.no_grad():
         from salmonn.llama import greedy_generate
@@ -431,7 +323,7 @@ def test_split_decoder_matches_unsplit(tmp_path, precision_):
     feeds.update({f"past_key_values.{i}.{k}": kv for i in range(2) for k in ("key", "value")})
     outs = {}
     for name, path in paths.items():
-        with F16Session(path) as s:
+        with OrtSession(path) as s:
             outs[name] = s.run(feeds)
     err = close(outs["split"]["logits"], outs["whole"]["logits"])
     MEASURED[f"split vs unsplit {precision_}"] = err
@@ -452,7 +344,7 @@ def test_split_embed_matches_unsplit(tmp_path, precision_):
     outs = []
     for name, model in (("whole", whole), ("split", split)):
         save_model(model, tmp_path / name / "embed_tokens.onnx")
-        with F16Session(tmp_path / name / "embed_tokens.onnx") as s:
+        with OrtSession(tmp_path / name / "embed_tokens.onnx") as s:
             outs.append(s.run({"input_ids": ids})["inputs_embeds"])
     np.testing.assert_array_equal(outs[1], outs[0])
 
@@ -491,12 +383,12 @@ def test_tiny_bundle_fp16_variant_runs_and_tracks_its_base(variant, base):
     prompt = np.array([[1, 3148, 1001, 29901, 278, 4149, 13]], np.int64)
     results = {}
     for name, graphs in ((variant, spec["graphs"]), (base, base_spec["graphs"])):
-        with F16Session(BUNDLE / graphs["embedTokens"]["path"]) as emb:
+        with OrtSession(BUNDLE / graphs["embedTokens"]["path"]) as emb:
             x = emb.run({"input_ids": prompt})["inputs_embeds"]
             x_next = emb.run({"input_ids": np.array([[278]], np.int64)})["inputs_embeds"]
         kv_dtype = compute_dtype(name)
         empty = np.zeros((1, llm["numKvHeads"], 0, llm["headDim"]), kv_dtype)
-        with F16Session(BUNDLE / graphs["decoder"]["path"]) as dec:
+        with OrtSession(BUNDLE / graphs["decoder"]["path"]) as dec:
             feeds = {"inputs_embeds": x, "attention_mask": np.ones((1, 7), np.int64),
                      "position_ids": position_ids_from(0, 7).numpy(),
                      "lora_scale": np.array(manifest["architecture"]["lora"]["defaultScale"], np.float32)}

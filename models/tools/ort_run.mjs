@@ -10,7 +10,8 @@
 // each with one line on stdout: `ok` or `error <message>` (used by ort_bridge.OrtSession).
 // External data: every file next to the model named `<model file>_data*` or
 // `<stem>.onnx_data*` is handed to ORT under its own file name (the location stored in the model).
-// Supported .npy dtypes: <f4, <i8, <i4, |u1, |b1 (C order, little endian), versions 1-3.
+// Supported .npy dtypes: <f4, <f2, <i8, <i4, |u1, |b1 (C order, little endian), versions 1-3.
+// float16 travels as its raw bits (ORT takes and returns float16 data as Uint16Array in Node 20).
 import * as ort from 'onnxruntime-web';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,12 +19,13 @@ import readline from 'node:readline';
 
 const DTYPES = {
   '<f4': { ort: 'float32', ctor: Float32Array },
+  '<f2': { ort: 'float16', ctor: Uint16Array },
   '<i8': { ort: 'int64', ctor: BigInt64Array },
   '<i4': { ort: 'int32', ctor: Int32Array },
   '|u1': { ort: 'uint8', ctor: Uint8Array },
   '|b1': { ort: 'bool', ctor: Uint8Array },
 };
-const DESCR_OF = { float32: '<f4', int64: '<i8', int32: '<i4', uint8: '|u1', bool: '|b1' };
+const DESCR_OF = { float32: '<f4', float16: '<f2', int64: '<i8', int32: '<i4', uint8: '|u1', bool: '|b1' };
 
 export function readNpy(file) {
   const buf = fs.readFileSync(file);

@@ -91,6 +91,22 @@ interface LoadedModel {
   info: ModelInfo;
 }
 
+/** An earlier question and its answer, as stored (the answer's token ids when known). */
+export interface ResumeTurn {
+  question: string;
+  answer: string;
+  ids?: number[];
+}
+
+export interface ResumeResult {
+  /** Turns the conversation now holds. */
+  turn: number;
+  /** Positions in the KV cache. */
+  positions: number;
+  /** Turns re-read from their exact token ids (the rest from their text). */
+  exactTurns: number;
+}
+
 export class HarkEngine {
   private model: LoadedModel | null = null;
   private conversation: Conversation | null = null;
@@ -251,7 +267,7 @@ export class HarkEngine {
    * next ask() is a follow-up that knows them. An answer's `ids` are used when they decode to its
    * text with this model's tokenizer (exactly what was generated); otherwise its text is encoded.
    */
-  async resumeConversation(turns: { question: string; answer: string; ids?: number[] }[], options: { loraScale?: number } = {}): Promise<{ turn: number; positions: number; exactTurns: number }> {
+  async resumeConversation(turns: ResumeTurn[], options: { loraScale?: number } = {}): Promise<ResumeResult> {
     const model = this.requireModel();
     if (!this.conversation) {
       throw new HarkError('engine/no-audio', 'There is no recording yet: record or open one, then ask about it.');
@@ -265,21 +281,18 @@ export class HarkEngine {
       if (exact) exactTurns += 1;
       return { question: turn.question, answerIds: exact ? ids : model.tokenizer.encode(turn.answer) };
     });
-    const audio = this.conversation.audioTokens;
-    this.conversation.dispose();
-    this.conversation = this.newConversationFor(model, audio);
-    const controller = new AbortController();
-    this.running = controller;
+    const conversation = this.restartConversation(model, this.conversation);
+    // Busy while re-reading (ask() and setAudio() refuse meanwhile); there is nothing to cancel.
+    this.running = new AbortController();
     try {
-      await this.conversation.replay(replay, options.loraScale ?? model.info.defaults.loraScale);
+      await conversation.replay(replay, options.loraScale ?? model.info.defaults.loraScale);
     } catch (error) {
-      this.conversation.dispose();
-      this.conversation = this.newConversationFor(model, audio);
+      this.restartConversation(model, conversation);
       throw error;
     } finally {
       this.running = null;
     }
-    return { turn: this.conversation.turns, positions: this.conversation.positions, exactTurns };
+    return { turn: conversation.turns, positions: conversation.positions, exactTurns };
   }
 
   /** Stops the answer being generated (within one decode step); the conversation stays usable. */
@@ -291,10 +304,7 @@ export class HarkEngine {
   newConversation(): void {
     const model = this.requireModel();
     this.ensureIdle();
-    if (!this.conversation) return;
-    const audio = this.conversation.audioTokens;
-    this.conversation.dispose();
-    this.conversation = this.newConversationFor(model, audio);
+    if (this.conversation) this.restartConversation(model, this.conversation);
   }
 
   async unload(): Promise<void> {
@@ -304,6 +314,13 @@ export class HarkEngine {
     if (this.model) await releaseGraphs(this.model.sessions);
     this.model = null;
     this.decoderSteps = 0;
+  }
+
+  /** Replaces a conversation with an empty one about the same (already encoded) recording. */
+  private restartConversation(model: LoadedModel, old: Conversation): Conversation {
+    old.dispose();
+    this.conversation = this.newConversationFor(model, old.audioTokens);
+    return this.conversation;
   }
 
   private newConversationFor(model: LoadedModel, audioTokens: Float32Array): Conversation {

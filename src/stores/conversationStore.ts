@@ -6,7 +6,7 @@ import { create } from 'zustand';
 import { engineClient } from '../engineClient';
 import { useAudioStore } from './audioStore';
 import { inEngineLane } from './engineLane';
-import { errorMessage, type StopReason, type TokenEvent } from './engineTypes';
+import { errorMessage, type ResumeTurn, type StopReason, type TokenEvent } from './engineTypes';
 import { useModelStore } from './modelStore';
 import { useNoticeStore } from './noticeStore';
 import { effectiveGeneration, useSettingsStore } from './settingsStore';
@@ -84,11 +84,11 @@ interface ConversationStore {
 let nextId = 1;
 
 /** The restored conversation the engine has not read yet: it does so before the next question. */
-let pendingResume: { question: string; answer: string; ids?: number[] }[] | null = null;
+let pendingResume: ResumeTurn[] | null = null;
 
 /** Question/answer pairs of a thread that the engine can re-read (failed answers are left out). */
-function resumableTurns(messages: ChatMessage[]): { question: string; answer: string; ids?: number[] }[] {
-  const turns: { question: string; answer: string; ids?: number[] }[] = [];
+function resumableTurns(messages: ChatMessage[]): ResumeTurn[] {
+  const turns: ResumeTurn[] = [];
   messages.forEach((message, i) => {
     const answer = messages[i + 1];
     if (message.role !== 'user' || answer?.role !== 'assistant' || answer.status === 'error') return;
@@ -180,13 +180,11 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
         } catch (error) {
           // E.g. too long to re-read: the question is still answered, about the recording alone.
           turns = 0;
-          set((s) => ({
-            messages: [
-              ...s.messages.filter((m) => m.id !== userId && m.id !== answerId),
-              { id: nextId++, role: 'divider', text: `The earlier conversation could not be re-read (${errorMessage(error)}); this question starts afresh.` },
-              ...s.messages.filter((m) => m.id === userId || m.id === answerId),
-            ],
-          }));
+          const divider: ChatMessage = { id: nextId++, role: 'divider', text: `The earlier conversation could not be re-read (${errorMessage(error)}); this question starts afresh.` };
+          set((s) => {
+            const at = s.messages.findIndex((m) => m.id === userId);
+            return { messages: [...s.messages.slice(0, at), divider, ...s.messages.slice(at)] };
+          });
         }
       }
       // The first question carries the audio placeholder (task prompts have it; free text gets it

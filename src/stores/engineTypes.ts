@@ -9,6 +9,7 @@ export type AudioInfo = Awaited<ReturnType<EngineClient['setAudio']>>['info'];
 export type AnswerResult = Awaited<ReturnType<EngineClient['ask']>>;
 export type TokenEvent = Parameters<NonNullable<Parameters<EngineClient['ask']>[2]>>[0];
 export type ProgressInfo = Parameters<NonNullable<Parameters<EngineClient['loadModel']>[2]>>[0];
+export type ResumeTurn = Parameters<EngineClient['resumeConversation']>[0][number];
 export type BundleSummary = Awaited<ReturnType<EngineClient['listModels']>>[number];
 export type BackendPreference = NonNullable<NonNullable<Parameters<EngineClient['loadModel']>[1]>['backend']>;
 export type Backend = ModelInfo['backend'];

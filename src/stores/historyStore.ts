@@ -9,6 +9,7 @@
  * a question is dropped, with its recording, once another recording replaces it.
  */
 import { create } from 'zustand';
+import { mixToMono } from '../audio/decode';
 import {
   deleteAll,
   deleteConversation,
@@ -167,16 +168,10 @@ function storedRecording(event: NewRecordingEvent, id: string): Parameters<typeo
     // The file byte for byte (its own format); the rate is informational.
     return { ...base, sampleRate: audio.sampleRate ?? 16_000, audio: { kind: 'file', blob: audio.blob, mimeType: recording.mimeType || audio.blob.type } };
   }
-  const channels = audio.audio.channels;
-  // Microphone captures are kept as float PCM (exactly what was heard); several channels as their mix.
-  const samples = channels.length === 1 ? channels[0]!.slice() : mixChannels(channels);
+  // Microphone captures are kept as float PCM (exactly what was heard); several channels as their
+  // mix. A copy: the audio store keeps (and hands the engine) the original.
+  const samples = mixToMono(audio.audio).slice();
   return { ...base, sampleRate: audio.audio.sampleRate, audio: { kind: 'pcm', samples } };
-}
-
-function mixChannels(channels: Float32Array[]): Float32Array {
-  const out = new Float32Array(channels[0]?.length ?? 0);
-  for (const channel of channels) for (let i = 0; i < out.length; i++) out[i]! += (channel[i] ?? 0) / channels.length;
-  return out;
 }
 
 function onRecordingAdopted(event: NewRecordingEvent): void {

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ort, sessionOptions } from '../../src/engine/ortRuntime';
+import { concatFloat32 } from '../../src/engine/llm/conversation';
 import { goldenArray, loadGoldenIndex, TINY_BUNDLE_DIR, type GoldenInput } from '../helpers/golden';
 import { logitError, relativeMaxError } from '../helpers/npy';
 
@@ -39,16 +40,6 @@ function f32(data: Float32Array, dims: number[]): ort.Tensor {
 
 function i64(values: number[], dims: number[]): ort.Tensor {
   return new ort.Tensor('int64', BigInt64Array.from(values, BigInt), dims);
-}
-
-function concatRows(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 function argmaxLastRow(logits: ort.Tensor): number {
@@ -143,8 +134,8 @@ for (const precision of ['fp32', 'int4'] as const) {
       for (const scaleName of ['zero', 'default', 'half'] as const) {
         const run = input.precisions[precision].runs[scaleName];
         it(`${name}: first-step logits within ${LOGIT_TOLERANCE} and ${golden.greedyTokens} greedy tokens identical at LoRA scale ${run.loraScale}`, async () => {
-          const audioTokens = concatRows(stages.map((s) => goldenArray(s.tokens).data));
-          const prompt = concatRows([
+          const audioTokens = concatFloat32(stages.map((s) => goldenArray(s.tokens).data));
+          const prompt = concatFloat32([
             await embed([manifest.prompt.bosTokenId, ...input.promptIds.before]),
             audioTokens,
             await embed(input.promptIds.after),

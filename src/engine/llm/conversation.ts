@@ -61,11 +61,8 @@ export class Conversation {
     signal?: AbortSignal,
     onFirstLogits?: (logits: Float32Array) => void,
   ): Promise<GenerationResult> {
-    const { decoder, tokenizer, embed, format, maxPositions } = this.deps;
-    const prefill =
-      this.turnCount === 0
-        ? await this.firstTurnEmbeds(question)
-        : await embed([...this.unfed, ...followUpIds(tokenizer, question, format)]);
+    const { decoder, tokenizer, embed, maxPositions } = this.deps;
+    const prefill = await this.questionEmbeds(question);
     const prefillLength = prefill.length / decoder.shape.hiddenSize;
     if (this.positions + prefillLength + 1 > maxPositions) {
       throw new HarkError(
@@ -99,10 +96,9 @@ export class Conversation {
    */
   async replay(turns: ReplayTurn[], loraScale: number): Promise<void> {
     if (this.turnCount > 0) throw new Error('replay() is only for a conversation without turns');
-    const { decoder, tokenizer, embed, format, maxPositions } = this.deps;
+    const { decoder, embed, maxPositions } = this.deps;
     for (const turn of turns) {
-      const question = this.turnCount === 0 ? await this.firstTurnEmbeds(turn.question) : await embed(followUpIds(tokenizer, turn.question, format));
-      const embeds = concatFloat32([question, await embed(turn.answerIds)]);
+      const embeds = concatFloat32([await this.questionEmbeds(turn.question), await embed(turn.answerIds)]);
       const length = embeds.length / decoder.shape.hiddenSize;
       if (this.positions + length + 1 > maxPositions) {
         throw new HarkError(
@@ -128,6 +124,13 @@ export class Conversation {
   dispose(): void {
     this.cache?.dispose();
     this.cache = null;
+  }
+
+  /** What a question feeds: the whole first prompt with the audio, or a follow-up after the unfed tokens. */
+  private async questionEmbeds(question: string): Promise<Float32Array> {
+    if (this.turnCount === 0) return this.firstTurnEmbeds(question);
+    const { tokenizer, embed, format } = this.deps;
+    return embed([...this.unfed, ...followUpIds(tokenizer, question, format)]);
   }
 
   private async firstTurnEmbeds(question: string): Promise<Float32Array> {
