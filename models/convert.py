@@ -43,7 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precisions", default="fp32,int4")
     p.add_argument("--lora-alpha", type=float, default=32.0, help="LoRA alpha; scale = alpha / rank (SALMONN: 32)")
     p.add_argument("--qformer-heads", type=int, default=12, help="Q-Former attention heads (12 for SALMONN)")
-    p.add_argument("--max-positions", type=int, default=2048, help="rotary cache rows = longest context")
+    p.add_argument("--max-positions", type=int, default=None,
+                   help="longest context (rotary cache rows); default: the LLM config's max_position_embeddings")
     p.add_argument("--random-weights", action="store_true", help="label the bundle as random test weights")
     p.add_argument("--allow-pickle", action="store_true", help="load checkpoints whose pickles import other objects")
     return p.parse_args(argv)

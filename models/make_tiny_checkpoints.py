@@ -85,8 +85,10 @@ class TinySizes:
     llama_vocab: int = 32000
     llama_hidden: int = 32
     llama_layers: int = 2
-    llama_heads: int = 4
-    llama_kv_heads: int = 4
+    # head_dim 16: GroupQueryAttention's fused rotary (do_rotary, used by the decoder graph) needs
+    # a multiple of 16, so the tiny bundle runs the same attention path as the real models.
+    llama_heads: int = 2
+    llama_kv_heads: int = 2
     llama_ffn: int = 86
     llama_rms_eps: float = 1e-5
     llama_rope_theta: float = 10000.0

@@ -24,7 +24,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import jsonschema
 import onnx
@@ -223,13 +223,17 @@ def validate_manifest(manifest: dict) -> None:
 
 
 def write_bundle(ref: ReferenceModules, out: Path, info: BundleInfo, tasks: Mapping[str, str],
-                 tokenizer_dir: Path, precisions: Sequence[str], max_positions: int, *,
+                 tokenizer_dir: Path, precisions: Sequence[str], max_positions: Optional[int] = None, *,
                  max_tensor_bytes: int = MAX_TENSOR_BYTES) -> dict:
     """Export everything into `out` (emptied first) and write a validated manifest.json.
+
+    max_positions: the longest context (rotary cache rows, the manifest's maxPositions); default:
+    the LLM checkpoint's own `max_position_embeddings` (4096 for Vicuna-7B v1.5, 2048 for 13B v1.1).
 
     precisions: any of fp32, int4, fp16, int4f16 (manifest variants in this order). fp16/int4f16
     reuse the fp32/int4 audio graphs (written once, also when fp32/int4 itself is not listed).
     """
+    max_positions = max_positions or ref.configs.llama.max_position_embeddings
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

@@ -39,8 +39,9 @@ if any initializer is still over the limit (e.g. a rotary cache with absurd max_
       past_key_values.{i}.key     KV    [batch, kv_heads, past_sequence_length, head_dim]
       past_key_values.{i}.value   KV    [batch, kv_heads, past_sequence_length, head_dim]
       lora_scale                  f32   []  (rank-0 scalar; 0 = base model, alpha/r = trained)
+      num_logits_to_keep          int64 []  (logits for the last k positions; the engine feeds 1)
     outputs
-      logits                      f32   [batch, sequence_length, vocab]
+      logits                      f32   [batch, k, vocab]
       present.{i}.key / .value    KV    [batch, kv_heads, total_sequence_length, head_dim]
     KV = float32 for fp32/int4, float16 for fp16/int4f16.
     total_sequence_length = past_sequence_length + sequence_length; keys are stored rotated
@@ -48,17 +49,22 @@ if any initializer is still over the limit (e.g. a rotary cache with absurd max_
 
 Graph (one decoder layer; every node of the contrib kinds has a fused WebGPU kernel in ORT):
     SimplifiedLayerNormalization (layer 0) / SkipSimplifiedLayerNormalization (residual add +
-    RMSNorm, output 3 = the residual sum) -> q/k/v projections (MatMul on W^T in fp32/fp16,
-    com.microsoft MatMulNBits in int4/int4f16) -> LoRA on the projections that carry it, in
-    the graph's compute type (fp32 for fp32/int4, fp16 for fp16/int4f16):
-    q += MatMul(Mul(MatMul(x, A^T), lora_scale), B^T)  (the scale multiplies the rank-r
-    intermediate, the cheapest place; algebraically the reference's scale * (x A^T) B^T) ->
-    com.microsoft RotaryEmbedding on q and k (non-interleaved = HF rotate_half; cos/sin caches
-    [max_positions, head_dim/2] shared by all layers; driven by position_ids) ->
-    com.microsoft GroupQueryAttention (no do_rotary; separate past/present buffers;
-    seqlens_k = ReduceSum(attention_mask) - 1 as int32 [batch]; total_sequence_length =
-    attention_mask.shape[1] as an int32 scalar) -> o_proj -> Skip-RMSNorm -> SwiGLU MLP
-    (gate/up/down; silu = x * Sigmoid(x)) -> ... -> final Skip-RMSNorm -> lm_head.
+    RMSNorm, output 3 = the residual sum) -> one packed q|k|v projection (MatMul on [Wq;Wk;Wv]^T
+    in fp32/fp16, com.microsoft MatMulNBits in int4/int4f16) -> one LoRA path for the projections
+    that carry it, in the graph's compute type (fp32 for fp32/int4, fp16 for fp16/int4f16):
+    qkv += MatMul(Mul(MatMul(x, A^T), lora_scale), B^T) with A stacked and B block-diagonal (the
+    scale multiplies the rank-r intermediate, the cheapest place; algebraically the reference's
+    scale * (x A^T) B^T per projection) -> com.microsoft GroupQueryAttention on the packed q|k|v
+    with do_rotary (non-interleaved = HF rotate_half; cos/sin caches [max_positions, head_dim/2]
+    shared by all layers; positions follow from seqlens_k, i.e. past length + index, which is what
+    position_ids holds for an unpadded batch; seqlens_k = ReduceSum(attention_mask) - 1 as int32
+    [batch]; total_sequence_length = attention_mask.shape[1] as an int32 scalar; past and present
+    may share one buffer, see src/engine/llm/fixedKvCache.ts) -> o_proj -> Skip-RMSNorm -> SwiGLU MLP
+    (gate/up/down; silu = x * Sigmoid(x)) -> ... -> final Skip-RMSNorm -> Slice to the last
+    num_logits_to_keep positions -> lm_head.
+
+`fuse_qkv=False` builds the earlier layout instead (separate q/k/v projections and LoRA paths,
+com.microsoft RotaryEmbedding on q and k driven by position_ids): same numbers, more kernels.
 
 Limits (from GroupQueryAttention): the attention mask is only used through seqlens_k, so a
 batch must be right-padded (or unpadded); causal masking is implicit. Batch 1 with an all-ones
@@ -277,6 +283,11 @@ def _linear(g: _GraphBuilder, x: str, weight: np.ndarray, prefix: str, precision
     return finish(parts)
 
 
+def _stack_rows(weights: list[np.ndarray]) -> np.ndarray:
+    """Linear weights [N_j, K] stacked into one [sum N_j, K] (the outputs side by side)."""
+    return np.ascontiguousarray(np.concatenate(weights, axis=0))
+
+
 def _lora_delta(g: _GraphBuilder, x: str, a: np.ndarray, b: np.ndarray, prefix: str,
                 scale: str = "lora_scale", dtype=np.float32) -> str:
     """scale * (x A^T) B^T in the graph's compute dtype (A [r, in], B [out, r])."""
@@ -286,6 +297,23 @@ def _lora_delta(g: _GraphBuilder, x: str, a: np.ndarray, b: np.ndarray, prefix: 
     (scaled,) = g.node("Mul", [down, scale], [f"{prefix}/lora_scale/output_0"], name=f"{prefix}/lora_scale/Mul")
     (up,) = g.node("MatMul", [scaled, b_t], [f"{prefix}/lora_B/output_0"], name=f"{prefix}/lora_B/MatMul")
     return up
+
+
+def _keep_last_positions(g: _GraphBuilder, x: str) -> str:
+    """x[:, -num_logits_to_keep:, :]: the final norm's rows that reach lm_head.
+
+    The engine asks for 1 (only the last prompt position's logits are ever sampled), which saves
+    lm_head's (vocab x hidden) work for every other prompt row and a [n, vocab] read-back per
+    prefill; tests ask for all rows to compare every position with the reference.
+    """
+    axes = g.init("const_axes_1", np.array([1], dtype=np.int64))
+    end = g.init("const_int64_max", np.array([np.iinfo(np.int64).max], dtype=np.int64))
+    (keep,) = g.node("Unsqueeze", ["num_logits_to_keep", g.init("const_axes_0", np.array([0], dtype=np.int64))],
+                     ["/model/keep_logits/Unsqueeze/output_0"], name="/model/keep_logits/Unsqueeze")
+    (start,) = g.node("Neg", [keep], ["/model/keep_logits/Neg/output_0"], name="/model/keep_logits/Neg")
+    (kept,) = g.node("Slice", [x, start, end, axes], ["/model/keep_logits/Slice/output_0"],
+                     name="/model/keep_logits/Slice")
+    return kept
 
 
 def build_decoder_model(
@@ -299,6 +327,7 @@ def build_decoder_model(
     block_size: int = BLOCK_SIZE,
     accuracy_level: int = 0,
     max_tensor_bytes: int = MAX_TENSOR_BYTES,
+    fuse_qkv: bool = True,
 ) -> onnx.ModelProto:
     """Decoder graph (see module doc) from the reference decoder's state dict.
 
@@ -314,6 +343,10 @@ def build_decoder_model(
     max_positions: rotary cache rows (default config.max_position_embeddings).
     accuracy_level: MatMulNBits attribute; 0 (default, left unset) = fp32 compute on CPU.
     max_tensor_bytes: no initializer above this size (weights are split along N, see module doc).
+    fuse_qkv: one q/k/v matmul, one LoRA path and the rotary inside GroupQueryAttention (default;
+      fewer kernels per decode step; only where head_dim is a multiple of 16, which ORT's fused
+      rotary requires, else the separate layout); False keeps the separate projections and
+      RotaryEmbedding nodes (the graph before that change, for benchmarks and as a cross-check).
     """
     _check_precision(precision)
     dtype = compute_dtype(precision)
@@ -375,6 +408,35 @@ def build_decoder_model(
     def lora_delta(x: str, key: str, prefix: str) -> str:
         return _lora_delta(g, x, w(f"{key}.lora_A"), w(f"{key}.lora_B"), prefix, lora_scale(), dtype)
 
+    def fused_qkv(x: str, p: str, prefix: str) -> str:
+        """[q | k | v] = x [Wq; Wk; Wv]^T (+ the LoRA deltas of those that carry one) in one matmul.
+
+        One weight whose rows are Wq, Wk, Wv (int4 blocks run along K, so each row quantizes as
+        it would alone) and one low-rank path for every adapted projection: A stacked [sum r, in],
+        B block-diagonal [out_q + out_k + out_v, sum r]; the zero blocks add exact zeros, so each
+        projection gets exactly its own delta. The packed result feeds GroupQueryAttention, which
+        also applies the rotary embedding (do_rotary): per layer 1 matmul and 1 LoRA path instead
+        of 3 matmuls, 2 LoRA paths and 2 RotaryEmbedding kernels.
+        """
+        keys = [f"{p}.self_attn.{name}" for name in ("q_proj", "k_proj", "v_proj")]
+        parts = [w(f"{key}.weight") for key in keys]
+        y = _linear(g, x, _stack_rows(parts), prefix, precision, block_size, accuracy_level, max_tensor_bytes)
+        adapted = [j for j, key in enumerate(keys) if f"{key}.lora_A" in weights]
+        if not adapted:
+            return y
+        lora_projs.extend(keys[j] for j in adapted)
+        a = np.concatenate([w(f"{keys[j]}.lora_A") for j in adapted], axis=0)  # [sum r, in]
+        rows = [part.shape[0] for part in parts]
+        b = np.zeros((sum(rows), a.shape[0]), np.float32)
+        col = 0
+        for j in adapted:
+            b_j = w(f"{keys[j]}.lora_B")  # [out_j, r_j]
+            b[sum(rows[:j]):sum(rows[:j + 1]), col:col + b_j.shape[1]] = b_j
+            col += b_j.shape[1]
+        delta = _lora_delta(g, x, a, b, prefix, lora_scale(), dtype)
+        (y,) = g.node("Add", [y, delta], [f"{prefix}/Add/output_0"], name=f"{prefix}/Add")
+        return y
+
     def norm(weight_key: str, prefix: str) -> str:
         nonlocal residual, pending
         gamma = g.init(weight_key, _as_dtype(w(weight_key), dtype, weight_key))
@@ -395,29 +457,35 @@ def build_decoder_model(
         n = f"/model/layers.{i}"
         x = norm(f"{p}.input_layernorm.weight", f"{n}/input_layernorm")
 
-        proj = {}
-        for name in ("q_proj", "k_proj", "v_proj"):
-            key = f"{p}.self_attn.{name}"
-            y = linear(x, f"{key}.weight", f"{n}/attn/{name}")
-            if f"{key}.lora_A" in weights:
-                lora_projs.append(key)
-                delta = lora_delta(x, key, f"{n}/attn/{name}")
-                (y,) = g.node("Add", [y, delta], [f"{n}/attn/{name}/Add/output_0"], name=f"{n}/attn/{name}/Add")
-            proj[name] = y
-
-        (q_rot,) = g.node("RotaryEmbedding", [proj["q_proj"], "position_ids", cos_name, sin_name],
-                          [f"{n}/attn/q_rotary/output_0"], name=f"{n}/attn/q_rotary/RotaryEmbedding",
-                          domain=MS, interleaved=0, num_heads=heads)
-        (k_rot,) = g.node("RotaryEmbedding", [proj["k_proj"], "position_ids", cos_name, sin_name],
-                          [f"{n}/attn/k_rotary/output_0"], name=f"{n}/attn/k_rotary/RotaryEmbedding",
-                          domain=MS, interleaved=0, num_heads=kv_heads)
         present_k, present_v = f"present.{i}.key", f"present.{i}.value"
-        (attn,) = g.node("GroupQueryAttention",
-                         [q_rot, k_rot, proj["v_proj"], f"past_key_values.{i}.key", f"past_key_values.{i}.value",
-                          "seqlens_k", "total_seq_len"],
-                         [f"{n}/attn/GroupQueryAttention/output_0", present_k, present_v],
-                         name=f"{n}/attn/GroupQueryAttention", domain=MS,
-                         num_heads=heads, kv_num_heads=kv_heads)[:1]
+        past_k, past_v = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
+        gqa = f"{n}/attn/GroupQueryAttention"
+        if fuse_qkv and head_dim % 16 == 0:  # GQA's fused rotary needs head_size % 16 == 0
+            qkv = fused_qkv(x, p, f"{n}/attn/qkv_proj")
+            (attn,) = g.node("GroupQueryAttention",
+                             [qkv, "", "", past_k, past_v, "seqlens_k", "total_seq_len", cos_name, sin_name],
+                             [f"{gqa}/output_0", present_k, present_v], name=gqa, domain=MS,
+                             num_heads=heads, kv_num_heads=kv_heads, do_rotary=1, rotary_interleaved=0)[:1]
+        else:
+            proj = {}
+            for name in ("q_proj", "k_proj", "v_proj"):
+                key = f"{p}.self_attn.{name}"
+                y = linear(x, f"{key}.weight", f"{n}/attn/{name}")
+                if f"{key}.lora_A" in weights:
+                    lora_projs.append(key)
+                    delta = lora_delta(x, key, f"{n}/attn/{name}")
+                    (y,) = g.node("Add", [y, delta], [f"{n}/attn/{name}/Add/output_0"], name=f"{n}/attn/{name}/Add")
+                proj[name] = y
+            (q_rot,) = g.node("RotaryEmbedding", [proj["q_proj"], "position_ids", cos_name, sin_name],
+                              [f"{n}/attn/q_rotary/output_0"], name=f"{n}/attn/q_rotary/RotaryEmbedding",
+                              domain=MS, interleaved=0, num_heads=heads)
+            (k_rot,) = g.node("RotaryEmbedding", [proj["k_proj"], "position_ids", cos_name, sin_name],
+                              [f"{n}/attn/k_rotary/output_0"], name=f"{n}/attn/k_rotary/RotaryEmbedding",
+                              domain=MS, interleaved=0, num_heads=kv_heads)
+            (attn,) = g.node("GroupQueryAttention",
+                             [q_rot, k_rot, proj["v_proj"], past_k, past_v, "seqlens_k", "total_seq_len"],
+                             [f"{gqa}/output_0", present_k, present_v], name=gqa, domain=MS,
+                             num_heads=heads, kv_num_heads=kv_heads)[:1]
         outputs_present += [present_k, present_v]
 
         o_key = f"{p}.self_attn.o_proj"
@@ -437,6 +505,7 @@ def build_decoder_model(
         pending = linear(prod, f"{p}.mlp.down_proj.weight", f"{n}/mlp/down_proj")
 
     x = norm("model.norm.weight", "/model/norm")
+    x = _keep_last_positions(g, x)
     if half:
         _linear(g, x, w("lm_head.weight"), "/lm_head", precision, block_size, accuracy_level, max_tensor_bytes,
                 cast_to=TensorProto.FLOAT, cast_output="logits")
@@ -457,7 +526,8 @@ def build_decoder_model(
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", ftype, kv_shape_past))
     inputs.append(helper.make_tensor_value_info("lora_scale", f32, []))
-    outputs = [helper.make_tensor_value_info("logits", f32, ["batch_size", "sequence_length", config.vocab_size])]
+    inputs.append(helper.make_tensor_value_info("num_logits_to_keep", i64, []))
+    outputs = [helper.make_tensor_value_info("logits", f32, ["batch_size", "num_logits", config.vocab_size])]
     outputs += [helper.make_tensor_value_info(name, ftype, kv_shape_present) for name in outputs_present]
 
     graph = helper.make_graph(g.nodes, "salmonn_llama_decoder", inputs, outputs)

@@ -40,7 +40,8 @@ def _write_inputs(directory: Path, inputs: Mapping[str, np.ndarray]) -> None:
             raise TypeError(f"input {name!r} is float64; pass float32 explicitly")
         if not any(arr.dtype == t for t in _NPY_DTYPES):
             raise TypeError(f"input {name!r} has unsupported dtype {arr.dtype}")
-        np.save(directory / f"{name}.npy", np.ascontiguousarray(arr))
+        # np.ascontiguousarray would turn a rank-0 scalar (lora_scale, num_logits_to_keep) into shape (1,)
+        np.save(directory / f"{name}.npy", np.require(arr, requirements="C"))
 
 
 def _read_outputs(directory: Path) -> dict[str, np.ndarray]:

@@ -62,6 +62,7 @@ class Harness:
             "attention_mask": np.ones((1, start + x.shape[1]), np.int64),
             "position_ids": position_ids_from(start, x.shape[1]).numpy(),
             "lora_scale": np.array(lora_scale, np.float32),
+            "num_logits_to_keep": np.array(x.shape[1], np.int64),
         }
         empty = np.zeros((1, cfg.num_key_value_heads, 0, cfg.head_dim), self.kv_dtype)
         for i in range(cfg.num_hidden_layers):
@@ -111,7 +112,8 @@ def test_fp16_graph_interface_and_types(precision_):
     f32, f16, i64 = TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT64
     assert [i.name for i in model.graph.input] == (
         ["inputs_embeds", "attention_mask", "position_ids"]
-        + [f"past_key_values.{i}.{k}" for i in range(2) for k in ("key", "value")] + ["lora_scale"])
+        + [f"past_key_values.{i}.{k}" for i in range(2) for k in ("key", "value")]
+        + ["lora_scale", "num_logits_to_keep"])
     assert types["inputs_embeds"] == f32 and types["lora_scale"] == f32 and types["logits"] == f32
     assert types["attention_mask"] == i64 and types["position_ids"] == i64
     assert all(types[n] == f16 for n in types if n.startswith(("past_key_values.", "present.")))
@@ -121,9 +123,9 @@ def test_fp16_graph_interface_and_types(precision_):
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("Cast") == 2 + 3  # seqlens/total_seq_len + inputs_embeds, lora_scale, logits
     if precision_ == "int4f16":
-        assert ops.count("MatMulNBits") == 15 and ops.count("MatMul") == 8
+        assert ops.count("MatMulNBits") == 11 and ops.count("MatMul") == 4
     else:
-        assert "MatMulNBits" not in ops and ops.count("MatMul") == 15 + 8
+        assert "MatMulNBits" not in ops and ops.count("MatMul") == 11 + 4
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["precision"] == precision_
     assert meta["int4_block_size"] == ("32" if precision_ == "int4f16" else "")
@@ -318,6 +320,7 @@ def test_split_decoder_matches_unsplit(tmp_path, precision_):
         "attention_mask": np.ones((1, 5), np.int64),
         "position_ids": position_ids_from(0, 5).numpy(),
         "lora_scale": np.array(LORA.scaling, np.float32),
+        "num_logits_to_keep": np.array(5, np.int64),
     }
     kv = np.zeros((1, 2, 0, 16), compute_dtype(precision_))
     feeds.update({f"past_key_values.{i}.{k}": kv for i in range(2) for k in ("key", "value")})
@@ -391,7 +394,8 @@ def test_tiny_bundle_fp16_variant_runs_and_tracks_its_base(variant, base):
         with OrtSession(BUNDLE / graphs["decoder"]["path"]) as dec:
             feeds = {"inputs_embeds": x, "attention_mask": np.ones((1, 7), np.int64),
                      "position_ids": position_ids_from(0, 7).numpy(),
-                     "lora_scale": np.array(manifest["architecture"]["lora"]["defaultScale"], np.float32)}
+                     "lora_scale": np.array(manifest["architecture"]["lora"]["defaultScale"], np.float32),
+                     "num_logits_to_keep": np.array(1, np.int64)}
             feeds.update({f"past_key_values.{i}.{k}": empty for i in range(llm["numLayers"]) for k in ("key", "value")})
             out = dec.run(feeds)
             feeds.update({"inputs_embeds": x_next, "attention_mask": np.ones((1, 8), np.int64),

@@ -157,7 +157,13 @@ export class HarkEngine {
     const mel = new WhisperMel(await bundle.readJson<Record<string, unknown>>(manifest.features.whisper.preprocessorConfig));
     const fbank = new KaldiFbank(manifest.features.fbank);
     const { llm } = manifest.architecture;
-    const decoder = new DecoderRunner(sessions.decoder, llm, backend === 'webgpu' ? WEBGPU_ATTENTION_CHUNK : Number.POSITIVE_INFINITY);
+    const maxPositions = Math.min(llm.maxPositions, this.options.maxContextTokens ?? Number.POSITIVE_INFINITY);
+    const decoder = new DecoderRunner(sessions.decoder, llm, {
+      backend,
+      embedTokens: sessions.embedTokens,
+      maxPositions,
+      maxChunk: backend === 'webgpu' ? WEBGPU_ATTENTION_CHUNK : Number.POSITIVE_INFINITY,
+    });
     const generation = manifest.generation;
     const info: ModelInfo = {
       name: manifest.name,
@@ -168,7 +174,7 @@ export class HarkEngine {
       backend,
       backendReason: reason,
       tasks: manifest.tasks,
-      maxPositions: Math.min(llm.maxPositions, this.options.maxContextTokens ?? Number.POSITIVE_INFINITY),
+      maxPositions,
       defaults: {
         maxNewTokens: generation.maxNewTokens,
         doSample: generation.doSample,

@@ -5,7 +5,7 @@
  */
 import type { Backend } from './device';
 import { HarkError } from './errors';
-import { decoderOutputLocations } from './llm/decoder';
+import { decoderOutputLocations, embedOutputLocations } from './llm/decoder';
 import { ort, sessionOptions } from './ortRuntime';
 
 export const GRAPH_NAMES = ['speechEncoder', 'audioEncoder', 'connector', 'embedTokens', 'decoder'] as const;
@@ -34,6 +34,7 @@ function extraOptions(name: GraphName, backend: Backend, numLayers: number): ort
   if (backend !== 'webgpu') return {};
   if (name === 'speechEncoder' || name === 'audioEncoder') return { preferredOutputLocation: 'gpu-buffer' };
   if (name === 'decoder') return decoderOutputLocations(backend, numLayers);
+  if (name === 'embedTokens') return embedOutputLocations(backend);
   return {};
 }
 

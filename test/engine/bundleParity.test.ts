@@ -89,6 +89,7 @@ for (const precision of ['fp32', 'int4'] as const) {
           attention_mask: i64(new Array(total).fill(1), [1, total]),
           position_ids: i64(positions, [1, length]),
           lora_scale: scale,
+          num_logits_to_keep: i64([1], []),
           ...past,
         });
         if (step === 0) firstLogits = (out.logits!.data as Float32Array).slice(-llm.vocabSize);

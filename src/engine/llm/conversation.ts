@@ -61,7 +61,7 @@ export class Conversation {
     signal?: AbortSignal,
     onFirstLogits?: (logits: Float32Array) => void,
   ): Promise<GenerationResult> {
-    const { decoder, tokenizer, embed, maxPositions } = this.deps;
+    const { decoder, tokenizer, maxPositions } = this.deps;
     const prefill = await this.questionEmbeds(question);
     const prefillLength = prefill.length / decoder.shape.hiddenSize;
     if (this.positions + prefillLength + 1 > maxPositions) {
@@ -76,7 +76,7 @@ export class Conversation {
     this.cache = null; // generate() consumes the cache; on failure the conversation restarts cleanly
     let result: GenerationResult;
     try {
-      result = await generate({ decoder, tokenizer, embed, prefill, cache, params, maxPositions, onToken, signal, onFirstLogits });
+      result = await generate({ decoder, tokenizer, prefill, cache, params, maxPositions, onToken, signal, onFirstLogits });
     } catch (error) {
       this.unfed = [];
       this.turnCount = 0;

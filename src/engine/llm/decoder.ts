@@ -3,15 +3,23 @@
  *
  * Graph I/O (transformers.js naming, see models/salmonn/onnx_decoder.py): inputs_embeds f32
  * [1, n, H], attention_mask i64 [1, total], position_ids i64 [1, n], past_key_values.{i}.key/value
- * [1, kvHeads, past, headDim] (f32, or f16 for fp16-compute variants), lora_scale f32 scalar →
- * logits f32 [1, n, vocab], present.{i}.key/value.
+ * [1, kvHeads, past, headDim] (f32, or f16 for fp16-compute variants), lora_scale f32 scalar,
+ * num_logits_to_keep i64 scalar → logits f32 [1, k, vocab], present.{i}.key/value.
  *
- * On WebGPU the presents are kept as GPU buffers (`preferredOutputLocation`) and fed straight back
- * as the next step's past, so the cache never crosses to the CPU; each step's old cache is
- * disposed as soon as the new one exists, so GPU memory is released deterministically.
+ * What a run costs beyond the GPU's own work is what this module keeps small:
+ * - only the last position's logits are computed and read back (`num_logits_to_keep` = 1), so a
+ *   prefill of n tokens neither runs lm_head n times nor copies n × vocab floats to the CPU;
+ * - on WebGPU the KV cache is a FixedKvCache, bound in place (no per-step buffers);
+ * - a decode step embeds its token on the device (`decodeStep`): the embedding row goes from the
+ *   embed graph's output buffer straight into the decoder, with no GPU→CPU→GPU round trip.
+ * Graphs converted before `num_logits_to_keep` existed still run (all logits, last row kept).
  */
 import type { Backend } from '../device';
 import { ort } from '../ortRuntime';
+import { FixedKvCache } from './fixedKvCache';
+import { GrowingKvCache, presentNames, type KvCache, type KvType } from './kvCache';
+
+export { presentNames, type KvCache } from './kvCache';
 
 export interface DecoderShape {
   numLayers: number;
@@ -19,10 +27,6 @@ export interface DecoderShape {
   headDim: number;
   hiddenSize: number;
   vocabSize: number;
-}
-
-export function presentNames(numLayers: number): string[] {
-  return Array.from({ length: numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat();
 }
 
 /** Session options for the decoder: KV outputs stay on the GPU, logits come to the CPU. */
@@ -33,44 +37,9 @@ export function decoderOutputLocations(backend: Backend, numLayers: number): ort
   return { preferredOutputLocation: locations };
 }
 
-export class KvCache {
-  private constructor(
-    /** Tensors named past_key_values.{i}.{key,value}. */
-    readonly tensors: Record<string, ort.Tensor>,
-    /** Positions held. */
-    readonly length: number,
-    private readonly owned: boolean,
-  ) {}
-
-  static empty(shape: DecoderShape, dtype: 'float32' | 'float16'): KvCache {
-    const tensors: Record<string, ort.Tensor> = {};
-    const dims = [1, shape.numKvHeads, 0, shape.headDim];
-    for (let i = 0; i < shape.numLayers; i++) {
-      for (const kind of ['key', 'value']) {
-        tensors[`past_key_values.${i}.${kind}`] =
-          dtype === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims);
-      }
-    }
-    return new KvCache(tensors, 0, false);
-  }
-
-  static fromPresents(outputs: ort.InferenceSession.OnnxValueMapType, numLayers: number, length: number): KvCache {
-    const tensors: Record<string, ort.Tensor> = {};
-    for (let i = 0; i < numLayers; i++) {
-      for (const kind of ['key', 'value']) {
-        const present = outputs[`present.${i}.${kind}`];
-        if (!present) throw new Error(`decoder graph did not return present.${i}.${kind}`);
-        tensors[`past_key_values.${i}.${kind}`] = present;
-      }
-    }
-    return new KvCache(tensors, length, true);
-  }
-
-  /** Releases GPU buffers (a no-op for CPU tensors created by us). */
-  dispose(): void {
-    if (!this.owned) return;
-    for (const tensor of Object.values(this.tensors)) tensor.dispose();
-  }
+/** Session options for the token embedding graph: on WebGPU its rows stay on the GPU. */
+export function embedOutputLocations(backend: Backend): ort.InferenceSession.SessionOptions {
+  return backend === 'webgpu' ? { preferredOutputLocation: 'gpu-buffer' } : {};
 }
 
 /**
@@ -83,57 +52,103 @@ export class KvCache {
  */
 export const WEBGPU_ATTENTION_CHUNK = 31;
 
+export interface DecoderOptions {
+  backend: Backend;
+  /** The token embedding graph (input_ids → inputs_embeds), for decodeStep. */
+  embedTokens: ort.InferenceSession;
+  /** Longest context (positions); a fixed-capacity cache never grows past it. */
+  maxPositions: number;
+  /** Feed at most this many new tokens per graph run (default: all at once). */
+  maxChunk?: number;
+  /** KV layout; default: fixed-capacity in place on WebGPU, growing on wasm. */
+  kvLayout?: 'fixed' | 'growing';
+}
+
+export interface StepResult {
+  /** The last position's logits. */
+  logits: Float32Array;
+  cache: KvCache;
+}
+
 export class DecoderRunner {
-  readonly kvType: 'float32' | 'float16';
+  readonly kvType: KvType;
+  readonly kvLayout: 'fixed' | 'growing';
+  readonly maxChunk: number;
+  /** Graph runs so far (decoder and embedding), for diagnostics and benchmarks. */
+  runs = 0;
+  private readonly keepsLogits: boolean;
 
   constructor(
     private readonly session: ort.InferenceSession,
     readonly shape: DecoderShape,
-    /** Feed at most this many new tokens per graph run (Infinity: all at once). */
-    private readonly maxChunk: number = Number.POSITIVE_INFINITY,
+    private readonly options: DecoderOptions,
   ) {
     const meta = session.inputMetadata.find((m) => m.name === 'past_key_values.0.key');
     this.kvType = meta && meta.isTensor && meta.type === 'float16' ? 'float16' : 'float32';
+    this.kvLayout = options.kvLayout ?? (options.backend === 'webgpu' ? 'fixed' : 'growing');
+    this.maxChunk = options.maxChunk ?? Number.POSITIVE_INFINITY;
+    this.keepsLogits = session.inputNames.includes('num_logits_to_keep');
   }
 
   emptyCache(): KvCache {
-    return KvCache.empty(this.shape, this.kvType);
+    return this.kvLayout === 'fixed'
+      ? FixedKvCache.empty(this.shape, this.kvType, this.options.maxPositions)
+      : GrowingKvCache.empty(this.shape, this.kvType);
   }
 
   /**
    * Runs `embeds` ([n × hidden] rows) after `cache`, in chunks of at most `maxChunk` rows;
-   * returns the last row's logits and the new cache. The old cache is disposed here: callers
-   * must not reuse it.
+   * returns the last row's logits and the new cache. `cache` is consumed: callers must not reuse it.
    */
-  async step(embeds: Float32Array, cache: KvCache, loraScale: number): Promise<{ logits: Float32Array; cache: KvCache }> {
+  async step(embeds: Float32Array, cache: KvCache, loraScale: number): Promise<StepResult> {
     const hidden = this.shape.hiddenSize;
     const n = embeds.length / hidden;
     if (!Number.isInteger(n) || n < 1) throw new Error(`embeddings length ${embeds.length} is not a multiple of ${hidden}`);
-    let result: { logits: Float32Array; cache: KvCache } | undefined;
+    let result: StepResult | undefined;
     for (let start = 0; start < n; start += this.maxChunk) {
       const end = Math.min(n, start + this.maxChunk);
-      result = await this.run(embeds.subarray(start * hidden, end * hidden), result?.cache ?? cache, loraScale);
+      const rows = embeds.subarray(start * hidden, end * hidden);
+      result = await this.run(new ort.Tensor('float32', rows, [1, end - start, hidden]), result?.cache ?? cache, loraScale);
     }
     return result!;
   }
 
-  private async run(embeds: Float32Array, cache: KvCache, loraScale: number): Promise<{ logits: Float32Array; cache: KvCache }> {
-    const n = embeds.length / this.shape.hiddenSize;
+  /** One generated token: embedded on the device and fed straight to the decoder. */
+  async decodeStep(id: number, cache: KvCache, loraScale: number): Promise<StepResult> {
+    const { inputs_embeds: embeds } = await this.options.embedTokens.run({
+      input_ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(id)), [1, 1]),
+    });
+    this.runs += 1;
+    if (!embeds) throw new Error('the embedding graph did not return inputs_embeds');
+    try {
+      return await this.run(embeds, cache, loraScale);
+    } finally {
+      embeds.dispose();
+    }
+  }
+
+  private async run(embeds: ort.Tensor, cache: KvCache, loraScale: number): Promise<StepResult> {
+    const n = embeds.dims[1]!;
     const total = cache.length + n;
     const feeds: Record<string, ort.Tensor> = {
-      inputs_embeds: new ort.Tensor('float32', embeds, [1, n, this.shape.hiddenSize]),
+      inputs_embeds: embeds,
       attention_mask: new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: n }, (_, i) => BigInt(cache.length + i)), [1, n]),
       lora_scale: new ort.Tensor('float32', new Float32Array([loraScale]), []),
-      ...cache.tensors,
+      ...(await cache.pastFeeds(n)),
     };
-    const outputs = await this.session.run(feeds);
-    cache.dispose();
+    if (this.keepsLogits) feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(1n), []);
+    const presents = cache.presentFetches();
+    // Naming every output keeps ORT returning all of them when some are pre-allocated.
+    const outputs = presents
+      ? await this.session.run(feeds, { ...Object.fromEntries(this.session.outputNames.map((name) => [name, null])), ...presents })
+      : await this.session.run(feeds);
+    this.runs += 1;
     const logitsTensor = outputs.logits;
     if (!logitsTensor) throw new Error('decoder graph did not return logits');
     const all = (await logitsTensor.getData()) as Float32Array;
-    const logits = all.slice(all.length - this.shape.vocabSize);
+    const logits = all.length === this.shape.vocabSize ? all : all.slice(all.length - this.shape.vocabSize);
     logitsTensor.dispose();
-    return { logits, cache: KvCache.fromPresents(outputs, this.shape.numLayers, total) };
+    return { logits, cache: cache.advance(outputs, n) };
   }
 }

@@ -4,7 +4,7 @@
  * cache; transformers.js' generate() expects its own model classes.
  */
 import { HarkError } from '../errors';
-import { DecoderRunner, type KvCache } from './decoder';
+import type { DecoderRunner, KvCache, StepResult } from './decoder';
 import { TokenSampler, type SamplingParams } from './sampling';
 import { IncrementalText } from './textStream';
 import type { TextTokenizer } from './tokenizer';
@@ -55,8 +55,7 @@ export interface GenerationResult {
 export interface GenerationRequest {
   decoder: DecoderRunner;
   tokenizer: TextTokenizer;
-  /** Embeds an id sequence into [n × hidden] rows. */
-  embed: (ids: number[]) => Promise<Float32Array>;
+  /** [n × hidden] rows of the prompt (generated tokens are embedded by decoder.decodeStep). */
   prefill: Float32Array;
   cache: KvCache;
   params: GenerationParams;
@@ -69,7 +68,7 @@ export interface GenerationRequest {
 }
 
 export async function generate(request: GenerationRequest): Promise<GenerationResult> {
-  const { decoder, tokenizer, embed, params, signal } = request;
+  const { decoder, tokenizer, params, signal } = request;
   const now = request.now ?? (() => performance.now());
   const started = now();
   const sampler = new TokenSampler(params);
@@ -77,7 +76,7 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
   const text = new IncrementalText(tokenizer);
   const promptTokens = request.prefill.length / decoder.shape.hiddenSize;
 
-  let { logits, cache } = await runStep(decoder, request.prefill, request.cache, params.loraScale);
+  let { logits, cache } = await guarded(() => decoder.step(request.prefill, request.cache, params.loraScale));
   const prefillMs = now() - started;
   request.onFirstLogits?.(logits.slice());
   let firstTokenAt = 0;
@@ -109,7 +108,8 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
       stopReason = 'cancelled';
       break;
     }
-    ({ logits, cache } = await runStep(decoder, await embed([id]), cache, params.loraScale));
+    const past = cache;
+    ({ logits, cache } = await guarded(() => decoder.decodeStep(id, past, params.loraScale)));
     unfed = [];
   }
 
@@ -135,9 +135,9 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
   };
 }
 
-async function runStep(decoder: DecoderRunner, embeds: Float32Array, cache: KvCache, loraScale: number) {
+async function guarded(run: () => Promise<StepResult>): Promise<StepResult> {
   try {
-    return await decoder.step(embeds, cache, loraScale);
+    return await run();
   } catch (error) {
     throw new HarkError(
       'engine/inference-failed',

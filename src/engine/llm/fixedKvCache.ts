@@ -1,0 +1,124 @@
+/**
+ * A KV cache of fixed capacity on the GPU, updated in place (WebGPU only).
+ *
+ * Each layer's key and value live in one GPUBuffer shaped [1, kvHeads, capacity, headDim]. The
+ * same tensor is fed as `past_key_values.*` and bound as the pre-allocated `present.*` output;
+ * onnxruntime's WebGPU GroupQueryAttention sees past and present share one buffer and writes only
+ * the new positions (its "past_present_share_buffer" mode), reading the real length from
+ * `seqlens_k` (attention_mask), not from the buffer's capacity. So a decode step allocates nothing
+ * and copies nothing, where a growing cache makes 2 × layers new buffers of the whole context
+ * every step (transformers.js issue #1741 measured that as a 3× slow-down at 2k–6k context).
+ *
+ * Capacity is sized per conversation: the first run allocates what it needs plus headroom, and a
+ * run that would overflow doubles it (copying the valid rows on the GPU), so memory stays
+ * proportional to use instead of the model's whole context.
+ */
+import { ort } from '../ortRuntime';
+import { forEachKv, pastName, presentName, type KvCache, type KvGeometry, type KvType } from './kvCache';
+
+/** Positions are allocated in multiples of this. */
+const CAPACITY_STEP = 256;
+/** Room left for the answer when the first run sizes the cache. */
+const FIRST_HEADROOM = 256;
+
+interface Storage {
+  capacity: number;
+  buffers: GPUBuffer[];
+  tensors: Record<string, ort.Tensor>;
+}
+
+export class FixedKvCache implements KvCache {
+  private constructor(
+    private readonly geometry: KvGeometry,
+    private readonly dtype: KvType,
+    /** The model's longest context: capacity never exceeds it. */
+    private readonly maxPositions: number,
+    private storage: Storage | null,
+    readonly length: number,
+  ) {}
+
+  static empty(geometry: KvGeometry, dtype: KvType, maxPositions: number): FixedKvCache {
+    return new FixedKvCache(geometry, dtype, maxPositions, null, 0);
+  }
+
+  /** Positions the GPU buffers can hold now (0 before the first run). */
+  get capacity(): number {
+    return this.storage?.capacity ?? 0;
+  }
+
+  async pastFeeds(newPositions: number): Promise<Record<string, ort.Tensor>> {
+    const needed = this.length + newPositions;
+    if (!this.storage || this.storage.capacity < needed) {
+      const grown = this.storage ? Math.max(needed, 2 * this.storage.capacity) : needed + FIRST_HEADROOM;
+      const capacity = Math.max(needed, Math.min(this.maxPositions, roundUp(grown, CAPACITY_STEP)));
+      this.storage = await this.reallocate(capacity);
+    }
+    return this.storage.tensors;
+  }
+
+  presentFetches(): Record<string, ort.Tensor> {
+    const storage = this.requireStorage();
+    const fetches: Record<string, ort.Tensor> = {};
+    forEachKv(this.geometry.numLayers, (layer, kind) => {
+      fetches[presentName(layer, kind)] = storage.tensors[pastName(layer, kind)]!;
+    });
+    return fetches;
+  }
+
+  advance(_outputs: ort.InferenceSession.OnnxValueMapType, newPositions: number): KvCache {
+    const storage = this.requireStorage();
+    this.storage = null; // ownership moves to the new handle
+    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, storage, this.length + newPositions);
+  }
+
+  dispose(): void {
+    if (this.storage) destroy(this.storage);
+    this.storage = null;
+  }
+
+  private requireStorage(): Storage {
+    if (!this.storage) throw new Error('this KV cache was already consumed by a decoder run');
+    return this.storage;
+  }
+
+  /** New buffers of `capacity` positions holding this cache's valid rows. */
+  private async reallocate(capacity: number): Promise<Storage> {
+    const device = (await ort.env.webgpu.device) as GPUDevice;
+    const { numLayers, numKvHeads, headDim } = this.geometry;
+    const elementBytes = this.dtype === 'float16' ? 2 : 4;
+    const rowBytes = headDim * elementBytes;
+    const dims = [1, numKvHeads, capacity, headDim];
+    const old = this.storage;
+    const buffers: GPUBuffer[] = [];
+    const tensors: Record<string, ort.Tensor> = {};
+    const encoder = old && this.length > 0 ? device.createCommandEncoder() : null;
+    let index = 0;
+    forEachKv(numLayers, (layer, kind) => {
+      const buffer = device.createBuffer({
+        size: numKvHeads * capacity * rowBytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      });
+      if (encoder && old) {
+        // Each head's rows are contiguous: copy the valid ones to the head's new offset.
+        for (let head = 0; head < numKvHeads; head++) {
+          encoder.copyBufferToBuffer(old.buffers[index]!, head * old.capacity * rowBytes, buffer, head * capacity * rowBytes, this.length * rowBytes);
+        }
+      }
+      buffers.push(buffer);
+      tensors[pastName(layer, kind)] = ort.Tensor.fromGpuBuffer(buffer, { dataType: this.dtype, dims });
+      index += 1;
+    });
+    if (encoder) device.queue.submit([encoder.finish()]);
+    if (old) destroy(old); // destroyed buffers live until the submitted copies finish
+    return { capacity, buffers, tensors };
+  }
+}
+
+function destroy(storage: Storage): void {
+  for (const tensor of Object.values(storage.tensors)) tensor.dispose();
+  for (const buffer of storage.buffers) buffer.destroy();
+}
+
+function roundUp(value: number, step: number): number {
+  return Math.ceil(value / step) * step;
+}

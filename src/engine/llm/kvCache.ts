@@ -1,0 +1,101 @@
+/**
+ * The decoder's KV cache, as the decoder graph sees it: `past_key_values.{i}.key/value` inputs
+ * [1, kvHeads, positions, headDim] and `present.{i}.key/value` outputs.
+ *
+ * Two layouts, one interface:
+ * - GrowingKvCache (this file): every run returns new, one-position-longer `present` tensors that
+ *   become the next run's past. The only layout for the wasm backend, where ORT copies inputs into
+ *   its heap and outputs out of it anyway.
+ * - FixedKvCache (fixedKvCache.ts): WebGPU buffers of a fixed capacity that GroupQueryAttention
+ *   updates in place (past and present bound to the same buffer), grown by doubling when full.
+ *
+ * A cache handle is consumed by the run that extends it: the runner returns a new handle and the
+ * old one must not be used again (its `dispose` then does nothing harmful).
+ */
+import { ort } from '../ortRuntime';
+
+export type KvType = 'float32' | 'float16';
+
+export interface KvGeometry {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+}
+
+export interface KvCache {
+  /** Positions held. */
+  readonly length: number;
+  /** The `past_key_values.*` feeds for a run that appends `newPositions` positions. */
+  pastFeeds(newPositions: number): Promise<Record<string, ort.Tensor>>;
+  /** Pre-allocated `present.*` outputs (bound in place), or null to let ORT allocate them. */
+  presentFetches(): Record<string, ort.Tensor> | null;
+  /** The handle for after the run (this one is consumed); `outputs` are the run's results. */
+  advance(outputs: ort.InferenceSession.OnnxValueMapType, newPositions: number): KvCache;
+  /** Frees what this handle owns (GPU buffers included). */
+  dispose(): void;
+}
+
+export function pastName(layer: number, kind: 'key' | 'value'): string {
+  return `past_key_values.${layer}.${kind}`;
+}
+
+export function presentName(layer: number, kind: 'key' | 'value'): string {
+  return `present.${layer}.${kind}`;
+}
+
+export function presentNames(numLayers: number): string[] {
+  return Array.from({ length: numLayers }, (_, i) => [presentName(i, 'key'), presentName(i, 'value')]).flat();
+}
+
+export function forEachKv(numLayers: number, visit: (layer: number, kind: 'key' | 'value') => void): void {
+  for (let layer = 0; layer < numLayers; layer++) {
+    visit(layer, 'key');
+    visit(layer, 'value');
+  }
+}
+
+/** A cache whose every run returns new `present` tensors (see the module comment). */
+export class GrowingKvCache implements KvCache {
+  private constructor(
+    private readonly geometry: KvGeometry,
+    private tensors: Record<string, ort.Tensor> | null,
+    readonly length: number,
+    /** False for the empty cache's CPU tensors, which need no disposing. */
+    private readonly owned: boolean,
+  ) {}
+
+  static empty(geometry: KvGeometry, dtype: KvType): GrowingKvCache {
+    const tensors: Record<string, ort.Tensor> = {};
+    const dims = [1, geometry.numKvHeads, 0, geometry.headDim];
+    forEachKv(geometry.numLayers, (layer, kind) => {
+      tensors[pastName(layer, kind)] =
+        dtype === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims);
+    });
+    return new GrowingKvCache(geometry, tensors, 0, false);
+  }
+
+  async pastFeeds(): Promise<Record<string, ort.Tensor>> {
+    if (!this.tensors) throw new Error('this KV cache was already consumed by a decoder run');
+    return this.tensors;
+  }
+
+  presentFetches(): null {
+    return null;
+  }
+
+  advance(outputs: ort.InferenceSession.OnnxValueMapType, newPositions: number): KvCache {
+    const tensors: Record<string, ort.Tensor> = {};
+    forEachKv(this.geometry.numLayers, (layer, kind) => {
+      const present = outputs[presentName(layer, kind)];
+      if (!present) throw new Error(`decoder graph did not return ${presentName(layer, kind)}`);
+      tensors[pastName(layer, kind)] = present;
+    });
+    this.dispose(); // the old presents are not needed once the new ones exist
+    return new GrowingKvCache(this.geometry, tensors, this.length + newPositions, true);
+  }
+
+  dispose(): void {
+    if (this.tensors && this.owned) for (const tensor of Object.values(this.tensors)) tensor.dispose();
+    this.tensors = null;
+  }
+}
