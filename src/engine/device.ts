@@ -204,12 +204,12 @@ export function chooseBackend(webgpu: WebGpuReport): { backend: Backend; reason:
     return {
       backend: 'wasm',
       reason:
-        `Automatic chose WebAssembly (CPU): the only WebGPU adapter here is ${adapterLabel(webgpu)}, not a GPU ` +
-        `(${webgpu.softwareEvidence}), and it runs the model many times slower than WebAssembly on the same CPU. ` +
+        `The only WebGPU adapter here is ${adapterLabel(webgpu)}, not a GPU (${webgpu.softwareEvidence}); it runs ` +
+        'the model many times slower than WebAssembly on the same CPU, so Automatic chose WebAssembly (CPU). ' +
         'WebGPU can still be picked in Settings.',
     };
   }
-  return { backend: 'webgpu', reason: `Automatic chose WebGPU: a hardware GPU is available (${adapterLabel(webgpu)}).` };
+  return { backend: 'webgpu', reason: `A hardware GPU is available (${adapterLabel(webgpu)}), so Automatic chose WebGPU.` };
 }
 
 /**

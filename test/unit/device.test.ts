@@ -119,20 +119,20 @@ describe('chooseBackend', () => {
     expect(chooseBackend(sw)).toEqual({
       backend: 'wasm',
       reason:
-        'Automatic chose WebAssembly (CPU): the only WebGPU adapter here is a software renderer (SwiftShader), not a GPU ' +
-        '(the browser marks it as a fallback adapter), and it runs the model many times slower than WebAssembly on the ' +
-        'same CPU. WebGPU can still be picked in Settings.',
+        'The only WebGPU adapter here is a software renderer (SwiftShader), not a GPU (the browser marks it as a fallback ' +
+        'adapter); it runs the model many times slower than WebAssembly on the same CPU, so Automatic chose WebAssembly ' +
+        '(CPU). WebGPU can still be picked in Settings.',
     });
     const unnamed = await probeWebGpu({ navigator: { gpu: gpuReturning(adapterLike({ fallback: true, f16: false })) } });
     expect(chooseBackend(unnamed).backend).toBe('wasm');
-    expect(chooseBackend(unnamed).reason).toMatch(/only WebGPU adapter here is a software renderer, not a GPU/);
+    expect(chooseBackend(unnamed).reason).toMatch(/^The only WebGPU adapter here is a software renderer, not a GPU/);
     const byName = await probeWebGpu({ navigator: { gpu: gpuReturning(adapterLike({ f16: false, names: { vendor: 'mesa', description: 'llvmpipe (LLVM 15)' } })) } });
     expect(chooseBackend(byName)).toMatchObject({ backend: 'wasm', reason: expect.stringMatching(/software renderer \(llvmpipe\), not a GPU \(its name identifies llvmpipe\)/) });
   });
 
   it('picks webgpu on a hardware GPU', async () => {
     const hw = await probeWebGpu({ navigator: { gpu: gpuReturning(adapterLike({ fallback: false, f16: false })) } });
-    expect(chooseBackend(hw)).toEqual({ backend: 'webgpu', reason: 'Automatic chose WebGPU: a hardware GPU is available (acme rdna9).' });
+    expect(chooseBackend(hw)).toEqual({ backend: 'webgpu', reason: 'A hardware GPU is available (acme rdna9), so Automatic chose WebGPU.' });
   });
 });
 
