@@ -12,7 +12,7 @@ describe('the app shows what this device can run', () => {
   });
 
   for (const server of ['devUrl', 'previewUrl'] as const) {
-    it(`reports WebGPU and the wasm fallback from the worker (${server === 'devUrl' ? 'npm start' : 'npm run build + preview'})`, { timeout: 240_000 }, async () => {
+    it(`reports WebGPU, the wasm fallback and Automatic's choice with its reason (wasm over a software adapter), and loads the model there (${server === 'devUrl' ? 'npm start' : 'npm run build + preview'})`, { timeout: 240_000 }, async () => {
       const context = await browser.newContext();
       const requests = recordRequests(context);
       const errors = collectConsoleErrors(context);
