@@ -107,7 +107,7 @@ function BackendChoice() {
   const load = useModelStore((s) => s.load);
   const device = useDeviceStore((s) => s.state);
   const webgpuAvailable = device.status === 'ready' ? device.report.webgpu.available : true;
-  const autoReason = device.status === 'ready' ? `${backendName(device.report.recommended)}: ${device.report.recommendationReason}` : null;
+  const autoReason = device.status === 'ready' ? `${backendName(device.report.recommended)}. ${device.report.recommendationReason}` : null;
   const options: { value: BackendPreference; label: string; disabled?: boolean }[] = [
     { value: 'auto', label: 'Automatic' },
     { value: 'webgpu', label: 'WebGPU', disabled: !webgpuAvailable },
