@@ -78,6 +78,8 @@ export function collectConsoleErrors(context: BrowserContext): string[] {
  */
 export async function chooseBackendInSettings(context: BrowserContext, backend: 'auto' | 'webgpu' | 'wasm'): Promise<void> {
   await context.addInitScript((chosen) => {
+    // Also runs in about:blank and other opaque documents, where localStorage throws.
+    if (location.protocol !== 'http:' && location.protocol !== 'https:') return;
     if (localStorage.getItem('hark-settings') === null) {
       localStorage.setItem('hark-settings', JSON.stringify({ state: { backend: chosen }, version: 1 }));
     }
