@@ -77,6 +77,7 @@ async function main(): Promise<number> {
   });
   const loadMs = performance.now() - t0;
   console.error(`model: ${model.label} (${model.variant}, ${model.backend})${model.randomWeights ? ' — random weights: answers are meaningless' : ''}`);
+  console.error(`prompts: ${model.prefill.summary}`);
 
   const audio = await engine.setAudio(new Uint8Array(readFileSync(audioPath)));
   const answer = await engine.ask(question, {

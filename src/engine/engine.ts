@@ -13,13 +13,14 @@ import { loadBundle, type LoadedBundle, type ProgressCallback } from './bundle/l
 import { getVariant, pickVariant, type Manifest } from './bundle/manifest';
 import { parseBundleSource, type BundleSource } from './bundle/source';
 import type { BundleStore } from './bundle/store';
-import { probeDevice, type Backend, type DeviceReport } from './device';
+import { backendAdvice, probeDevice, type Backend, type DeviceReport } from './device';
 import { HarkError } from './errors';
 import { KaldiFbank } from './features/kaldiFbank';
 import { WhisperMel } from './features/whisperMel';
 import { openGraphs, releaseGraphs, type GraphSessions } from './graphs';
 import { Conversation } from './llm/conversation';
-import { DecoderRunner, WEBGPU_ATTENTION_CHUNK } from './llm/decoder';
+import { checkPrefillAttention, describeAttentionCheck, type AttentionCheckResult, type AttentionShape } from './llm/attentionCheck';
+import { DecoderRunner } from './llm/decoder';
 import type { GenerationParams, GenerationStats, TokenEvent } from './llm/generate';
 import { createTokenizer, type TextTokenizer } from './llm/tokenizer';
 import { ort } from './ortRuntime';
@@ -50,11 +51,32 @@ export interface ModelInfo {
   randomWeights: boolean;
   variant: string;
   backend: Backend;
+  /** Which backend runs the model and why, in words (Automatic's choice, or the user's). */
   backendReason: string;
+  /** Set when the other backend would clearly be faster on this device: what to do about it. */
+  backendAdvice: string | null;
+  /** How prompts are fed to the decoder on this device (see llm/attentionCheck.ts). */
+  prefill: PrefillInfo;
   tasks: Record<string, string>;
   defaults: GenerationParams;
   maxPositions: number;
   loadMs: number;
+}
+
+export interface PrefillInfo {
+  /** Most new tokens per decoder run; null: a whole prompt in one run. */
+  chunk: number | null;
+  /**
+   * How that was decided: 'not-needed' (WebAssembly, always exact), 'exact' / 'inexact' (the
+   * WebGPU attention self-check's verdict), 'failed' (the check could not run: chunks, to be safe).
+   */
+  check: 'not-needed' | 'exact' | 'inexact' | 'failed';
+  /** The self-check's relative difference between one run and chunks (null when not run or failed). */
+  maxError: number | null;
+  /** The self-check's duration (null when not run). */
+  checkMs: number | null;
+  /** One sentence for the device report. */
+  summary: string;
 }
 
 export interface AudioInfo {
@@ -113,6 +135,8 @@ export class HarkEngine {
   private audioInfo: AudioInfo | null = null;
   private running: AbortController | null = null;
   private decoderSteps = 0;
+  /** The WebGPU attention self-check, once per head layout for this engine's lifetime. */
+  private readonly attentionChecks = new Map<string, Promise<AttentionCheckResult>>();
 
   constructor(private readonly options: EngineOptions) {}
 
@@ -132,9 +156,8 @@ export class HarkEngine {
   async loadModel(source: BundleSource | string, options: LoadModelOptions = {}): Promise<ModelInfo> {
     const started = performance.now();
     const parsed = typeof source === 'string' ? parseBundleSource(source) : source;
-    const { backend, reason } = await this.resolveBackend(options.backend ?? 'auto');
-    const device = backend === 'webgpu' ? await probeDevice() : null;
-    const shaderF16 = device?.webgpu.available === true && device.webgpu.shaderF16;
+    const { backend, reason, device } = await this.resolveBackend(options.backend ?? 'auto');
+    const shaderF16 = backend === 'webgpu' && device.webgpu.available && device.webgpu.shaderF16;
     const bundle = await loadBundle(parsed, {
       store: this.options.store,
       variant: options.variant ?? ((m) => pickVariant(m, { backend, shaderF16 })),
@@ -158,11 +181,12 @@ export class HarkEngine {
     const fbank = new KaldiFbank(manifest.features.fbank);
     const { llm } = manifest.architecture;
     const maxPositions = Math.min(llm.maxPositions, this.options.maxContextTokens ?? Number.POSITIVE_INFINITY);
+    const prefill = await this.prefillFor(backend, { numHeads: llm.numHeads, numKvHeads: llm.numKvHeads, headDim: llm.headDim });
     const decoder = new DecoderRunner(sessions.decoder, llm, {
       backend,
       embedTokens: sessions.embedTokens,
       maxPositions,
-      maxChunk: backend === 'webgpu' ? WEBGPU_ATTENTION_CHUNK : Number.POSITIVE_INFINITY,
+      maxChunk: prefill.chunk ?? Number.POSITIVE_INFINITY,
     });
     const generation = manifest.generation;
     const info: ModelInfo = {
@@ -173,6 +197,8 @@ export class HarkEngine {
       variant: bundle.variant,
       backend,
       backendReason: reason,
+      backendAdvice: backendAdvice(backend, device.webgpu),
+      prefill,
       tasks: manifest.tasks,
       maxPositions,
       defaults: {
@@ -356,16 +382,42 @@ export class HarkEngine {
     }
   }
 
-  private async resolveBackend(preference: BackendPreference): Promise<{ backend: Backend; reason: string }> {
-    const report = await probeDevice();
-    if (preference === 'wasm') return { backend: 'wasm', reason: 'WebAssembly (CPU) was chosen in Settings.' };
+  private async resolveBackend(preference: BackendPreference): Promise<{ backend: Backend; reason: string; device: DeviceReport }> {
+    const device = await probeDevice();
+    if (preference === 'wasm') return { backend: 'wasm', reason: 'WebAssembly (CPU) was chosen in Settings.', device };
     if (preference === 'webgpu') {
-      if (!report.webgpu.available) {
-        throw new HarkError('engine/backend-unavailable', `WebGPU was chosen, but ${report.webgpu.reason}`);
+      if (!device.webgpu.available) {
+        throw new HarkError('engine/backend-unavailable', `WebGPU was chosen, but ${device.webgpu.reason}`);
       }
-      return { backend: 'webgpu', reason: 'WebGPU was chosen in Settings.' };
+      return { backend: 'webgpu', reason: 'WebGPU was chosen in Settings.', device };
     }
-    return { backend: report.recommended, reason: report.recommendationReason };
+    return { backend: device.recommended, reason: device.recommendationReason, device };
+  }
+
+  /**
+   * How prompts are fed to the decoder: WebAssembly takes them whole; WebGPU only where the
+   * attention self-check (run once per head layout, then remembered) finds one run exact.
+   */
+  private async prefillFor(backend: Backend, shape: AttentionShape): Promise<PrefillInfo> {
+    if (backend !== 'webgpu') {
+      return { chunk: null, check: 'not-needed', maxError: null, checkMs: null, summary: 'Prompts are processed in one run (WebAssembly attention is exact).' };
+    }
+    const key = `${shape.numHeads}/${shape.numKvHeads}/${shape.headDim}`;
+    let pending = this.attentionChecks.get(key);
+    if (!pending) {
+      pending = checkPrefillAttention('webgpu', shape);
+      this.attentionChecks.set(key, pending);
+    }
+    const result = await pending;
+    // A check that could not run is not remembered: the next load tries again.
+    if (result.failure !== undefined) this.attentionChecks.delete(key);
+    return {
+      chunk: Number.isFinite(result.chunk) ? result.chunk : null,
+      check: result.failure !== undefined ? 'failed' : result.exact ? 'exact' : 'inexact',
+      maxError: Number.isFinite(result.maxError) ? result.maxError : null,
+      checkMs: result.ms,
+      summary: describeAttentionCheck(result),
+    };
   }
 }
 

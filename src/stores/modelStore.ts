@@ -248,7 +248,9 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       }));
       if (typeof source === 'string') useSettingsStore.getState().setModelSource(source);
       if (options.backend) useSettingsStore.getState().setBackend(options.backend);
-      useNoticeStore.getState().announce(`${info.label} is ready on ${info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}.`);
+      useNoticeStore
+        .getState()
+        .announce(`${info.label} is ready on ${info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}.${info.backendAdvice ? ` ${info.backendAdvice}` : ''}`);
       void get().refreshModels();
       void get().refreshStorage();
       return true;

@@ -1,5 +1,9 @@
 import { useDeviceStore } from '../stores/deviceStore';
+import { useModelStore } from '../stores/modelStore';
+import type { ModelInfo } from '../stores/engineTypes';
 import type { WorkerDeviceReport } from '../../workers/engine.worker';
+import { BackendAdvice } from './BackendAdvice';
+import { backendName } from './format';
 
 const MiB = 1024 * 1024;
 
@@ -16,8 +20,8 @@ function Report({ report }: { report: WorkerDeviceReport }) {
   return (
     <>
       <p data-testid="backend-choice">
-        Runs on <strong data-testid="recommended-backend">{report.recommended === 'webgpu' ? 'WebGPU' : 'WebAssembly (CPU)'}</strong>
-        . {report.recommendationReason}
+        Automatic picks <strong data-testid="recommended-backend">{report.recommended === 'webgpu' ? 'WebGPU' : 'WebAssembly (CPU)'}</strong>
+        . <span data-testid="recommendation-reason">{report.recommendationReason}</span>
       </p>
       <h3>WebGPU</h3>
       {webgpu.available ? (
@@ -25,7 +29,7 @@ function Report({ report }: { report: WorkerDeviceReport }) {
           <dt>Adapter</dt>
           <dd>{[webgpu.vendor, webgpu.architecture, webgpu.device].filter(Boolean).join(' · ') || 'unnamed'}</dd>
           <dt>Software adapter</dt>
-          <dd>{yesNo(webgpu.isFallbackAdapter)}</dd>
+          <dd data-testid="software-adapter">{webgpu.software ? `yes: ${webgpu.softwareEvidence}` : 'no'}</dd>
           <dt>shader-f16</dt>
           <dd data-testid="shader-f16">{yesNo(webgpu.shaderF16)}</dd>
           <dt>Max buffer</dt>
@@ -53,12 +57,39 @@ function Report({ report }: { report: WorkerDeviceReport }) {
   );
 }
 
+/** What the loaded model runs on here: its backend and how its prompts are fed (the self-check). */
+function LoadedModel({ info }: { info: ModelInfo }) {
+  return (
+    <>
+      <h3>The loaded model</h3>
+      <dl className="facts" data-testid="model-runtime">
+        <dt>Runs on</dt>
+        <dd data-testid="model-runtime-backend" data-backend={info.backend}>
+          {backendName(info.backend)}. {info.backendReason}
+        </dd>
+        <dt>Prompts</dt>
+        <dd
+          data-testid="prefill-check"
+          data-check={info.prefill.check}
+          data-chunk={info.prefill.chunk ?? 'all'}
+          data-max-error={info.prefill.maxError ?? ''}
+        >
+          {info.prefill.summary}
+        </dd>
+      </dl>
+      <BackendAdvice advice={info.backendAdvice} testId="device-backend-advice" />
+    </>
+  );
+}
+
 export function DeviceReportPanel() {
   const state = useDeviceStore((s) => s.state);
+  const info = useModelStore((s) => (s.status === 'ready' ? s.info : null));
   return (
     <section className="card" aria-labelledby="device-heading" aria-busy={state.status === 'probing'}>
       <h2 id="device-heading">This device</h2>
       {state.status === 'ready' && <Report report={state.report} />}
+      {info && <LoadedModel info={info} />}
       {(state.status === 'idle' || state.status === 'probing') && <p role="status">Checking what this device can run…</p>}
       {state.status === 'error' && (
         <p className="error" role="alert">

@@ -5,6 +5,7 @@
 import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { BUNDLED_MODEL_SOURCE, sourceForStoreKey, storeKeyFor, useModelStore, type SiteModel } from '../stores/modelStore';
 import type { BundleSummary } from '../stores/engineTypes';
+import { BackendAdvice } from './BackendAdvice';
 import { backendName, formatBytes, formatEta } from './format';
 import { TrashIcon } from './Icons';
 
@@ -171,12 +172,15 @@ function CurrentModel() {
         <dt>Backend</dt>
         <dd data-testid="model-backend">{backendName(info.backend)}</dd>
         <dt>Why</dt>
-        <dd>{info.backendReason}</dd>
+        <dd data-testid="model-backend-reason">{info.backendReason}</dd>
+        <dt>Prompts</dt>
+        <dd data-testid="model-prefill">{info.prefill.summary}</dd>
         <dt>Precision</dt>
         <dd>{info.variant}</dd>
         <dt>Loaded in</dt>
         <dd>{(info.loadMs / 1000).toFixed(1)} s</dd>
       </dl>
+      <BackendAdvice advice={info.backendAdvice} testId="model-backend-advice" />
       <details className="small">
         <summary>About this model</summary>
         <p className="muted">{info.description}</p>

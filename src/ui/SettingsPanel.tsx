@@ -4,6 +4,7 @@ import { useDeviceStore } from '../stores/deviceStore';
 import type { BackendPreference } from '../stores/engineTypes';
 import { useModelStore } from '../stores/modelStore';
 import { effectiveGeneration, useSettingsStore, type GenerationKey } from '../stores/settingsStore';
+import { BackendAdvice } from './BackendAdvice';
 import { backendName } from './format';
 
 interface SliderProps {
@@ -106,7 +107,7 @@ function BackendChoice() {
   const load = useModelStore((s) => s.load);
   const device = useDeviceStore((s) => s.state);
   const webgpuAvailable = device.status === 'ready' ? device.report.webgpu.available : true;
-  const autoReason = device.status === 'ready' ? `${backendName(device.report.recommended)}: ${device.report.recommendationReason}` : null;
+  const autoReason = device.status === 'ready' ? `${backendName(device.report.recommended)}. ${device.report.recommendationReason}` : null;
   const options: { value: BackendPreference; label: string; disabled?: boolean }[] = [
     { value: 'auto', label: 'Automatic' },
     { value: 'webgpu', label: 'WebGPU', disabled: !webgpuAvailable },
@@ -140,6 +141,7 @@ function BackendChoice() {
             ? `Automatic would use ${autoReason}`
             : 'Checking this device…'}
       </p>
+      {info && status === 'ready' && <BackendAdvice advice={info.backendAdvice} testId="backend-advice" />}
       <p className="small muted">Changing the backend reloads the model.</p>
     </fieldset>
   );

@@ -69,3 +69,19 @@ export function collectConsoleErrors(context: BrowserContext): string[] {
   context.on('weberror', (error) => errors.push(String(error.error())));
   return errors;
 }
+
+/**
+ * Starts the app with a backend chosen in Settings, as a user who picked it would have: written
+ * to the settings' localStorage entry before the app's scripts run, unless settings are already
+ * stored (so a reload keeps whatever the page itself saved). Browser tests meant to exercise
+ * WebGPU name it this way, since Automatic picks WebAssembly over a software adapter.
+ */
+export async function chooseBackendInSettings(context: BrowserContext, backend: 'auto' | 'webgpu' | 'wasm'): Promise<void> {
+  await context.addInitScript((chosen) => {
+    // Also runs in about:blank and other opaque documents, where localStorage throws.
+    if (location.protocol !== 'http:' && location.protocol !== 'https:') return;
+    if (localStorage.getItem('hark-settings') === null) {
+      localStorage.setItem('hark-settings', JSON.stringify({ state: { backend: chosen }, version: 1 }));
+    }
+  }, backend);
+}

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseManifest, variantBytes } from '../../src/engine/bundle/manifest';
 import { buildModelIndex } from '../../vite/serveBundles';
 import { REPO_ROOT } from '../helpers/golden';
-import { collectConsoleErrors, launchChromium } from './chromium';
+import { chooseBackendInSettings, collectConsoleErrors, launchChromium } from './chromium';
 import { passThrough, startProxy } from './proxy';
 
 const BUNDLES = join(import.meta.dirname, '..', '..', 'models', 'bundles');
@@ -104,6 +104,8 @@ describe('model manager (Chromium, WebGPU)', () => {
   it('lists the site’s bundles; a paused download resumes with Range requests and the model becomes ready', { timeout: 300_000 }, async () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const errors = collectConsoleErrors(context);
+    // WebGPU named in Settings (Automatic would pick WebAssembly over a software adapter).
+    await chooseBackendInSettings(context, 'webgpu');
     const page = await context.newPage();
     // First visit with an empty OPFS: the app starts loading the bundled tiny model by itself.
     await page.goto(proxy.url);

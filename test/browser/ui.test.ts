@@ -15,7 +15,7 @@ import { MemoryBundleStore } from '../../src/engine/bundle/store';
 import { HarkEngine } from '../../src/engine/engine';
 import { GOLDEN_DIR, REPO_ROOT } from '../helpers/golden';
 import { tinyBundleFiles } from '../helpers/tinyBundle';
-import { collectConsoleErrors, launchChromium, recordRequests } from './chromium';
+import { chooseBackendInSettings, collectConsoleErrors, launchChromium, recordRequests } from './chromium';
 
 const SPEECH_WAV = join(GOLDEN_DIR, 'audio', 'speech.wav');
 const SCREENSHOTS = join(REPO_ROOT, 'test-results', 'screenshots');
@@ -39,6 +39,8 @@ async function openApp(browser: Browser): Promise<{ context: BrowserContext; pag
   const context = await browser.newContext({ viewport: DESKTOP });
   const errors = collectConsoleErrors(context);
   const requests = recordRequests(context);
+  // The app on WebGPU, named in Settings: Automatic would pick WebAssembly over a software adapter.
+  await chooseBackendInSettings(context, 'webgpu');
   const page = await context.newPage();
   await page.goto(inject('devUrl'));
   await page.getByTestId('model-status').waitFor({ timeout: 60_000 });
@@ -139,7 +141,12 @@ describe('the app: audio in, streamed answers out', () => {
     expect(model.backend).toBe('webgpu');
     expect(await page.getByTestId('model-status').textContent()).toContain('Tiny test model, random weights');
     expect(await page.getByTestId('model-status').getAttribute('data-random-weights')).toBe('true');
-    expect(await page.getByTestId('backend-reason').textContent()).toMatch(/WebGPU/);
+    expect(await page.getByTestId('backend-reason').textContent()).toBe('Running on WebGPU. WebGPU was chosen in Settings.');
+    // WebGPU forced on a software adapter: the settings say WebAssembly is likely much faster here.
+    const software = await page.getByTestId('software-adapter').textContent();
+    if (software?.startsWith('yes')) {
+      expect(await page.getByTestId('backend-advice').textContent()).toMatch(/^Faster here: WebGPU here is a software renderer.*WebAssembly \(CPU\) is likely much faster on this device\. Choose Automatic or WebAssembly in Settings\.$/);
+    }
     await screenshots(page, 'empty');
     // Phone width: the settings live in a drawer.
     await page.setViewportSize(PHONE);

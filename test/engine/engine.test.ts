@@ -25,6 +25,9 @@ for (const precision of ['fp32', 'int4'] as const) {
       const info = await engine.loadModel(tinyBundleFiles(), { backend: 'wasm', variant: precision });
       expect(info.variant).toBe(precision);
       expect(info.randomWeights).toBe(true);
+      // WebAssembly's attention is exact for whole prompts: no self-check, no chunking; no GPU in Node.
+      expect(info.prefill).toMatchObject({ chunk: null, check: 'not-needed', maxError: null });
+      expect(info.backendAdvice).toBeNull();
     });
     afterAll(() => engine.unload());
 
