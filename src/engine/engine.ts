@@ -19,7 +19,7 @@ import { KaldiFbank } from './features/kaldiFbank';
 import { WhisperMel } from './features/whisperMel';
 import { openGraphs, releaseGraphs, type GraphSessions } from './graphs';
 import { Conversation } from './llm/conversation';
-import { checkPrefillAttention, describeAttentionCheck, type AttentionCheckResult, type AttentionShape } from './llm/attentionCheck';
+import { checkPrefillAttention, describeAttentionCheck, usesFusedRotary, type AttentionCheckResult, type AttentionShape } from './llm/attentionCheck';
 import { DecoderRunner } from './llm/decoder';
 import type { GenerationParams, GenerationStats, TokenEvent } from './llm/generate';
 import { createTokenizer, type TextTokenizer } from './llm/tokenizer';
@@ -181,7 +181,12 @@ export class HarkEngine {
     const fbank = new KaldiFbank(manifest.features.fbank);
     const { llm } = manifest.architecture;
     const maxPositions = Math.min(llm.maxPositions, this.options.maxContextTokens ?? Number.POSITIVE_INFINITY);
-    const prefill = await this.prefillFor(backend, { numHeads: llm.numHeads, numKvHeads: llm.numKvHeads, headDim: llm.headDim });
+    const prefill = await this.prefillFor(backend, {
+      numHeads: llm.numHeads,
+      numKvHeads: llm.numKvHeads,
+      headDim: llm.headDim,
+      ...(usesFusedRotary(llm.headDim) ? { rotaryTheta: llm.ropeTheta } : {}),
+    });
     const decoder = new DecoderRunner(sessions.decoder, llm, {
       backend,
       embedTokens: sessions.embedTokens,
@@ -402,7 +407,7 @@ export class HarkEngine {
     if (backend !== 'webgpu') {
       return { chunk: null, check: 'not-needed', maxError: null, checkMs: null, summary: 'Prompts are processed in one run (WebAssembly attention is exact).' };
     }
-    const key = `${shape.numHeads}/${shape.numKvHeads}/${shape.headDim}`;
+    const key = `${shape.numHeads}/${shape.numKvHeads}/${shape.headDim}/${shape.rotaryTheta ?? 'separate'}`;
     let pending = this.attentionChecks.get(key);
     if (!pending) {
       pending = checkPrefillAttention('webgpu', shape);

@@ -44,6 +44,18 @@ describe('attention self-check on wasm', () => {
     }
   });
 
+  it('the packed, fused-rotary form (the decoder graph at head sizes divisible by 16) applies the rotary as the reference does', async () => {
+    const rotary = { ...GQA, rotaryTheta: 10000 };
+    const result = await checkPrefillAttention('wasm', rotary, { compareChunks: true });
+    expect(result.failure).toBeUndefined();
+    expect(result.maxError).toBeLessThan(1e-5);
+    expect(result.chunkedError).toBeLessThan(1e-5);
+    // The rotary really moves the numbers: without it the reference is far from the graph's output.
+    const n = CHECK_NEW_TOKENS;
+    const inputs = attentionCheckInputs(rotary, n);
+    expect(relativeDifference(referenceAttention(GQA, inputs, n), referenceAttention(rotary, inputs, n))).toBeGreaterThan(1e-2);
+  });
+
   for (const shape of [GQA, { numHeads: 4, numKvHeads: 4, headDim: 8 }]) {
     it(`reports one run exact (${shape.numHeads} heads, ${shape.numKvHeads} KV heads, head size ${shape.headDim}): no chunking`, async () => {
       const result = await checkPrefillAttention('wasm', shape, { compareChunks: true });

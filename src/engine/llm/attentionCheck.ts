@@ -24,6 +24,17 @@ export interface AttentionShape {
   numHeads: number;
   numKvHeads: number;
   headDim: number;
+  /**
+   * Set when the decoder's attention is the packed form (one q|k|v input, the rotary embedding
+   * applied inside GroupQueryAttention: `do_rotary`, as models/salmonn/onnx_decoder.py builds it
+   * wherever headDim is a multiple of 16): the check then runs that same form, with this base.
+   */
+  rotaryTheta?: number;
+}
+
+/** Whether the converter builds the packed, fused-rotary attention for this head size. */
+export function usesFusedRotary(headDim: number): boolean {
+  return headDim % 16 === 0; // ORT's fused rotary needs head_size % 16 == 0 (onnx_decoder.py)
 }
 
 export interface AttentionCheckResult {
@@ -49,8 +60,61 @@ export const CHECK_NEW_TOKENS = 40;
 /** Relative difference above which one run counts as wrong (fp32 differences are ~1e-6). */
 export const CHECK_TOLERANCE = 1e-3;
 
-/** A GroupQueryAttention node alone, with the decoder graph's inputs (no rotary, causal). */
-export function attentionCheckGraph(shape: AttentionShape): Uint8Array {
+/** A GroupQueryAttention node alone, in the decoder graph's form (see AttentionShape.rotaryTheta). */
+export function attentionCheckGraph(shape: AttentionShape, maxPositions = CHECK_NEW_TOKENS): Uint8Array {
+  return shape.rotaryTheta === undefined ? separateAttentionGraph(shape) : packedRotaryAttentionGraph(shape, shape.rotaryTheta, maxPositions);
+}
+
+/** cos/sin caches [positions, headDim/2] in float32, as the converter writes them. */
+export function rotaryCaches(headDim: number, theta: number, positions: number): { cos: Float32Array; sin: Float32Array } {
+  const half = headDim / 2;
+  const cos = new Float32Array(positions * half);
+  const sin = new Float32Array(positions * half);
+  for (let p = 0; p < positions; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(p * Math.fround(1 / theta ** ((2 * i) / headDim)));
+      cos[p * half + i] = Math.cos(angle);
+      sin[p * half + i] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
+}
+
+function packedRotaryAttentionGraph(shape: AttentionShape, theta: number, positions: number): Uint8Array {
+  const { numHeads, numKvHeads, headDim } = shape;
+  const { cos, sin } = rotaryCaches(headDim, theta, positions);
+  return buildOnnxModel({
+    name: 'hark_attention_check',
+    domains: { 'com.microsoft': 1 },
+    inputs: [
+      { name: 'query', type: TensorType.FLOAT, dims: [1, 'new', (numHeads + 2 * numKvHeads) * headDim] },
+      { name: 'past_key', type: TensorType.FLOAT, dims: [1, numKvHeads, 'past', headDim] },
+      { name: 'past_value', type: TensorType.FLOAT, dims: [1, numKvHeads, 'past', headDim] },
+      { name: 'seqlens_k', type: TensorType.INT32, dims: [1] },
+      { name: 'total_sequence_length', type: TensorType.INT32, dims: [] },
+    ],
+    outputs: [
+      { name: 'output', type: TensorType.FLOAT, dims: [1, 'new', numHeads * headDim] },
+      { name: 'present_key', type: TensorType.FLOAT, dims: [1, numKvHeads, 'total', headDim] },
+      { name: 'present_value', type: TensorType.FLOAT, dims: [1, numKvHeads, 'total', headDim] },
+    ],
+    initializers: [
+      { name: 'cos_cache', dims: [positions, headDim / 2], data: cos },
+      { name: 'sin_cache', dims: [positions, headDim / 2], data: sin },
+    ],
+    nodes: [
+      {
+        op: 'GroupQueryAttention',
+        domain: 'com.microsoft',
+        inputs: ['query', '', '', 'past_key', 'past_value', 'seqlens_k', 'total_sequence_length', 'cos_cache', 'sin_cache'],
+        outputs: ['output', 'present_key', 'present_value'],
+        attributes: { num_heads: numHeads, kv_num_heads: numKvHeads, do_rotary: 1, rotary_interleaved: 0 },
+      },
+    ],
+  });
+}
+
+function separateAttentionGraph(shape: AttentionShape): Uint8Array {
   const { numHeads, numKvHeads, headDim } = shape;
   return buildOnnxModel({
     name: 'hark_attention_check',
@@ -107,9 +171,30 @@ export function attentionCheckInputs(shape: AttentionShape, n: number, seed = 20
   };
 }
 
+/** Rows of [n, heads·headDim] with the (non-interleaved, rotate_half) rotary embedding applied, in float64. */
+function rotated(rows: Float32Array, heads: number, headDim: number, theta: number, n: number): Float64Array {
+  const out = Float64Array.from(rows);
+  const half = headDim / 2;
+  const { cos, sin } = rotaryCaches(headDim, theta, n);
+  for (let p = 0; p < n; p++) {
+    for (let h = 0; h < heads; h++) {
+      const base = (p * heads + h) * headDim;
+      for (let i = 0; i < half; i++) {
+        const x1 = rows[base + i]!;
+        const x2 = rows[base + i + half]!;
+        out[base + i] = x1 * cos[p * half + i]! - x2 * sin[p * half + i]!;
+        out[base + i + half] = x2 * cos[p * half + i]! + x1 * sin[p * half + i]!;
+      }
+    }
+  }
+  return out;
+}
+
 /** Causal grouped-query attention in float64: what GroupQueryAttention computes with no past. */
 export function referenceAttention(shape: AttentionShape, inputs: AttentionCheckInputs, n: number): Float64Array {
-  const { numHeads, numKvHeads, headDim } = shape;
+  const { numHeads, numKvHeads, headDim, rotaryTheta } = shape;
+  const query = rotaryTheta === undefined ? inputs.query : rotated(inputs.query, numHeads, headDim, rotaryTheta, n);
+  const keys = rotaryTheta === undefined ? inputs.key : rotated(inputs.key, numKvHeads, headDim, rotaryTheta, n);
   const group = numHeads / numKvHeads;
   const scale = 1 / Math.sqrt(headDim);
   const out = new Float64Array(n * numHeads * headDim);
@@ -121,7 +206,7 @@ export function referenceAttention(shape: AttentionShape, inputs: AttentionCheck
       for (let j = 0; j <= i; j++) {
         let dot = 0;
         for (let d = 0; d < headDim; d++) {
-          dot += inputs.query[(i * numHeads + h) * headDim + d]! * inputs.key[(j * numKvHeads + kv) * headDim + d]!;
+          dot += query[(i * numHeads + h) * headDim + d]! * keys[(j * numKvHeads + kv) * headDim + d]!;
         }
         scores[j] = dot * scale;
         max = Math.max(max, scores[j]!);
@@ -172,7 +257,7 @@ export async function checkPrefillAttention(backend: Backend, shape: AttentionSh
   let session: ort.InferenceSession | undefined;
   try {
     if (shape.numHeads % shape.numKvHeads !== 0) throw new Error(`${shape.numHeads} heads do not group into ${shape.numKvHeads} KV heads`);
-    session = await ort.InferenceSession.create(attentionCheckGraph(shape), sessionOptions(backend));
+    session = await ort.InferenceSession.create(attentionCheckGraph(shape, newTokens), sessionOptions(backend));
     const inputs = attentionCheckInputs(shape, newTokens);
     const reference = referenceAttention(shape, inputs, newTokens);
     const maxError = relativeDifference(await runAttention(session, shape, inputs, newTokens, newTokens), reference);
@@ -201,10 +286,17 @@ async function runAttention(session: ort.InferenceSession, shape: AttentionShape
       const end = Math.min(n, start + step);
       const rows = end - start;
       const total = past + rows;
+      const slice = (data: Float32Array, width: number) => data.slice(start * width, end * width);
+      const qkv: Record<string, ort.Tensor> =
+        shape.rotaryTheta === undefined
+          ? {
+              query: new ort.Tensor('float32', slice(inputs.query, qWidth), [1, rows, qWidth]),
+              key: new ort.Tensor('float32', slice(inputs.key, kvWidth), [1, rows, kvWidth]),
+              value: new ort.Tensor('float32', slice(inputs.value, kvWidth), [1, rows, kvWidth]),
+            }
+          : { query: new ort.Tensor('float32', packRows(inputs, shape, start, end), [1, rows, qWidth + 2 * kvWidth]) };
       const outputs = await session.run({
-        query: new ort.Tensor('float32', inputs.query.slice(start * qWidth, end * qWidth), [1, rows, qWidth]),
-        key: new ort.Tensor('float32', inputs.key.slice(start * kvWidth, end * kvWidth), [1, rows, kvWidth]),
-        value: new ort.Tensor('float32', inputs.value.slice(start * kvWidth, end * kvWidth), [1, rows, kvWidth]),
+        ...qkv,
         past_key: pastKey,
         past_value: pastValue,
         seqlens_k: new ort.Tensor('int32', Int32Array.of(total - 1), [1]),
@@ -225,6 +317,21 @@ async function runAttention(session: ort.InferenceSession, shape: AttentionShape
   } finally {
     pastKey.dispose();
     pastValue.dispose();
+  }
+  return out;
+}
+
+/** Rows start..end of q, k and v side by side ([q | k | v] per token), as the packed form takes them. */
+function packRows(inputs: AttentionCheckInputs, shape: AttentionShape, start: number, end: number): Float32Array {
+  const qWidth = shape.numHeads * shape.headDim;
+  const kvWidth = shape.numKvHeads * shape.headDim;
+  const width = qWidth + 2 * kvWidth;
+  const out = new Float32Array((end - start) * width);
+  for (let row = start; row < end; row++) {
+    const at = (row - start) * width;
+    out.set(inputs.query.subarray(row * qWidth, (row + 1) * qWidth), at);
+    out.set(inputs.key.subarray(row * kvWidth, (row + 1) * kvWidth), at + qWidth);
+    out.set(inputs.value.subarray(row * kvWidth, (row + 1) * kvWidth), at + qWidth + kvWidth);
   }
   return out;
 }
