@@ -16,7 +16,7 @@
  */
 import type { Backend } from '../device';
 import { ort } from '../ortRuntime';
-import { FixedKvCache } from './fixedKvCache';
+import { FixedKvCache, type KvCapacityPolicy } from './fixedKvCache';
 import { GrowingKvCache, presentNames, type KvCache, type KvType } from './kvCache';
 
 export { presentNames, type KvCache } from './kvCache';
@@ -62,6 +62,8 @@ export interface DecoderOptions {
   maxChunk?: number;
   /** KV layout; default: fixed-capacity in place on WebGPU, growing on wasm. */
   kvLayout?: 'fixed' | 'growing';
+  /** How a fixed-capacity cache is sized and grown (default 256-position steps; tests use small ones). */
+  kvCapacity?: KvCapacityPolicy;
 }
 
 export interface StepResult {
@@ -92,7 +94,7 @@ export class DecoderRunner {
 
   emptyCache(): KvCache {
     return this.kvLayout === 'fixed'
-      ? FixedKvCache.empty(this.shape, this.kvType, this.options.maxPositions)
+      ? FixedKvCache.empty(this.shape, this.kvType, this.options.maxPositions, this.options.kvCapacity)
       : GrowingKvCache.empty(this.shape, this.kvType);
   }
 

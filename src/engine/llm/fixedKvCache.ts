@@ -16,10 +16,14 @@
 import { ort } from '../ortRuntime';
 import { forEachKv, pastName, presentName, type KvCache, type KvGeometry, type KvType } from './kvCache';
 
-/** Positions are allocated in multiples of this. */
-const CAPACITY_STEP = 256;
-/** Room left for the answer when the first run sizes the cache. */
-const FIRST_HEADROOM = 256;
+export interface KvCapacityPolicy {
+  /** Positions are allocated in multiples of this. */
+  step: number;
+  /** Room left for the answer when the first run sizes the cache. */
+  headroom: number;
+}
+
+export const DEFAULT_KV_CAPACITY: KvCapacityPolicy = { step: 256, headroom: 256 };
 
 interface Storage {
   capacity: number;
@@ -33,12 +37,13 @@ export class FixedKvCache implements KvCache {
     private readonly dtype: KvType,
     /** The model's longest context: capacity never exceeds it. */
     private readonly maxPositions: number,
+    private readonly policy: KvCapacityPolicy,
     private storage: Storage | null,
     readonly length: number,
   ) {}
 
-  static empty(geometry: KvGeometry, dtype: KvType, maxPositions: number): FixedKvCache {
-    return new FixedKvCache(geometry, dtype, maxPositions, null, 0);
+  static empty(geometry: KvGeometry, dtype: KvType, maxPositions: number, policy: KvCapacityPolicy = DEFAULT_KV_CAPACITY): FixedKvCache {
+    return new FixedKvCache(geometry, dtype, maxPositions, policy, null, 0);
   }
 
   /** Positions the GPU buffers can hold now (0 before the first run). */
@@ -49,8 +54,8 @@ export class FixedKvCache implements KvCache {
   async pastFeeds(newPositions: number): Promise<Record<string, ort.Tensor>> {
     const needed = this.length + newPositions;
     if (!this.storage || this.storage.capacity < needed) {
-      const grown = this.storage ? Math.max(needed, 2 * this.storage.capacity) : needed + FIRST_HEADROOM;
-      const capacity = Math.max(needed, Math.min(this.maxPositions, roundUp(grown, CAPACITY_STEP)));
+      const grown = this.storage ? Math.max(needed, 2 * this.storage.capacity) : needed + this.policy.headroom;
+      const capacity = Math.max(needed, Math.min(this.maxPositions, roundUp(grown, this.policy.step)));
       this.storage = await this.reallocate(capacity);
     }
     return this.storage.tensors;
@@ -68,7 +73,7 @@ export class FixedKvCache implements KvCache {
   advance(_outputs: ort.InferenceSession.OnnxValueMapType, newPositions: number): KvCache {
     const storage = this.requireStorage();
     this.storage = null; // ownership moves to the new handle
-    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, storage, this.length + newPositions);
+    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, storage, this.length + newPositions);
   }
 
   dispose(): void {

@@ -3,6 +3,8 @@
  * provider, through the engine's own ORT set-up (same build, same self-hosted wasm files).
  */
 import type { Backend } from '../../../src/engine/device';
+import { DecoderRunner, decoderOutputLocations, embedOutputLocations, type DecoderShape, type KvCache } from '../../../src/engine/llm/decoder';
+import { FixedKvCache } from '../../../src/engine/llm/fixedKvCache';
 import { configureOrt, ort, sessionOptions } from '../../../src/engine/ortRuntime';
 
 configureOrt({ wasmBaseUrl: new URL('/ort/', location.origin).href });
@@ -31,10 +33,80 @@ async function runGraph(modelBase64: string, input: number[], dims: readonly num
   }
 }
 
-declare global {
-  interface Window {
-    harkHarness: { runGraph: typeof runGraph; ready: true };
+export interface KvLayoutComparison {
+  /** Largest |Δlogit| between the fixed-capacity and the growing cache over every step. */
+  maxLogitDifference: number;
+  /** Capacities the fixed cache went through (each change is a growth with a GPU copy). */
+  capacities: number[];
+  steps: number;
+  greedyIdsEqual: boolean;
+  /** Wall time of the prompt and of the decode steps, per layout (ms). */
+  ms: { fixedPrompt: number; growingPrompt: number; fixedSteps: number[]; growingSteps: number[] };
+}
+
+/**
+ * The tiny bundle's decoder on WebGPU, fed the same prompt and then its own greedy tokens twice:
+ * once with a fixed-capacity, in-place cache sized in 8-position steps (so it grows, copying its
+ * rows on the GPU, several times) and once with the growing cache (a new present per step).
+ */
+async function compareKvLayouts(bundleUrl: string, promptIds: number[], steps: number, suffix = ''): Promise<KvLayoutComparison> {
+  const bytes = async (file: string) => new Uint8Array(await (await fetch(new URL(file, bundleUrl))).arrayBuffer());
+  const manifest = (await (await fetch(new URL('manifest.json', bundleUrl))).json()) as {
+    architecture: { llm: DecoderShape & { maxPositions: number } };
+  };
+  const llm = manifest.architecture.llm;
+  const embedTokens = await ort.InferenceSession.create(await bytes(`onnx/embed_tokens${suffix}.onnx`), sessionOptions('webgpu', embedOutputLocations('webgpu')));
+  const decoderSession = await ort.InferenceSession.create(
+    await bytes(`onnx/decoder_model_merged${suffix}.onnx`),
+    sessionOptions('webgpu', {
+      ...decoderOutputLocations('webgpu', llm.numLayers),
+      externalData: [{ path: `decoder_model_merged${suffix}.onnx_data`, data: await bytes(`onnx/decoder_model_merged${suffix}.onnx_data`) }],
+    }),
+  );
+  try {
+    const common = { backend: 'webgpu' as const, embedTokens, maxPositions: llm.maxPositions };
+    const fixed = new DecoderRunner(decoderSession, llm, { ...common, kvLayout: 'fixed', kvCapacity: { step: 8, headroom: 0 } });
+    const growing = new DecoderRunner(decoderSession, llm, { ...common, kvLayout: 'growing' });
+    const { inputs_embeds: prompt } = await embedTokens.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(promptIds, BigInt), [1, promptIds.length]) });
+    const promptRows = (await prompt!.getData()) as Float32Array;
+    prompt!.dispose();
+    const ms = { fixedPrompt: 0, growingPrompt: 0, fixedSteps: [] as number[], growingSteps: [] as number[] };
+    let t = performance.now();
+    let a = await fixed.step(promptRows, fixed.emptyCache(), 4);
+    ms.fixedPrompt = performance.now() - t;
+    t = performance.now();
+    let b = await growing.step(promptRows, growing.emptyCache(), 4);
+    ms.growingPrompt = performance.now() - t;
+    let maxLogitDifference = 0;
+    let greedyIdsEqual = true;
+    const capacities: number[] = [];
+    const argmax = (logits: Float32Array) => logits.reduce((best, v, i, all) => (v > all[best]! ? i : best), 0);
+    for (let step = 0; step <= steps; step++) {
+      for (let i = 0; i < a.logits.length; i++) maxLogitDifference = Math.max(maxLogitDifference, Math.abs(a.logits[i]! - b.logits[i]!));
+      const capacity = (a.cache as FixedKvCache).capacity;
+      if (capacities.at(-1) !== capacity) capacities.push(capacity);
+      if (step === steps) break;
+      const next = argmax(a.logits);
+      greedyIdsEqual &&= next === argmax(b.logits);
+      t = performance.now();
+      a = await fixed.decodeStep(next, a.cache, 4);
+      ms.fixedSteps.push(performance.now() - t);
+      t = performance.now();
+      b = await growing.decodeStep(next, b.cache, 4);
+      ms.growingSteps.push(performance.now() - t);
+    }
+    for (const cache of [a.cache, b.cache] as KvCache[]) cache.dispose();
+    return { maxLogitDifference, capacities, steps, greedyIdsEqual, ms };
+  } finally {
+    await decoderSession.release();
+    await embedTokens.release();
   }
 }
 
-window.harkHarness = { runGraph, ready: true };
+declare global {
+  interface Window {
+    harkHarness: { runGraph: typeof runGraph; compareKvLayouts: typeof compareKvLayouts; ready: true };
+  }
+}
+
+window.harkHarness = { runGraph, compareKvLayouts, ready: true };

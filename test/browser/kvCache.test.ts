@@ -1,0 +1,43 @@
+/**
+ * The decoder's fixed-capacity, in-place KV cache on real WebGPU (SwiftShader here): fed the same
+ * prompt and tokens, it must give the growing cache's logits at every step, also across the growths
+ * that copy its rows into larger buffers on the GPU (sized in 8-position steps here so that 40
+ * decode steps grow it several times).
+ */
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { collectConsoleErrors, launchChromium } from './chromium';
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+}
+
+describe('fixed-capacity KV cache on WebGPU', () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('matches the growing cache step for step, across growths', { timeout: 300_000 }, async () => {
+    const context = await browser.newContext();
+    const errors = collectConsoleErrors(context);
+    const page = await context.newPage();
+    await page.goto(new URL('/test/browser/harness/ort.html', inject('devUrl')).href);
+    await page.waitForFunction(() => window.harkHarness?.ready === true);
+    const bundleUrl = new URL('/models/salmonn-tiny/', inject('devUrl')).href;
+    // "USER: <Speech>" and a few more ids: 20 prompt positions, then 40 greedy steps.
+    const prompt = [1, 3148, 1001, 29901, 529, 10649, 5309, 29958, 1724, 338, 278, 3234, 29973, 13, 22933, 9047, 13566, 29901, 278, 29871];
+    const result = await page.evaluate(([url, ids]) => window.harkHarness.compareKvLayouts(url, ids, 40), [bundleUrl, prompt] as const);
+    console.log(`fixed vs growing KV on WebGPU: max |Δlogit| ${result.maxLogitDifference.toExponential(2)}, capacities ${result.capacities.join(' → ')}; ms/step fixed ${median(result.ms.fixedSteps).toFixed(1)}, growing ${median(result.ms.growingSteps).toFixed(1)} (SwiftShader: no performance claim)`);
+    expect(result.capacities[0]).toBe(24); // 20 + 0 headroom, rounded up to the 8-position step
+    expect(result.capacities).toEqual([24, 48, 96]); // 20 + 40 positions: grown twice, by doubling
+    expect(result.maxLogitDifference).toBeLessThan(1e-4);
+    expect(result.greedyIdsEqual).toBe(true);
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+});
