@@ -47,6 +47,11 @@ function errorText(error: unknown): string {
   return text.replace(/\s+/g, ' ').slice(0, 300);
 }
 
+const T0 = performance.now();
+function progress(message: string): void {
+  if (process.env.HARK_BENCH_VERBOSE) process.stderr.write(`    [${((performance.now() - T0) / 1000).toFixed(1)} s] ${message}\n`);
+}
+
 async function main(): Promise<void> {
   const spec = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as JobSpec;
   const { resultPath, ...specOut } = spec;
@@ -62,7 +67,9 @@ async function main(): Promise<void> {
   if (gpuBackend) {
     withSwiftShaderFallback();
     const adapter = await setupNodeWebGpu();
+    progress('adapter');
     const bw: Bandwidth = await measureGpuBandwidth(navigator.gpu);
+    progress('bandwidth');
     const name = [adapter.vendor, adapter.architecture, adapter.description].filter(Boolean).join(' ');
     device = {
       label: adapter.isSoftware ? `SwiftShader (software), dawn.node` : `${name}, dawn.node`,
@@ -112,6 +119,7 @@ async function main(): Promise<void> {
   try {
     const ours = await openOurs(root, files, info, backend, join(spec.repoRoot, 'models', 'tokenizer'));
     result.loadMs = ours.loadMs;
+    progress('ours loaded');
     const longest = Math.max(SHORT_PROMPT, spec.loadOnlyPrompt ?? 0, ...spec.contexts.map((c) => promptLength(c, spec.steps)));
     const prompt = randomPrompt(longest, g.vocabSize);
     if (spec.loadOnly) {
@@ -121,6 +129,7 @@ async function main(): Promise<void> {
     } else {
       // Warm-up (shader compilation on WebGPU); its ids are also the short-prompt parity check.
       result.warmupIds = (await runOurs(ours, prompt.slice(0, SHORT_PROMPT), SHORT_NEW_TOKENS, g.loraScale, g.maxPositions)).ids;
+      progress('ours warm');
       for (const context of spec.contexts) {
         const n = promptLength(context, spec.steps);
         const run = await runOurs(ours, prompt.slice(0, n), spec.steps + 1, g.loraScale, g.maxPositions);
@@ -141,7 +150,9 @@ async function main(): Promise<void> {
     if (spec.peer && info.peer && result.runs[0]) {
       const first = result.runs[0];
       const peer = await openPeer(ort, tjs, spec.modelDir, info.peer, spec.precision, backend, g.numLayers);
+      progress('peer loaded');
       const warm = await peer.generate(prompt.slice(0, SHORT_PROMPT), SHORT_NEW_TOKENS);
+      progress('peer warm');
       const timed = await peer.generate(prompt.slice(0, first.promptTokens), spec.steps + 1);
       await peer.release();
       const peerResult: PeerResult = {

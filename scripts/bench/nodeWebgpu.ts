@@ -18,6 +18,13 @@
  *   which Node's fetch cannot do for a file URL) and `wasmBinary` = the bytes of
  *   `ort-wasm-simd-threaded.asyncify.wasm` (the WebGPU build's binary, read from node_modules).
  *
+ * - keeps Node's event loop alive (a ref'd 1 s interval; `releaseNodeWebGpu()` clears it). Found
+ *   here: without it, the first `session.run` of a WebGPU session never settles. ORT waits on GPU
+ *   work that holds no libuv handle, so Node sees an empty loop, stops polling (dawn.node's
+ *   callbacks are delivered from the loop) and, once V8's background wasm compilation ends,
+ *   exits with the top-level await unsettled. The interval only keeps the loop turning; runs
+ *   are not paced by it (later runs take the same time with a 1 ms or a 1 s interval).
+ *
  * The Vulkan driver comes from the environment: on a machine without a GPU, point
  * `VK_ICD_FILENAMES` at Chromium's SwiftShader ICD (`/usr/lib/chromium/vk_swiftshader_icd.json`;
  * `withSwiftShaderFallback` does so when no ICD is set and no GPU driver is installed); on an NVIDIA
@@ -49,6 +56,8 @@ export interface NodeWebGpuInfo {
 export interface NodeWebGpuOptions {
   /** Flags for dawn.node's `create()`. */
   dawnFlags?: string[];
+  /** Adapter features to hide from WebGPU users (default: HARK_WEBGPU_HIDE_FEATURES, comma-separated). */
+  hideFeatures?: string[];
 }
 
 /**
@@ -64,6 +73,13 @@ export function withSwiftShaderFallback(env: NodeJS.ProcessEnv = process.env): v
 }
 
 let installed: Promise<NodeWebGpuInfo> | undefined;
+let keepAlive: ReturnType<typeof setInterval> | undefined;
+
+/** Lets the process end on its own again (clears the keep-alive interval). */
+export function releaseNodeWebGpu(): void {
+  if (keepAlive !== undefined) clearInterval(keepAlive);
+  keepAlive = undefined;
+}
 
 /** Installs `navigator.gpu` (dawn.node) and returns the adapter it gives. Idempotent. */
 export function setupNodeWebGpu(options: NodeWebGpuOptions = {}): Promise<NodeWebGpuInfo> {
@@ -77,6 +93,8 @@ async function install(options: NodeWebGpuOptions): Promise<NodeWebGpuInfo> {
   const gpu = create(options.dawnFlags ?? []);
   Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   patchWriteBuffer();
+  hideAdapterFeatures(gpu, options.hideFeatures ?? (process.env.HARK_WEBGPU_HIDE_FEATURES ?? '').split(',').filter(Boolean));
+  keepAlive ??= setInterval(() => {}, Number(process.env.HARK_WEBGPU_KEEPALIVE_MS ?? 1000));
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) {
     throw new Error(
@@ -102,6 +120,31 @@ function describe(adapter: GPUAdapter): NodeWebGpuInfo {
     maxBufferSize: adapter.limits.maxBufferSize,
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
     vulkanIcd: process.env.VK_ICD_FILENAMES,
+  };
+}
+
+/**
+ * Makes the adapters `gpu` returns leave `names` out of `features` (and out of
+ * `requestDevice`'s requiredFeatures), so ORT neither requests nor uses them.
+ */
+function hideAdapterFeatures(gpu: GPU, names: string[]): void {
+  if (names.length === 0) return;
+  const requestAdapter = gpu.requestAdapter.bind(gpu);
+  gpu.requestAdapter = async (options?: GPURequestAdapterOptions) => {
+    const adapter = await requestAdapter(options);
+    if (!adapter) return adapter;
+    const features = new Set([...adapter.features].filter((f) => !names.includes(f)));
+    return new Proxy(adapter, {
+      get(target, key) {
+        if (key === 'features') return features;
+        if (key === 'requestDevice') {
+          return (descriptor: GPUDeviceDescriptor = {}) =>
+            target.requestDevice({ ...descriptor, requiredFeatures: [...(descriptor.requiredFeatures ?? [])].filter((f) => !names.includes(f)) });
+        }
+        const value: unknown = Reflect.get(target, key, target);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
   };
 }
 
