@@ -2,13 +2,15 @@
  * `npm run bench`: decode/prefill speed of our runtime (DecoderRunner + generate) against
  * transformers.js on the same weights, per model variant and backend. Prints one markdown table.
  *
- *   npm run bench                      # full: tiny + medium on wasm, webgpu-node, chromium-webgpu;
+ *   npm run bench                      # full: tiny + medium on wasm and webgpu-node, longer contexts;
  *                                      #       7B geometry on webgpu-node (load + one decode step)
+ *                                      #       (chromium-webgpu: not implemented yet)
  *   npm run bench -- --quick           # tiny + medium, wasm + webgpu-node, short runs (< 4 min on 2 cores)
  *   npm run bench -- --models tiny,medium --backends wasm --precisions int4 --out bench.md
  *   npm run bench -- --13b             # also Vicuna-13B geometry (8.6 GB of int4 data, webgpu-node)
  *
- * Other flags: --steps N (decode steps timed), --contexts 128,1024,2048, --no-peer.
+ * Other flags: --steps N (decode steps timed), --contexts 128,1024,2048, --no-peer,
+ * --job-limit S (seconds per job; --quick gives WebGPU jobs 75 s, else 15 min, 7B/13B 30 min).
  * Graphs are built into .bench-cache/ by models/build_bench_models.py when missing or when the
  * builder's sources changed. Each (model, precision, backend) runs in its own process (job.ts).
  * See README.md "Benchmarks" and BENCHMARKS.md.
@@ -42,6 +44,8 @@ interface Options {
   contexts?: number[];
   peer: boolean;
   out?: string;
+  /** Per-job time limit in seconds (--job-limit). */
+  jobLimitS?: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -71,6 +75,7 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--steps') options.steps = Number(value());
     else if (arg === '--contexts') options.contexts = value().split(',').map(Number);
     else if (arg === '--out') options.out = value();
+    else if (arg === '--job-limit') options.jobLimitS = Number(value());
     else if (arg === '--help' || arg === '-h') {
       process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*|^ \* ?/gm, '') + '\n');
       process.exit(0);
@@ -78,9 +83,12 @@ function parseArgs(argv: string[]): Options {
   }
   options.models = models ?? (options.quick ? ['tiny', 'medium'] : ['tiny', 'medium', '7b']);
   if (with13b && !options.models.includes('13b')) options.models.push('13b');
-  options.backends = backends ?? (options.quick ? ['wasm', 'webgpu-node'] : ['wasm', 'webgpu-node', 'chromium-webgpu']);
+  options.backends = backends ?? ['wasm', 'webgpu-node'];
   for (const b of options.backends) {
-    if (!['wasm', 'webgpu-node', 'chromium-webgpu'].includes(b)) throw new Error(`unknown backend ${b}`);
+    if (b === 'chromium-webgpu') {
+      throw new Error('chromium-webgpu is not implemented yet (issue 9, part 1 follow-up): use wasm and webgpu-node');
+    }
+    if (!['wasm', 'webgpu-node'].includes(b)) throw new Error(`unknown backend ${b}`);
   }
   return options;
 }
@@ -117,10 +125,18 @@ function plan(options: Options, model: string, info: ModelInfo, backend: BenchBa
   return { contexts, steps };
 }
 
+/** Time limit of one job; --quick bounds WebGPU jobs (SwiftShader compiles shaders for minutes). */
+function jobLimitMs(options: Options, big: boolean, backend: BenchBackend): number {
+  if (options.jobLimitS !== undefined) return options.jobLimitS * 1000;
+  if (big) return 30 * 60_000;
+  if (options.quick && backend !== 'wasm') return 75_000;
+  return 15 * 60_000;
+}
+
 function runJob(spec: JobSpec, timeoutMs: number): Promise<JobResult> {
   const specPath = `${spec.resultPath}.spec.json`;
   writeFileSync(specPath, JSON.stringify(spec));
-  const script = join(REPO, 'scripts/bench', spec.backend === 'chromium-webgpu' ? 'chromiumJob.ts' : 'job.ts');
+  const script = join(REPO, 'scripts/bench/job.ts');
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', script, specPath], {
       cwd: REPO,
@@ -140,7 +156,11 @@ function runJob(spec: JobSpec, timeoutMs: number): Promise<JobResult> {
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
       if (existsSync(spec.resultPath)) {
-        resolve(JSON.parse(readFileSync(spec.resultPath, 'utf8')) as JobResult);
+        const result = JSON.parse(readFileSync(spec.resultPath, 'utf8')) as JobResult;
+        if (result.phase !== 'done' && !result.error) {
+          result.error = `stopped at the ${timeoutMs / 1000} s job limit after phase "${result.phase ?? '?'}"`;
+        }
+        resolve(result);
         return;
       }
       const { resultPath: _unused, ...rest } = spec;
@@ -190,7 +210,7 @@ async function main(): Promise<void> {
         };
         if (!big) contexts.forEach((c) => allContexts.add(c));
         process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0)} s] ${model} ${precision} on ${backend} ...\n`);
-        results.push(await runJob(spec, big ? 30 * 60_000 : 15 * 60_000));
+        results.push(await runJob(spec, jobLimitMs(options, big, backend)));
       }
     }
   }

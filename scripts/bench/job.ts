@@ -48,8 +48,15 @@ function errorText(error: unknown): string {
 }
 
 const T0 = performance.now();
+let partial: { path: string; result: JobResult } | undefined;
+
+/** Logs a phase (HARK_BENCH_VERBOSE) and saves the result so far: a job killed at its time limit still reports it. */
 function progress(message: string): void {
   if (process.env.HARK_BENCH_VERBOSE) process.stderr.write(`    [${((performance.now() - T0) / 1000).toFixed(1)} s] ${message}\n`);
+  if (partial) {
+    partial.result.phase = message;
+    writeFileSync(partial.path, JSON.stringify(partial.result, null, 1));
+  }
 }
 
 async function main(): Promise<void> {
@@ -115,6 +122,7 @@ async function main(): Promise<void> {
     ortThreads: ort.env.wasm.numThreads ?? 0,
     notes,
   };
+  partial = { path: resultPath, result };
 
   try {
     const ours = await openOurs(root, files, info, backend, join(spec.repoRoot, 'models', 'tokenizer'));
@@ -126,9 +134,12 @@ async function main(): Promise<void> {
       const n = spec.loadOnlyPrompt ?? SHORT_PROMPT;
       const run = await runOurs(ours, prompt.slice(0, n), 2, g.loraScale, g.maxPositions);
       result.runs.push({ context: n + 2, promptTokens: n, prefillMs: run.prefillMs, decodeSteps: run.decodeSteps, decodeMsPerToken: run.decodeMs / Math.max(1, run.decodeSteps), ids: run.ids });
+      progress('ours one step');
     } else {
       // Warm-up (shader compilation on WebGPU); its ids are also the short-prompt parity check.
+      const warmStart = performance.now();
       result.warmupIds = (await runOurs(ours, prompt.slice(0, SHORT_PROMPT), SHORT_NEW_TOKENS, g.loraScale, g.maxPositions)).ids;
+      result.warmupMs = performance.now() - warmStart;
       progress('ours warm');
       for (const context of spec.contexts) {
         const n = promptLength(context, spec.steps);
@@ -142,6 +153,7 @@ async function main(): Promise<void> {
           ids: run.ids,
         };
         result.runs.push(timing);
+        progress(`ours context ${context}`);
         process.stderr.write(`  ${spec.model} ${spec.precision} ${spec.backend} ctx ${context}: prefill ${n} in ${run.prefillMs.toFixed(0)} ms, ${timing.decodeMsPerToken.toFixed(1)} ms/token\n`);
       }
     }
@@ -176,6 +188,7 @@ async function main(): Promise<void> {
   } catch (error) {
     result.error = errorText(error);
   }
+  result.phase = 'done';
   writeFileSync(resultPath, JSON.stringify(result, null, 1));
 }
 

@@ -56,6 +56,7 @@ export function renderTable(results: JobResult[], contexts: number[]): string {
     'precision',
     'backend · device',
     'load s',
+    'first run s',
     'prefill 111 tok/s',
     'prefill 1000 tok/s',
     ...contexts.map((c) => `decode ms/tok @${c >= 1024 ? `${c / 1024}k` : c}`),
@@ -67,10 +68,12 @@ export function renderTable(results: JobResult[], contexts: number[]): string {
     'ours÷tjs prefill',
     'ours÷tjs decode',
     'same ids (16 / 111-tok prompt)',
+    'notes',
   ];
   const rows = results.map((r) => {
-    if (r.error && r.runs.length === 0) {
-      return [r.spec.model, r.spec.precision, backendLabel(r), `failed: ${r.error.slice(0, 120)}`, ...Array(header.length - 4).fill('')];
+    const note = r.error ? r.error.slice(0, 160).replace(/\|/g, '/') : '';
+    if (r.error && r.loadMs === 0) {
+      return [r.spec.model, r.spec.precision, backendLabel(r), ...Array(header.length - 4).fill('–'), `failed: ${note}`];
     }
     if (r.spec.loadOnly) {
       const run = r.runs[0];
@@ -79,6 +82,7 @@ export function renderTable(results: JobResult[], contexts: number[]): string {
         r.spec.precision,
         backendLabel(r),
         fmt(r.loadMs / 1000, 1),
+        '–',
         run ? `${fmt((run.promptTokens * 1000) / run.prefillMs, 1)} (${run.promptTokens} tok)` : '–',
         '–',
         ...contexts.map((_, i) => (i === 0 && run ? `${fmt(run.decodeMsPerToken, 0)} @${run.context}` : '–')),
@@ -86,6 +90,7 @@ export function renderTable(results: JobResult[], contexts: number[]): string {
         memoryMb(r),
         roof(r),
         '–', '–', '–', '–', '–',
+        note || 'load + one prefill + one decode step only',
       ];
     }
     return [
@@ -93,6 +98,7 @@ export function renderTable(results: JobResult[], contexts: number[]): string {
       r.spec.precision,
       backendLabel(r),
       fmt(r.loadMs / 1000, 1),
+      fmt(r.warmupMs === undefined ? undefined : r.warmupMs / 1000, 1),
       fmt(prefillRate(r, 111), 0),
       fmt(prefillRate(r, 1000), 0),
       ...contexts.map((c) => fmt(decodeAt(r, c), 1)),
@@ -100,6 +106,7 @@ export function renderTable(results: JobResult[], contexts: number[]): string {
       memoryMb(r),
       roof(r),
       ...peerColumns(r),
+      note,
     ];
   });
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
@@ -113,7 +120,8 @@ export function renderLegend(results: JobResult[]): string {
   }
   const errors = results.filter((r) => r.error).map((r) => `- ${r.spec.model} ${r.spec.precision} ${r.spec.backend}: ${r.error}`);
   return [
-    'Columns: load = reading the graph files + creating the embed_tokens and decoder sessions; prefill = embedding the',
+    'Columns: load = reading the graph files + creating the embed_tokens and decoder sessions; first run = the warm-up',
+    'generation (16-token prompt, 4 tokens), on WebGPU mostly shader compilation; prefill = embedding the',
     'prompt + decoder prefill + first token; decode = mean ms per generated token over `steps` steps after a prefill',
     'that ends near that context; weights+KV = graph files + fp32 KV cache at the largest context measured;',
     '% of roof = (decoder weight bytes + KV cache bytes read per decode step at @128) ÷ ms/token, against the',

@@ -99,6 +99,10 @@ export interface JobResult {
   warmupIds: number[];
   peer?: PeerResult;
   ortThreads: number;
+  /** First (warm-up) generation: 16-token prompt, 4 tokens; on WebGPU mostly shader compilation. */
+  warmupMs?: number;
+  /** Last phase reached ('done' when complete). */
+  phase?: string;
   error?: string;
   notes: string[];
 }
