@@ -10,7 +10,8 @@
  *   npm run bench -- --13b             # also Vicuna-13B geometry (8.6 GB of int4 data, webgpu-node)
  *
  * Other flags: --steps N (decode steps timed), --contexts 128,1024,2048, --no-peer,
- * --job-limit S (seconds per job; --quick gives WebGPU jobs 75 s, else 15 min, 7B/13B 30 min).
+ * --job-limit S (seconds per job; --quick gives WebGPU jobs 60 s, else 15 min, 7B/13B 30 min).
+ * --quick runs webgpu-node for int4 only, tiny at contexts 128/1k, medium at 128.
  * Graphs are built into .bench-cache/ by models/build_bench_models.py when missing or when the
  * builder's sources changed. Each (model, precision, backend) runs in its own process (job.ts).
  * See README.md "Benchmarks" and BENCHMARKS.md.
@@ -44,6 +45,7 @@ interface Options {
   contexts?: number[];
   peer: boolean;
   out?: string;
+  explicitPrecisions: boolean;
   /** Per-job time limit in seconds (--job-limit). */
   jobLimitS?: number;
 }
@@ -55,6 +57,7 @@ function parseArgs(argv: string[]): Options {
     backends: [],
     precisions: ['fp32', 'int4'],
     peer: true,
+    explicitPrecisions: false,
   };
   let models: string[] | undefined;
   let backends: BenchBackend[] | undefined;
@@ -71,7 +74,10 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--no-peer') options.peer = false;
     else if (arg === '--models') models = value().split(',');
     else if (arg === '--backends') backends = value().split(',') as BenchBackend[];
-    else if (arg === '--precisions') options.precisions = value().split(',') as Precision[];
+    else if (arg === '--precisions') {
+      options.precisions = value().split(',') as Precision[];
+      options.explicitPrecisions = true;
+    }
     else if (arg === '--steps') options.steps = Number(value());
     else if (arg === '--contexts') options.contexts = value().split(',').map(Number);
     else if (arg === '--out') options.out = value();
@@ -119,7 +125,7 @@ function ensureModel(model: string): ModelInfo {
 /** Contexts and decode steps per model: --quick keeps medium short so the run fits in minutes. */
 function plan(options: Options, model: string, info: ModelInfo, backend: BenchBackend): { contexts: number[]; steps: number } {
   const steps = options.steps ?? (options.quick ? (model === 'tiny' ? 16 : 8) : 16);
-  const wanted = options.contexts ?? (options.quick && model !== 'tiny' ? [128] : [128, 1024, 2048, 4096]);
+  const wanted = options.contexts ?? (options.quick ? (model === 'tiny' ? [128, 1024] : [128]) : [128, 1024, 2048, 4096]);
   const slow = backend !== 'wasm' && model === 'medium' && !options.contexts; // SwiftShader: prefill is slow
   const contexts = wanted.filter((c) => c <= info.geometry.maxPositions && !(slow && options.quick && c > 128));
   return { contexts, steps };
@@ -129,7 +135,7 @@ function plan(options: Options, model: string, info: ModelInfo, backend: BenchBa
 function jobLimitMs(options: Options, big: boolean, backend: BenchBackend): number {
   if (options.jobLimitS !== undefined) return options.jobLimitS * 1000;
   if (big) return 30 * 60_000;
-  if (options.quick && backend !== 'wasm') return 75_000;
+  if (options.quick && backend !== 'wasm') return 60_000;
   return 15 * 60_000;
 }
 
@@ -194,6 +200,8 @@ async function main(): Promise<void> {
       if (!info.variants[precision]) continue;
       for (const backend of options.backends) {
         if (big && backend !== 'webgpu-node') continue; // 4 GB wasm heap; Chromium's 1 GiB SwiftShader buffers
+        // --quick: WebGPU for int4 only (a software adapter spends minutes compiling shaders per variant).
+        if (options.quick && backend === 'webgpu-node' && precision !== 'int4' && !options.explicitPrecisions) continue;
         const { contexts, steps } = plan(options, model, info, backend);
         const spec: JobSpec = {
           model,
