@@ -80,9 +80,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from collections import ChainMap
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import BinaryIO, Mapping, Optional, Union
 
 import numpy as np
 import onnx
@@ -145,19 +146,99 @@ def _split_sizes(total: int, unit_bytes: int, max_bytes: int, what: str) -> list
     return [base + (1 if j < extra else 0) for j in range(chunks)]
 
 
-class _GraphBuilder:
-    """Collects nodes/initializers in insertion order (stable names, stable bytes)."""
+@dataclass(frozen=True)
+class QuantizedLinear:
+    """A Linear weight W [N, K] already in MatMulNBits' int4 layout (see int4.quantize_int4):
+    packed uint8 [N, ceil(K/block), block/2], scales float32 [N * ceil(K/block)].
 
-    def __init__(self) -> None:
+    Pass it in place of the fp32 weight to `build_decoder_model` (int4 precisions only) to skip
+    holding and quantizing fp32 weights, e.g. for benchmark graphs at 7B/13B geometry."""
+
+    packed: np.ndarray
+    scales: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        n, n_blocks, half = self.packed.shape
+        return n, n_blocks * half * 2
+
+
+class ExternalDataWriter:
+    """Writes initializers to `{stem}.onnx_data`, `{stem}.onnx_data_1`, ... as they are made.
+
+    The layout is `save_model`'s (tensors in order, each `align`-byte aligned, a new file when one
+    would exceed `max_file_bytes`). Given to a graph builder (`external_data=`), it lets a graph
+    whose weights do not fit in memory be built tensor by tensor; `finish` writes the `.onnx`.
+    """
+
+    def __init__(self, path: str | os.PathLike, size_threshold: int = 1024, max_file_bytes: int = 1 << 30,
+                 align: int = 4096) -> None:
+        self.path = Path(path)
+        self.stem = self.path.name[: -len(".onnx")] if self.path.name.endswith(".onnx") else self.path.name
+        self.size_threshold, self.max_file_bytes, self.align = size_threshold, max_file_bytes, align
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.parent.glob(f"{self.stem}.onnx_data*"):
+            stale.unlink()
+        self.written: list[Path] = [self.path]
+        self._handle: Optional[BinaryIO] = None
+        self._file_index, self._file_size = 0, 0
+
+    def wants(self, raw: bytes) -> bool:
+        return bool(raw) and len(raw) >= self.size_threshold
+
+    def write(self, tensor: onnx.TensorProto) -> None:
+        """Moves tensor.raw_data to the data files and points the tensor at it."""
+        raw = tensor.raw_data
+        start = -(-self._file_size // self.align) * self.align
+        if self._handle is not None and start + len(raw) > self.max_file_bytes and self._file_size > 0:
+            self._handle.close()
+            self._handle, self._file_index, self._file_size, start = None, self._file_index + 1, 0, 0
+        location = f"{self.stem}.onnx_data" + (f"_{self._file_index}" if self._file_index else "")
+        if self._handle is None:
+            self._handle = open(self.path.parent / location, "wb")
+            self.written.append(self.path.parent / location)
+        self._handle.write(b"\0" * (start - self._file_size))
+        self._handle.write(raw)
+        self._file_size = start + len(raw)
+        tensor.ClearField("raw_data")
+        tensor.data_location = TensorProto.EXTERNAL
+        del tensor.external_data[:]
+        for k, v in (("location", location), ("offset", str(start)), ("length", str(len(raw)))):
+            tensor.external_data.append(onnx.StringStringEntryProto(key=k, value=v))
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def finish(self, model: onnx.ModelProto) -> list[Path]:
+        """Closes the data files and writes the model; returns every file written."""
+        self.close()
+        self.path.write_bytes(model.SerializeToString())
+        return self.written
+
+
+class _GraphBuilder:
+    """Collects nodes/initializers in insertion order (stable names, stable bytes).
+
+    With `sink`, large initializers go straight to external data files as they are added."""
+
+    def __init__(self, sink: Optional[ExternalDataWriter] = None) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._init_names: set[str] = set()
+        self._sizes: dict[str, int] = {}
+        self._sink = sink
 
     def init(self, name: str, array: np.ndarray) -> str:
         if name in self._init_names:
             return name
         self._init_names.add(name)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+        self._sizes[name] = len(tensor.raw_data)
+        if self._sink is not None and self._sink.wants(tensor.raw_data):
+            self._sink.write(tensor)
+        self.initializers.append(tensor)
         return name
 
     def node(self, op: str, inputs: list[str], outputs: list[str], name: str, domain: str = "", **attrs) -> list[str]:
@@ -165,7 +246,7 @@ class _GraphBuilder:
         return outputs
 
     def check_sizes(self, max_tensor_bytes: int) -> None:
-        over = [f"{t.name} ({len(t.raw_data)} bytes)" for t in self.initializers if len(t.raw_data) > max_tensor_bytes]
+        over = [f"{name} ({size} bytes)" for name, size in self._sizes.items() if size > max_tensor_bytes]
         if over:
             raise ValueError(f"initializers over max_tensor_bytes={max_tensor_bytes}: {', '.join(over)}")
 
@@ -218,11 +299,12 @@ def reference_weights(weights: Mapping[str, object], precision: str, block_size:
     return out
 
 
-def _linear(g: _GraphBuilder, x: str, weight: np.ndarray, prefix: str, precision: str,
+def _linear(g: _GraphBuilder, x: str, weight: Union[np.ndarray, QuantizedLinear], prefix: str, precision: str,
             block_size: int, accuracy_level: int, max_tensor_bytes: int = MAX_TENSOR_BYTES,
             cast_to: Optional[int] = None, cast_output: str = "") -> str:
     """y = x W^T for a torch Linear weight W [N, K]; split along N when a tensor would exceed max_tensor_bytes.
 
+    weight may be a QuantizedLinear (int4 precisions only): its packing is used as it is.
     cast_to/cast_output: Cast the result to that type, named cast_output (the fp16 graphs' lm_head
     -> f32 logits). When split, each chunk is cast before the Concat, so the Concat runs in the
     target type and the chunks never round-trip through fp16 (on ORT's CPU EP the fp16 MatMul
@@ -245,6 +327,8 @@ def _linear(g: _GraphBuilder, x: str, weight: np.ndarray, prefix: str, precision
                 for j, part in enumerate(parts)]
         g.node("Concat", cast, [cast_output], name=f"{prefix}/Concat", axis=-1)
         return cast_output
+    if isinstance(weight, QuantizedLinear) and precision not in INT4_PRECISIONS:
+        raise ValueError(f"{prefix}: a pre-quantized weight needs an int4 precision, not {precision!r}")
     if precision not in INT4_PRECISIONS:
         w_t = _as_dtype(weight.T, dtype, f"{prefix}.weight")  # [K, N]
         sizes = _split_sizes(n, k * w_t.itemsize, max_tensor_bytes, f"{prefix}.weight")
@@ -258,7 +342,12 @@ def _linear(g: _GraphBuilder, x: str, weight: np.ndarray, prefix: str, precision
             start += size
         return finish(parts)
 
-    packed, scales = quantize_linear(weight, precision, block_size)
+    if isinstance(weight, QuantizedLinear):
+        if weight.packed.shape[2] * 2 != block_size:
+            raise ValueError(f"{prefix}: pre-quantized block size {weight.packed.shape[2] * 2} != {block_size}")
+        packed, scales = weight.packed, _as_dtype(weight.scales, dtype, "int4 scales")
+    else:
+        packed, scales = quantize_linear(weight, precision, block_size)
     n_blocks = packed.shape[1]
     row_bytes = max(packed[0].nbytes, n_blocks * scales.itemsize)
     sizes = _split_sizes(n, row_bytes, max_tensor_bytes, f"{prefix}.weight")
@@ -283,8 +372,13 @@ def _linear(g: _GraphBuilder, x: str, weight: np.ndarray, prefix: str, precision
     return finish(parts)
 
 
-def _stack_rows(weights: list[np.ndarray]) -> np.ndarray:
-    """Linear weights [N_j, K] stacked into one [sum N_j, K] (the outputs side by side)."""
+def _stack_rows(weights: list) -> Union[np.ndarray, "QuantizedLinear"]:
+    """Linear weights [N_j, K] stacked into one [sum N_j, K] (the outputs side by side).
+
+    Pre-quantized weights stack as they are: int4 blocks run along K, so rows are independent."""
+    if all(isinstance(w, QuantizedLinear) for w in weights):
+        return QuantizedLinear(np.ascontiguousarray(np.concatenate([w.packed for w in weights], axis=0)),
+                               np.ascontiguousarray(np.concatenate([w.scales for w in weights], axis=0)))
     return np.ascontiguousarray(np.concatenate(weights, axis=0))
 
 
@@ -328,6 +422,7 @@ def build_decoder_model(
     accuracy_level: int = 0,
     max_tensor_bytes: int = MAX_TENSOR_BYTES,
     fuse_qkv: bool = True,
+    external_data: Optional[ExternalDataWriter] = None,
 ) -> onnx.ModelProto:
     """Decoder graph (see module doc) from the reference decoder's state dict.
 
@@ -347,24 +442,27 @@ def build_decoder_model(
       fewer kernels per decode step; only where head_dim is a multiple of 16, which ORT's fused
       rotary requires, else the separate layout); False keeps the separate projections and
       RotaryEmbedding nodes (the graph before that change, for benchmarks and as a cross-check).
+    external_data: stream initializers to these data files while building (for graphs whose
+      weights do not fit in memory; save with `external_data.finish(model)`, not `save_model`).
+      `weights` may then be a lazy Mapping (values made on access; `in` must not make them) and,
+      for int4 precisions, the linear weights may be `QuantizedLinear`s.
     """
     _check_precision(precision)
     dtype = compute_dtype(precision)
     half = dtype == np.float16
     ftype = _onnx_type(dtype)
-    weights = dict(weights)
-    if lora:
-        weights.update(lora)
+    weights = ChainMap(dict(lora or {}), weights)  # lookups only: a lazy Mapping stays lazy
     max_positions = max_positions or config.max_position_embeddings
     hidden, heads, kv_heads, head_dim = (config.hidden_size, config.num_attention_heads,
                                          config.num_key_value_heads, config.head_dim)
     eps = float(config.rms_norm_eps)
-    g = _GraphBuilder()
+    g = _GraphBuilder(external_data)
 
-    def w(key: str) -> np.ndarray:
+    def w(key: str) -> Union[np.ndarray, QuantizedLinear]:
         if key not in weights:
             raise KeyError(f"missing weight {key!r}")
-        return _np(weights[key])
+        value = weights[key]
+        return value if isinstance(value, QuantizedLinear) else _np(value)
 
     def linear(x: str, key: str, prefix: str) -> str:
         return _linear(g, x, w(key), prefix, precision, block_size, accuracy_level, max_tensor_bytes)
@@ -673,43 +771,59 @@ def save_model(
     (onnx.save_model's own external-data writer appends to an existing file). The in-memory
     model is left unchanged.
     """
-    path = Path(path)
-    stem = path.name[: -len(".onnx")] if path.name.endswith(".onnx") else path.name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f"{stem}.onnx_data*"):
-        stale.unlink()
-    written = [path]
+    writer = ExternalDataWriter(path, size_threshold, max_file_bytes, align)
     moved: list[tuple[onnx.TensorProto, bytes]] = []
     try:
         if external_data:
-            handle, file_index, file_size = None, 0, 0
             for tensor in model.graph.initializer:
                 raw = tensor.raw_data
-                if not raw or len(raw) < size_threshold:
+                if not writer.wants(raw):
                     continue
-                start = -(-file_size // align) * align
-                if handle is not None and start + len(raw) > max_file_bytes and file_size > 0:
-                    handle.close()
-                    handle, file_index, file_size, start = None, file_index + 1, 0, 0
-                location = f"{stem}.onnx_data" + (f"_{file_index}" if file_index else "")
-                if handle is None:
-                    handle = open(path.parent / location, "wb")
-                    written.append(path.parent / location)
-                handle.write(b"\0" * (start - file_size))
-                handle.write(raw)
-                file_size = start + len(raw)
                 moved.append((tensor, raw))
-                tensor.ClearField("raw_data")
-                tensor.data_location = TensorProto.EXTERNAL
-                del tensor.external_data[:]
-                for k, v in (("location", location), ("offset", str(start)), ("length", str(len(raw)))):
-                    tensor.external_data.append(onnx.StringStringEntryProto(key=k, value=v))
-            if handle is not None:
-                handle.close()
-        path.write_bytes(model.SerializeToString())
+                writer.write(tensor)
+        written = writer.finish(model)
     finally:
+        writer.close()
         for tensor, raw in moved:
             del tensor.external_data[:]
             tensor.data_location = TensorProto.DEFAULT
             tensor.raw_data = raw
     return written
+
+
+def text_only_decoder(decoder: onnx.ModelProto, embed: onnx.ModelProto, lora_scale: float) -> onnx.ModelProto:
+    """The decoder in the layout transformers.js loads for a text-only LLaMA
+    (`decoder_model_merged`: input_ids, attention_mask, position_ids, past_key_values.* ->
+    logits, present.*), made from graphs built by `build_decoder_model` and `build_embed_graph`:
+    the embed_tokens nodes run first inside the graph (their output is `inputs_embeds`), and
+    `lora_scale` and `num_logits_to_keep` (1: the last position, all generate() reads) become
+    constant initializers. Every other node and weight is unchanged, so
+    the result computes exactly what the two graphs compute (the benchmark's peer runs it).
+    Both models must hold their weights (onnx.load with external data)."""
+    inputs = {i.name for i in decoder.graph.input}
+    if "inputs_embeds" not in inputs or "lora_scale" not in inputs:
+        raise ValueError("expected a decoder built by build_decoder_model (inputs_embeds and lora_scale inputs)")
+    if [o.name for o in embed.graph.output] != ["inputs_embeds"]:
+        raise ValueError("expected an embed graph built by build_embed_graph (output inputs_embeds)")
+    clash = {t.name for t in embed.graph.initializer} & {t.name for t in decoder.graph.initializer}
+    if clash:
+        raise ValueError(f"initializer names in both graphs: {sorted(clash)}")
+    model = onnx.ModelProto()
+    model.CopyFrom(decoder)
+    graph = model.graph
+    constants = {"lora_scale": np.array(lora_scale, dtype=np.float32)}
+    if "num_logits_to_keep" in inputs:  # transformers.js samples the last position only
+        constants["num_logits_to_keep"] = np.array(1, dtype=np.int64)
+    kept = [i for i in graph.input if i.name != "inputs_embeds" and i.name not in constants]
+    del graph.input[:]
+    graph.input.extend(list(embed.graph.input) + kept)
+    nodes = list(embed.graph.node) + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    initializers = list(embed.graph.initializer) + list(graph.initializer)
+    initializers += [numpy_helper.from_array(value, name) for name, value in constants.items()]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    graph.name = "salmonn_llama_decoder_text_only"
+    model.metadata_props.append(onnx.StringStringEntryProto(key="lora_scale_constant", value=repr(float(lora_scale))))
+    return model

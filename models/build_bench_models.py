@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Builds the decoder graphs `npm run bench` measures, with the project's own graph builder.
+
+    /usr/bin/python3 models/build_bench_models.py --out .bench-cache --model medium [--key STAMP]
+
+One folder per model under --out (`npm run bench` calls this only when a folder is missing or its
+`stamp` differs from the hash of the builder sources it passes as --key):
+
+    <out>/<model>/bench.json                 geometry, LoRA scale, which files hold which variant
+    <out>/<model>/onnx/embed_tokens{,_q4}.onnx, decoder_model_merged{,_q4}.onnx (+ .onnx_data*)
+    <out>/<model>/peer/                      the same weights in transformers.js' text-only layout:
+        config.json, generation_config.json, tokenizer.json, tokenizer_config.json,
+        onnx/decoder_model_merged{,_q4}.onnx (+ .onnx_data): `input_ids` in, LoRA scale constant
+        (onnx_decoder.text_only_decoder)
+
+Models:
+    tiny    the app's bundle (models/bundles/salmonn-tiny): its own graphs are used in place; only
+            the peer layout is written here.
+    medium  random weights (seed 0): hidden 1024, 8 layers, 8 heads (head_dim 128, 8 KV heads),
+            intermediate 2816, vocab 32000, LoRA r8 on q_proj/v_proj; fp32 and int4.
+    7b, 13b Vicuna-7B / -13B geometry, int4 only, no peer. Their int4 weights are random packed
+            bytes and random scales made per tensor (never fp32: 7B would need 27 GB) and streamed
+            into the external data files while the graph is built (onnx_decoder.ExternalDataWriter).
+            Random rather than zero bytes: zeros can flatter a kernel's timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from salmonn.int4 import BLOCK_SIZE  # noqa: E402
+from salmonn.llama import LlamaConfig  # noqa: E402
+from salmonn.onnx_decoder import (  # noqa: E402
+    ExternalDataWriter,
+    QuantizedLinear,
+    build_decoder_model,
+    build_embed_graph,
+    save_model,
+    text_only_decoder,
+)
+
+TINY_BUNDLE = HERE / "bundles" / "salmonn-tiny"
+TOKENIZER_DIR = HERE / "tokenizer"
+SUFFIX = {"fp32": "", "int4": "_q4"}
+LORA_RANK = 8
+LORA_ALPHA = 32.0
+LORA_TARGETS = ("q_proj", "v_proj")
+EOS_TOKEN_ID = 2
+BOS_TOKEN_ID = 1
+
+
+@dataclass(frozen=True)
+class RandomModel:
+    config: LlamaConfig
+    precisions: tuple[str, ...]
+    peer: bool
+    streamed: bool  # int4 bytes made directly (no fp32 weights in memory)
+
+
+RANDOM_MODELS = {
+    "medium": RandomModel(LlamaConfig(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
+                                      num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=4096),
+                          ("fp32", "int4"), peer=True, streamed=False),
+    "7b": RandomModel(LlamaConfig(max_position_embeddings=4096), ("int4",), peer=False, streamed=True),
+    "13b": RandomModel(LlamaConfig(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40,
+                                   num_attention_heads=40, num_key_value_heads=40, max_position_embeddings=4096),
+                       ("int4",), peer=False, streamed=True),
+}
+
+
+def linear_shapes(config: LlamaConfig) -> dict[str, tuple[int, int]]:
+    """[out, in] of every Linear weight (HF names), lm_head included."""
+    h, i, kv = config.hidden_size, config.intermediate_size, config.num_key_value_heads * config.head_dim
+    per_layer = {"self_attn.q_proj": (h, h), "self_attn.k_proj": (kv, h), "self_attn.v_proj": (kv, h),
+                 "self_attn.o_proj": (h, h), "mlp.gate_proj": (i, h), "mlp.up_proj": (i, h), "mlp.down_proj": (h, i)}
+    shapes = {f"model.layers.{n}.{name}.weight": shape
+              for n in range(config.num_hidden_layers) for name, shape in per_layer.items()}
+    shapes["lm_head.weight"] = (config.vocab_size, h)
+    return shapes
+
+
+def small_shapes(config: LlamaConfig) -> dict[str, tuple[int, ...]]:
+    """Norm weights and LoRA matrices: small fp32 tensors in every precision."""
+    h, kv = config.hidden_size, config.num_key_value_heads * config.head_dim
+    out = {"q_proj": h, "v_proj": kv}
+    shapes: dict[str, tuple[int, ...]] = {"model.norm.weight": (h,)}
+    for n in range(config.num_hidden_layers):
+        shapes[f"model.layers.{n}.input_layernorm.weight"] = (h,)
+        shapes[f"model.layers.{n}.post_attention_layernorm.weight"] = (h,)
+        for target in LORA_TARGETS:
+            shapes[f"model.layers.{n}.self_attn.{target}.lora_A"] = (LORA_RANK, h)
+            shapes[f"model.layers.{n}.self_attn.{target}.lora_B"] = (out[target], LORA_RANK)
+    return shapes
+
+
+def small_tensor(key: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    if key.endswith("layernorm.weight") or key == "model.norm.weight":
+        return (1.0 + 0.05 * rng.standard_normal(shape)).astype(np.float32)
+    return (0.02 * rng.standard_normal(shape)).astype(np.float32)
+
+
+def random_weights(config: LlamaConfig, seed: int) -> dict[str, np.ndarray]:
+    """A full fp32 state dict (for models small enough to hold): normal(0, 0.02) linears."""
+    rng = np.random.default_rng(seed)
+    weights = {key: (0.02 * rng.standard_normal(shape, dtype=np.float32)) for key, shape in linear_shapes(config).items()}
+    weights.update({key: small_tensor(key, shape, rng) for key, shape in small_shapes(config).items()})
+    return weights
+
+
+class RandomInt4Weights(Mapping):
+    """A lazy state dict: each Linear weight is made on access as random int4 bytes + scales
+    (QuantizedLinear), the small tensors as fp32. Nothing is kept, so memory stays at one tensor."""
+
+    def __init__(self, config: LlamaConfig, seed: int) -> None:
+        self.linears = linear_shapes(config)
+        self.small = small_shapes(config)
+        self.seed = seed
+
+    def __getitem__(self, key: str) -> object:
+        rng = np.random.default_rng([self.seed, zlib.crc32(key.encode())])  # per key, order-free
+        if key in self.linears:
+            n, k = self.linears[key]
+            n_blocks = -(-k // BLOCK_SIZE)
+            packed = np.frombuffer(rng.bytes(n * n_blocks * BLOCK_SIZE // 2), dtype=np.uint8)
+            scales = rng.uniform(0.5e-3, 2e-3, n * n_blocks).astype(np.float32)  # ~ normal(0, 0.02) weights
+            return QuantizedLinear(packed.reshape(n, n_blocks, BLOCK_SIZE // 2), scales)
+        if key in self.small:
+            return small_tensor(key, self.small[key], rng)
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.linears or key in self.small
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.linears
+        yield from self.small
+
+    def __len__(self) -> int:
+        return len(self.linears) + len(self.small)
+
+
+def write_peer_folder(peer: Path, config: LlamaConfig, decoders: dict[str, tuple[Path, Path]], lora_scale: float) -> None:
+    """transformers.js' layout: config, generation config, tokenizer, onnx/decoder_model_merged{suffix}."""
+    peer.mkdir(parents=True, exist_ok=True)
+    hf_config = {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": config.vocab_size, "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size, "num_hidden_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads, "num_key_value_heads": config.num_key_value_heads,
+        "head_dim": config.head_dim, "max_position_embeddings": config.max_position_embeddings,
+        "rms_norm_eps": config.rms_norm_eps, "rope_theta": config.rope_theta, "hidden_act": "silu",
+        "bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID, "tie_word_embeddings": False,
+        "torch_dtype": "float32", "use_cache": True,
+    }
+    (peer / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+    generation = {"bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID, "do_sample": False}
+    (peer / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(TOKENIZER_DIR / name, peer / name)
+    for precision, (decoder_path, embed_path) in decoders.items():
+        merged = text_only_decoder(onnx.load(str(decoder_path)), onnx.load(str(embed_path)), lora_scale)
+        save_model(merged, peer / "onnx" / f"decoder_model_merged{SUFFIX[precision]}.onnx")
+
+
+def geometry(config: LlamaConfig, max_positions: int, lora_scale: float) -> dict:
+    return {
+        "numLayers": config.num_hidden_layers, "hiddenSize": config.hidden_size, "numHeads": config.num_attention_heads,
+        "numKvHeads": config.num_key_value_heads, "headDim": config.head_dim, "vocabSize": config.vocab_size,
+        "intermediateSize": config.intermediate_size, "maxPositions": max_positions, "loraScale": lora_scale,
+        "ropeTheta": float(config.rope_theta),
+    }
+
+
+def write_bench_json(folder: Path, model: str, geo: dict, graphs: dict[str, dict], peer: bool, key: str) -> None:
+    info = {"model": model, "geometry": geo, "variants": graphs, "peer": "peer" if peer else None}
+    (folder / "bench.json").write_text(json.dumps(info, indent=2) + "\n")
+    (folder / "stamp").write_text(key + "\n")
+
+
+def graph_entry(root: Path, decoder_files: list[Path], embed_files: list[Path]) -> dict:
+    rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
+    return {"decoder": rel(decoder_files[0]), "decoderData": [p.name for p in decoder_files[1:]],
+            "embed": rel(embed_files[0]), "embedData": [p.name for p in embed_files[1:]]}
+
+
+def build_tiny(folder: Path, key: str) -> None:
+    manifest = json.loads((TINY_BUNDLE / "manifest.json").read_text())
+    llm, lora = manifest["architecture"]["llm"], manifest["architecture"]["lora"]
+    config = LlamaConfig(vocab_size=llm["vocabSize"], hidden_size=llm["hiddenSize"],
+                         intermediate_size=llm["intermediateSize"], num_hidden_layers=llm["numLayers"],
+                         num_attention_heads=llm["numHeads"], num_key_value_heads=llm["numKvHeads"],
+                         rms_norm_eps=llm["rmsNormEps"], rope_theta=llm["ropeTheta"],
+                         max_position_embeddings=llm["maxPositions"])
+    onnx_dir = TINY_BUNDLE / "onnx"
+    decoders, graphs = {}, {}
+    for precision, suffix in SUFFIX.items():
+        decoder, embed = onnx_dir / f"decoder_model_merged{suffix}.onnx", onnx_dir / f"embed_tokens{suffix}.onnx"
+        decoders[precision] = (decoder, embed)
+        data = sorted(p.name for p in onnx_dir.glob(f"decoder_model_merged{suffix}.onnx_data*"))
+        graphs[precision] = {"decoder": str(decoder.relative_to(HERE.parent)), "decoderData": data,
+                             "embed": str(embed.relative_to(HERE.parent)), "embedData": [], "fromRepoRoot": True}
+    write_peer_folder(folder / "peer", config, decoders, lora["defaultScale"])
+    write_bench_json(folder, "tiny", geometry(config, llm["maxPositions"], lora["defaultScale"]), graphs, True, key)
+
+
+def build_random(folder: Path, name: str, spec: RandomModel, key: str, seed: int) -> None:
+    config, lora_scale = spec.config, LORA_ALPHA / LORA_RANK
+    onnx_dir = folder / "onnx"
+    graphs, decoders = {}, {}
+    if spec.streamed:
+        weights: Mapping[str, object] = RandomInt4Weights(config, seed)
+        table = (0.02 * np.random.default_rng(seed).standard_normal((config.vocab_size, config.hidden_size),
+                                                                    dtype=np.float32))
+    else:
+        weights = random_weights(config, seed)
+        table = (0.02 * np.random.default_rng(seed + 1).standard_normal((config.vocab_size, config.hidden_size),
+                                                                        dtype=np.float32))
+    for precision in spec.precisions:
+        suffix = SUFFIX[precision]
+        embed_files = save_model(build_embed_graph(table, precision), onnx_dir / f"embed_tokens{suffix}.onnx")
+        decoder_path = onnx_dir / f"decoder_model_merged{suffix}.onnx"
+        if spec.streamed:
+            writer = ExternalDataWriter(decoder_path)
+            model = build_decoder_model(config, weights, precision, lora_default_scale=lora_scale,
+                                        max_positions=config.max_position_embeddings, external_data=writer)
+            decoder_files = writer.finish(model)
+        else:
+            model = build_decoder_model(config, weights, precision, lora_default_scale=lora_scale,
+                                        max_positions=config.max_position_embeddings)
+            decoder_files = save_model(model, decoder_path)
+        del model
+        graphs[precision] = graph_entry(folder, decoder_files, embed_files)
+        decoders[precision] = (decoder_files[0], embed_files[0])
+        print(f"{name} {precision}: {sum(p.stat().st_size for p in decoder_files) / 1e9:.2f} GB decoder", flush=True)
+    if spec.peer:
+        write_peer_folder(folder / "peer", config, decoders, lora_scale)
+    write_bench_json(folder, name, geometry(config, config.max_position_embeddings, lora_scale), graphs, spec.peer, key)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", required=True, choices=["tiny", *RANDOM_MODELS])
+    parser.add_argument("--key", default="manual", help="written to <out>/<model>/stamp when done")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    folder = args.out / args.model
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    if args.model == "tiny":
+        build_tiny(folder, args.key)
+    else:
+        build_random(folder, args.model, RANDOM_MODELS[args.model], args.key, args.seed)
+
+
+if __name__ == "__main__":
+    main()

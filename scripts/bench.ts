@@ -1,0 +1,244 @@
+/**
+ * `npm run bench`: decode/prefill speed of our runtime (DecoderRunner + generate) against
+ * transformers.js on the same weights, per model variant and backend. Prints one markdown table.
+ *
+ *   npm run bench                      # full: tiny + medium on wasm and webgpu-node, longer contexts;
+ *                                      #       7B geometry on webgpu-node (load + one decode step)
+ *                                      #       (chromium-webgpu: not implemented yet)
+ *   npm run bench -- --quick           # tiny + medium, wasm + webgpu-node, short runs (< 4 min on 2 cores)
+ *   npm run bench -- --models tiny,medium --backends wasm --precisions int4 --out bench.md
+ *   npm run bench -- --13b             # also Vicuna-13B geometry (8.6 GB of int4 data, webgpu-node)
+ *
+ * Other flags: --steps N (decode steps timed), --contexts 128,1024,2048, --no-peer,
+ * --job-limit S (seconds per job; --quick gives WebGPU jobs 60 s, else 15 min, 7B/13B 30 min).
+ * --quick runs webgpu-node for int4 only, tiny at contexts 128/1k, medium at 128.
+ * Graphs are built into .bench-cache/ by models/build_bench_models.py when missing or when the
+ * builder's sources changed. Each (model, precision, backend) runs in its own process (job.ts).
+ * See README.md "Benchmarks" and BENCHMARKS.md.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { renderLegend, renderTable } from './bench/table';
+import type { BenchBackend, JobResult, JobSpec, ModelInfo, Precision } from './bench/types';
+
+const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
+const CACHE = join(REPO, '.bench-cache');
+const PYTHON = process.env.HARK_PYTHON ?? '/usr/bin/python3';
+const BUILDER_SOURCES = [
+  'models/build_bench_models.py',
+  'models/salmonn/onnx_decoder.py',
+  'models/salmonn/int4.py',
+  'models/salmonn/llama.py',
+];
+const BIG_MODELS = new Set(['7b', '13b']);
+
+interface Options {
+  quick: boolean;
+  models: string[];
+  backends: BenchBackend[];
+  precisions: Precision[];
+  steps?: number;
+  contexts?: number[];
+  peer: boolean;
+  out?: string;
+  explicitPrecisions: boolean;
+  /** Per-job time limit in seconds (--job-limit). */
+  jobLimitS?: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const options: Options = {
+    quick: false,
+    models: [],
+    backends: [],
+    precisions: ['fp32', 'int4'],
+    peer: true,
+    explicitPrecisions: false,
+  };
+  let models: string[] | undefined;
+  let backends: BenchBackend[] | undefined;
+  let with13b = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    if (arg === '--quick') options.quick = true;
+    else if (arg === '--13b') with13b = true;
+    else if (arg === '--no-peer') options.peer = false;
+    else if (arg === '--models') models = value().split(',');
+    else if (arg === '--backends') backends = value().split(',') as BenchBackend[];
+    else if (arg === '--precisions') {
+      options.precisions = value().split(',') as Precision[];
+      options.explicitPrecisions = true;
+    }
+    else if (arg === '--steps') options.steps = Number(value());
+    else if (arg === '--contexts') options.contexts = value().split(',').map(Number);
+    else if (arg === '--out') options.out = value();
+    else if (arg === '--job-limit') options.jobLimitS = Number(value());
+    else if (arg === '--help' || arg === '-h') {
+      process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*|^ \* ?/gm, '') + '\n');
+      process.exit(0);
+    } else throw new Error(`unknown argument ${arg} (see --help)`);
+  }
+  options.models = models ?? (options.quick ? ['tiny', 'medium'] : ['tiny', 'medium', '7b']);
+  if (with13b && !options.models.includes('13b')) options.models.push('13b');
+  options.backends = backends ?? ['wasm', 'webgpu-node'];
+  for (const b of options.backends) {
+    if (b === 'chromium-webgpu') {
+      throw new Error('chromium-webgpu is not implemented yet (issue 9, part 1 follow-up): use wasm and webgpu-node');
+    }
+    if (!['wasm', 'webgpu-node'].includes(b)) throw new Error(`unknown backend ${b}`);
+  }
+  return options;
+}
+
+function builderKey(model: string): string {
+  const hash = createHash('sha256');
+  for (const file of BUILDER_SOURCES) hash.update(readFileSync(join(REPO, file)));
+  if (model === 'tiny') hash.update(readFileSync(join(REPO, 'models/bundles/salmonn-tiny/manifest.json')));
+  hash.update(model);
+  return hash.digest('hex').slice(0, 16);
+}
+
+function ensureModel(model: string): ModelInfo {
+  const folder = join(CACHE, model);
+  const key = builderKey(model);
+  const stamp = join(folder, 'stamp');
+  if (!existsSync(stamp) || readFileSync(stamp, 'utf8').trim() !== key) {
+    process.stderr.write(`building ${model} graphs into ${folder} (models/build_bench_models.py) ...\n`);
+    const built = spawnSync(PYTHON, ['models/build_bench_models.py', '--out', CACHE, '--model', model, '--key', key], {
+      cwd: REPO,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    if (built.status !== 0) throw new Error(`building ${model} failed (exit ${built.status})`);
+  }
+  return JSON.parse(readFileSync(join(folder, 'bench.json'), 'utf8')) as ModelInfo;
+}
+
+/** Contexts and decode steps per model: --quick keeps medium short so the run fits in minutes. */
+function plan(options: Options, model: string, info: ModelInfo, backend: BenchBackend): { contexts: number[]; steps: number } {
+  const steps = options.steps ?? (options.quick ? (model === 'tiny' ? 16 : 8) : 16);
+  const wanted = options.contexts ?? (options.quick ? (model === 'tiny' ? [128, 1024] : [128]) : [128, 1024, 2048, 4096]);
+  const slow = backend !== 'wasm' && model === 'medium' && !options.contexts; // SwiftShader: prefill is slow
+  const contexts = wanted.filter((c) => c <= info.geometry.maxPositions && !(slow && options.quick && c > 128));
+  return { contexts, steps };
+}
+
+/** Time limit of one job; --quick bounds WebGPU jobs (SwiftShader compiles shaders for minutes). */
+function jobLimitMs(options: Options, big: boolean, backend: BenchBackend): number {
+  if (options.jobLimitS !== undefined) return options.jobLimitS * 1000;
+  if (big) return 30 * 60_000;
+  if (options.quick && backend !== 'wasm') return 60_000;
+  return 15 * 60_000;
+}
+
+function runJob(spec: JobSpec, timeoutMs: number): Promise<JobResult> {
+  const specPath = `${spec.resultPath}.spec.json`;
+  writeFileSync(specPath, JSON.stringify(spec));
+  const script = join(REPO, 'scripts/bench/job.ts');
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, specPath], {
+      cwd: REPO,
+      env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let tail = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n')) {
+        // ORT's "VerifyEachNodeIsAssignedToAnEp" notices are expected (shape ops on the CPU).
+        if (!line.trim() || line.includes('onnxruntime:')) continue;
+        tail = (tail + line + '\n').slice(-2000);
+        process.stderr.write(`${line.slice(0, 300)}\n`);
+      }
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (existsSync(spec.resultPath)) {
+        const result = JSON.parse(readFileSync(spec.resultPath, 'utf8')) as JobResult;
+        if (result.phase !== 'done' && !result.error) {
+          result.error = `stopped at the ${timeoutMs / 1000} s job limit after phase "${result.phase ?? '?'}"`;
+        }
+        resolve(result);
+        return;
+      }
+      const { resultPath: _unused, ...rest } = spec;
+      resolve({
+        spec: rest,
+        device: { label: '?', software: false, bandwidthGBs: Number.NaN, bandwidthMethod: '' },
+        loadMs: 0,
+        weightBytes: 0,
+        decoderBytes: 0,
+        kvBytesPerToken: 0,
+        runs: [],
+        warmupIds: [],
+        ortThreads: 0,
+        notes: [],
+        error: `job exited (${signal ?? code}) without a result${signal ? ' (timeout?)' : ''}: ${tail.trim().split('\n').at(-1) ?? ''}`,
+      });
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const options = parseArgs(process.argv.slice(2));
+  const started = performance.now();
+  mkdirSync(join(CACHE, 'results'), { recursive: true });
+  const results: JobResult[] = [];
+  const allContexts = new Set<number>();
+  for (const model of options.models) {
+    const info = ensureModel(model);
+    const big = BIG_MODELS.has(model);
+    for (const precision of options.precisions) {
+      if (!info.variants[precision]) continue;
+      for (const backend of options.backends) {
+        if (big && backend !== 'webgpu-node') continue; // 4 GB wasm heap; Chromium's 1 GiB SwiftShader buffers
+        // --quick: WebGPU for int4 only (a software adapter spends minutes compiling shaders per variant).
+        if (options.quick && backend === 'webgpu-node' && precision !== 'int4' && !options.explicitPrecisions) continue;
+        const { contexts, steps } = plan(options, model, info, backend);
+        const spec: JobSpec = {
+          model,
+          precision,
+          backend,
+          modelDir: join(CACHE, model),
+          repoRoot: REPO,
+          contexts: big ? [] : contexts,
+          steps,
+          peer: options.peer && !big && info.peer !== null,
+          loadOnly: big,
+          loadOnlyPrompt: big ? 16 : undefined,
+          resultPath: join(CACHE, 'results', `${model}-${precision}-${backend}-${process.pid}.json`),
+        };
+        if (!big) contexts.forEach((c) => allContexts.add(c));
+        process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0)} s] ${model} ${precision} on ${backend} ...\n`);
+        results.push(await runJob(spec, jobLimitMs(options, big, backend)));
+      }
+    }
+  }
+  const contexts = [...allContexts].sort((a, b) => a - b);
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
+  const text = [
+    `Hark bench — ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC — \`npm run bench -- ${process.argv.slice(2).join(' ')}\``.replace(/ -- $/, ''),
+    `Machine: ${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM; bench took ${seconds.toFixed(0)} s.`,
+    '',
+    renderTable(results, contexts.length ? contexts : [128]),
+    '',
+    renderLegend(results),
+    '',
+  ].join('\n');
+  process.stdout.write(text);
+  if (options.out) writeFileSync(options.out, text);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,110 @@
+/** Shapes shared by the bench's parent process (scripts/bench.ts) and its jobs (job.ts). */
+
+export type BenchBackend = 'wasm' | 'webgpu-node' | 'chromium-webgpu';
+export type Precision = 'fp32' | 'int4';
+
+/** What build_bench_models.py writes to `<cache>/<model>/bench.json`. */
+export interface ModelInfo {
+  model: string;
+  geometry: {
+    numLayers: number;
+    hiddenSize: number;
+    numHeads: number;
+    numKvHeads: number;
+    headDim: number;
+    vocabSize: number;
+    intermediateSize: number;
+    maxPositions: number;
+    loraScale: number;
+    /** Rotary base (absent in bench.json files written before it was recorded: 10000, LLaMA's). */
+    ropeTheta?: number;
+  };
+  variants: Partial<Record<Precision, VariantFiles>>;
+  /** Folder (relative to the model folder) of the transformers.js layout, or null. */
+  peer: string | null;
+}
+
+export interface VariantFiles {
+  decoder: string;
+  decoderData: string[];
+  embed: string;
+  embedData: string[];
+  /** Paths are relative to the repository root instead of the model folder (the tiny bundle). */
+  fromRepoRoot?: boolean;
+}
+
+/** One measurement job: one model variant on one backend, in its own process. */
+export interface JobSpec {
+  model: string;
+  precision: Precision;
+  backend: BenchBackend;
+  /** Absolute path of the model's cache folder (holds bench.json). */
+  modelDir: string;
+  repoRoot: string;
+  /** Decode contexts to measure (final KV length after the decode steps, roughly). */
+  contexts: number[];
+  /** Decode steps timed after each prefill. */
+  steps: number;
+  /** Also run transformers.js on the same weights (at the first context). */
+  peer: boolean;
+  /** Only open the sessions and time one prefill of `loadOnlyPrompt` tokens + one decode step. */
+  loadOnly?: boolean;
+  loadOnlyPrompt?: number;
+  /** Where the job writes its JobResult as JSON. */
+  resultPath: string;
+}
+
+export interface RunTiming {
+  context: number;
+  promptTokens: number;
+  /** Embedding + decoder prefill + choosing the first token. */
+  prefillMs: number;
+  decodeSteps: number;
+  decodeMsPerToken: number;
+  ids: number[];
+}
+
+export interface PeerResult {
+  loadMs: number;
+  prefillMs: number;
+  promptTokens: number;
+  decodeSteps: number;
+  decodeMsPerToken: number;
+  ids: number[];
+  /** Execution providers transformers.js' sessions were created with, and where presents lived. */
+  executionProviders: string[];
+  presentLocation: string;
+  /** Same greedy ids as ours for the same prompt (short warm-up prompt / timed prompt). */
+  sameIdsShort: boolean;
+  sameIds: boolean;
+}
+
+export interface DeviceInfo {
+  /** Human label, e.g. "SwiftShader (software)" or "nvidia ampere". */
+  label: string;
+  software: boolean;
+  /** Measured copy bandwidth (bytes read + written per second), GB/s. */
+  bandwidthGBs: number;
+  bandwidthMethod: string;
+}
+
+export interface JobResult {
+  spec: Omit<JobSpec, 'resultPath'>;
+  device: DeviceInfo;
+  loadMs: number;
+  /** Decoder + embed graph bytes on disk (what the session uploads). */
+  weightBytes: number;
+  /** Decoder initializer bytes read per decode step (all decoder weights). */
+  decoderBytes: number;
+  kvBytesPerToken: number;
+  runs: RunTiming[];
+  warmupIds: number[];
+  peer?: PeerResult;
+  ortThreads: number;
+  /** First (warm-up) generation: 16-token prompt, 4 tokens; on WebGPU mostly shader compilation. */
+  warmupMs?: number;
+  /** Last phase reached ('done' when complete). */
+  phase?: string;
+  error?: string;
+  notes: string[];
+}
