@@ -250,13 +250,38 @@ def build_random(folder: Path, name: str, spec: RandomModel, key: str, seed: int
     write_bench_json(folder, name, geometry(config, config.max_position_embeddings, lora_scale), graphs, spec.peer, key)
 
 
+def write_unfused_tiny_decoder(path: Path) -> None:
+    """The tiny bundle's fp32 decoder built with fuse_qkv=False: separate q/k/v projections, LoRA
+    paths and RotaryEmbedding nodes, the layout before the fusion (scripts/bench/breakdown.ts)."""
+    import tempfile
+
+    from salmonn.checkpoints import build_reference
+    from salmonn.onnx_decoder import build_decoder_model
+    from make_tiny_checkpoints import write_tiny_checkpoints
+
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = write_tiny_checkpoints(Path(scratch), seed=0)
+        heads = json.loads(paths.manifest_json.read_text())["not_in_the_weights"]["qformer_heads"]
+        ref = build_reference(paths.whisper_dir, paths.beats_pt, paths.vicuna_dir, paths.salmonn_pth, qformer_heads=heads)
+    model = build_decoder_model(ref.configs.llama, ref.llm.state_dict(), "fp32", lora_default_scale=ref.configs.lora.scaling,
+                                max_positions=2048, fuse_qkv=False)
+    save_model(model, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--model", required=True, choices=["tiny", *RANDOM_MODELS])
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--model", choices=["tiny", *RANDOM_MODELS])
     parser.add_argument("--key", default="manual", help="written to <out>/<model>/stamp when done")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--unfused-tiny-decoder", type=Path, metavar="PATH",
+                        help="only write the tiny decoder without the q|k|v fusion to PATH")
     args = parser.parse_args()
+    if args.unfused_tiny_decoder:
+        write_unfused_tiny_decoder(args.unfused_tiny_decoder)
+        return
+    if args.out is None or args.model is None:
+        parser.error("--out and --model are required")
     folder = args.out / args.model
     if folder.exists():
         shutil.rmtree(folder)

@@ -1,0 +1,91 @@
+/**
+ * Where a decode step's time goes, counted: `npm run bench:breakdown` runs the tiny bundle's fp32
+ * decoder on WebGPU in Node (dawn.node; SwiftShader here, a real GPU where there is one) through
+ * the engine's DecoderRunner, and prints per generated token: graph runs, compute dispatches
+ * (kernels), queue submits, GPU buffers created, CPU→GPU writes, GPU→CPU read-backs (mapAsync)
+ * and wall time — for the graph with and without the q|k|v fusion and for the fixed-capacity vs
+ * the growing KV cache, so each lever of the decode loop is seen on its own.
+ *
+ *   npm run bench:breakdown [-- --steps 8]
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { register } from 'node:module';
+import { join } from 'node:path';
+import { installGpuCounters, perUnit, snapshot, type GpuCounts } from './gpuCounters';
+import { setupNodeWebGpu, withSwiftShaderFallback } from './nodeWebgpu';
+
+const root = new URL('../..', import.meta.url).pathname;
+const bundle = join(root, 'models/bundles/salmonn-tiny');
+const cache = join(root, '.bench-cache/breakdown');
+const stepsArg = process.argv.indexOf('--steps');
+const steps = stepsArg > 0 ? Number(process.argv[stepsArg + 1]) : 8;
+
+/** The tiny decoder rebuilt without the q|k|v fusion (the graph before that change). */
+function unfusedDecoder(): string {
+  const path = join(cache, 'decoder_unfused.onnx');
+  if (!existsSync(path)) {
+    mkdirSync(cache, { recursive: true });
+    execFileSync('/usr/bin/python3', ['models/build_bench_models.py', '--unfused-tiny-decoder', path], { cwd: root, stdio: 'inherit' });
+  }
+  return path;
+}
+
+interface Row {
+  graph: string;
+  kv: string;
+  counts: GpuCounts;
+  runs: number;
+  msPerToken: number;
+}
+
+async function main(): Promise<void> {
+  withSwiftShaderFallback();
+  const adapter = await setupNodeWebGpu();
+  installGpuCounters();
+  register('./ortWebgpuAlias.mjs', import.meta.url);
+  const { ort, sessionOptions } = await import('../../src/engine/ortRuntime');
+  const { configureOrtForNodeWebGpu } = await import('./nodeWebgpu');
+  const { DecoderRunner, decoderOutputLocations, embedOutputLocations } = await import('../../src/engine/llm/decoder');
+  configureOrtForNodeWebGpu(ort.env);
+  const manifest = JSON.parse(readFileSync(join(bundle, 'manifest.json'), 'utf8')) as { architecture: { llm: { numLayers: number; numKvHeads: number; headDim: number; hiddenSize: number; vocabSize: number; maxPositions: number } } };
+  const llm = manifest.architecture.llm;
+  const bytes = (path: string) => new Uint8Array(readFileSync(path));
+  const embedTokens = await ort.InferenceSession.create(bytes(join(bundle, 'onnx/embed_tokens.onnx')), sessionOptions('webgpu', embedOutputLocations('webgpu')));
+  const graphs = { fused: join(bundle, 'onnx/decoder_model_merged.onnx'), unfused: unfusedDecoder() };
+  const rows: Row[] = [];
+  const prompt = Float32Array.from({ length: 24 * llm.hiddenSize }, (_, i) => Math.sin(i) * 0.5);
+  for (const [graph, path] of Object.entries(graphs)) {
+    const dataName = path.endsWith('decoder_unfused.onnx') ? 'decoder_unfused.onnx_data' : 'decoder_model_merged.onnx_data';
+    const session = await ort.InferenceSession.create(
+      bytes(path),
+      sessionOptions('webgpu', { ...decoderOutputLocations('webgpu', llm.numLayers), externalData: [{ path: dataName, data: bytes(join(path, '..', dataName)) }] }),
+    );
+    for (const kv of ['fixed', 'growing'] as const) {
+      const runner = new DecoderRunner(session, llm, { backend: 'webgpu', embedTokens, maxPositions: llm.maxPositions, kvLayout: kv });
+      // Warm-up (shader compilation) with the same shapes, then the counted steps.
+      let { cache } = await runner.step(prompt, runner.emptyCache(), 4);
+      for (let i = 0; i < 2; i++) ({ cache } = await runner.decodeStep(100 + i, cache, 4));
+      const runsBefore = runner.runs;
+      const before = snapshot();
+      const started = performance.now();
+      for (let i = 0; i < steps; i++) ({ cache } = await runner.decodeStep(200 + i, cache, 4));
+      const msPerToken = (performance.now() - started) / steps;
+      rows.push({ graph, kv, counts: perUnit(before, snapshot(), steps), runs: (runner.runs - runsBefore) / steps, msPerToken });
+      cache.dispose();
+    }
+    await session.release();
+  }
+  await embedTokens.release();
+  const software = adapter.isSoftware || adapter.isFallbackAdapter;
+  console.log(`Per generated token, tiny bundle fp32 decoder (${llm.numLayers} layers), WebGPU in Node on ${software ? 'SwiftShader (software: wall times are no GPU claim)' : [adapter.vendor, adapter.architecture].join(' ')}, ${steps} steps after a 24-token prompt:\n`);
+  console.log('| graph | KV cache | graph runs | dispatches | submits | buffers created | CPU→GPU writes (bytes) | GPU→CPU read-backs | ms/token |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const r of rows) {
+    const c = r.counts;
+    console.log(`| ${r.graph} q|k|v | ${r.kv} | ${r.runs} | ${c.dispatches} | ${c.submits} | ${c.createBuffer} | ${c.writeBuffer} (${Math.round(c.writeBufferBytes)}) | ${c.mapAsync} | ${r.msPerToken.toFixed(1)} |`);
+  }
+  process.exit(0);
+}
+
+await main();
