@@ -13,6 +13,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { measureCpuBandwidth, measureGpuBandwidth, type Bandwidth } from './bandwidth';
 import { setupNodeWebGpu, withSwiftShaderFallback } from './nodeWebgpu';
+import { createRng } from '../../src/engine/llm/sampling'; // imports nothing from ORT (the alias below must come first)
 import type { DeviceInfo, JobResult, JobSpec, ModelInfo, PeerResult, RunTiming } from './types';
 
 export const SHORT_PROMPT = 16;
@@ -27,14 +28,7 @@ export function promptLength(context: number, steps: number): number {
 
 /** Fixed pseudo-random token ids (mulberry32, seed 1234), avoiding the special ids 0-2. */
 export function randomPrompt(length: number, vocab: number, seed = 1234): number[] {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = createRng(seed);
   return Array.from({ length }, () => 3 + Math.floor(next() * (vocab - 3)));
 }
 

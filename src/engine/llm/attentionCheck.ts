@@ -16,9 +16,10 @@
  * ~1.3 s). `compareChunks` runs the chunks too, for tests and diagnostics.
  */
 import type { Backend } from '../device';
-import { buildOnnxModel, TensorType } from '../onnxBuilder';
+import { buildOnnxModel, TensorType, type InitializerSpec, type ValueSpec } from '../onnxBuilder';
 import { ort, sessionOptions } from '../ortRuntime';
 import { WEBGPU_ATTENTION_CHUNK } from './decoder';
+import { createRng } from './sampling';
 
 export interface AttentionShape {
   numHeads: number;
@@ -83,46 +84,43 @@ export function rotaryCaches(headDim: number, theta: number, positions: number):
 function packedRotaryAttentionGraph(shape: AttentionShape, theta: number, positions: number): Uint8Array {
   const { numHeads, numKvHeads, headDim } = shape;
   const { cos, sin } = rotaryCaches(headDim, theta, positions);
-  return buildOnnxModel({
-    name: 'hark_attention_check',
-    domains: { 'com.microsoft': 1 },
-    inputs: [
-      { name: 'query', type: TensorType.FLOAT, dims: [1, 'new', (numHeads + 2 * numKvHeads) * headDim] },
-      { name: 'past_key', type: TensorType.FLOAT, dims: [1, numKvHeads, 'past', headDim] },
-      { name: 'past_value', type: TensorType.FLOAT, dims: [1, numKvHeads, 'past', headDim] },
-      { name: 'seqlens_k', type: TensorType.INT32, dims: [1] },
-      { name: 'total_sequence_length', type: TensorType.INT32, dims: [] },
-    ],
-    outputs: [
-      { name: 'output', type: TensorType.FLOAT, dims: [1, 'new', numHeads * headDim] },
-      { name: 'present_key', type: TensorType.FLOAT, dims: [1, numKvHeads, 'total', headDim] },
-      { name: 'present_value', type: TensorType.FLOAT, dims: [1, numKvHeads, 'total', headDim] },
-    ],
+  return attentionGraph(shape, {
+    qkv: [{ name: 'query', type: TensorType.FLOAT, dims: [1, 'new', (numHeads + 2 * numKvHeads) * headDim] }],
+    nodeQkv: ['query', '', ''],
     initializers: [
       { name: 'cos_cache', dims: [positions, headDim / 2], data: cos },
       { name: 'sin_cache', dims: [positions, headDim / 2], data: sin },
     ],
-    nodes: [
-      {
-        op: 'GroupQueryAttention',
-        domain: 'com.microsoft',
-        inputs: ['query', '', '', 'past_key', 'past_value', 'seqlens_k', 'total_sequence_length', 'cos_cache', 'sin_cache'],
-        outputs: ['output', 'present_key', 'present_value'],
-        attributes: { num_heads: numHeads, kv_num_heads: numKvHeads, do_rotary: 1, rotary_interleaved: 0 },
-      },
-    ],
+    attributes: { do_rotary: 1, rotary_interleaved: 0 },
   });
 }
 
 function separateAttentionGraph(shape: AttentionShape): Uint8Array {
   const { numHeads, numKvHeads, headDim } = shape;
+  return attentionGraph(shape, {
+    qkv: [
+      { name: 'query', type: TensorType.FLOAT, dims: [1, 'new', numHeads * headDim] },
+      { name: 'key', type: TensorType.FLOAT, dims: [1, 'new', numKvHeads * headDim] },
+      { name: 'value', type: TensorType.FLOAT, dims: [1, 'new', numKvHeads * headDim] },
+    ],
+    nodeQkv: ['query', 'key', 'value'],
+    initializers: [],
+    attributes: {},
+  });
+}
+
+/** One GroupQueryAttention node with the KV cache and length inputs both forms share. */
+function attentionGraph(
+  shape: AttentionShape,
+  form: { qkv: ValueSpec[]; nodeQkv: string[]; initializers: InitializerSpec[]; attributes: Record<string, number> },
+): Uint8Array {
+  const { numHeads, numKvHeads, headDim } = shape;
+  const rotaryCaches = form.initializers.map((init) => init.name);
   return buildOnnxModel({
     name: 'hark_attention_check',
     domains: { 'com.microsoft': 1 },
     inputs: [
-      { name: 'query', type: TensorType.FLOAT, dims: [1, 'new', numHeads * headDim] },
-      { name: 'key', type: TensorType.FLOAT, dims: [1, 'new', numKvHeads * headDim] },
-      { name: 'value', type: TensorType.FLOAT, dims: [1, 'new', numKvHeads * headDim] },
+      ...form.qkv,
       { name: 'past_key', type: TensorType.FLOAT, dims: [1, numKvHeads, 'past', headDim] },
       { name: 'past_value', type: TensorType.FLOAT, dims: [1, numKvHeads, 'past', headDim] },
       { name: 'seqlens_k', type: TensorType.INT32, dims: [1] },
@@ -133,14 +131,14 @@ function separateAttentionGraph(shape: AttentionShape): Uint8Array {
       { name: 'present_key', type: TensorType.FLOAT, dims: [1, numKvHeads, 'total', headDim] },
       { name: 'present_value', type: TensorType.FLOAT, dims: [1, numKvHeads, 'total', headDim] },
     ],
-    initializers: [],
+    initializers: form.initializers,
     nodes: [
       {
         op: 'GroupQueryAttention',
         domain: 'com.microsoft',
-        inputs: ['query', 'key', 'value', 'past_key', 'past_value', 'seqlens_k', 'total_sequence_length'],
+        inputs: [...form.nodeQkv, 'past_key', 'past_value', 'seqlens_k', 'total_sequence_length', ...rotaryCaches],
         outputs: ['output', 'present_key', 'present_value'],
-        attributes: { num_heads: numHeads, kv_num_heads: numKvHeads },
+        attributes: { num_heads: numHeads, kv_num_heads: numKvHeads, ...form.attributes },
       },
     ],
   });
@@ -155,14 +153,8 @@ export interface AttentionCheckInputs {
 
 /** Seeded inputs in [-1, 1) (mulberry32), so every run checks the same numbers. */
 export function attentionCheckInputs(shape: AttentionShape, n: number, seed = 20261): AttentionCheckInputs {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const rng = createRng(seed);
+  const next = () => rng() * 2 - 1;
   const fill = (length: number) => Float32Array.from({ length }, next);
   return {
     query: fill(n * shape.numHeads * shape.headDim),

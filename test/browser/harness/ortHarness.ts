@@ -5,6 +5,7 @@
 import type { Backend } from '../../../src/engine/device';
 import { DecoderRunner, decoderOutputLocations, embedOutputLocations, type DecoderShape, type KvCache } from '../../../src/engine/llm/decoder';
 import { FixedKvCache } from '../../../src/engine/llm/fixedKvCache';
+import { argmax } from '../../../src/engine/llm/sampling';
 import { configureOrt, ort, sessionOptions } from '../../../src/engine/ortRuntime';
 
 configureOrt({ wasmBaseUrl: new URL('/ort/', location.origin).href });
@@ -80,7 +81,6 @@ async function compareKvLayouts(bundleUrl: string, promptIds: number[], steps: n
     let maxLogitDifference = 0;
     let greedyIdsEqual = true;
     const capacities: number[] = [];
-    const argmax = (logits: Float32Array) => logits.reduce((best, v, i, all) => (v > all[best]! ? i : best), 0);
     for (let step = 0; step <= steps; step++) {
       for (let i = 0; i < a.logits.length; i++) maxLogitDifference = Math.max(maxLogitDifference, Math.abs(a.logits[i]! - b.logits[i]!));
       const capacity = (a.cache as FixedKvCache).capacity;
