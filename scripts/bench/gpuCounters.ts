@@ -13,9 +13,11 @@ export interface GpuCounts {
   writeBuffer: number;
   writeBufferBytes: number;
   mapAsync: number;
+  /** Compute pipelines created (each one a shader compile: the driver's, or SwiftShader's LLVM). */
+  createPipeline: number;
 }
 
-const counts: GpuCounts = { dispatches: 0, submits: 0, createBuffer: 0, writeBuffer: 0, writeBufferBytes: 0, mapAsync: 0 };
+const counts: GpuCounts = { dispatches: 0, submits: 0, createBuffer: 0, writeBuffer: 0, writeBufferBytes: 0, mapAsync: 0, createPipeline: 0 };
 let installed = false;
 
 type Method = (...args: never[]) => unknown;
@@ -54,9 +56,21 @@ export function installGpuCounters(): void {
   wrap(g.GPUDevice?.prototype as { createBuffer?: Method } | undefined, 'createBuffer', () => {
     counts.createBuffer += 1;
   });
+  for (const name of ['createComputePipeline', 'createComputePipelineAsync'] as const) {
+    wrap(g.GPUDevice?.prototype as Record<typeof name, Method | undefined> | undefined, name, (args) => {
+      counts.createPipeline += 1;
+      pipelineListener?.(args[0]);
+    });
+  }
   wrap(g.GPUBuffer?.prototype as { mapAsync?: Method } | undefined, 'mapAsync', () => {
     counts.mapAsync += 1;
   });
+}
+
+let pipelineListener: ((descriptor: unknown) => void) | undefined;
+/** Calls `listener` with each compute pipeline descriptor created from now on (undefined: stop). */
+export function onPipelineCreated(listener: ((descriptor: unknown) => void) | undefined): void {
+  pipelineListener = listener;
 }
 
 export function snapshot(): GpuCounts {

@@ -35,12 +35,20 @@ async function screenshots(page: Page, name: string): Promise<void> {
   await page.waitForTimeout(150);
 }
 
-async function openApp(browser: Browser): Promise<{ context: BrowserContext; page: Page; errors: string[]; requests: ReturnType<typeof recordRequests> }> {
+/**
+ * Opens the app with `backend` chosen in Settings. The first test runs it on WebGPU, named in
+ * Settings (Automatic picks WebAssembly over a software adapter), so the app's whole path is seen
+ * on WebGPU once; the others test recording and storage, not the backend, and run on Automatic as
+ * a user here would: WebGPU on SwiftShader costs seconds per token, WebAssembly milliseconds.
+ */
+async function openApp(
+  browser: Browser,
+  backend: 'auto' | 'webgpu',
+): Promise<{ context: BrowserContext; page: Page; errors: string[]; requests: ReturnType<typeof recordRequests> }> {
   const context = await browser.newContext({ viewport: DESKTOP });
   const errors = collectConsoleErrors(context);
   const requests = recordRequests(context);
-  // The app on WebGPU, named in Settings: Automatic would pick WebAssembly over a software adapter.
-  await chooseBackendInSettings(context, 'webgpu');
+  await chooseBackendInSettings(context, backend);
   const page = await context.newPage();
   await page.goto(inject('devUrl'));
   await page.getByTestId('model-status').waitFor({ timeout: 60_000 });
@@ -132,7 +140,7 @@ describe('the app: audio in, streamed answers out', () => {
   });
 
   it('an uploaded WAV + the "Describe" preset streams the engine’s greedy answer; follow-up, stop, new conversation, bad file', { timeout: 420_000 }, async () => {
-    const { context, page, errors, requests } = await openApp(browser);
+    const { context, page, errors, requests } = await openApp(browser, 'webgpu');
 
     // First visit: the bundled tiny model loads by itself, with a real progress bar.
     await page.getByTestId('model-progress').waitFor({ timeout: 30_000 });
@@ -238,10 +246,11 @@ describe('the app: audio in, streamed answers out', () => {
   });
 
   it('records from the microphone (Chromium’s fake device), shows the waveform and answers', { timeout: 300_000 }, async () => {
-    const { context, page, errors, requests } = await openApp(browser);
+    const { context, page, errors, requests } = await openApp(browser, 'auto');
     await waitForModel(page);
     await setMaxNewTokens(page, 6);
 
+    const recordClicked = performance.now();
     await page.getByTestId('record-button').click();
     await page.getByTestId('recorder-live').waitFor({ timeout: 30_000 });
     await page.waitForTimeout(2200);
@@ -249,12 +258,14 @@ describe('the app: audio in, streamed answers out', () => {
     expect(await page.getByRole('timer').textContent()).toMatch(/^0:0[1-9]$/);
     await screenshots(page, 'recording');
     await page.getByTestId('record-button').click();
+    // The screenshots take a while on a busy machine: the capture lasts as long as the test took.
+    const recordedFor = (performance.now() - recordClicked) / 1000;
 
     await page.getByTestId('waveform').waitFor();
     expect(await page.getByTestId('recording-meta').getAttribute('data-kind')).toBe('recording');
     const duration = Number(await page.getByTestId('waveform').getAttribute('data-duration'));
     expect(duration).toBeGreaterThan(1.5);
-    expect(duration).toBeLessThan(6);
+    expect(duration).toBeLessThan(recordedFor + 0.5);
     expect(await waitForState(page, 'audio-status', ['ready', 'error'])).toBe('ready');
 
     await page.getByTestId('preset-asr').click();
@@ -277,7 +288,7 @@ describe('the app: audio in, streamed answers out', () => {
   });
 
   it('a reload restores the conversation and its recording (IndexedDB), and a follow-up continues it; deleting removes both', { timeout: 420_000 }, async () => {
-    const { context, page, errors, requests } = await openApp(browser);
+    const { context, page, errors, requests } = await openApp(browser, 'auto');
     const model = await waitForModel(page);
     await setMaxNewTokens(page, 4);
     const loraScale = Number(await page.getByTestId('lora-scale').inputValue());
