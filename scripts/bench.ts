@@ -1,19 +1,33 @@
 /**
  * `npm run bench`: decode/prefill speed of our runtime (DecoderRunner + generate) against
- * transformers.js on the same weights, per model variant and backend. Prints one markdown table.
+ * transformers.js on the same weights, per model variant and backend, and time to first token of
+ * a 30 s clip with SALMONN's audio side at real geometry. Prints markdown tables.
  *
- *   npm run bench                      # full: tiny + medium on wasm and webgpu-node, longer contexts;
- *                                      #       7B geometry on webgpu-node (load + one decode step)
- *                                      #       (chromium-webgpu: not implemented yet)
- *   npm run bench -- --quick           # tiny + medium, wasm + webgpu-node, short runs (< 4 min on 2 cores)
+ *   npm run bench                      # full: tiny + medium on wasm, webgpu-node and chromium-webgpu;
+ *                                      #   7B geometry on webgpu-node (load + one decoder step, then stop);
+ *                                      #   encoders (time to first token, 30 s clip) on wasm and webgpu-node
+ *   npm run bench -- --quick           # tiny + medium, wasm + webgpu-node, short runs (< 4 min on 2 cores);
+ *                                      #   no chromium-webgpu (SwiftShader in Chromium compiles shaders for
+ *                                      #   minutes per model) and no encoders: name them to add them
  *   npm run bench -- --models tiny,medium --backends wasm --precisions int4 --out bench.md
+ *   npm run bench -- --models tiny --backends chromium-webgpu --precisions int4
+ *   npm run bench -- --models encoders --backends wasm   # time to first token only
  *   npm run bench -- --13b             # also Vicuna-13B geometry (8.6 GB of int4 data, webgpu-node)
  *
+ * --models: tiny, medium, 7b, 13b, encoders (the audio side: Whisper-large-v2 encoder, BEATs and
+ *   the window Q-Former at real geometry, built by models/build_bench_encoders.py; int4 unless
+ *   --precisions names others: fp32 Whisper-large is 2.5 GB).
+ * --backends: wasm, webgpu-node (dawn.node), chromium-webgpu (headless Chromium; decoders only).
  * Other flags: --steps N (decode steps timed), --contexts 128,1024,2048, --no-peer,
- * --job-limit S (seconds per job; --quick gives WebGPU jobs 60 s, else 15 min, 7B/13B 30 min).
- * --quick runs webgpu-node for int4 only, tiny at contexts 128/1k, medium at 128.
- * Graphs are built into .bench-cache/ by models/build_bench_models.py when missing or when the
- * builder's sources changed. Each (model, precision, backend) runs in its own process (job.ts).
+ * --job-limit S (seconds per job; --quick gives WebGPU jobs 60 s, else 15 min, 7B/13B and
+ * encoders 30 min), --big-prompt N (tokens of the 7B/13B jobs' one decoder step, default 1),
+ * --encode-runs N (encodes of the 30 s clip; default 1 on wasm, 2 on WebGPU, the last reported),
+ * --ttft-prefill (run the 7B prefill of the 30 s prompt on a software adapter too; by default it
+ * runs only on a real GPU: on SwiftShader it takes far longer than a job limit).
+ * --quick runs WebGPU for int4 only, tiny at contexts 128/1k, medium at 128.
+ * Graphs are built into .bench-cache/ by models/build_bench_models.py (decoders) and
+ * models/build_bench_encoders.py (audio side) when missing or when their sources changed. Each
+ * (model, precision, backend) runs in its own process (job.ts, encoderJob.ts).
  * See README.md "Benchmarks" and BENCHMARKS.md.
  */
 import { spawn, spawnSync } from 'node:child_process';

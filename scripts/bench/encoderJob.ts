@@ -84,12 +84,13 @@ async function main(): Promise<void> {
   shareOrtWithTransformers(ort, read);
   const wasmPaths = ort.env.wasm.wasmPaths;
   const { AudioTokenizer } = await import('../../src/engine/audioTokens');
-  ort.env.wasm.wasmPaths = wasmPaths;
   const { WhisperMel } = await import('../../src/engine/features/whisperMel');
   const { KaldiFbank, BEATS_FBANK } = await import('../../src/engine/features/kaldiFbank');
   const { prepareAudio } = await import('../../src/engine/audio/prepare');
   const { graphOutputOptions } = await import('../../src/engine/graphs');
   const { createRng } = await import('../../src/engine/llm/sampling');
+  // On import transformers.js points ORT at a CDN copy of its wasm when none is set: undo.
+  ort.env.wasm.wasmPaths = wasmPaths;
   type Manifest = import('../../src/engine/bundle/manifest').Manifest;
   type GraphSessions = import('../../src/engine/graphs').GraphSessions;
 
@@ -143,7 +144,8 @@ async function main(): Promise<void> {
       if (llmInfo.geometry.hiddenSize !== info.architecture.connector.outputWidth) {
         throw new Error(`${spec.prefill.model} has hidden ${llmInfo.geometry.hiddenSize}, the connector gives ${info.architecture.connector.outputWidth}`);
       }
-      const llm = await openOurs(read, spec.prefill.modelDir, llmFiles, llmInfo, backend, join(spec.repoRoot, 'models', 'tokenizer'));
+      const llmRoot = llmFiles.fromRepoRoot ? spec.repoRoot : spec.prefill.modelDir;
+      const llm = await openOurs(read, llmRoot, llmFiles, llmInfo, backend, join(spec.repoRoot, 'models', 'tokenizer'));
       progress('llm loaded');
       const format = (JSON.parse(readFileSync(join(spec.repoRoot, 'models/bundles/salmonn-tiny/manifest.json'), 'utf8')) as Pick<Manifest, 'prompt'>).prompt;
       const parts = promptParts(llm.tokenizer, QUESTION, format);
