@@ -20,6 +20,16 @@ The modules are models/salmonn/{whisper,beats,connector}.py with torch's default
 initialisation (seed 0: random, not zero, weights) and are exported by models/salmonn/export.py,
 exactly as models/convert.py exports a real checkpoint (int4: fake-quantized, then MatMulNBits).
 Graph files are saved like bundle.py saves them (weights over 512 MiB go to 1 GiB data files).
+
+Tracing runs each module once at full size (Whisper-large: ~2.2 TFLOP per trace, two traces for
+int4 + fp32). Debian's python3-torch links the reference BLAS (`libblas.so.3`, ~0.25 GFLOP/s
+here), which makes that take hours; OpenBLAS's copy of the same library does ~8 GFLOP/s. Without
+changing the system, unpack it and point the loader at it for this build:
+
+    apt-get download libopenblas0-pthread && dpkg -x libopenblas0-pthread_*.deb /tmp/oblas
+    LD_LIBRARY_PATH=/tmp/oblas/usr/lib/x86_64-linux-gnu/openblas-pthread npm run bench -- --models encoders
+
+The build measures torch's matmul speed first and says how long the traces will take.
 """
 
 from __future__ import annotations
@@ -76,6 +86,26 @@ EXPORTERS: dict[str, Callable[[nn.Module, str], onnx.ModelProto]] = {
     "audioEncoder": export_audio_encoder,  # type: ignore[dict-item]
     "connector": export_connector,  # type: ignore[dict-item]
 }
+
+
+WHISPER_TRACE_FLOP = 2.2e12  # one forward of the 32-layer encoder on 3000 mel frames
+
+
+def matmul_gflops() -> float:
+    """torch's fp32 matmul speed on this machine (GFLOP/s), from a Whisper-sized product."""
+    a, b = torch.randn(1500, 1280), torch.randn(1280, 1280)
+    started = time.time()
+    for _ in range(3):
+        a @ b
+    return 3 * 2 * 1500 * 1280 * 1280 / max(time.time() - started, 1e-9) / 1e9
+
+
+def warn_if_slow_blas(precisions: list[str]) -> None:
+    gflops = matmul_gflops()
+    minutes = len(precisions) * WHISPER_TRACE_FLOP / (gflops * 1e9) / 60
+    print(f"torch matmul: {gflops:.1f} GFLOP/s; tracing Whisper-large ({len(precisions)}x) takes ~{minutes:.0f} min", flush=True)
+    if gflops < 2:
+        print("  (a reference BLAS: see this script's docstring for running it with OpenBLAS)", flush=True)
 
 
 def initializer_bytes(model: onnx.ModelProto) -> int:
@@ -151,6 +181,7 @@ def main() -> None:
         if precision not in ("fp32", "int4"):
             raise SystemExit(f"precision must be fp32 or int4, got {precision}")
     started = time.time()
+    warn_if_slow_blas(precisions)
     build(args.out, precisions, args.key, args.seed)
     print(f"encoders ({', '.join(precisions)}) built in {time.time() - started:.0f} s", flush=True)
 

@@ -2,7 +2,8 @@
  * Our runtime, driven through its own API: `DecoderRunner` + `generate()` (src/engine/llm/) on the
  * decoder and embed_tokens graphs, exactly as the engine opens them (graphs.ts: same session
  * options, KV cache kept on the GPU, 31-token chunks on WebGPU). Kept thin and in one file so a
- * change of those signatures is adapted here only.
+ * change of those signatures is adapted here only. No Node APIs: the Chromium bench page runs it too
+ * (files come through a `ReadFile`).
  */
 import type { Backend } from '../../src/engine/device';
 import { checkPrefillAttention, usesFusedRotary } from '../../src/engine/llm/attentionCheck';
@@ -140,4 +141,3 @@ export async function stepOurs(model: OursModel, prompt: number[], loraScale: nu
   cache.dispose();
   return { ms, id: argmax(logits) };
 }
-
