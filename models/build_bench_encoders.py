@@ -65,7 +65,9 @@ BEATS_ITER3_PLUS: dict[str, object] = {
     "conv_pos_groups": 16, "relative_position_embedding": True, "num_buckets": 320,
     "max_distance": 800, "gru_rel_pos": True,
 }
-GRAPHS = ("speechEncoder", "audioEncoder", "connector")
+# Cheapest first: the Whisper-large trace is by far the longest step, and bench.json is rewritten
+# after every graph, so a build stopped during it still leaves the Q-Former and BEATs usable.
+GRAPHS = ("connector", "audioEncoder", "speechEncoder")
 FILE_STEMS = {"speechEncoder": "speech_encoder", "audioEncoder": "audio_encoder", "connector": "connector"}
 
 
@@ -162,11 +164,18 @@ def build(out: Path, precisions: list[str], key: str, seed: int) -> None:
     (folder / "preprocessor_config.json").write_text(json.dumps(WHISPER_PREPROCESSOR, indent=1) + "\n")
     variants: dict[str, dict[str, object]] = {}
     for precision in precisions:
-        variants[precision] = {name: export_graph(name, precision, onnx_dir, seed + i) for i, name in enumerate(GRAPHS)}
-        # Written after each precision: a build stopped later still leaves the finished ones usable.
-        info = {"model": "encoders", "seed": seed, "variants": variants, **manifest_fields()}
-        (folder / "bench.json").write_text(json.dumps(info, indent=1) + "\n")
+        variants[precision] = {}
+        for name in GRAPHS:
+            variants[precision][name] = export_graph(name, precision, onnx_dir, seed + GRAPHS.index(name))
+            write_info(folder, variants, seed, complete=False)
+    write_info(folder, variants, seed, complete=True)
     (folder / "stamp").write_text(key + "\n")
+
+
+def write_info(folder: Path, variants: dict[str, dict[str, object]], seed: int, complete: bool) -> None:
+    """bench.json after every graph: a build stopped later still leaves the finished graphs usable."""
+    info = {"model": "encoders", "seed": seed, "complete": complete, "variants": variants, **manifest_fields()}
+    (folder / "bench.json").write_text(json.dumps(info, indent=1) + "\n")
 
 
 def main() -> None:

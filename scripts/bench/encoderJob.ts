@@ -16,7 +16,9 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setupJobDevice } from './jobDevice';
-import type { EncoderInfo, EncoderJobResult, EncoderJobSpec, ModelInfo } from './types';
+import type { AudioGraph, EncoderInfo, EncoderJobResult, EncoderJobSpec, ModelInfo } from './types';
+
+const AUDIO_GRAPHS: AudioGraph[] = ['speechEncoder', 'audioEncoder', 'connector'];
 
 const CLIP_SECONDS = 30;
 const QUESTION = 'Please describe the audio in detail.';
@@ -41,6 +43,55 @@ function testClip(createRng: (seed: number) => () => number): Float32Array {
   return clip;
 }
 
+type Ort = typeof import('../../src/engine/ortRuntime').ort;
+type Session = import('../../src/engine/ortRuntime').ort.InferenceSession;
+
+/**
+ * A partial build (models/build_bench_encoders.py stopped before Whisper-large): the stages that
+ * exist, run as AudioTokenizer runs them; a missing speech encoder's output is fed to the
+ * connector as zeros of its real shape [1, 1500, 1280], and its time is left out.
+ */
+async function encodeByStage(
+  ort: Ort,
+  sessions: Partial<Record<AudioGraph, Session>>,
+  mel: { compute(chunk: Float32Array): Promise<Float32Array> },
+  fbank: { compute(chunk: Float32Array): { data: Float32Array; frames: number } },
+  chunk: Float32Array,
+  info: EncoderInfo,
+): Promise<{ timings: EncoderJobResult['encodes'][number]; numTokens: number }> {
+  const { speechEncoder: speechSpec } = info.architecture;
+  const timings = { featuresMs: 0, speechEncoderMs: Number.NaN, audioEncoderMs: Number.NaN, connectorMs: Number.NaN, totalMs: 0 };
+  let t = performance.now();
+  const melData = await mel.compute(chunk);
+  const fb = fbank.compute(chunk);
+  timings.featuresMs = performance.now() - t;
+  let speech: import('../../src/engine/ortRuntime').ort.Tensor;
+  if (sessions.speechEncoder) {
+    t = performance.now();
+    speech = (await sessions.speechEncoder.run({ input_features: new ort.Tensor('float32', melData, [1, speechSpec.numMelBins, speechSpec.inputFrames]) })).speech_embeds!;
+    timings.speechEncoderMs = performance.now() - t;
+  } else {
+    speech = new ort.Tensor('float32', new Float32Array(speechSpec.outputFrames * speechSpec.width), [1, speechSpec.outputFrames, speechSpec.width]);
+  }
+  let numTokens = 0;
+  if (sessions.audioEncoder) {
+    t = performance.now();
+    const audio = (await sessions.audioEncoder.run({ fbank: new ort.Tensor('float32', fb.data, [1, fb.frames, 128]) })).audio_embeds!;
+    timings.audioEncoderMs = performance.now() - t;
+    if (sessions.connector) {
+      t = performance.now();
+      const tokens = (await sessions.connector.run({ speech_embeds: speech, audio_embeds: audio })).audio_tokens!;
+      await tokens.getData();
+      timings.connectorMs = performance.now() - t;
+      numTokens = tokens.dims[1]!;
+      tokens.dispose();
+    }
+    audio.dispose();
+  }
+  speech.dispose();
+  return { timings, numTokens };
+}
+
 const T0 = performance.now();
 let partial: { path: string; result: EncoderJobResult } | undefined;
 
@@ -58,10 +109,12 @@ async function main(): Promise<void> {
   const info = JSON.parse(readFileSync(join(spec.encodersDir, 'bench.json'), 'utf8')) as EncoderInfo;
   const graphs = info.variants[spec.precision];
   if (!graphs) throw new Error(`the encoders have no ${spec.precision} variant (build them with --precisions ${spec.precision})`);
-  const files = (name: keyof typeof graphs) => [graphs[name].path, ...graphs[name].externalData.map((f) => join(graphs[name].path, '..', f))];
-  const weightBytes = (['speechEncoder', 'audioEncoder', 'connector'] as const)
-    .flatMap(files)
-    .reduce((sum, f) => sum + statSync(join(spec.encodersDir, f)).size, 0);
+  const built = AUDIO_GRAPHS.filter((name) => graphs[name]);
+  const files = (name: AudioGraph) => {
+    const g = graphs[name]!;
+    return [g.path, ...g.externalData.map((f) => join(g.path, '..', f))];
+  };
+  const weightBytes = built.flatMap(files).reduce((sum, f) => sum + statSync(join(spec.encodersDir, f)).size, 0);
   const result: EncoderJobResult = {
     spec: specOut,
     device: { label: '?', software: false, bandwidthGBs: Number.NaN, bandwidthMethod: '' },
@@ -96,31 +149,37 @@ async function main(): Promise<void> {
 
   try {
     const started = performance.now();
-    const open = async (name: 'speechEncoder' | 'audioEncoder' | 'connector') => {
+    const open = async (name: AudioGraph) => {
       const [model, ...data] = files(name).map((f) => join(spec.encodersDir, f));
-      const externalData = await Promise.all(graphs[name].externalData.map(async (path, i) => ({ path, data: await read(data[i]!) })));
+      const externalData = await Promise.all(graphs[name]!.externalData.map(async (path, i) => ({ path, data: await read(data[i]!) })));
       return ort.InferenceSession.create(await read(model!), sessionOptions(backend, { externalData, ...graphOutputOptions(name, backend, 0) }));
     };
-    const sessions = { speechEncoder: await open('speechEncoder'), audioEncoder: await open('audioEncoder'), connector: await open('connector') };
+    const sessions: Partial<Record<AudioGraph, Session>> = {};
+    for (const name of built) sessions[name] = await open(name);
     result.loadMs = performance.now() - started;
     progress('encoders loaded');
 
     const mel = new WhisperMel(JSON.parse(readFileSync(join(spec.encodersDir, 'preprocessor_config.json'), 'utf8')) as Record<string, unknown>);
-    // AudioTokenizer reads only the three audio graphs and the manifest's architecture + audio fields.
-    const tokenizer = new AudioTokenizer(
-      sessions as unknown as GraphSessions,
-      mel,
-      new KaldiFbank(BEATS_FBANK),
-      { architecture: info.architecture, audio: info.audio } as unknown as Manifest,
-      backend,
-    );
+    const fbank = new KaldiFbank(BEATS_FBANK);
     const prepared = prepareAudio({ sampleRate: info.audio.sampleRate, channels: [testClip(createRng)] }, info.audio);
-    let tokens: Awaited<ReturnType<typeof tokenizer.encode>> | undefined;
+    result.missing = AUDIO_GRAPHS.filter((name) => !sessions[name]);
+    // The engine's AudioTokenizer when all three graphs exist; it reads only them and the
+    // manifest's architecture + audio fields. A partial build is timed stage by stage instead.
+    const tokenizer =
+      result.missing.length === 0
+        ? new AudioTokenizer(sessions as unknown as GraphSessions, mel, fbank, { architecture: info.architecture, audio: info.audio } as unknown as Manifest, backend)
+        : undefined;
+    const encode = async () => {
+      if (tokenizer) return tokenizer.encode(prepared);
+      return { ...(await encodeByStage(ort, sessions, mel, fbank, prepared.chunks[0]!, info)), data: undefined };
+    };
+    let tokens: Awaited<ReturnType<NonNullable<typeof tokenizer>['encode']>> | undefined;
     for (let run = 0; run < spec.encodeRuns; run++) {
       const t = performance.now();
-      tokens = await tokenizer.encode(prepared);
-      result.encodes.push({ ...tokens.timings, totalMs: performance.now() - t });
-      result.audioTokens = tokens.numTokens;
+      const encoded = await encode();
+      if (encoded.data) tokens = encoded as typeof tokens;
+      result.encodes.push({ ...encoded.timings, totalMs: performance.now() - t });
+      result.audioTokens = encoded.numTokens;
       progress(`encode ${run + 1}`);
       const last = result.encodes.at(-1)!;
       process.stderr.write(
@@ -130,7 +189,8 @@ async function main(): Promise<void> {
     }
     await Promise.all(Object.values(sessions).map((s) => s.release()));
 
-    if ('skip' in spec.prefill) result.prefillSkipped = spec.prefill.skip;
+    if (!tokens) result.prefillSkipped = `graphs not built: ${result.missing.join(', ')}`;
+    else if ('skip' in spec.prefill) result.prefillSkipped = spec.prefill.skip;
     else if (result.device.software && !spec.prefill.onSoftware) {
       result.prefillSkipped =
         `software adapter: a ${spec.prefill.model} prefill of the ~111-token prompt takes well over 14 min on SwiftShader here (--ttft-prefill runs it anyway)`;

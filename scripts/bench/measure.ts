@@ -1,8 +1,8 @@
 /**
  * What one decoder job measures, wherever it runs: in a Node job process (job.ts: wasm,
  * webgpu-node) or inside the Chromium page (page/benchPage.ts: chromium-webgpu). Our runtime
- * first (warm-up, then one prefill + `steps` decode steps per context, or load + one step for the
- * big models), then transformers.js on the same weights.
+ * (warm-up, then one prefill + `steps` decode steps per context, or load + one step for the big
+ * models), with transformers.js on the same weights right after the first context.
  *
  * Import it only after `shareOrtWithTransformers` (ours.ts imports the engine's tokenizer, which
  * imports transformers.js, which picks its ORT when first imported).
@@ -53,6 +53,35 @@ export interface Measured {
   error?: string;
 }
 
+/** transformers.js on the same weights: a warm-up generation (short prompt), then the first context's prompt. */
+async function measurePeer(env: MeasureEnv, spec: Omit<JobSpec, 'resultPath'>, info: ModelInfo, prompt: number[], out: Measured): Promise<PeerResult> {
+  const first = out.runs[0]!;
+  const peer = await openPeer(env.ort, tjs, env.peerModelDir, info.peer!, spec.precision, env.backend, info.geometry.numLayers);
+  env.progress('peer loaded');
+  const warm = await peer.generate(prompt.slice(0, SHORT_PROMPT), SHORT_NEW_TOKENS);
+  env.progress('peer warm');
+  const timed = await peer.generate(prompt.slice(0, first.promptTokens), spec.steps + 1);
+  await peer.release();
+  const result: PeerResult = {
+    loadMs: peer.loadMs,
+    prefillMs: timed.prefillMs,
+    promptTokens: first.promptTokens,
+    decodeSteps: timed.decodeSteps,
+    decodeMsPerToken: timed.decodeMs / Math.max(1, timed.decodeSteps),
+    ids: timed.ids,
+    executionProviders: [...new Set(env.peerRecord.executionProviders)],
+    presentLocation: [...env.peerRecord.presentLocations].join('+'),
+    sameIdsShort: JSON.stringify(warm.ids) === JSON.stringify(out.warmupIds),
+    sameIds: JSON.stringify(timed.ids) === JSON.stringify(first.ids),
+  };
+  const expected = env.backend === 'webgpu' ? 'gpu-buffer' : 'cpu';
+  if (result.executionProviders.join() !== env.backend || result.presentLocation !== expected) {
+    throw new Error(`transformers.js did not run on ${env.backend}: providers ${result.executionProviders.join()}, presents on ${result.presentLocation}`);
+  }
+  env.progress('peer done');
+  return result;
+}
+
 export function errorText(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return text.replace(/\s+/g, ' ').slice(0, 300);
@@ -88,7 +117,7 @@ export async function measure(env: MeasureEnv, spec: Omit<JobSpec, 'resultPath'>
       out.warmupIds = (await runOurs(ours, prompt.slice(0, SHORT_PROMPT), SHORT_NEW_TOKENS, g.loraScale, g.maxPositions)).ids;
       out.warmupMs = performance.now() - warmStart;
       env.progress('ours warm');
-      for (const context of spec.contexts) {
+      for (const [index, context] of spec.contexts.entries()) {
         const n = promptLength(context, spec.steps);
         const run = await runOurs(ours, prompt.slice(0, n), spec.steps + 1, g.loraScale, g.maxPositions);
         const timing: RunTiming = {
@@ -102,36 +131,12 @@ export async function measure(env: MeasureEnv, spec: Omit<JobSpec, 'resultPath'>
         out.runs.push(timing);
         env.progress(`ours context ${context}`);
         env.log(`  ${spec.model} ${spec.precision} ${spec.backend} ctx ${context}: prefill ${n} in ${run.prefillMs.toFixed(0)} ms, ${timing.decodeMsPerToken.toFixed(1)} ms/token`);
+        // The peer right after the first context (its comparison point), before the longer ones:
+        // a job stopped at its time limit during a long context still has the ratio.
+        if (index === 0 && spec.peer && info.peer) out.peer = await measurePeer(env, spec, info, prompt, out);
       }
     }
     await ours.release();
-
-    const first = out.runs[0];
-    if (spec.peer && info.peer && first) {
-      const peer = await openPeer(env.ort, tjs, env.peerModelDir, info.peer, spec.precision, backend, g.numLayers);
-      env.progress('peer loaded');
-      const warm = await peer.generate(prompt.slice(0, SHORT_PROMPT), SHORT_NEW_TOKENS);
-      env.progress('peer warm');
-      const timed = await peer.generate(prompt.slice(0, first.promptTokens), spec.steps + 1);
-      await peer.release();
-      const peerResult: PeerResult = {
-        loadMs: peer.loadMs,
-        prefillMs: timed.prefillMs,
-        promptTokens: first.promptTokens,
-        decodeSteps: timed.decodeSteps,
-        decodeMsPerToken: timed.decodeMs / Math.max(1, timed.decodeSteps),
-        ids: timed.ids,
-        executionProviders: [...new Set(env.peerRecord.executionProviders)],
-        presentLocation: [...env.peerRecord.presentLocations].join('+'),
-        sameIdsShort: JSON.stringify(warm.ids) === JSON.stringify(out.warmupIds),
-        sameIds: JSON.stringify(timed.ids) === JSON.stringify(first.ids),
-      };
-      const expected = backend === 'webgpu' ? 'gpu-buffer' : 'cpu';
-      if (peerResult.executionProviders.join() !== backend || peerResult.presentLocation !== expected) {
-        throw new Error(`transformers.js did not run on ${backend}: providers ${peerResult.executionProviders.join()}, presents on ${peerResult.presentLocation}`);
-      }
-      out.peer = peerResult;
-    }
   } catch (error) {
     out.error = errorText(error);
   }

@@ -112,7 +112,9 @@ export interface JobResult {
 /** What models/build_bench_encoders.py writes to `<cache>/encoders/bench.json`. */
 export interface EncoderInfo {
   model: 'encoders';
-  variants: Partial<Record<Precision, Record<'speechEncoder' | 'audioEncoder' | 'connector', EncoderGraphFiles>>>;
+  /** False while (or if) a build is under way or was stopped: some graphs may be missing. */
+  complete?: boolean;
+  variants: Partial<Record<Precision, Partial<Record<AudioGraph, EncoderGraphFiles>>>>;
   /** The manifest fields the engine's AudioTokenizer reads (bundle.architecture's keys). */
   architecture: {
     speechEncoder: { numMelBins: number; inputFrames: number; outputFrames: number; width: number; layers: number; heads: number };
@@ -121,6 +123,8 @@ export interface EncoderInfo {
   };
   audio: { sampleRate: number; minSeconds: number; chunkSeconds: number; encoderFrameSeconds: number };
 }
+
+export type AudioGraph = 'speechEncoder' | 'audioEncoder' | 'connector';
 
 export interface EncoderGraphFiles {
   /** Relative to the encoders folder. */
@@ -157,6 +161,8 @@ export interface EncoderJobResult {
   /** Prefill of the 30 s prompt (text + audio tokens) to its first token, when it ran. */
   prefill?: { model: string; loadMs: number; promptTokens: number; ms: number };
   prefillSkipped?: string;
+  /** Graphs not built (yet): their stages are left out; a missing speech encoder's output is fed as zeros. */
+  missing?: AudioGraph[];
   phase?: string;
   error?: string;
 }
