@@ -23,7 +23,9 @@
  * 20 min; 7B/13B and encoders 30 min), --big-prompt N (tokens of the 7B/13B jobs' one decoder step, default 1),
  * --encode-runs N (encodes of the 30 s clip; default 1 on wasm, 2 on WebGPU, the last reported),
  * --ttft-prefill (run the 7B prefill of the 30 s prompt on a software adapter too; by default it
- * runs only on a real GPU: on SwiftShader it takes far longer than a job limit).
+ * runs only on a real GPU: on SwiftShader it takes far longer than a job limit),
+ * --encoders-as-built (use .bench-cache/encoders as it is, even a build stopped before Whisper-large,
+ * whose missing stages are left out; never rebuild).
  * --quick runs WebGPU for int4 only, tiny at contexts 128/1k, medium at 128.
  * Graphs are built into .bench-cache/ by models/build_bench_models.py (decoders) and
  * models/build_bench_encoders.py (audio side) when missing or when their sources changed. Each
@@ -80,6 +82,8 @@ interface Options {
   encodeRuns?: number;
   /** Run the 7B prefill of the time-to-first-token job even on a software adapter (--ttft-prefill). */
   ttftPrefillOnSoftware: boolean;
+  /** Use .bench-cache/encoders as it is, even a partial build, and never rebuild it (--encoders-as-built). */
+  encodersAsBuilt: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -92,6 +96,7 @@ function parseArgs(argv: string[]): Options {
     explicitPrecisions: false,
     bigPrompt: 1,
     ttftPrefillOnSoftware: false,
+    encodersAsBuilt: false,
   };
   let models: string[] | undefined;
   let backends: BenchBackend[] | undefined;
@@ -119,6 +124,7 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--big-prompt') options.bigPrompt = Number(value());
     else if (arg === '--encode-runs') options.encodeRuns = Number(value());
     else if (arg === '--ttft-prefill') options.ttftPrefillOnSoftware = true;
+    else if (arg === '--encoders-as-built') options.encodersAsBuilt = true;
     else if (arg === '--help' || arg === '-h') {
       process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*|^ \* ?/gm, '') + '\n');
       process.exit(0);
@@ -283,7 +289,9 @@ function runEncoderJob(spec: EncoderJobSpec, timeoutMs: number): Promise<Encoder
 async function runEncoderJobs(options: Options, log: (line: string) => void): Promise<EncoderJobResult[]> {
   // Whisper-large in fp32 is 2.5 GB: int4 unless precisions were named.
   const precisions: Precision[] = options.explicitPrecisions ? options.precisions : ['int4'];
-  const info = ensureEncoders(precisions);
+  const info = options.encodersAsBuilt
+    ? (JSON.parse(readFileSync(join(CACHE, ENCODERS, 'bench.json'), 'utf8')) as EncoderInfo)
+    : ensureEncoders(precisions);
   const results: EncoderJobResult[] = [];
   for (const precision of precisions) {
     if (!info.variants[precision]) continue;
