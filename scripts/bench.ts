@@ -1,19 +1,35 @@
 /**
  * `npm run bench`: decode/prefill speed of our runtime (DecoderRunner + generate) against
- * transformers.js on the same weights, per model variant and backend. Prints one markdown table.
+ * transformers.js on the same weights, per model variant and backend, and time to first token of
+ * a 30 s clip with SALMONN's audio side at real geometry. Prints markdown tables.
  *
- *   npm run bench                      # full: tiny + medium on wasm and webgpu-node, longer contexts;
- *                                      #       7B geometry on webgpu-node (load + one decode step)
- *                                      #       (chromium-webgpu: not implemented yet)
- *   npm run bench -- --quick           # tiny + medium, wasm + webgpu-node, short runs (< 4 min on 2 cores)
+ *   npm run bench                      # full: tiny + medium on wasm, webgpu-node and chromium-webgpu;
+ *                                      #   7B geometry on webgpu-node (load + one decoder step, then stop);
+ *                                      #   encoders (time to first token, 30 s clip) on wasm and webgpu-node
+ *   npm run bench -- --quick           # tiny + medium, wasm + webgpu-node, short runs (< 4 min on 2 cores);
+ *                                      #   no chromium-webgpu (SwiftShader in Chromium compiles shaders for
+ *                                      #   minutes per model) and no encoders: name them to add them
  *   npm run bench -- --models tiny,medium --backends wasm --precisions int4 --out bench.md
+ *   npm run bench -- --models tiny --backends chromium-webgpu --precisions int4
+ *   npm run bench -- --models encoders --backends wasm   # time to first token only
  *   npm run bench -- --13b             # also Vicuna-13B geometry (8.6 GB of int4 data, webgpu-node)
  *
+ * --models: tiny, medium, 7b, 13b, encoders (the audio side: Whisper-large-v2 encoder, BEATs and
+ *   the window Q-Former at real geometry, built by models/build_bench_encoders.py; int4 unless
+ *   --precisions names others: fp32 Whisper-large is 2.5 GB).
+ * --backends: wasm, webgpu-node (dawn.node), chromium-webgpu (headless Chromium; decoders only).
  * Other flags: --steps N (decode steps timed), --contexts 128,1024,2048, --no-peer,
- * --job-limit S (seconds per job; --quick gives WebGPU jobs 60 s, else 15 min, 7B/13B 30 min).
- * --quick runs webgpu-node for int4 only, tiny at contexts 128/1k, medium at 128.
- * Graphs are built into .bench-cache/ by models/build_bench_models.py when missing or when the
- * builder's sources changed. Each (model, precision, backend) runs in its own process (job.ts).
+ * --job-limit S (seconds per job; --quick gives webgpu-node jobs 60 s, else 15 min; chromium-webgpu
+ * 20 min; 7B/13B and encoders 30 min), --big-prompt N (tokens of the 7B/13B jobs' one decoder step, default 1),
+ * --encode-runs N (encodes of the 30 s clip; default 1 on wasm, 2 on WebGPU, the last reported),
+ * --ttft-prefill (run the 7B prefill of the 30 s prompt on a software adapter too; by default it
+ * runs only on a real GPU: on SwiftShader it takes far longer than a job limit),
+ * --encoders-as-built (use .bench-cache/encoders as it is, even a build stopped before Whisper-large,
+ * whose missing stages are left out; never rebuild).
+ * --quick runs WebGPU for int4 only, tiny at contexts 128/1k, medium at 128.
+ * Graphs are built into .bench-cache/ by models/build_bench_models.py (decoders) and
+ * models/build_bench_encoders.py (audio side) when missing or when their sources changed. Each
+ * (model, precision, backend) runs in its own process (job.ts, encoderJob.ts).
  * See README.md "Benchmarks" and BENCHMARKS.md.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -22,8 +38,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { renderLegend, renderTable } from './bench/table';
-import type { BenchBackend, JobResult, JobSpec, ModelInfo, Precision } from './bench/types';
+import { renderEncoderTable, renderLegend, renderTable } from './bench/table';
+import type { BenchBackend, EncoderInfo, EncoderJobResult, EncoderJobSpec, JobResult, JobSpec, ModelInfo, Precision } from './bench/types';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CACHE = join(REPO, '.bench-cache');
@@ -34,7 +50,19 @@ const BUILDER_SOURCES = [
   'models/salmonn/int4.py',
   'models/salmonn/llama.py',
 ];
+const ENCODER_SOURCES = [
+  'models/build_bench_encoders.py',
+  'models/salmonn/whisper.py',
+  'models/salmonn/beats.py',
+  'models/salmonn/connector.py',
+  'models/salmonn/export.py',
+  'models/salmonn/int4.py',
+  'models/salmonn/onnx_decoder.py',
+  'models/salmonn/bundle.py',
+];
 const BIG_MODELS = new Set(['7b', '13b']);
+/** The pseudo-model of --models for the audio side at real geometry (time to first token, 30 s clip). */
+const ENCODERS = 'encoders';
 
 interface Options {
   quick: boolean;
@@ -48,6 +76,14 @@ interface Options {
   explicitPrecisions: boolean;
   /** Per-job time limit in seconds (--job-limit). */
   jobLimitS?: number;
+  /** Prompt tokens of the 7B/13B jobs' one decoder step (--big-prompt, 1 to 31). */
+  bigPrompt: number;
+  /** Encodes of the 30 s clip per encoders job (--encode-runs; default 1 on wasm, 2 on WebGPU). */
+  encodeRuns?: number;
+  /** Run the 7B prefill of the time-to-first-token job even on a software adapter (--ttft-prefill). */
+  ttftPrefillOnSoftware: boolean;
+  /** Use .bench-cache/encoders as it is, even a partial build, and never rebuild it (--encoders-as-built). */
+  encodersAsBuilt: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -58,6 +94,9 @@ function parseArgs(argv: string[]): Options {
     precisions: ['fp32', 'int4'],
     peer: true,
     explicitPrecisions: false,
+    bigPrompt: 1,
+    ttftPrefillOnSoftware: false,
+    encodersAsBuilt: false,
   };
   let models: string[] | undefined;
   let backends: BenchBackend[] | undefined;
@@ -82,19 +121,25 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--contexts') options.contexts = value().split(',').map(Number);
     else if (arg === '--out') options.out = value();
     else if (arg === '--job-limit') options.jobLimitS = Number(value());
+    else if (arg === '--big-prompt') options.bigPrompt = Number(value());
+    else if (arg === '--encode-runs') options.encodeRuns = Number(value());
+    else if (arg === '--ttft-prefill') options.ttftPrefillOnSoftware = true;
+    else if (arg === '--encoders-as-built') options.encodersAsBuilt = true;
     else if (arg === '--help' || arg === '-h') {
       process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*|^ \* ?/gm, '') + '\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (see --help)`);
   }
-  options.models = models ?? (options.quick ? ['tiny', 'medium'] : ['tiny', 'medium', '7b']);
+  options.models = models ?? (options.quick ? ['tiny', 'medium'] : ['tiny', 'medium', '7b', ENCODERS]);
   if (with13b && !options.models.includes('13b')) options.models.push('13b');
-  options.backends = backends ?? ['wasm', 'webgpu-node'];
+  if (!Number.isInteger(options.bigPrompt) || options.bigPrompt < 1 || options.bigPrompt > 31) {
+    throw new Error('--big-prompt must be 1 to 31 tokens (one decoder run, no chunking)');
+  }
+  // chromium-webgpu is left out of --quick: SwiftShader in Chromium compiles the first run's
+  // shaders for minutes per model, which does not fit the quick run's 4 minutes here.
+  options.backends = backends ?? (options.quick ? ['wasm', 'webgpu-node'] : ['wasm', 'webgpu-node', 'chromium-webgpu']);
   for (const b of options.backends) {
-    if (b === 'chromium-webgpu') {
-      throw new Error('chromium-webgpu is not implemented yet (issue 9, part 1 follow-up): use wasm and webgpu-node');
-    }
-    if (!['wasm', 'webgpu-node'].includes(b)) throw new Error(`unknown backend ${b}`);
+    if (!['wasm', 'webgpu-node', 'chromium-webgpu'].includes(b)) throw new Error(`unknown backend ${b}`);
   }
   return options;
 }
@@ -122,6 +167,34 @@ function ensureModel(model: string): ModelInfo {
   return JSON.parse(readFileSync(join(folder, 'bench.json'), 'utf8')) as ModelInfo;
 }
 
+function encodersKey(): string {
+  const hash = createHash('sha256');
+  for (const file of ENCODER_SOURCES) hash.update(readFileSync(join(REPO, file)));
+  return hash.digest('hex').slice(0, 16);
+}
+
+/**
+ * Builds the audio side at real geometry (models/build_bench_encoders.py) when missing, stale or
+ * lacking a requested precision. Whisper-large's trace needs a fast BLAS: see that script's docstring.
+ */
+function ensureEncoders(precisions: Precision[]): EncoderInfo {
+  const folder = join(CACHE, ENCODERS);
+  const key = encodersKey();
+  const stamp = join(folder, 'stamp');
+  const current = existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === key;
+  const built = current ? (JSON.parse(readFileSync(join(folder, 'bench.json'), 'utf8')) as EncoderInfo) : undefined;
+  if (!built || precisions.some((p) => !built.variants[p])) {
+    const wanted = [...new Set([...precisions, ...Object.keys(built?.variants ?? {})])];
+    process.stderr.write(`building the encoders (${wanted.join(', ')}) into ${folder} (models/build_bench_encoders.py; Whisper-large takes minutes) ...\n`);
+    const result = spawnSync(PYTHON, ['models/build_bench_encoders.py', '--out', CACHE, '--precisions', wanted.join(','), '--key', key], {
+      cwd: REPO,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    if (result.status !== 0) throw new Error(`building the encoders failed (exit ${result.status})`);
+  }
+  return JSON.parse(readFileSync(join(folder, 'bench.json'), 'utf8')) as EncoderInfo;
+}
+
 /** Contexts and decode steps per model: --quick keeps medium short so the run fits in minutes. */
 function plan(options: Options, model: string, info: ModelInfo, backend: BenchBackend): { contexts: number[]; steps: number } {
   const steps = options.steps ?? (options.quick ? (model === 'tiny' ? 16 : 8) : 16);
@@ -135,14 +208,16 @@ function plan(options: Options, model: string, info: ModelInfo, backend: BenchBa
 function jobLimitMs(options: Options, big: boolean, backend: BenchBackend): number {
   if (options.jobLimitS !== undefined) return options.jobLimitS * 1000;
   if (big) return 30 * 60_000;
+  // A tiny-model chromium-webgpu job took ~15 min on SwiftShader here (shader compilation, ours and the peer's).
+  if (backend === 'chromium-webgpu') return 20 * 60_000;
   if (options.quick && backend !== 'wasm') return 60_000;
   return 15 * 60_000;
 }
 
-function runJob(spec: JobSpec, timeoutMs: number): Promise<JobResult> {
+/** Runs a job script on a spec in its own process; resolves with its result file, or `onMissing`'s if it wrote none. */
+function runProcess<R>(script: string, spec: { resultPath: string }, timeoutMs: number, onMissing: (why: string) => R): Promise<R> {
   const specPath = `${spec.resultPath}.spec.json`;
   writeFileSync(specPath, JSON.stringify(spec));
-  const script = join(REPO, 'scripts/bench/job.ts');
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', script, specPath], {
       cwd: REPO,
@@ -158,33 +233,94 @@ function runJob(spec: JobSpec, timeoutMs: number): Promise<JobResult> {
         process.stderr.write(`${line.slice(0, 300)}\n`);
       }
     });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    // SIGTERM first (a chromium-webgpu job closes its browser on it), SIGKILL 15 s later.
+    let killer: ReturnType<typeof setTimeout> | undefined;
+    const timer = setTimeout(() => {
+      child.kill('SIGTERM');
+      killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    }, timeoutMs);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(killer);
       if (existsSync(spec.resultPath)) {
-        const result = JSON.parse(readFileSync(spec.resultPath, 'utf8')) as JobResult;
+        const result = JSON.parse(readFileSync(spec.resultPath, 'utf8')) as R & { phase?: string; error?: string };
         if (result.phase !== 'done' && !result.error) {
           result.error = `stopped at the ${timeoutMs / 1000} s job limit after phase "${result.phase ?? '?'}"`;
         }
         resolve(result);
         return;
       }
-      const { resultPath: _unused, ...rest } = spec;
-      resolve({
-        spec: rest,
-        device: { label: '?', software: false, bandwidthGBs: Number.NaN, bandwidthMethod: '' },
-        loadMs: 0,
-        weightBytes: 0,
-        decoderBytes: 0,
-        kvBytesPerToken: 0,
-        runs: [],
-        warmupIds: [],
-        ortThreads: 0,
-        notes: [],
-        error: `job exited (${signal ?? code}) without a result${signal ? ' (timeout?)' : ''}: ${tail.trim().split('\n').at(-1) ?? ''}`,
-      });
+      resolve(onMissing(`job exited (${signal ?? code}) without a result${signal ? ' (timeout?)' : ''}: ${tail.trim().split('\n').at(-1) ?? ''}`));
     });
   });
+}
+
+function runJob(spec: JobSpec, timeoutMs: number): Promise<JobResult> {
+  const { resultPath: _unused, ...rest } = spec;
+  return runProcess(join(REPO, 'scripts/bench/job.ts'), spec, timeoutMs, (why): JobResult => ({
+    spec: rest,
+    device: { label: '?', software: false, bandwidthGBs: Number.NaN, bandwidthMethod: '' },
+    loadMs: 0,
+    weightBytes: 0,
+    decoderBytes: 0,
+    kvBytesPerToken: 0,
+    runs: [],
+    warmupIds: [],
+    ortThreads: 0,
+    notes: [],
+    error: why,
+  }));
+}
+
+function runEncoderJob(spec: EncoderJobSpec, timeoutMs: number): Promise<EncoderJobResult> {
+  const { resultPath: _unused, ...rest } = spec;
+  return runProcess(join(REPO, 'scripts/bench/encoderJob.ts'), spec, timeoutMs, (why): EncoderJobResult => ({
+    spec: rest,
+    device: { label: '?', software: false, bandwidthGBs: Number.NaN, bandwidthMethod: '' },
+    loadMs: 0,
+    weightBytes: 0,
+    encodes: [],
+    audioTokens: 0,
+    error: why,
+  }));
+}
+
+/** The time-to-first-token jobs: audio side at real geometry per precision and Node backend, + the 7B prefill where it can run. */
+async function runEncoderJobs(options: Options, log: (line: string) => void): Promise<EncoderJobResult[]> {
+  // Whisper-large in fp32 is 2.5 GB: int4 unless precisions were named.
+  const precisions: Precision[] = options.explicitPrecisions ? options.precisions : ['int4'];
+  const info = options.encodersAsBuilt
+    ? (JSON.parse(readFileSync(join(CACHE, ENCODERS, 'bench.json'), 'utf8')) as EncoderInfo)
+    : ensureEncoders(precisions);
+  const results: EncoderJobResult[] = [];
+  for (const precision of precisions) {
+    if (!info.variants[precision]) continue;
+    for (const backend of options.backends) {
+      if (backend === 'chromium-webgpu') {
+        log(`encoders on chromium-webgpu: not implemented (the time-to-first-token job runs on wasm and webgpu-node)`);
+        continue;
+      }
+      let prefill: EncoderJobSpec['prefill'];
+      if (backend === 'wasm') prefill = { skip: "the 7B decoder (4.2 GB of int4 data) does not fit wasm's 4 GB heap" };
+      else {
+        ensureModel('7b');
+        prefill = { model: '7b', modelDir: join(CACHE, '7b'), onSoftware: options.ttftPrefillOnSoftware };
+      }
+      const spec: EncoderJobSpec = {
+        kind: 'encoders',
+        precision,
+        backend,
+        encodersDir: join(CACHE, ENCODERS),
+        repoRoot: REPO,
+        encodeRuns: options.encodeRuns ?? (backend === 'wasm' ? 1 : 2),
+        prefill,
+        resultPath: join(CACHE, 'results', `encoders-${precision}-${backend}-${process.pid}.json`),
+      };
+      log(`encoders ${precision} on ${backend} (time to first token, 30 s clip) ...`);
+      results.push(await runEncoderJob(spec, options.jobLimitS !== undefined ? options.jobLimitS * 1000 : 30 * 60_000));
+    }
+  }
+  return results;
 }
 
 async function main(): Promise<void> {
@@ -193,7 +329,13 @@ async function main(): Promise<void> {
   mkdirSync(join(CACHE, 'results'), { recursive: true });
   const results: JobResult[] = [];
   const allContexts = new Set<number>();
+  const stamp = () => `[${((performance.now() - started) / 1000).toFixed(0)} s]`;
+  let encoderResults: EncoderJobResult[] = [];
   for (const model of options.models) {
+    if (model === ENCODERS) {
+      encoderResults = await runEncoderJobs(options, (line) => process.stderr.write(`${stamp()} ${line}\n`));
+      continue;
+    }
     const info = ensureModel(model);
     const big = BIG_MODELS.has(model);
     for (const precision of options.precisions) {
@@ -201,7 +343,7 @@ async function main(): Promise<void> {
       for (const backend of options.backends) {
         if (big && backend !== 'webgpu-node') continue; // 4 GB wasm heap; Chromium's 1 GiB SwiftShader buffers
         // --quick: WebGPU for int4 only (a software adapter spends minutes compiling shaders per variant).
-        if (options.quick && backend === 'webgpu-node' && precision !== 'int4' && !options.explicitPrecisions) continue;
+        if (options.quick && backend !== 'wasm' && precision !== 'int4' && !options.explicitPrecisions) continue;
         const { contexts, steps } = plan(options, model, info, backend);
         const spec: JobSpec = {
           model,
@@ -213,11 +355,11 @@ async function main(): Promise<void> {
           steps,
           peer: options.peer && !big && info.peer !== null,
           loadOnly: big,
-          loadOnlyPrompt: big ? 16 : undefined,
+          loadOnlyPrompt: big ? options.bigPrompt : undefined,
           resultPath: join(CACHE, 'results', `${model}-${precision}-${backend}-${process.pid}.json`),
         };
         if (!big) contexts.forEach((c) => allContexts.add(c));
-        process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0)} s] ${model} ${precision} on ${backend} ...\n`);
+        process.stderr.write(`${stamp()} ${model} ${precision} on ${backend} ...\n`);
         results.push(await runJob(spec, jobLimitMs(options, big, backend)));
       }
     }
@@ -229,10 +371,8 @@ async function main(): Promise<void> {
     `Hark bench — ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC — \`npm run bench -- ${process.argv.slice(2).join(' ')}\``.replace(/ -- $/, ''),
     `Machine: ${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM; bench took ${seconds.toFixed(0)} s.`,
     '',
-    renderTable(results, contexts.length ? contexts : [128]),
-    '',
-    renderLegend(results),
-    '',
+    ...(results.length ? [renderTable(results, contexts.length ? contexts : [128]), '', renderLegend(results), ''] : []),
+    ...(encoderResults.length ? [renderEncoderTable(encoderResults), ''] : []),
   ].join('\n');
   process.stdout.write(text);
   if (options.out) writeFileSync(options.out, text);

@@ -2,14 +2,14 @@
  * Our runtime, driven through its own API: `DecoderRunner` + `generate()` (src/engine/llm/) on the
  * decoder and embed_tokens graphs, exactly as the engine opens them (graphs.ts: same session
  * options, KV cache kept on the GPU, 31-token chunks on WebGPU). Kept thin and in one file so a
- * change of those signatures is adapted here only.
+ * change of those signatures is adapted here only. No Node APIs: the Chromium bench page runs it too
+ * (files come through a `ReadFile`).
  */
-import { readFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
 import type { Backend } from '../../src/engine/device';
 import { checkPrefillAttention, usesFusedRotary } from '../../src/engine/llm/attentionCheck';
 import { DecoderRunner, decoderOutputLocations, embedOutputLocations } from '../../src/engine/llm/decoder';
 import { generate } from '../../src/engine/llm/generate';
+import { argmax } from '../../src/engine/llm/sampling';
 import { createTokenizer, type TextTokenizer } from '../../src/engine/llm/tokenizer';
 import { ort, sessionOptions } from '../../src/engine/ortRuntime';
 import type { ModelInfo, VariantFiles } from './types';
@@ -30,25 +30,47 @@ export interface OursRun {
   decodeMs: number;
 }
 
-function externalData(modelPath: string, names: string[]): { path: string; data: Uint8Array }[] {
-  return names.map((name) => ({ path: name, data: new Uint8Array(readFileSync(join(dirname(modelPath), name))) }));
+/** Reads a file by path: from disk in Node, over HTTP in the Chromium page (measure.ts). */
+export type ReadFile = (path: string) => Promise<Uint8Array>;
+
+/** `a/b` + `c` → `a/b/c` (forward slashes: file paths on Linux and URL paths alike). */
+export function joinPath(...parts: string[]): string {
+  return parts.filter(Boolean).join('/').replace(/\/{2,}/g, '/');
 }
 
-async function openSession(path: string, data: string[], options: ort.InferenceSession.SessionOptions, backend: Backend) {
-  const model = new Uint8Array(readFileSync(path));
-  return ort.InferenceSession.create(model, sessionOptions(backend, { externalData: externalData(path, data), ...options }));
+export function folderOf(path: string): string {
+  return path.slice(0, Math.max(0, path.lastIndexOf('/')));
 }
 
-/** Opens embed_tokens + decoder like the engine does; loadMs covers reading the files and both sessions. */
-export async function openOurs(root: string, files: VariantFiles, info: ModelInfo, backend: Backend, tokenizerDir: string): Promise<OursModel> {
+async function openSession(read: ReadFile, path: string, data: string[], options: ort.InferenceSession.SessionOptions, backend: Backend) {
+  const model = await read(path);
+  // ORT matches external data by the file name written inside the graph, next to the graph.
+  const externalData = await Promise.all(data.map(async (name) => ({ path: name, data: await read(joinPath(folderOf(path), name)) })));
+  return ort.InferenceSession.create(model, sessionOptions(backend, { externalData, ...options }));
+}
+
+/**
+ * Opens embed_tokens + decoder like the engine does; loadMs covers reading the files and both sessions.
+ * `attentionCheck: false` skips the engine's prefill self-check (only for runs that never feed more
+ * than 31 tokens at once, where its outcome cannot matter: the 7B/13B load-and-one-step jobs).
+ */
+export async function openOurs(
+  read: ReadFile,
+  root: string,
+  files: VariantFiles,
+  info: ModelInfo,
+  backend: Backend,
+  tokenizerDir: string,
+  attentionCheck = true,
+): Promise<OursModel> {
   const g = info.geometry;
   const started = performance.now();
-  const embedSession = await openSession(join(root, files.embed), files.embedData, embedOutputLocations(backend), backend);
-  const decoderSession = await openSession(join(root, files.decoder), files.decoderData, decoderOutputLocations(backend, g.numLayers), backend);
+  const embedSession = await openSession(read, joinPath(root, files.embed), files.embedData, embedOutputLocations(backend), backend);
+  const decoderSession = await openSession(read, joinPath(root, files.decoder), files.decoderData, decoderOutputLocations(backend, g.numLayers), backend);
   const loadMs = performance.now() - started;
   // Prompts are chunked exactly where the engine would chunk them: after its attention self-check.
   const check =
-    backend === 'webgpu'
+    backend === 'webgpu' && attentionCheck
       ? await checkPrefillAttention(backend, {
           numHeads: g.numHeads,
           numKvHeads: g.numKvHeads,
@@ -70,10 +92,8 @@ export async function openOurs(root: string, files: VariantFiles, info: ModelInf
     out.dispose();
     return data;
   };
-  const tokenizer = createTokenizer(
-    JSON.parse(readFileSync(join(tokenizerDir, 'tokenizer.json'), 'utf8')) as object,
-    JSON.parse(readFileSync(join(tokenizerDir, 'tokenizer_config.json'), 'utf8')) as object,
-  );
+  const json = async (name: string) => JSON.parse(new TextDecoder().decode(await read(joinPath(tokenizerDir, name)))) as object;
+  const tokenizer = createTokenizer(await json('tokenizer.json'), await json('tokenizer_config.json'));
   return {
     decoder,
     embed,
@@ -109,6 +129,15 @@ export async function runOurs(model: OursModel, prompt: number[], newTokens: num
   };
 }
 
-export function describeFiles(files: VariantFiles): string {
-  return `${basename(files.decoder)} + ${basename(files.embed)}`;
+/**
+ * One decoder run on a fresh cache: the prompt embedded, fed in one `DecoderRunner.step`, and the
+ * greedy next id read from its logits. What the big-model jobs time (load, then this, then stop).
+ */
+export async function stepOurs(model: OursModel, prompt: number[], loraScale: number): Promise<{ ms: number; id: number }> {
+  const started = performance.now();
+  const embeds = await model.embed(prompt);
+  const { logits, cache } = await model.decoder.step(embeds, model.decoder.emptyCache(), loraScale);
+  const ms = performance.now() - started;
+  cache.dispose();
+  return { ms, id: argmax(logits) };
 }

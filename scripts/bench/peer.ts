@@ -15,7 +15,6 @@
  * GPU caches by tensor location, not by device). External data is named in
  * `session_options.externalData`, which transformers.js reads from the local model folder.
  */
-import { readFileSync } from 'node:fs';
 import type { ort as OrtModule } from '../../src/engine/ortRuntime';
 
 type Ort = typeof OrtModule;
@@ -25,12 +24,15 @@ export interface PeerRecord {
   presentLocations: Set<string>;
 }
 
-/** Registers our ORT for transformers.js; call before importing '@huggingface/transformers'. */
-export function shareOrtWithTransformers(ort: Ort): PeerRecord {
+/**
+ * Registers our ORT for transformers.js; call before importing '@huggingface/transformers'.
+ * `read` turns a model path into bytes (Node: from disk; in the browser transformers.js passes bytes).
+ */
+export function shareOrtWithTransformers(ort: Ort, read: (path: string) => Promise<Uint8Array>): PeerRecord {
   const record: PeerRecord = { executionProviders: [], presentLocations: new Set() };
   const InferenceSession = {
     create: async (model: string | Uint8Array, options: OrtModule.InferenceSession.SessionOptions = {}) => {
-      const bytes = typeof model === 'string' ? new Uint8Array(readFileSync(model)) : model;
+      const bytes = typeof model === 'string' ? await read(model) : model;
       for (const ep of options.executionProviders ?? []) record.executionProviders.push(typeof ep === 'string' ? ep : ep.name);
       const session = await ort.InferenceSession.create(bytes, options);
       const run = session.run.bind(session) as (feeds: OrtModule.InferenceSession.FeedsType) => Promise<OrtModule.InferenceSession.ReturnType>;
@@ -68,6 +70,7 @@ export async function openPeer(
 ): Promise<PeerModel> {
   tjs.env.allowRemoteModels = false;
   tjs.env.allowLocalModels = true;
+  tjs.env.useBrowserCache = false; // in Chromium: never copy the weights into Cache Storage
   tjs.env.localModelPath = modelDir.endsWith('/') ? modelDir : `${modelDir}/`;
   const suffix = precision === 'int4' ? '_q4' : '';
   const dataFile = `decoder_model_merged${suffix}.onnx_data`;

@@ -47,7 +47,7 @@ export interface JobSpec {
   steps: number;
   /** Also run transformers.js on the same weights (at the first context). */
   peer: boolean;
-  /** Only open the sessions and time one prefill of `loadOnlyPrompt` tokens + one decode step. */
+  /** Only open the sessions and time one decoder run of `loadOnlyPrompt` tokens (default 1) on an empty cache, then stop. */
   loadOnly?: boolean;
   loadOnlyPrompt?: number;
   /** Where the job writes its JobResult as JSON. */
@@ -107,4 +107,62 @@ export interface JobResult {
   phase?: string;
   error?: string;
   notes: string[];
+}
+
+/** What models/build_bench_encoders.py writes to `<cache>/encoders/bench.json`. */
+export interface EncoderInfo {
+  model: 'encoders';
+  /** False while (or if) a build is under way or was stopped: some graphs may be missing. */
+  complete?: boolean;
+  variants: Partial<Record<Precision, Partial<Record<AudioGraph, EncoderGraphFiles>>>>;
+  /** The manifest fields the engine's AudioTokenizer reads (bundle.architecture's keys). */
+  architecture: {
+    speechEncoder: { numMelBins: number; inputFrames: number; outputFrames: number; width: number; layers: number; heads: number };
+    audioEncoder: { numMelBins: number; patchSize: number; width: number; layers: number };
+    connector: { windowFrames: number; strideFrames: number; tokensPerChunk: number; outputWidth: number; layers: number; hidden: number };
+  };
+  audio: { sampleRate: number; minSeconds: number; chunkSeconds: number; encoderFrameSeconds: number };
+}
+
+export type AudioGraph = 'speechEncoder' | 'audioEncoder' | 'connector';
+
+export interface EncoderGraphFiles {
+  /** Relative to the encoders folder. */
+  path: string;
+  externalData: string[];
+  params: number;
+  weightBytes: number;
+}
+
+/** The time-to-first-token job for a 30 s clip (encoderJob.ts). */
+export interface EncoderJobSpec {
+  kind: 'encoders';
+  precision: Precision;
+  backend: 'wasm' | 'webgpu-node';
+  /** Absolute path of `<cache>/encoders`. */
+  encodersDir: string;
+  repoRoot: string;
+  /** Encodes of the clip; the last one is reported (the first includes shader compilation on WebGPU). */
+  encodeRuns: number;
+  /** The LLM whose prefill of the 30 s prompt completes the time to first token, or why none runs. */
+  prefill: { modelDir: string; model: string; onSoftware: boolean } | { skip: string };
+  resultPath: string;
+}
+
+export interface EncoderJobResult {
+  spec: Omit<EncoderJobSpec, 'resultPath'>;
+  device: DeviceInfo;
+  /** Creating the three sessions (speech encoder, audio encoder, connector), reading files included. */
+  loadMs: number;
+  weightBytes: number;
+  /** Per encode of the 30 s clip, in order. */
+  encodes: { featuresMs: number; speechEncoderMs: number; audioEncoderMs: number; connectorMs: number; totalMs: number }[];
+  audioTokens: number;
+  /** Prefill of the 30 s prompt (text + audio tokens) to its first token, when it ran. */
+  prefill?: { model: string; loadMs: number; promptTokens: number; ms: number };
+  prefillSkipped?: string;
+  /** Graphs not built (yet): their stages are left out; a missing speech encoder's output is fed as zeros. */
+  missing?: AudioGraph[];
+  phase?: string;
+  error?: string;
 }

@@ -30,7 +30,8 @@ function folderOf(path: string): string {
   return at < 0 ? '' : path.slice(0, at + 1);
 }
 
-function extraOptions(name: GraphName, backend: Backend, numLayers: number): ort.InferenceSession.SessionOptions {
+/** Where each graph's outputs live (exported for the bench, which opens the audio graphs alone). */
+export function graphOutputOptions(name: GraphName, backend: Backend, numLayers: number): ort.InferenceSession.SessionOptions {
   if (backend !== 'webgpu') return {};
   if (name === 'speechEncoder' || name === 'audioEncoder') return { preferredOutputLocation: 'gpu-buffer' };
   if (name === 'decoder') return decoderOutputLocations(backend, numLayers);
@@ -56,7 +57,7 @@ export async function openGraphs(
       );
       sessions[name] = await ort.InferenceSession.create(
         model,
-        sessionOptions(backend, { externalData, ...extraOptions(name, backend, numLayers) }),
+        sessionOptions(backend, { externalData, ...graphOutputOptions(name, backend, numLayers) }),
       );
     }
   } catch (error) {
