@@ -6,6 +6,7 @@ import { useHistoryStore } from '../stores/historyStore';
 import { useModelStore } from '../stores/modelStore';
 import { useNoticeStore } from '../stores/noticeStore';
 import { formatMs } from './format';
+import { QUESTION_BOX_ID, focusQuestionBox } from './focus';
 import { confirmDelete } from './HistoryPanel';
 import { DownloadIcon, PlusIcon, SendIcon, StopIcon, TrashIcon } from './Icons';
 import { fillPrompt, taskPresets, type TaskPreset } from './tasks';
@@ -160,10 +161,13 @@ export function Chat() {
         return;
       }
       setHint(null);
+      // The chip is disabled while the answer is written: keep focus where the person continues.
+      focusQuestionBox();
       void ask(fillPrompt(preset.prompt, draft), { label: preset.name, fromDraft: true });
       return;
     }
     setHint(null);
+    focusQuestionBox();
     void ask(preset.prompt, { label: preset.name });
   };
 
@@ -257,11 +261,11 @@ export function Chat() {
           send();
         }}
       >
-        <label htmlFor="question" className="visually-hidden">
+        <label htmlFor={QUESTION_BOX_ID} className="visually-hidden">
           Your question about the recording
         </label>
         <textarea
-          id="question"
+          id={QUESTION_BOX_ID}
           ref={input}
           data-testid="question-input"
           rows={2}

@@ -3,6 +3,7 @@ import { useRef, useState, type DragEvent } from 'react';
 import { useAudioStore, type RecordingKind } from '../stores/audioStore';
 import { useModelStore } from '../stores/modelStore';
 import { useRecorderStore } from '../stores/recorderStore';
+import { focusQuestionBoxWhenOpened } from './focus';
 import { formatBytes, formatClock, formatDuration } from './format';
 import { MicIcon, StopIcon, UploadIcon, WaveIcon } from './Icons';
 import { Waveform } from './Waveform';
@@ -75,7 +76,11 @@ function Samples({ compact }: { compact: boolean }) {
               title={sample.description}
               aria-describedby={compact ? undefined : `sample-desc-${sample.id}`}
               disabled={recorder !== 'idle'}
-              onClick={() => void openSample(sample)}
+              onClick={(event) => {
+                // The chips are replaced by the recording view: focus moves on to the question box.
+                if (event.currentTarget === document.activeElement) focusQuestionBoxWhenOpened();
+                void openSample(sample);
+              }}
             >
               {sample.title}
             </button>

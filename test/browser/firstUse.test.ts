@@ -1,0 +1,99 @@
+/**
+ * What a first-time user tripped over (issue 10), each checked the way they met it: keyboard
+ * focus, what the panels say, download state, questions asked too early, long or refused files,
+ * console noise; and what they expected to find (encoding time left, copy / regenerate with the
+ * settings of each answer, importing an exported conversation, range messages on number fields,
+ * a note when switching recordings mid-answer). The app runs on WebAssembly where the backend does
+ * not matter: the software WebGPU adapter here is many times slower.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { REPO_ROOT } from '../helpers/golden';
+import { chooseBackendInSettings, collectConsoleErrors, launchChromium } from './chromium';
+
+const SCREENSHOTS = join(REPO_ROOT, 'test-results', 'screenshots');
+const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 360, height: 780 };
+
+interface OpenedApp {
+  context: BrowserContext;
+  page: Page;
+  errors: string[];
+}
+
+async function openApp(browser: Browser, backend: 'wasm' | 'webgpu' = 'wasm'): Promise<OpenedApp> {
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const errors = collectConsoleErrors(context);
+  await chooseBackendInSettings(context, backend);
+  const page = await context.newPage();
+  await page.goto(inject('devUrl'));
+  await page.getByTestId('model-status').waitFor({ timeout: 60_000 });
+  return { context, page, errors };
+}
+
+async function waitForState(page: Page, testId: string, states: string[], timeout = 120_000): Promise<string> {
+  const handle = await page.waitForFunction(
+    ([id, wanted]) => {
+      const state = document.querySelector(`[data-testid="${id}"]`)?.getAttribute('data-state') ?? '';
+      return (wanted as string[]).includes(state) ? state : false;
+    },
+    [testId, states] as const,
+    { timeout, polling: 100 },
+  );
+  return (await handle.jsonValue()) as string;
+}
+
+async function waitForModel(page: Page): Promise<void> {
+  expect(await waitForState(page, 'model-status', ['ready', 'error'])).toBe('ready');
+}
+
+/** The focused element, described for an assertion message ("textarea#question", "body"). */
+async function focused(page: Page): Promise<string> {
+  return page.evaluate(() => {
+    const element = document.activeElement;
+    if (!element) return 'none';
+    return `${element.tagName.toLowerCase()}${element.id ? `#${element.id}` : ''}`;
+  });
+}
+
+async function setMaxNewTokens(page: Page, value: number): Promise<void> {
+  const input = page.getByTestId('setting-max-new-tokens');
+  await input.fill(String(value));
+  await input.blur();
+}
+
+describe('a first-time user: what tripped them up (issue 10)', () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('keeps keyboard focus: Enter on a sample clip or on a task preset leaves focus in the question box, not on <body>', async () => {
+    const { context, page, errors } = await openApp(browser);
+    const sample = page.getByTestId('sample-speech');
+    await sample.waitFor();
+    await sample.focus();
+    await page.keyboard.press('Enter');
+    await page.getByTestId('recording-meta').waitFor();
+    await expect.poll(() => focused(page), { timeout: 5_000 }).toBe('textarea#question');
+
+    await waitForModel(page);
+    expect(await waitForState(page, 'audio-status', ['ready', 'error'])).toBe('ready');
+    await setMaxNewTokens(page, 2);
+    const preset = page.getByTestId('preset-asr');
+    await preset.focus();
+    await page.keyboard.press('Enter');
+    await page.getByTestId('answer-1').waitFor();
+    expect(await focused(page)).toBe('textarea#question');
+    expect(await waitForState(page, 'answer-1', ['done', 'stopped', 'error'])).toBe('done');
+    expect(await focused(page)).toBe('textarea#question');
+    await context.close();
+    expect(errors).toEqual([]);
+  });
+});
