@@ -233,8 +233,8 @@ export function SettingsPanel() {
         help="Above 1 discourages repeating words."
       />
       <BackendChoice />
-      <button type="button" className="button subtle small" onClick={() => settings.resetGeneration()}>
-        Reset answer settings to the model’s defaults
+      <button type="button" className="button subtle small" data-testid="reset-answer-settings" onClick={() => settings.resetGeneration()}>
+        Reset to the model’s defaults
       </button>
     </section>
   );

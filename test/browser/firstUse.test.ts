@@ -64,18 +64,39 @@ async function setMaxNewTokens(page: Page, value: number): Promise<void> {
   await input.blur();
 }
 
+/** Buttons in the side panel whose label does not fit: clipped inside, or running past their card. */
+async function overflowingSideButtons(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const found: string[] = [];
+    for (const button of document.querySelectorAll<HTMLElement>('#side-panel .button')) {
+      const rect = button.getBoundingClientRect();
+      if (rect.width === 0) continue;
+      const card = button.closest('.card')?.getBoundingClientRect();
+      if (button.scrollWidth > button.clientWidth + 1 || (card && rect.right > card.right + 0.5)) {
+        found.push(`${button.textContent?.trim()} (content ${button.scrollWidth} px in ${button.clientWidth} px)`);
+      }
+    }
+    return found;
+  });
+}
+
 describe('a first-time user: what tripped them up (issue 10)', () => {
   let browser: Browser;
+  /** One app (WebAssembly) shared by the tests that only add to what it shows, in order. */
+  let shared: OpenedApp;
   beforeAll(async () => {
     mkdirSync(SCREENSHOTS, { recursive: true });
     browser = await launchChromium();
+    shared = await openApp(browser);
   });
   afterAll(async () => {
+    await shared?.context.close();
     await browser?.close();
+    expect(shared?.errors ?? []).toEqual([]);
   });
 
   it('keeps keyboard focus: Enter on a sample clip or on a task preset leaves focus in the question box, not on <body>', async () => {
-    const { context, page, errors } = await openApp(browser);
+    const { page } = shared;
     const sample = page.getByTestId('sample-speech');
     await sample.waitFor();
     await sample.focus();
@@ -93,7 +114,18 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     expect(await focused(page)).toBe('textarea#question');
     expect(await waitForState(page, 'answer-1', ['done', 'stopped', 'error'])).toBe('done');
     expect(await focused(page)).toBe('textarea#question');
-    await context.close();
-    expect(errors).toEqual([]);
+  });
+
+  it('fits every side-panel button inside its card, at 1280 px and in the 360 px drawer (the reset button used to overflow)', async () => {
+    const { page } = shared;
+    await waitForModel(page);
+    await page.getByTestId('reset-answer-settings').waitFor();
+    expect(await overflowingSideButtons(page)).toEqual([]);
+    await page.setViewportSize(PHONE);
+    await page.getByTestId('settings-toggle').click();
+    await page.getByTestId('reset-answer-settings').waitFor();
+    expect(await overflowingSideButtons(page)).toEqual([]);
+    await page.keyboard.press('Escape');
+    await page.setViewportSize(DESKTOP);
   });
 });
