@@ -113,6 +113,15 @@ function BackendChoice() {
     { value: 'webgpu', label: 'WebGPU', disabled: !webgpuAvailable },
     { value: 'wasm', label: 'WebAssembly (CPU)' },
   ];
+  // Says what runs now, or what is being loaded, in the same words as the header and the device
+  // report: "Automatic would use …" only where Automatic is what was chosen.
+  const backendNote = (): string => {
+    if (info && status === 'ready') return `Running on ${backendName(info.backend)}. ${info.backendReason}`;
+    const loading = status === 'loading';
+    if (backend !== 'auto') return `${loading ? 'Loading the model on' : 'Chosen:'} ${backendName(backend)}.`;
+    if (autoReason) return `${loading ? 'Loading the model with Automatic, which uses' : 'Automatic would use'} ${autoReason}`;
+    return 'Checking this device…';
+  };
   return (
     <fieldset className="field backend" data-testid="backend-setting">
       <legend>Backend</legend>
@@ -135,11 +144,7 @@ function BackendChoice() {
         ))}
       </div>
       <p className="small muted" data-testid="backend-reason">
-        {info && status === 'ready'
-          ? `Running on ${backendName(info.backend)}. ${info.backendReason}`
-          : autoReason
-            ? `Automatic would use ${autoReason}`
-            : 'Checking this device…'}
+        {backendNote()}
       </p>
       {info && status === 'ready' && <BackendAdvice advice={info.backendAdvice} testId="backend-advice" />}
       <p className="small muted">Changing the backend reloads the model.</p>

@@ -80,6 +80,32 @@ async function overflowingSideButtons(page: Page): Promise<string[]> {
   });
 }
 
+/** Every backend name the page shows for the loaded model: header, model panel, device report, settings. */
+async function backendsShown(page: Page): Promise<Record<string, string>> {
+  const text = async (testId: string) => ((await page.getByTestId(testId).textContent()) ?? '').trim();
+  const name = (value: string) => /WebAssembly \(CPU\)|WebGPU/.exec(value)?.[0] ?? `none in “${value}”`;
+  return {
+    header: name((await page.locator('.model-status-detail').textContent()) ?? ''),
+    modelPanel: name(await text('model-backend')),
+    deviceReport: name(await text('model-runtime-backend')),
+    settings: name(await text('backend-reason')),
+  };
+}
+
+/** Starts recording every text an element takes from now on (see `textsSeen`). */
+async function watchTexts(page: Page, testId: string): Promise<void> {
+  await page.evaluate((id) => {
+    const element = document.querySelector(`[data-testid="${id}"]`)!;
+    const seen: string[] = [];
+    (window as unknown as Record<string, string[]>)[`seen-${id}`] = seen;
+    new MutationObserver(() => seen.push(element.textContent ?? '')).observe(element, { subtree: true, childList: true, characterData: true });
+  }, testId);
+}
+
+async function textsSeen(page: Page, testId: string): Promise<string[]> {
+  return page.evaluate((id) => (window as unknown as Record<string, string[]>)[`seen-${id}`] ?? [], testId);
+}
+
 describe('a first-time user: what tripped them up (issue 10)', () => {
   let browser: Browser;
   /** One app (WebAssembly) shared by the tests that only add to what it shows, in order. */
@@ -127,5 +153,24 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     expect(await overflowingSideButtons(page)).toEqual([]);
     await page.keyboard.press('Escape');
     await page.setViewportSize(DESKTOP);
+  });
+
+  it('names one backend everywhere after switching to WebAssembly: header, model panel, device report and settings, also while it loads', async () => {
+    const { page } = shared;
+    await waitForModel(page);
+    await page.locator('input[name="backend"][value="auto"]').check();
+    await waitForModel(page);
+    const automatic = ((await page.getByTestId('recommended-backend').textContent()) ?? '').trim();
+    expect(Object.values(await backendsShown(page))).toEqual(Array(4).fill(automatic));
+
+    await watchTexts(page, 'backend-reason');
+    await page.locator('input[name="backend"][value="wasm"]').check();
+    await waitForModel(page);
+    expect(await backendsShown(page)).toEqual({ header: 'WebAssembly (CPU)', modelPanel: 'WebAssembly (CPU)', deviceReport: 'WebAssembly (CPU)', settings: 'WebAssembly (CPU)' });
+    // While WebAssembly loads, the settings say so, not what Automatic would have used.
+    const seen = await textsSeen(page, 'backend-reason');
+    expect(seen.some((text) => text.startsWith('Loading the model on WebAssembly (CPU)'))).toBe(true);
+    expect(seen.filter((text) => text.includes('Automatic'))).toEqual([]);
+    expect(seen.at(-1)).toBe('Running on WebAssembly (CPU). WebAssembly (CPU) was chosen in Settings.');
   });
 });
