@@ -64,6 +64,17 @@ async function setMaxNewTokens(page: Page, value: number): Promise<void> {
   await input.blur();
 }
 
+/** The same state at desktop and phone widths, into the README's screenshot set. */
+async function screenshotBoth(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}-1280.png`), fullPage: true });
+  await page.setViewportSize(PHONE);
+  await page.waitForTimeout(150);
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}-360.png`), fullPage: true });
+  expect(await page.evaluate(() => document.documentElement.scrollWidth), `${name} at 360 px`).toBeLessThanOrEqual(PHONE.width);
+  await page.setViewportSize(DESKTOP);
+  await page.waitForTimeout(150);
+}
+
 /** Buttons in the side panel whose label does not fit: clipped inside, or running past their card. */
 async function overflowingSideButtons(page: Page): Promise<string[]> {
   return page.evaluate(() => {
@@ -172,5 +183,23 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     expect(seen.some((text) => text.startsWith('Loading the model on WebAssembly (CPU)'))).toBe(true);
     expect(seen.filter((text) => text.includes('Automatic'))).toEqual([]);
     expect(seen.at(-1)).toBe('Running on WebAssembly (CPU). WebAssembly (CPU) was chosen in Settings.');
+  });
+
+  it('says an address without a model has no model there (the dev server answers it with its HTML page), not that a bundle is damaged', async () => {
+    const { page } = shared;
+    await waitForModel(page);
+    await page.getByTestId('model-source-input').fill('/models/does-not-exist/');
+    await page.getByTestId('model-source-input').press('Enter');
+    const alert = page.locator('[data-testid="error-message"][data-scope="model"]');
+    await alert.waitFor({ timeout: 30_000 });
+    const text = (await alert.textContent()) ?? '';
+    expect(text).toMatch(/^Could not load \/models\/does-not-exist\/; still using .+\. There is no model at http:\/\/[^ ]+\/models\/does-not-exist\/: .+ is a web page, not a model manifest\. Is the address right\?/);
+    expect(text).not.toMatch(/damaged|JSON/);
+    // The model in use stays, and the address can be corrected.
+    expect(await page.getByTestId('model-status').getAttribute('data-state')).toBe('ready');
+    expect(await page.getByTestId('model-source-input').inputValue()).toBe('/models/does-not-exist/');
+    await screenshotBoth(page, 'model-not-found');
+    await page.getByRole('button', { name: 'Dismiss the message' }).click();
+    await page.getByTestId('model-source-input').fill('');
   });
 });
