@@ -193,7 +193,7 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     const alert = page.locator('[data-testid="error-message"][data-scope="model"]');
     await alert.waitFor({ timeout: 30_000 });
     const text = (await alert.textContent()) ?? '';
-    expect(text).toMatch(/^Could not load \/models\/does-not-exist\/; still using .+\. There is no model at http:\/\/[^ ]+\/models\/does-not-exist\/: .+ is a web page, not a model manifest\. Is the address right\?/);
+    expect(text).toMatch(/^Could not load \/models\/does-not-exist\/; still using .+\. There is no model at http:\/\/[^ ]+\/models\/does-not-exist\/: its manifest\.json is a web page, not a model manifest\. Is the address right\?/);
     expect(text).not.toMatch(/damaged|JSON/);
     // The model in use stays, and the address can be corrected.
     expect(await page.getByTestId('model-status').getAttribute('data-state')).toBe('ready');

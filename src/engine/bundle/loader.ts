@@ -129,7 +129,7 @@ function noBundleAt(url: string, what: string, status: number): HarkError {
   const folder = url.replace(/manifest\.json$/, '');
   return new HarkError(
     'bundle/fetch-failed',
-    `There is no model at ${folder}: ${url} ${what}. Is the address right? It must be a folder holding a bundle's manifest.json ` +
+    `There is no model at ${folder}: its manifest.json ${what}. Is the address right? It must be a folder holding a bundle's manifest.json ` +
       '(for example /models/salmonn-tiny/, or a Hugging Face repo as owner/name).',
     { url, status, noBundle: true },
   );
