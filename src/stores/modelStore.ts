@@ -73,11 +73,19 @@ interface ModelStore {
   paused: PausedLoad | null;
   /** `pause()` was asked for and the load has not stopped yet. */
   pausing: boolean;
+  /** The source being loaded now (null for a local folder or when nothing loads). */
+  loadingSource: string | null;
   models: BundleSummary[];
   /** The bundles this site serves under `models/` (empty when it publishes no index). */
   siteModels: SiteModel[];
   storage: StorageInfo;
   load(source?: ModelSource, options?: { backend?: BackendPreference; variant?: string; label?: string }): Promise<boolean>;
+  /**
+   * The start-up load: the model last used, unless its download was paused (then it stays paused
+   * across the reload until the user resumes it). A download paused while another model was in
+   * use stays listed as paused.
+   */
+  start(): Promise<boolean>;
   /**
    * Stops the load in progress while its files are downloaded or checked; bytes already
    * downloaded stay stored. No effect once the model is being started ('initialising').
@@ -155,6 +163,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
   note: null,
   paused: null,
   pausing: false,
+  loadingSource: null,
   models: [],
   siteModels: [],
   storage: { usage: null, quota: null, persisted: null, supported: typeof navigator !== 'undefined' && !!navigator.storage?.estimate },
@@ -177,12 +186,14 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         if (request.pauseRequested) return Promise.reject(new PausedBeforeStart());
         return engineClient().loadModel(source, { backend, variant }, onProgress);
       });
+    useSettingsStore.getState().setPausedDownload(null);
     set({
       status: 'loading',
       error: null,
       note: null,
       paused: null,
       pausing: false,
+      loadingSource: typeof source === 'string' ? source : null,
       progress: { phase: 'starting', source: label, loaded: 0, total: 0, percent: 0, bytesPerSecond: null, etaSeconds: null, files: {}, fromCache: null },
     });
     useNoticeStore.getState().clearError('model');
@@ -245,6 +256,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         progress: null,
         error: null,
         pausing: false,
+        loadingSource: null,
       }));
       if (typeof source === 'string') useSettingsStore.getState().setModelSource(source);
       if (options.backend) useSettingsStore.getState().setBackend(options.backend);
@@ -271,7 +283,9 @@ export const useModelStore = create<ModelStore>((set, get) => ({
           total: last?.total ?? 0,
           percent: last?.percent ?? 0,
         };
-        set({ status: previous ? 'ready' : 'paused', info: previous, source: previousSource, progress: null, error: null, paused, pausing: false });
+        set({ status: previous ? 'ready' : 'paused', info: previous, source: previousSource, progress: null, error: null, paused, pausing: false, loadingSource: null });
+        // Survives a reload: the start-up load leaves it paused (see start()).
+        if (typeof source === 'string') useSettingsStore.getState().setPausedDownload({ ...paused, source });
         useNoticeStore
           .getState()
           .announce(`Download paused at ${Math.floor(paused.percent)}%.${previous ? ` Still using ${previous.label}.` : ''}`);
@@ -288,6 +302,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         progress: null,
         error: keptPrevious ? null : message,
         pausing: false,
+        loadingSource: null,
       });
       useNoticeStore
         .getState()
@@ -296,6 +311,22 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       void get().refreshStorage();
       return false;
     }
+  },
+
+  async start() {
+    const settings = useSettingsStore.getState();
+    const saved = settings.pausedDownload;
+    if (saved && saved.source === settings.modelSource) {
+      set({ status: 'paused', paused: saved });
+      return false;
+    }
+    const loaded = await get().load();
+    // The download paused while the model above was in use is still paused.
+    if (saved && !get().paused && get().status !== 'loading') {
+      set({ paused: saved });
+      useSettingsStore.getState().setPausedDownload(saved);
+    }
+    return loaded;
   },
 
   pause() {
@@ -365,6 +396,25 @@ export const useModelStore = create<ModelStore>((set, get) => ({
     return granted;
   },
 }));
+
+/**
+ * What a bundle is to the person, from one place (the model manager's rows all use this): being
+ * loaded or downloaded now, paused, in use, stored, partly downloaded, or not on this device.
+ */
+export type BundleState = 'loading' | 'paused' | 'in-use' | 'stored' | 'partial' | 'not-stored';
+
+export function bundleState(
+  model: Pick<ModelStore, 'status' | 'source' | 'loadingSource' | 'paused'>,
+  key: string | null,
+  stored: BundleSummary | undefined,
+): BundleState {
+  const sameBundle = (source: unknown) => key !== null && typeof source === 'string' && storeKeyFor(source) === key;
+  if (model.status === 'loading' && sameBundle(model.loadingSource)) return 'loading';
+  if (model.paused && sameBundle(model.paused.source)) return 'paused';
+  if (model.status === 'ready' && sameBundle(model.source)) return 'in-use';
+  if (stored?.complete) return 'stored';
+  return stored ? 'partial' : 'not-stored';
+}
 
 /** The store key a source string is kept under (mirrors the engine's bundleKey for strings). */
 export function storeKeyFor(source: string): string | null {

@@ -12,6 +12,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/golden';
 import { chooseBackendInSettings, collectConsoleErrors, launchChromium } from './chromium';
+import { startSlowProxy } from './proxy';
 
 const SCREENSHOTS = join(REPO_ROOT, 'test-results', 'screenshots');
 const DESKTOP = { width: 1280, height: 900 };
@@ -23,12 +24,12 @@ interface OpenedApp {
   errors: string[];
 }
 
-async function openApp(browser: Browser, backend: 'wasm' | 'webgpu' = 'wasm'): Promise<OpenedApp> {
+async function openApp(browser: Browser, url = inject('devUrl')): Promise<OpenedApp> {
   const context = await browser.newContext({ viewport: DESKTOP });
   const errors = collectConsoleErrors(context);
-  await chooseBackendInSettings(context, backend);
+  await chooseBackendInSettings(context, 'wasm');
   const page = await context.newPage();
-  await page.goto(inject('devUrl'));
+  await page.goto(url);
   await page.getByTestId('model-status').waitFor({ timeout: 60_000 });
   return { context, page, errors };
 }
@@ -201,5 +202,51 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     await screenshotBoth(page, 'model-not-found');
     await page.getByRole('button', { name: 'Dismiss the message' }).click();
     await page.getByTestId('model-source-input').fill('');
+  });
+
+  it('gives a bundle one state: the site row follows the first download, and a paused download stays paused across a reload until Resume', async () => {
+    const bundlePath = '/models/salmonn-tiny/';
+    const proxy = await startSlowProxy(inject('devUrl'), { under: bundlePath, bytesPerSecond: 1_500_000 });
+    const { context, page, errors } = await openApp(browser, proxy.url);
+    try {
+      const row = page.getByTestId('site-model-salmonn-tiny');
+      await page.waitForFunction(() => (document.querySelector<HTMLProgressElement>('progress[aria-label="Model download progress"]')?.value ?? 0) >= 5, null, {
+        timeout: 60_000,
+        polling: 50,
+      });
+      // While it downloads, the row says so (not "Not downloaded · Download", nor a greyed-out Resume).
+      expect(await row.getAttribute('data-state')).toBe('loading');
+      expect(await row.textContent()).toMatch(/Downloading · \d+%/);
+      expect(await row.getByRole('button').count()).toBe(0);
+
+      await page.getByTestId('model-pause').click();
+      expect(await waitForState(page, 'model-status', ['paused', 'ready', 'error'], 30_000)).toBe('paused');
+      expect(await row.getAttribute('data-state')).toBe('paused');
+      expect(await row.textContent()).toMatch(/Download paused at \d+%/);
+      expect(await row.getByRole('button', { name: /^Resume / }).isEnabled()).toBe(true);
+      const pausedDetail = await page.getByTestId('model-paused-detail').textContent();
+
+      // A reload does not restart it: nothing is fetched, and it still says how far it got.
+      await page.waitForTimeout(300);
+      const fetched = proxy.log.length;
+      await page.reload();
+      await page.getByTestId('model-status').waitFor();
+      await page.waitForTimeout(2000);
+      expect(await page.getByTestId('model-status').getAttribute('data-state')).toBe('paused');
+      expect(proxy.log.length).toBe(fetched);
+      expect(await page.getByTestId('model-paused-detail').textContent()).toBe(pausedDetail);
+      await row.waitFor();
+      expect(await row.getAttribute('data-state')).toBe('paused');
+
+      // Resume continues where it stopped (HTTP Range); test/browser/modelManager.test.ts follows
+      // a resumed download to the end.
+      await page.getByTestId('model-resume').click();
+      await expect.poll(() => proxy.log.slice(fetched).some((sent) => sent.status === 206), { timeout: 30_000 }).toBe(true);
+      expect(await row.getAttribute('data-state')).toBe('loading');
+    } finally {
+      await context.close();
+      await proxy.close();
+    }
+    expect(errors).toEqual([]);
   });
 });
