@@ -62,10 +62,23 @@ export interface AskOptions {
   fromDraft?: boolean;
 }
 
+/** A question asked before it could be answered, sent by `sendQueued()` once it can be. */
+export interface QueuedQuestion {
+  prompt: string;
+  options: AskOptions;
+}
+
 interface ConversationStore {
   messages: ChatMessage[];
   phase: 'idle' | 'answering' | 'stopping';
   draft: string;
+  queued: QueuedQuestion | null;
+  /** Keeps a question asked while the model loads, the recording is encoded or an answer ends. */
+  queue(prompt: string, options?: AskOptions): void;
+  /** Takes the queued question back into the question box. */
+  unqueue(): void;
+  /** Sends the queued question if the model, the recording and the conversation are ready for it. */
+  sendQueued(): void;
   /** Turns the engine's conversation holds (0: the next question is the first about the audio). */
   engineTurns: number;
   setDraft(text: string): void;
@@ -107,10 +120,33 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
   messages: [],
   phase: 'idle',
   draft: '',
+  queued: null,
   engineTurns: 0,
 
   setDraft(draft) {
     set({ draft });
+  },
+
+  queue(prompt, options = {}) {
+    set((s) => ({ queued: { prompt, options }, draft: options.fromDraft ? '' : s.draft }));
+  },
+
+  unqueue() {
+    const queued = get().queued;
+    if (!queued) return;
+    // Back into the box, ahead of anything typed since.
+    set((s) => ({ queued: null, draft: queued.options.fromDraft ? [queued.prompt, s.draft].filter((t) => t.trim() !== '').join('\n') : s.draft }));
+  },
+
+  sendQueued() {
+    const queued = get().queued;
+    if (!queued || get().phase !== 'idle') return;
+    if (useModelStore.getState().status !== 'ready' || useAudioStore.getState().status !== 'ready') return;
+    set({ queued: null });
+    // Restored into the box if asking fails (see ask), unless something new was typed there.
+    const fromDraft = queued.options.fromDraft === true && get().draft.trim() === '';
+    if (fromDraft) set({ draft: queued.prompt });
+    void get().ask(queued.prompt, { ...queued.options, fromDraft });
   },
 
   async ask(prompt, options = {}) {
@@ -246,6 +282,8 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     if (get().phase !== 'idle') engineClient().cancel();
     if (reason === 'recording') {
       pendingResume = null;
+      // A question waiting for the previous recording is not sent about this one: back into the box.
+      get().unqueue();
       set({ messages: [], engineTurns: 0 });
       return;
     }

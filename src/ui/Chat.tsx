@@ -1,7 +1,7 @@
 /** The conversation about the recording: task presets, the question box, streamed answers. */
 import { useEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
 import { useAudioStore } from '../stores/audioStore';
-import { useConversationStore, type ChatMessage } from '../stores/conversationStore';
+import { useConversationStore, withoutAudioSlot, type ChatMessage } from '../stores/conversationStore';
 import { useHistoryStore } from '../stores/historyStore';
 import { useModelStore } from '../stores/modelStore';
 import { useNoticeStore } from '../stores/noticeStore';
@@ -143,12 +143,46 @@ export function Chat() {
   const presets = useMemo(() => (info ? taskPresets(info.tasks) : []), [info]);
   const ready = modelStatus === 'ready' && audioStatus === 'ready';
   const answering = phase !== 'idle';
-  const canSend = ready && !answering && draft.trim().length > 0;
+
+  const queued = useConversationStore((s) => s.queued);
+  const queue = useConversationStore((s) => s.queue);
+  const unqueue = useConversationStore((s) => s.unqueue);
+
+  /**
+   * Why a question cannot go out now: `until` when it will be sent by itself once that is done,
+   * `blocked` when the person has to do something first. Null: it can be sent.
+   */
+  const notYet = (): { until: string } | { blocked: string } | null => {
+    if (phase === 'stopping') return { until: 'the answer has stopped' };
+    if (answering) return { until: 'this answer is finished' };
+    if (modelStatus === 'error' || modelStatus === 'paused') return { blocked: 'No model is loaded: load one under Models, then ask again.' };
+    if (!hasRecording && audioStatus !== 'decoding') return { blocked: 'There is nothing to ask about yet: record, open a file or pick a sample first.' };
+    if (audioStatus === 'error') return { blocked: 'The model could not listen to this recording: open another one, then ask again.' };
+    if (modelStatus !== 'ready') return { until: 'the model has loaded' };
+    if (audioStatus !== 'ready') return { until: 'the recording is ready' };
+    return null;
+  };
 
   const send = () => {
-    if (!canSend) return;
-    setHint(null);
-    void ask(draft, { fromDraft: true });
+    if (draft.trim() === '') return;
+    if (queued) {
+      const text = 'One question is already waiting: it is sent first. Cancel it to ask this one instead.';
+      setHint(text);
+      announce(text);
+      return;
+    }
+    const wait = notYet();
+    if (wait === null) {
+      setHint(null);
+      void ask(draft, { fromDraft: true });
+    } else if ('until' in wait) {
+      setHint(null);
+      queue(draft, { fromDraft: true });
+      announce(`Your question will be sent when ${wait.until}.`);
+    } else {
+      setHint(wait.blocked);
+      announce(wait.blocked);
+    }
   };
 
   const pick = (preset: TaskPreset) => {
@@ -181,16 +215,19 @@ export function Chat() {
     }
   };
 
+  const wait = notYet();
+  const queuedUntil = wait && 'until' in wait ? wait.until : null;
+
   let placeholder = 'Ask about the recording…';
   if (!hasRecording) placeholder = 'Record or open audio first, then ask about it…';
   else if (engineTurns > 0) placeholder = 'Ask a follow-up…';
 
   let waitingNote: string | null = null;
   if (!ready && !answering) {
-    if (modelStatus === 'loading' || modelStatus === 'idle') waitingNote = 'The model is loading; you can type your question meanwhile.';
+    if (modelStatus === 'loading' || modelStatus === 'idle') waitingNote = 'The model is loading: ask now, and your question is sent when it is ready.';
     else if (modelStatus === 'error') waitingNote = 'No model is loaded: load one under Models.';
     else if (!hasRecording) waitingNote = 'Record, drop a file or pick a sample to start.';
-    else if (audioStatus === 'encoding' || audioStatus === 'decoding' || audioStatus === 'waiting-model') waitingNote = 'Listening to the recording… you can type your question meanwhile.';
+    else if (audioStatus === 'encoding' || audioStatus === 'decoding' || audioStatus === 'waiting-model') waitingNote = 'Listening to the recording: ask now, and your question is sent when it is ready.';
   }
 
   return (
@@ -281,15 +318,26 @@ export function Chat() {
             <span>{phase === 'stopping' ? 'Stopping…' : 'Stop'}</span>
           </button>
         ) : (
-          <button key="send" type="submit" className="button primary send" data-testid="send-button" disabled={!canSend}>
+          <button key="send" type="submit" className="button primary send" data-testid="send-button" disabled={draft.trim() === ''}>
             <SendIcon />
             <span>Ask</span>
           </button>
         )}
       </form>
-      <p id="composer-help" className="composer-help muted">
-        {hint ?? waitingNote ?? 'Enter sends · Shift+Enter adds a line · Escape stops the answer'}
-      </p>
+      {queued ? (
+        <p id="composer-help" className="composer-help queued-note" data-testid="queued-question">
+          <span>
+            “{withoutAudioSlot(queued.prompt)}” will be sent when {queuedUntil ?? 'it can be'}.
+          </span>{' '}
+          <button type="button" className="link-button" onClick={() => unqueue()}>
+            Cancel
+          </button>
+        </p>
+      ) : (
+        <p id="composer-help" className="composer-help muted">
+          {hint ?? waitingNote ?? 'Enter sends · Shift+Enter adds a line · Escape stops the answer'}
+        </p>
+      )}
     </section>
   );
 }

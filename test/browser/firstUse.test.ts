@@ -59,6 +59,13 @@ async function focused(page: Page): Promise<string> {
   });
 }
 
+/** The shared app with a recording ready to ask about (a test run alone finds none open yet). */
+async function readyToAsk(page: Page): Promise<void> {
+  await waitForModel(page);
+  if ((await page.getByTestId('recording-meta').count()) === 0) await page.getByTestId('sample-speech').click();
+  expect(await waitForState(page, 'audio-status', ['ready', 'error'])).toBe('ready');
+}
+
 async function setMaxNewTokens(page: Page, value: number): Promise<void> {
   const input = page.getByTestId('setting-max-new-tokens');
   await input.fill(String(value));
@@ -202,6 +209,55 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     await screenshotBoth(page, 'model-not-found');
     await page.getByRole('button', { name: 'Dismiss the message' }).click();
     await page.getByTestId('model-source-input').fill('');
+  });
+
+  it('sends a question asked while the model loads or the recording is encoded once they are ready, saying so meanwhile', async () => {
+    const { context, page, errors } = await openApp(browser);
+    try {
+      await setMaxNewTokens(page, 3);
+      await page.getByTestId('sample-speech').click();
+      await page.getByTestId('recording-meta').waitFor();
+      const status = await page.getByTestId('model-status').getAttribute('data-state');
+      expect(status, 'the model should still be loading here').not.toBe('ready');
+      await page.getByTestId('question-input').fill('What is said first?');
+      await page.getByTestId('question-input').press('Enter');
+      const note = page.getByTestId('queued-question');
+      await note.waitFor({ timeout: 2_000 });
+      expect(await note.textContent()).toMatch(/^“What is said first\?” will be sent when (the model has loaded|the recording is ready)\. Cancel$/);
+      expect(await page.getByTestId('live-status').textContent()).toMatch(/^Your question will be sent when (the model has loaded|the recording is ready)\.$/);
+      await screenshotBoth(page, 'question-queued');
+      expect(await waitForState(page, 'answer-1', ['done', 'stopped', 'error'])).toBe('done');
+      expect(await page.locator('.bubble.user .bubble-text').first().textContent()).toBe('What is said first?');
+      expect(await note.count()).toBe(0);
+    } finally {
+      await context.close();
+    }
+    expect(errors).toEqual([]);
+  });
+
+  it('sends a question asked while an answer is written once that answer has ended (it used to be ignored), and Escape stops on WebAssembly', async () => {
+    const { page } = shared;
+    await readyToAsk(page);
+    await setMaxNewTokens(page, 400);
+    const before = await page.locator('.answer-text').count();
+    const [first, second] = [`answer-${before + 1}`, `answer-${before + 2}`];
+    await page.getByTestId('question-input').fill('Tell me a long story.');
+    await page.getByTestId('question-input').press('Enter');
+    await waitForState(page, first, ['streaming']);
+    await watchTexts(page, 'live-status');
+    await page.getByTestId('question-input').fill('And after the stop?');
+    await page.getByTestId('question-input').press('Enter');
+    expect(await page.getByTestId('question-input').inputValue()).toBe('');
+    // Stopped within a step, even though WebAssembly decodes without pausing for messages.
+    await page.getByTestId('question-input').press('Escape');
+    expect(await waitForState(page, first, ['done', 'stopped', 'error'], 60_000)).toBe('stopped');
+    expect(Number(await page.getByTestId(first).getAttribute('data-tokens'))).toBeLessThan(400);
+    expect(await textsSeen(page, 'live-status')).toContain('Your question will be sent when this answer is finished.');
+    // The waiting question went out by itself.
+    await waitForState(page, second, ['streaming', 'done', 'stopped', 'error']);
+    expect(await page.locator('.bubble.user .bubble-text').last().textContent()).toBe('And after the stop?');
+    await page.getByTestId('question-input').press('Escape');
+    expect(await waitForState(page, second, ['done', 'stopped', 'error'], 60_000)).not.toBe('error');
   });
 
   it('gives a bundle one state: the site row follows the first download, and a paused download stays paused across a reload until Resume', async () => {
