@@ -3,7 +3,7 @@
  * the engine (once per recording and model; the encoded audio stays in the engine for follow-ups).
  */
 import { create } from 'zustand';
-import { AudioInputError, computePeaks, decodeAudioFile, isWavBytes, mixToMono, wavSampleRate, type PcmAudio } from '../audio/decode';
+import { AudioInputError, checkDuration, computePeaks, decodeAudioFile, isWavBytes, mixToMono, wavDurationSeconds, wavSampleRate, type PcmAudio } from '../audio/decode';
 import { encodeWav } from '../audio/wavEncode';
 import { engineClient } from '../engineClient';
 import { inEngineLane } from './engineLane';
@@ -152,6 +152,8 @@ export const useAudioStore = create<AudioStore>((set, get) => {
         if (file.size === 0) throw new AudioInputError('empty', `“${name}” is empty: choose a recording that has sound in it.`);
         const bytes = new Uint8Array(await file.arrayBuffer());
         const wav = isWavBytes(bytes);
+        // A WAV says its length in its header: refuse one over the limit before decoding it.
+        if (wav) checkDuration(wavDurationSeconds(bytes) ?? 0, name);
         let pcm: PcmAudio | null = null;
         try {
           pcm = await decodeAudioFile(file, bytes);
@@ -161,6 +163,8 @@ export const useAudioStore = create<AudioStore>((set, get) => {
         }
         const mono = pcm ? mixToMono(pcm) : null;
         const durationSeconds = pcm ? (pcm.channels[0]?.length ?? 0) / pcm.sampleRate : 0;
+        // Over the limit: refused here, so the recording open now stays current (and nothing is kept).
+        checkDuration(durationSeconds, name);
         const url = URL.createObjectURL(file.type ? file : new Blob([bytes], { type: wav ? 'audio/wav' : 'application/octet-stream' }));
         const adopted = adopt(
           {

@@ -226,6 +226,7 @@ export function Chat() {
   if (!ready && !answering) {
     if (modelStatus === 'loading' || modelStatus === 'idle') waitingNote = 'The model is loading: ask now, and your question is sent when it is ready.';
     else if (modelStatus === 'error') waitingNote = 'No model is loaded: load one under Models.';
+    else if (modelStatus === 'paused') waitingNote = 'The model’s download is paused: resume it under Models to ask.';
     else if (!hasRecording) waitingNote = 'Record, drop a file or pick a sample to start.';
     else if (audioStatus === 'encoding' || audioStatus === 'decoding' || audioStatus === 'waiting-model') waitingNote = 'Listening to the recording: ask now, and your question is sent when it is ready.';
   }

@@ -109,7 +109,12 @@ function EncodeStatus() {
       busy = true;
       break;
     case 'waiting-model':
-      text = modelStatus === 'error' ? 'Load a model to listen to this recording.' : 'Waiting for the model to finish loading…';
+      text =
+        modelStatus === 'error'
+          ? 'Load a model to listen to this recording.'
+          : modelStatus === 'paused'
+            ? 'The model’s download is paused: resume it under Models to listen to this recording.'
+            : 'Waiting for the model to finish loading…';
       busy = modelStatus === 'loading';
       break;
     case 'encoding':

@@ -59,6 +59,60 @@ async function focused(page: Page): Promise<string> {
   });
 }
 
+/**
+ * The app with no model loaded and none loading: its download is paused (as a person would have
+ * left it), so nothing is encoded and a test of the recording view costs no model time.
+ */
+async function openAppWithoutModel(browser: Browser): Promise<OpenedApp> {
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const errors = collectConsoleErrors(context);
+  await context.addInitScript(() => {
+    if (location.protocol !== 'http:') return;
+    const paused = { source: '/models/salmonn-tiny/', label: '/models/salmonn-tiny/', backend: 'wasm', loaded: 0, total: 0, percent: 0 };
+    localStorage.setItem('hark-settings', JSON.stringify({ state: { backend: 'wasm', pausedDownload: paused }, version: 1 }));
+  });
+  const page = await context.newPage();
+  await page.goto(inject('devUrl'));
+  expect(await waitForState(page, 'model-status', ['paused', 'loading', 'ready'], 30_000)).toBe('paused');
+  return { context, page, errors };
+}
+
+/** A mono 8-bit 4 kHz WAV of a slowly swelling tone: long recordings in few bytes. */
+function toneWav(seconds: number, rate = 4000): Buffer {
+  const n = Math.round(seconds * rate);
+  const wav = Buffer.alloc(44 + n);
+  wav.write('RIFF', 0);
+  wav.writeUInt32LE(36 + n, 4);
+  wav.write('WAVE', 8);
+  wav.write('fmt ', 12);
+  wav.writeUInt32LE(16, 16);
+  wav.writeUInt16LE(1, 20); // PCM
+  wav.writeUInt16LE(1, 22); // mono
+  wav.writeUInt32LE(rate, 24);
+  wav.writeUInt32LE(rate, 28);
+  wav.writeUInt16LE(1, 32);
+  wav.writeUInt16LE(8, 34);
+  wav.write('data', 36);
+  wav.writeUInt32LE(n, 40);
+  for (let i = 0; i < n; i++) wav[44 + i] = 128 + Math.round(60 * Math.sin(i / 9) * Math.abs(Math.sin(i / (rate * 20))));
+  return wav;
+}
+
+/** Window time labels on the waveform that overlap each other or stick out of the track. */
+async function clashingWindowLabels(page: Page): Promise<{ shown: number; clashes: string[] }> {
+  return page.evaluate(() => {
+    const track = document.querySelector('.waveform-track')!.getBoundingClientRect();
+    const labels = [...document.querySelectorAll('.window-label')].map((label) => ({ text: label.textContent ?? '', rect: label.getBoundingClientRect() }));
+    const clashes: string[] = [];
+    labels.forEach((label, i) => {
+      if (label.rect.left < track.left || label.rect.right > track.right) clashes.push(`${label.text} outside the track`);
+      const next = labels[i + 1];
+      if (next && next.rect.left < label.rect.right) clashes.push(`${label.text} overlaps ${next.text}`);
+    });
+    return { shown: labels.length, clashes };
+  });
+}
+
 /** The shared app with a recording ready to ask about (a test run alone finds none open yet). */
 async function readyToAsk(page: Page): Promise<void> {
   await waitForModel(page);
@@ -258,6 +312,39 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     expect(await page.locator('.bubble.user .bubble-text').last().textContent()).toBe('And after the stop?');
     await page.getByTestId('question-input').press('Escape');
     expect(await waitForState(page, second, ['done', 'stopped', 'error'], 60_000)).not.toBe('error');
+  });
+
+  it('refuses a 12-minute file without replacing the current recording, and labels a 10-minute waveform without overlaps at 1280 and 360 px', async () => {
+    const { context, page } = await openAppWithoutModel(browser);
+    try {
+      await page.getByTestId('audio-file-input').setInputFiles({ name: 'almost-ten-minutes.wav', mimeType: 'audio/wav', buffer: toneWav(599) });
+      await page.getByTestId('waveform').waitFor({ timeout: 30_000 });
+      expect(Number(await page.getByTestId('waveform').getAttribute('data-duration'))).toBeCloseTo(599, 0);
+      expect(await page.getByTestId('audio-status').textContent()).toMatch(/download is paused: resume it under Models/);
+      const wide = await clashingWindowLabels(page);
+      expect(wide.clashes).toEqual([]);
+      expect(wide.shown).toBeGreaterThanOrEqual(5);
+      await page.setViewportSize(PHONE);
+      await page.waitForTimeout(200);
+      const narrow = await clashingWindowLabels(page);
+      expect(narrow.clashes).toEqual([]);
+      expect(narrow.shown).toBeGreaterThanOrEqual(1);
+      await page.setViewportSize(DESKTOP);
+      await page.waitForTimeout(150);
+      await screenshotBoth(page, 'long-recording');
+
+      await page.getByTestId('audio-file-input').setInputFiles({ name: 'twelve-minutes.wav', mimeType: 'audio/wav', buffer: toneWav(720) });
+      const alert = page.locator('[data-testid="error-message"][data-scope="audio"]');
+      await alert.waitFor({ timeout: 30_000 });
+      expect(await alert.textContent()).toBe(
+        '“twelve-minutes.wav” is 12 min long; Hark listens to at most 10 minutes. Trim it to 10 minutes or less (or split it), then open it again. The current recording stays open.',
+      );
+      expect(await page.getByTestId('recording-meta').textContent()).toContain('almost-ten-minutes.wav');
+      expect(await page.getByTestId('audio-status').getAttribute('data-state')).toBe('waiting-model');
+      await screenshotBoth(page, 'too-long-refused');
+    } finally {
+      await context.close();
+    }
   });
 
   it('gives a bundle one state: the site row follows the first download, and a paused download stays paused across a reload until Resume', async () => {
