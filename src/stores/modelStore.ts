@@ -52,6 +52,8 @@ export interface StorageInfo {
   quota: number | null;
   persisted: boolean | null;
   supported: boolean;
+  /** The answer to the last "Keep models stored" request in this session (null: not asked). */
+  persistAnswer: 'granted' | 'refused' | 'failed' | null;
 }
 
 interface ModelStore {
@@ -166,7 +168,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
   loadingSource: null,
   models: [],
   siteModels: [],
-  storage: { usage: null, quota: null, persisted: null, supported: typeof navigator !== 'undefined' && !!navigator.storage?.estimate },
+  storage: { usage: null, quota: null, persisted: null, supported: typeof navigator !== 'undefined' && !!navigator.storage?.estimate, persistAnswer: null },
 
   async load(sourceArg, options = {}) {
     const settings = useSettingsStore.getState();
@@ -374,12 +376,12 @@ export const useModelStore = create<ModelStore>((set, get) => ({
   async refreshStorage() {
     const storage = typeof navigator !== 'undefined' ? navigator.storage : undefined;
     if (!storage?.estimate) {
-      set({ storage: { usage: null, quota: null, persisted: null, supported: false } });
+      set({ storage: { usage: null, quota: null, persisted: null, supported: false, persistAnswer: get().storage.persistAnswer } });
       return;
     }
     try {
       const [estimate, persisted] = await Promise.all([storage.estimate(), storage.persisted ? storage.persisted() : Promise.resolve(null)]);
-      set({ storage: { usage: estimate.usage ?? null, quota: estimate.quota ?? null, persisted, supported: true } });
+      set({ storage: { usage: estimate.usage ?? null, quota: estimate.quota ?? null, persisted, supported: true, persistAnswer: get().storage.persistAnswer } });
     } catch {
       set({ storage: { ...get().storage, supported: true } });
     }
@@ -387,12 +389,19 @@ export const useModelStore = create<ModelStore>((set, get) => ({
 
   async requestPersistence() {
     const storage = typeof navigator !== 'undefined' ? navigator.storage : undefined;
-    if (!storage?.persist) return false;
-    const granted = await storage.persist();
-    set({ storage: { ...get().storage, persisted: granted } });
-    useNoticeStore
-      .getState()
-      .announce(granted ? 'Models will be kept: the browser will not clear them to free space.' : 'The browser did not allow persistent storage.');
+    if (!storage?.persist) {
+      set({ storage: { ...get().storage, persistAnswer: 'failed' } });
+      return false;
+    }
+    let granted: boolean;
+    try {
+      granted = await storage.persist();
+    } catch {
+      set({ storage: { ...get().storage, persistAnswer: 'failed' } });
+      return false;
+    }
+    // The answer is shown beside the button (a status region): see Storage in ModelPanel.
+    set({ storage: { ...get().storage, persisted: granted, persistAnswer: granted ? 'granted' : 'refused' } });
     return granted;
   },
 }));

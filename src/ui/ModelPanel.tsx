@@ -428,6 +428,7 @@ function AddModel() {
 function Storage() {
   const storage = useModelStore((s) => s.storage);
   const persist = useModelStore((s) => s.requestPersistence);
+  const result = useRef<HTMLParagraphElement>(null);
   if (!storage.supported) return <p className="small muted">This browser does not report its storage use.</p>;
   const fraction = storage.usage !== null && storage.quota ? storage.usage / storage.quota : null;
   return (
@@ -438,13 +439,31 @@ function Storage() {
         {storage.usage !== null ? `${formatBytes(storage.usage)} used` : 'Usage unknown'}
         {storage.quota !== null ? ` of ${formatBytes(storage.quota)} available to this site` : ''}
       </p>
-      {storage.persisted ? (
-        <p className="small">Models are kept: the browser will not clear them to free space.</p>
-      ) : (
-        <button type="button" className="button subtle small" onClick={() => void persist()}>
+      {!storage.persisted && (
+        <button
+          type="button"
+          className="button subtle small"
+          data-testid="persist-storage"
+          onClick={() =>
+            void persist().then((granted) => {
+              // The button is gone once granted: keep focus on the answer instead of <body>.
+              if (granted) result.current?.focus();
+            })
+          }
+        >
           Keep models stored
         </button>
       )}
+      {/* Always in the page, so the answer to the button is announced when it arrives. */}
+      <p ref={result} tabIndex={-1} className="small" role="status" data-testid="persist-result" data-answer={storage.persistAnswer ?? (storage.persisted ? 'granted' : '')}>
+        {storage.persisted
+          ? 'Models are kept: the browser will not clear them to free space.'
+          : storage.persistAnswer === 'refused'
+            ? 'The browser said no: it may still clear stored models when the disk runs low (Chromium grants this to installed or often-used sites; installing Hark as an app usually helps). You can ask again later.'
+            : storage.persistAnswer === 'failed'
+              ? 'This browser cannot keep storage for good: stored models may be cleared when the disk runs low.'
+              : ''}
+      </p>
     </div>
   );
 }

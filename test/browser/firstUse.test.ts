@@ -347,6 +347,28 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     }
   });
 
+  it('answers “Keep models stored” visibly, both when the browser refuses and with its real answer', async () => {
+    const { page } = shared;
+    const button = page.getByTestId('persist-storage');
+    const result = page.getByTestId('persist-result');
+    // A browser that refuses (as Chromium does for sites that are not installed or often used).
+    await page.evaluate(() => Object.defineProperty(navigator.storage, 'persist', { configurable: true, value: async () => false }));
+    await button.click();
+    await expect.poll(() => result.getAttribute('data-answer')).toBe('refused');
+    expect(await result.textContent()).toMatch(/^The browser said no: it may still clear stored models when the disk runs low/);
+    expect(await button.isVisible()).toBe(true);
+    // This browser's own answer, whichever it is, is shown too.
+    await page.evaluate(() => delete (navigator.storage as unknown as Record<string, unknown>).persist);
+    await button.click();
+    await page.waitForTimeout(500);
+    const answer = await result.getAttribute('data-answer');
+    expect(['granted', 'refused']).toContain(answer);
+    if (answer === 'granted') {
+      expect(await result.textContent()).toBe('Models are kept: the browser will not clear them to free space.');
+      expect(await focused(page)).toBe('p');
+    }
+  });
+
   it('gives a bundle one state: the site row follows the first download, and a paused download stays paused across a reload until Resume', async () => {
     const bundlePath = '/models/salmonn-tiny/';
     const proxy = await startSlowProxy(inject('devUrl'), { under: bundlePath, bytesPerSecond: 1_500_000 });
