@@ -369,6 +369,25 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     }
   });
 
+  it('loads the model on WebGPU without a single console error or warning from onnxruntime', async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const lines: string[] = [];
+    context.on('console', (message) => {
+      if (message.type() === 'error' || message.type() === 'warning') lines.push(`${message.type()}: ${message.text()}`);
+    });
+    await chooseBackendInSettings(context, 'webgpu');
+    const page = await context.newPage();
+    try {
+      await page.goto(inject('devUrl'));
+      await waitForModel(page);
+      expect(await page.getByTestId('model-status').getAttribute('data-backend')).toBe('webgpu');
+      // It used to log eight "Some nodes were not assigned to the preferred execution providers" lines.
+      expect(lines).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('gives a bundle one state: the site row follows the first download, and a paused download stays paused across a reload until Resume', async () => {
     const bundlePath = '/models/salmonn-tiny/';
     const proxy = await startSlowProxy(inject('devUrl'), { under: bundlePath, bytesPerSecond: 1_500_000 });
