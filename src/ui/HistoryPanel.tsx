@@ -82,7 +82,8 @@ export function HistoryPanel() {
             data-testid="history-delete-all"
             onClick={() => {
               const count = entries.length;
-              if (window.confirm(`Delete all ${count} conversation${count === 1 ? '' : 's'} and their recordings from this device? This cannot be undone.`)) void removeAll();
+              const what = count === 1 ? 'the only conversation and its recording' : `all ${count} conversations and their recordings`;
+              if (window.confirm(`Delete ${what} from this device? This cannot be undone.`)) void removeAll();
             }}
           >
             Delete all history

@@ -118,7 +118,7 @@ function PausedDownload() {
       </p>
       <progress max={100} value={percent} aria-label="Model download progress (paused)" />
       <p className="small muted" data-testid="model-paused-detail">
-        {paused.total > 0 ? `Paused at ${percent} % (${formatBytes(paused.loaded)} of ${formatBytes(paused.total)})` : 'Paused before the download started'}
+        {paused.total > 0 ? `Paused at ${percent}% (${formatBytes(paused.loaded)} of ${formatBytes(paused.total)})` : 'Paused before the download started'}
       </p>
       <div className="actions">
         <button

@@ -63,14 +63,14 @@ async function focused(page: Page): Promise<string> {
  * The app with no model loaded and none loading: its download is paused (as a person would have
  * left it), so nothing is encoded and a test of the recording view costs no model time.
  */
-async function openAppWithoutModel(browser: Browser): Promise<OpenedApp> {
+async function openAppWithoutModel(browser: Browser, progress = { loaded: 0, total: 0, percent: 0 }): Promise<OpenedApp> {
   const context = await browser.newContext({ viewport: DESKTOP });
   const errors = collectConsoleErrors(context);
-  await context.addInitScript(() => {
+  await context.addInitScript((made) => {
     if (location.protocol !== 'http:') return;
-    const paused = { source: '/models/salmonn-tiny/', label: '/models/salmonn-tiny/', backend: 'wasm', loaded: 0, total: 0, percent: 0 };
+    const paused = { source: '/models/salmonn-tiny/', label: '/models/salmonn-tiny/', backend: 'wasm', ...made };
     localStorage.setItem('hark-settings', JSON.stringify({ state: { backend: 'wasm', pausedDownload: paused }, version: 1 }));
-  });
+  }, progress);
   const page = await context.newPage();
   await page.goto(inject('devUrl'));
   expect(await waitForState(page, 'model-status', ['paused', 'loading', 'ready'], 30_000)).toBe('paused');
@@ -386,6 +386,40 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     } finally {
       await context.close();
     }
+  });
+
+  it('nits: “Paused at 4%”, a 19.6 s clip is not labelled 20 s beside a timeline ending at 0:19', async () => {
+    const { context, page } = await openAppWithoutModel(browser, { loaded: 168_000, total: 4_210_000, percent: 4.2 });
+    try {
+      expect(await page.getByTestId('model-paused-detail').textContent()).toBe('Paused at 4% (168 KB of 4.21 MB)');
+      await page.getByTestId('audio-file-input').setInputFiles({ name: 'clip.wav', mimeType: 'audio/wav', buffer: toneWav(19.6) });
+      await page.getByTestId('waveform').waitFor({ timeout: 30_000 });
+      expect(await page.getByTestId('recording-duration').textContent()).toBe('19.6 s');
+      expect(await page.locator('.waveform-time span').last().textContent()).toBe('0:19');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('nits: deleting the only conversation asks about “the only conversation”, not “all 1 conversation”', async () => {
+    const { page } = shared;
+    const deleteAll = page.getByTestId('history-delete-all');
+    if ((await deleteAll.count()) > 0) {
+      page.once('dialog', (dialog) => void dialog.accept());
+      await deleteAll.click();
+      await page.getByTestId('history-entry').first().waitFor({ state: 'detached' });
+    }
+    await readyToAsk(page);
+    await setMaxNewTokens(page, 2);
+    const before = await page.locator('.answer-text').count();
+    await page.getByTestId('preset-asr').click();
+    expect(await waitForState(page, `answer-${before + 1}`, ['done', 'stopped', 'error'])).toBe('done');
+    await page.getByTestId('history-entry').first().waitFor();
+    expect(await page.getByTestId('history-entry').count()).toBe(1);
+    const asked = new Promise<string>((resolve) => page.once('dialog', (dialog) => (resolve(dialog.message()), void dialog.dismiss())));
+    await deleteAll.click();
+    expect(await asked).toBe('Delete the only conversation and its recording from this device? This cannot be undone.');
+    expect(await page.getByTestId('history-entry').count()).toBe(1);
   });
 
   it('gives a bundle one state: the site row follows the first download, and a paused download stays paused across a reload until Resume', async () => {

@@ -90,7 +90,7 @@ describe('model manager (Chromium, WebGPU)', () => {
     // Paused, not failed: no alert, how far it got, and Resume has the focus.
     expect(await page.getByTestId('error-message').count()).toBe(0);
     const detail = (await page.getByTestId('model-paused-detail').textContent()) ?? '';
-    const match = /^Paused at (\d+) % \([\d.]+ [KM]B of [\d.]+ MB\)$/.exec(detail);
+    const match = /^Paused at (\d+)% \([\d.]+ [KM]B of [\d.]+ MB\)$/.exec(detail);
     expect(match, detail).not.toBeNull();
     const pausedPercent = Number(match![1]);
     expect(pausedPercent).toBeGreaterThanOrEqual(20);
