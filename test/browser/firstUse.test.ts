@@ -422,6 +422,31 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     expect(await page.getByTestId('history-entry').count()).toBe(1);
   });
 
+  it('says when “Max new tokens” is out of range instead of silently reverting or clamping it', async () => {
+    const { page } = shared;
+    const input = page.getByTestId('setting-max-new-tokens');
+    const problem = page.getByTestId('max-new-tokens-problem');
+    await setMaxNewTokens(page, 50);
+    expect(await problem.count()).toBe(0);
+    for (const [typed, says] of [
+      ['0', '0 is too few: the least is 1.'],
+      ['-5', '-5 is too few: the least is 1.'],
+      ['99999', '99999 is too many: the most is 4096.'],
+      ['2.5', '2.5 is not a whole number.'],
+    ] as const) {
+      await input.fill(typed);
+      await input.blur();
+      // What was typed stays, with what is wrong and what is used meanwhile.
+      expect(await input.inputValue()).toBe(typed);
+      expect(await problem.textContent()).toBe(`${says} Answers use 50 until it is fixed.`);
+      expect(await input.getAttribute('aria-invalid')).toBe('true');
+    }
+    await page.locator('#side-panel').screenshot({ path: join(SCREENSHOTS, 'max-tokens-out-of-range-1280.png') });
+    await setMaxNewTokens(page, 4096);
+    expect(await problem.count()).toBe(0);
+    expect(await input.getAttribute('aria-invalid')).toBe('false');
+  });
+
   it('gives a bundle one state: the site row follows the first download, and a paused download stays paused across a reload until Resume', async () => {
     const bundlePath = '/models/salmonn-tiny/';
     const proxy = await startSlowProxy(inject('devUrl'), { under: bundlePath, bytesPerSecond: 1_500_000 });
