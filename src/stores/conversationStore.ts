@@ -84,6 +84,10 @@ interface ConversationStore {
   setDraft(text: string): void;
   ask(prompt: string, options?: AskOptions): Promise<void>;
   stop(): void;
+  /** Stops the answer being written and resolves once it has ended (and been saved). */
+  stopAndWait(): Promise<void>;
+  /** A note shown at the top of the next recording's conversation (once). */
+  noteForNextRecording(text: string): void;
   newConversation(): Promise<void>;
   /** The engine forgot the conversation (new recording or model). */
   reset(reason: 'recording' | 'model', detail?: string): void;
@@ -95,6 +99,9 @@ interface ConversationStore {
 }
 
 let nextId = 1;
+
+/** Shown when the next recording replaces this one (see noteForNextRecording). */
+let nextRecordingNote: string | null = null;
 
 /** The restored conversation the engine has not read yet: it does so before the next question. */
 let pendingResume: ResumeTurn[] | null = null;
@@ -264,6 +271,22 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     void engineClient().cancel();
   },
 
+  stopAndWait() {
+    if (get().phase === 'idle') return Promise.resolve();
+    get().stop();
+    return new Promise<void>((resolve) => {
+      const unsubscribe = useConversationStore.subscribe((state) => {
+        if (state.phase !== 'idle') return;
+        unsubscribe();
+        resolve();
+      });
+    });
+  },
+
+  noteForNextRecording(text) {
+    nextRecordingNote = text;
+  },
+
   async newConversation() {
     if (get().phase !== 'idle') engineClient().cancel();
     try {
@@ -284,7 +307,9 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       pendingResume = null;
       // A question waiting for the previous recording is not sent about this one: back into the box.
       get().unqueue();
-      set({ messages: [], engineTurns: 0 });
+      const note = nextRecordingNote;
+      nextRecordingNote = null;
+      set({ messages: note ? [{ id: nextId++, role: 'divider', text: note }] : [], engineTurns: 0 });
       return;
     }
     // Only a conversation the engine held is lost (a restored one was never in this engine).

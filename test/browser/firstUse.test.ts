@@ -447,6 +447,50 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     expect(await input.getAttribute('aria-invalid')).toBe('false');
   });
 
+  it('asks before another recording replaces one whose answer is still being written, and says the answer was stopped', async () => {
+    const { page } = shared;
+    await readyToAsk(page);
+    const current = (await page.getByTestId('recording-meta').textContent()) ?? '';
+    await setMaxNewTokens(page, 2000);
+    const before = await page.locator('.answer-text').count();
+    const answer = `answer-${before + 1}`;
+    // (This prompt makes the tiny model write hundreds of tokens: long enough to switch mid-answer.)
+    await page.getByTestId('question-input').fill('Tell me a long story.');
+    await page.getByTestId('question-input').press('Enter');
+    await waitForState(page, answer, ['streaming']);
+    // Clicked from the page itself: the answer keeps the main thread busy, and Playwright's own
+    // click would wait for it to settle.
+    const clickSample = () => page.evaluate(() => document.querySelector<HTMLButtonElement>('[data-testid="sample-sound-events"]')!.click());
+
+    // Declined: nothing changes, the answer goes on.
+    const asked = new Promise<string>((resolve) => page.once('dialog', (dialog) => (resolve(dialog.message()), void dialog.dismiss())));
+    await clickSample();
+    expect(await asked).toBe('An answer is still being written. Stop it and open “Doorbell, knocks, alarm”? What it has written so far stays in History.');
+    expect(await page.getByTestId('recording-meta').textContent()).toBe(current);
+    expect(await page.getByTestId(answer).getAttribute('data-state')).toBe('streaming');
+
+    // Accepted: the answer stops where it is, the new recording opens, and the thread says why.
+    page.once('dialog', (dialog) => void dialog.accept());
+    await clickSample();
+    await expect.poll(async () => page.getByTestId('recording-meta').textContent(), { timeout: 60_000 }).toContain('Doorbell, knocks, alarm');
+    expect(await page.locator('.thread-divider').first().textContent()).toBe(
+      'The answer to “Tell me a long story.” was stopped when you opened “Doorbell, knocks, alarm”; what it wrote is kept in History.',
+    );
+  });
+
+  it('shows how long listening to a recording will take, from what the last one took on this device', async () => {
+    const { page } = shared;
+    await readyToAsk(page); // one recording encoded here already: its pace is remembered
+    await page.getByTestId('sample-music').click();
+    await waitForState(page, 'audio-status', ['encoding'], 30_000);
+    const timing = (await page.getByTestId('encode-time').textContent()) ?? '';
+    expect(timing).toMatch(/^ · (about \d+ (s|min) left|almost done)$/);
+    expect(await page.locator('[data-testid="audio-status"] progress').getAttribute('value')).not.toBeNull();
+    expect(await page.getByTestId('audio-status').textContent()).toMatch(/^Listening to the recording…/);
+    await screenshotBoth(page, 'listening-time-left');
+    expect(await waitForState(page, 'audio-status', ['ready', 'error'])).toBe('ready');
+  });
+
   it('gives a bundle one state: the site row follows the first download, and a paused download stays paused across a reload until Resume', async () => {
     const bundlePath = '/models/salmonn-tiny/';
     const proxy = await startSlowProxy(inject('devUrl'), { under: bundlePath, bytesPerSecond: 1_500_000 });
