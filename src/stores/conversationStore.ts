@@ -28,6 +28,18 @@ export interface AnswerStats {
   totalMs: number | null;
 }
 
+/** The settings an answer was generated with (shown on demand under it). */
+export interface AnswerSettings {
+  loraScale: number;
+  maxNewTokens: number;
+  doSample: boolean;
+  temperature: number;
+  topP: number;
+  repetitionPenalty: number;
+  /** The sampling seed (0 for greedy answers). */
+  seed: number;
+}
+
 export type ChatMessage =
   | {
       id: number;
@@ -47,6 +59,8 @@ export type ChatMessage =
       /** The model that answered (label · backend), shown under the answer. */
       model: string;
       loraScale: number;
+      /** All the settings that produced it (older saved answers have only `loraScale`). */
+      settings?: AnswerSettings;
       /** The generated token ids: lets a restored conversation be re-read exactly. */
       tokenIds?: number[];
     }
@@ -84,6 +98,11 @@ interface ConversationStore {
   setDraft(text: string): void;
   ask(prompt: string, options?: AskOptions): Promise<void>;
   stop(): void;
+  /**
+   * Asks the last question again with the settings as they are now, in place of its answer (the
+   * engine re-reads the conversation before it, so earlier turns keep their context).
+   */
+  regenerate(): Promise<void>;
   /** Stops the answer being written and resolves once it has ended (and been saved). */
   stopAndWait(): Promise<void>;
   /** A note shown at the top of the next recording's conversation (once). */
@@ -192,6 +211,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
           error: null,
           model: `${model.info!.label} · ${model.info!.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}`,
           loraScale: params.loraScale,
+          settings: { ...params, seed },
           stats: { tokens: 0, timeToFirstTokenMs: null, tokensPerSecond: null, promptTokens: null, stopReason: null, totalMs: null },
         },
       ],
@@ -269,6 +289,23 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     if (get().phase !== 'answering') return;
     set({ phase: 'stopping' });
     void engineClient().cancel();
+  },
+
+  async regenerate() {
+    const { messages, phase } = get();
+    const answer = messages.at(-1);
+    const question = messages.at(-2);
+    if (phase !== 'idle' || answer?.role !== 'assistant' || question?.role !== 'user') return;
+    const earlier = messages.slice(0, -2);
+    try {
+      await inEngineLane(() => engineClient().newConversation());
+    } catch (error) {
+      useNoticeStore.getState().showError('answer', error, 'Could not regenerate the answer.');
+      return;
+    }
+    pendingResume = resumableTurns(earlier);
+    set({ messages: earlier, engineTurns: 0 });
+    await get().ask(question.prompt ?? question.text, question.label ? { label: question.label } : {});
   },
 
   stopAndWait() {

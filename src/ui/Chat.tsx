@@ -35,7 +35,64 @@ function AnswerMeta({ message }: { message: Assistant }) {
   );
 }
 
-function Thread({ messages }: { messages: ChatMessage[] }) {
+/** "LoRA scale 0.50 · greedy · at most 200 new tokens · repetition penalty 1.00". */
+function describeSettings(message: Assistant): string {
+  const settings = message.settings;
+  if (!settings) return `LoRA scale ${message.loraScale.toFixed(2)} (the other settings of this older answer were not recorded)`;
+  const decoding = settings.doSample
+    ? `sampling: temperature ${settings.temperature.toFixed(2)}, top-p ${settings.topP.toFixed(2)}, seed ${settings.seed}`
+    : 'greedy (always the most likely word)';
+  return `LoRA scale ${settings.loraScale.toFixed(2)} · ${decoding} · at most ${settings.maxNewTokens} new tokens · repetition penalty ${settings.repetitionPenalty.toFixed(2)}${message.model ? ` · ${message.model}` : ''}`;
+}
+
+/** Copy, Regenerate (the last answer) and the settings that produced it, under a finished answer. */
+function AnswerActions({ message, isLast, busy }: { message: Assistant; isLast: boolean; busy: boolean }) {
+  const regenerate = useConversationStore((s) => s.regenerate);
+  const announce = useNoticeStore((s) => s.announce);
+  const showError = useNoticeStore((s) => s.showError);
+  const [copied, setCopied] = useState(false);
+  const copy = () => {
+    if (!navigator.clipboard?.writeText) {
+      showError('answer', new Error('This browser does not let the page copy: select the answer’s text and copy it yourself.'));
+      return;
+    }
+    navigator.clipboard.writeText(message.text).then(
+      () => {
+        setCopied(true);
+        announce('The answer was copied.');
+        setTimeout(() => setCopied(false), 2000);
+      },
+      () => showError('answer', new Error('The browser refused to copy: select the answer’s text and copy it yourself.')),
+    );
+  };
+  return (
+    <div className="answer-actions">
+      <button type="button" className="link-button small" data-testid="copy-answer" disabled={message.text === ''} onClick={copy}>
+        {copied ? 'Copied' : 'Copy'}
+      </button>
+      {isLast && (
+        <button
+          type="button"
+          className="link-button small"
+          data-testid="regenerate-answer"
+          disabled={busy}
+          aria-description="Asks the same question again with the current settings, in place of this answer"
+          onClick={() => void regenerate()}
+        >
+          Regenerate
+        </button>
+      )}
+      <details className="answer-settings small">
+        <summary>Settings</summary>
+        <p className="muted" data-testid="answer-settings">
+          {describeSettings(message)}
+        </p>
+      </details>
+    </div>
+  );
+}
+
+function Thread({ messages, busy }: { messages: ChatMessage[]; busy: boolean }) {
   const end = useRef<HTMLDivElement>(null);
   const last = messages.at(-1);
   const lastText = last?.role === 'assistant' ? last.text.length : 0;
@@ -77,6 +134,9 @@ function Thread({ messages }: { messages: ChatMessage[] }) {
             {message.status === 'error' && message.error && <p className="answer-error">{message.error}</p>}
             {message.status === 'stopped' && message.text === '' && <p className="muted">Stopped before the first word.</p>}
             <AnswerMeta message={message} />
+            {(message.status === 'done' || message.status === 'stopped') && (
+              <AnswerActions message={message} isLast={message === messages.at(-1)} busy={busy} />
+            )}
           </li>
         );
       })}
@@ -287,7 +347,7 @@ export function Chat() {
             : 'Pick a task or type a question about the recording. Follow-up questions continue the conversation.'}
         </p>
       ) : (
-        <Thread messages={messages} />
+        <Thread messages={messages} busy={answering || modelStatus !== 'ready' || audioStatus !== 'ready'} />
       )}
 
       {presets.length > 0 && <Presets presets={presets} disabled={!ready || answering} onPick={pick} />}

@@ -25,7 +25,8 @@ interface OpenedApp {
 }
 
 async function openApp(browser: Browser, url = inject('devUrl')): Promise<OpenedApp> {
-  const context = await browser.newContext({ viewport: DESKTOP });
+  // Clipboard access for Copy (granted, as a person allowing it would).
+  const context = await browser.newContext({ viewport: DESKTOP, permissions: ['clipboard-read', 'clipboard-write'] });
   const errors = collectConsoleErrors(context);
   await chooseBackendInSettings(context, 'wasm');
   const page = await context.newPage();
@@ -489,6 +490,38 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     expect(await page.getByTestId('audio-status').textContent()).toMatch(/^Listening to the recording…/);
     await screenshotBoth(page, 'listening-time-left');
     expect(await waitForState(page, 'audio-status', ['ready', 'error'])).toBe('ready');
+  });
+
+  it('offers Copy and Regenerate on an answer and shows, on demand, the settings that produced it', async () => {
+    const { page } = shared;
+    await readyToAsk(page);
+    await setMaxNewTokens(page, 3);
+    const before = await page.locator('.answer-text').count();
+    await page.getByTestId('preset-asr').click();
+    expect(await waitForState(page, `answer-${before + 1}`, ['done', 'stopped', 'error'])).toBe('done');
+    const last = page.locator('.bubble.assistant').last();
+    const text = (await page.getByTestId(`answer-${before + 1}`).textContent()) ?? '';
+    const lora = Number(await page.getByTestId('lora-scale').inputValue());
+
+    await last.getByText('Settings', { exact: true }).click();
+    expect(await last.getByTestId('answer-settings').textContent()).toMatch(
+      new RegExp(`^LoRA scale ${lora.toFixed(2)} · greedy \\(always the most likely word\\) · at most 3 new tokens · repetition penalty 1\\.00 · .+ · WebAssembly$`),
+    );
+    await last.getByTestId('copy-answer').click();
+    await expect.poll(() => last.getByTestId('copy-answer').textContent()).toBe('Copied');
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(text);
+    await screenshotBoth(page, 'answer-actions');
+
+    // A lower LoRA scale, then Regenerate: the same question, answered again in its place.
+    await page.getByTestId('lora-scale').focus();
+    await page.keyboard.press('Home');
+    await last.getByTestId('regenerate-answer').click();
+    expect(await waitForState(page, `answer-${before + 1}`, ['done', 'stopped', 'error'])).toBe('done');
+    expect(await page.locator('.answer-text').count()).toBe(before + 1);
+    const again = page.locator('.bubble.assistant').last();
+    await again.getByText('Settings', { exact: true }).click();
+    expect(await again.getByTestId('answer-settings').textContent()).toMatch(/^LoRA scale 0\.00 · greedy/);
+    expect(await page.locator('.bubble.user .bubble-label').last().textContent()).toBe('Transcribe');
   });
 
   it('gives a bundle one state: the site row follows the first download, and a paused download stays paused across a reload until Resume', async () => {
