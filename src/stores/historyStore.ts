@@ -26,6 +26,7 @@ import {
   type StoredMessage,
   type StoredRecording,
 } from '../storage/history';
+import { ImportError, MAX_IMPORT_BYTES, readConversationExport } from '../storage/importConversation';
 import { onNewRecording, useAudioStore, type NewRecordingEvent } from './audioStore';
 import { RESUME_NOTE, useConversationStore, type AnswerSettings, type AnswerStats, type ChatMessage, type SavedMessage } from './conversationStore';
 import { errorMessage } from './engineTypes';
@@ -56,6 +57,8 @@ interface HistoryStore {
   exportToFile(id: string): Promise<void>;
   remove(id: string): Promise<void>;
   removeAll(): Promise<void>;
+  /** Reads a file made by Export (untrusted: validated first), keeps it here and opens it. */
+  importFromFile(file: File): Promise<void>;
 }
 
 
@@ -381,6 +384,24 @@ export const useHistoryStore = create<HistoryStore>((set, get) => ({
       useNoticeStore.getState().announce('The conversation and its recording were deleted from this device.');
     } catch (error) {
       useNoticeStore.getState().showError('history', new Error(errorMessage(error)), 'Could not delete the conversation:');
+    }
+  },
+
+  async importFromFile(file) {
+    try {
+      if (file.size > MAX_IMPORT_BYTES) {
+        throw new ImportError(`“${file.name}” is ${Math.round(file.size / 1e6)} MB: larger than any Hark export, so it was not read. Choose a file saved with Export.`);
+      }
+      const imported = readConversationExport(await file.text(), file.name);
+      await queueWrite(async () => {
+        await saveRecording(imported.recording);
+        await saveConversation(imported.conversation);
+      });
+      await get().refresh();
+      await get().open(imported.conversation.id);
+      useNoticeStore.getState().announce(`Imported the conversation about “${imported.recording.name}”.`);
+    } catch (error) {
+      useNoticeStore.getState().showError('history', error, 'Could not import the conversation:');
     }
   },
 

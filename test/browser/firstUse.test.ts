@@ -6,7 +6,7 @@
  * a note when switching recordings mid-answer). The app runs on WebAssembly where the backend does
  * not matter: the software WebGPU adapter here is many times slower.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -522,6 +522,56 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     await again.getByText('Settings', { exact: true }).click();
     expect(await again.getByTestId('answer-settings').textContent()).toMatch(/^LoRA scale 0\.00 · greedy/);
     expect(await page.locator('.bubble.user .bubble-label').last().textContent()).toBe('Transcribe');
+  });
+
+  it('imports an exported conversation file, checked as untrusted input: bad files are refused with a reason, text stays text', async () => {
+    const { page } = shared;
+    await readyToAsk(page);
+    await setMaxNewTokens(page, 2);
+    const before = await page.locator('.answer-text').count();
+    await page.getByTestId('preset-asr').click();
+    expect(await waitForState(page, `answer-${before + 1}`, ['done', 'stopped', 'error'])).toBe('done');
+    await page.getByTestId('history-entry').first().waitFor();
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-conversation').click()]);
+    const exported = JSON.parse(readFileSync((await download.path())!, 'utf8')) as {
+      conversation: { messages: { role: string; text: string }[] };
+      recording: { name: string };
+    };
+    const importFile = (name: string, content: string) =>
+      page.getByTestId('import-conversation').setInputFiles({ name, mimeType: 'application/json', buffer: Buffer.from(content) });
+    const alert = page.locator('[data-testid="error-message"][data-scope="history"]');
+    const dismiss = () => page.getByRole('button', { name: 'Dismiss the message' }).click();
+
+    // Refused, each with what happened and what to do; nothing is added.
+    const entries = await page.getByTestId('history-entry').count();
+    await importFile('notes.json', 'not json at all');
+    await alert.waitFor();
+    expect(await alert.textContent()).toBe('Could not import the conversation: “notes.json” is not a Hark conversation file (it is not JSON). Choose a file saved with Export in Hark’s History.');
+    await dismiss();
+    const tampered = structuredClone(exported);
+    tampered.conversation.messages[0]!.role = 'system';
+    await importFile('tampered.json', JSON.stringify(tampered));
+    await alert.waitFor();
+    expect(await alert.textContent()).toMatch(/^Could not import the conversation: “tampered\.json” is damaged or was changed, so it was not imported \(\/conversation\/messages\/0\/role: .+\)\. Export the conversation again and import that file\.$/);
+    await dismiss();
+    await importFile('no-audio.json', JSON.stringify({ ...exported, recording: { ...exported.recording, mimeType: 'text/html' } }));
+    await alert.waitFor();
+    expect(await alert.textContent()).toMatch(/\/recording\/mimeType/);
+    await dismiss();
+    expect(await page.getByTestId('history-entry').count()).toBe(entries);
+
+    // Accepted: markup in an answer is shown as text, never run; the conversation opens.
+    const marked = structuredClone(exported);
+    const answer = marked.conversation.messages.findLast((m) => m.role === 'assistant')!;
+    answer.text = '<img src=x onerror="window.harkPwned=1"> imported';
+    await importFile('conversation.json', JSON.stringify(marked));
+    await expect.poll(() => page.getByTestId('history-entry').count(), { timeout: 30_000 }).toBe(entries + 1);
+    await page.locator('.answer-text', { hasText: 'imported' }).waitFor({ timeout: 30_000 });
+    expect(await page.locator('.answer-text').last().textContent()).toBe('<img src=x onerror="window.harkPwned=1"> imported');
+    expect(await page.locator('.thread img').count()).toBe(0);
+    expect(await page.evaluate(() => (window as unknown as { harkPwned?: number }).harkPwned)).toBeUndefined();
+    expect(await page.getByTestId('recording-meta').textContent()).toContain(exported.recording.name);
+    expect(await alert.count()).toBe(0);
   });
 
   it('gives a bundle one state: the site row follows the first download, and a paused download stays paused across a reload until Resume', async () => {
