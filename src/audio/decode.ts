@@ -50,6 +50,50 @@ export function wavSampleRate(bytes: Uint8Array): number | null {
   return null;
 }
 
+/**
+ * A WAV's duration from its header (`fmt ` block size and rate, `data` size), for files the
+ * browser cannot decode; null if the header does not say.
+ */
+export function wavDurationSeconds(bytes: Uint8Array): number | null {
+  if (!isWavBytes(bytes)) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let rate = 0;
+  let blockAlign = 0;
+  let offset = 12;
+  while (offset + 8 <= bytes.length) {
+    const id = String.fromCharCode(bytes[offset]!, bytes[offset + 1]!, bytes[offset + 2]!, bytes[offset + 3]!);
+    const size = view.getUint32(offset + 4, true);
+    if (id === 'fmt ' && offset + 22 <= bytes.length) {
+      rate = view.getUint32(offset + 12, true);
+      blockAlign = view.getUint16(offset + 20, true);
+    } else if (id === 'data') {
+      // A streamed WAV may say 0 or 0xFFFFFFFF here: then the bytes that follow are the data.
+      const dataBytes = size === 0 || size === 0xffffffff ? bytes.length - offset - 8 : Math.min(size, bytes.length - offset - 8);
+      return rate > 0 && blockAlign > 0 ? dataBytes / blockAlign / rate : null;
+    }
+    offset += 8 + size + (size % 2);
+  }
+  return null;
+}
+
+/** "12 min 5 s" for messages (the UI has its own formatter). */
+function minutesAndSeconds(seconds: number): string {
+  const m = Math.floor(seconds / 60);
+  const s = Math.round(seconds % 60);
+  return m === 0 ? `${s} s` : s === 0 ? `${m} min` : `${m} min ${s} s`;
+}
+
+/** Refuses a recording over the limit before it replaces the current one. */
+export function checkDuration(seconds: number, name: string): void {
+  if (seconds > MAX_AUDIO_SECONDS) {
+    throw new AudioInputError(
+      'too-long',
+      `“${name}” is ${minutesAndSeconds(seconds)} long; Hark listens to at most ${MAX_AUDIO_SECONDS / 60} minutes. ` +
+        'Trim it to 10 minutes or less (or split it), then open it again. The current recording stays open.',
+    );
+  }
+}
+
 function fileLabel(file: Blob): string {
   return file instanceof File && file.name ? `“${file.name}”` : 'This file';
 }

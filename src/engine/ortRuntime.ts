@@ -18,6 +18,19 @@ export interface OrtSetup {
   numThreads?: number;
 }
 
+/**
+ * ORT's own log threshold: errors and fatal only. At its default ('warning') every model load on
+ * WebGPU logs "Some nodes were not assigned to the preferred execution providers" through
+ * console.error (shape ops placed on the CPU on purpose, which is normal), eight lines per load;
+ * real failures are logged at 'error' and still reach the console, and reach the user as a
+ * HarkError either way.
+ */
+export const ORT_LOG_LEVEL = 'error' as const;
+/** The same threshold for a session's own logger (0 verbose … 3 error, 4 fatal). */
+export const ORT_SESSION_LOG_SEVERITY = 3 as const;
+
+ort.env.logLevel = ORT_LOG_LEVEL;
+
 export function configureOrt(setup: OrtSetup): void {
   if (setup.wasmBaseUrl !== undefined) {
     const base = setup.wasmBaseUrl.endsWith('/') ? setup.wasmBaseUrl : `${setup.wasmBaseUrl}/`;
@@ -38,6 +51,7 @@ export function sessionOptions(
   return {
     executionProviders: [backend],
     graphOptimizationLevel: 'all',
+    logSeverityLevel: ORT_SESSION_LOG_SEVERITY,
     ...extra,
   };
 }

@@ -69,6 +69,8 @@ export interface StoredMessage {
   model?: string;
   /** The LoRA scale the answer used. */
   loraScale?: number;
+  /** Every setting the answer used (LoRA scale, decoding, seed). */
+  settings?: Record<string, unknown>;
   /** A question: what the engine was asked (a task prompt with its audio placeholder), when it differs from `text`. */
   prompt?: string;
   /** An answer: its generated token ids (the engine re-reads a restored conversation exactly with them). */

@@ -3,7 +3,7 @@
  * the engine (once per recording and model; the encoded audio stays in the engine for follow-ups).
  */
 import { create } from 'zustand';
-import { AudioInputError, computePeaks, decodeAudioFile, isWavBytes, mixToMono, wavSampleRate, type PcmAudio } from '../audio/decode';
+import { AudioInputError, checkDuration, computePeaks, decodeAudioFile, isWavBytes, mixToMono, wavDurationSeconds, wavSampleRate, type PcmAudio } from '../audio/decode';
 import { encodeWav } from '../audio/wavEncode';
 import { engineClient } from '../engineClient';
 import { inEngineLane } from './engineLane';
@@ -36,13 +36,53 @@ export interface SampleClip {
   suggestedTask?: string;
 }
 
+export interface EncodeProgress {
+  done: number;
+  total: number;
+  /** performance.now() when encoding started. */
+  startedAt: number;
+  /**
+   * Seconds one window takes here: measured on this recording once a window is done, else the
+   * last encode with this model and backend on this device; null the first time.
+   */
+  secondsPerWindow: number | null;
+}
+
+/** Expected seconds left (null when there is nothing to go by yet). */
+export function encodeSecondsLeft(progress: EncodeProgress, now: number): number | null {
+  if (progress.secondsPerWindow === null) return null;
+  return Math.max(0, progress.total * progress.secondsPerWindow - (now - progress.startedAt) / 1000);
+}
+
+const ENCODE_RATES_KEY = 'hark-encode-seconds-per-window';
+
+/** Seconds per window measured before, per model, variant and backend (localStorage). */
+function rememberedRate(key: string): number | null {
+  try {
+    const rates = JSON.parse(localStorage.getItem(ENCODE_RATES_KEY) ?? '{}') as Record<string, unknown>;
+    const rate = rates[key];
+    return typeof rate === 'number' && Number.isFinite(rate) && rate > 0 ? rate : null;
+  } catch {
+    return null;
+  }
+}
+
+function rememberRate(key: string, seconds: number): void {
+  try {
+    const rates = JSON.parse(localStorage.getItem(ENCODE_RATES_KEY) ?? '{}') as Record<string, unknown>;
+    localStorage.setItem(ENCODE_RATES_KEY, JSON.stringify({ ...rates, [key]: seconds }));
+  } catch {
+    // Only an estimate for next time.
+  }
+}
+
 export type EncodeStatus = 'empty' | 'decoding' | 'waiting-model' | 'encoding' | 'ready' | 'error';
 
 interface AudioStore {
   recording: Recording | null;
   status: EncodeStatus;
-  /** Chunks (30 s windows) encoded so far. */
-  progress: { done: number; total: number } | null;
+  /** Chunks (30 s windows) encoded so far, when encoding started, and the expected time per window. */
+  progress: EncodeProgress | null;
   info: AudioInfo | null;
   /** The model load the audio was encoded for (see modelStore.loadId). */
   encodedFor: number | null;
@@ -152,6 +192,8 @@ export const useAudioStore = create<AudioStore>((set, get) => {
         if (file.size === 0) throw new AudioInputError('empty', `“${name}” is empty: choose a recording that has sound in it.`);
         const bytes = new Uint8Array(await file.arrayBuffer());
         const wav = isWavBytes(bytes);
+        // A WAV says its length in its header: refuse one over the limit before decoding it.
+        if (wav) checkDuration(wavDurationSeconds(bytes) ?? 0, name);
         let pcm: PcmAudio | null = null;
         try {
           pcm = await decodeAudioFile(file, bytes);
@@ -161,6 +203,8 @@ export const useAudioStore = create<AudioStore>((set, get) => {
         }
         const mono = pcm ? mixToMono(pcm) : null;
         const durationSeconds = pcm ? (pcm.channels[0]?.length ?? 0) / pcm.sampleRate : 0;
+        // Over the limit: refused here, so the recording open now stays current (and nothing is kept).
+        checkDuration(durationSeconds, name);
         const url = URL.createObjectURL(file.type ? file : new Blob([bytes], { type: wav ? 'audio/wav' : 'application/octet-stream' }));
         const adopted = adopt(
           {
@@ -233,9 +277,17 @@ export const useAudioStore = create<AudioStore>((set, get) => {
         return;
       }
       const loadId = model.loadId;
-      set({ status: 'encoding', progress: { done: 0, total: Math.max(1, Math.ceil(recording.durationSeconds / 30)) }, error: null });
+      const rateKey = `${model.info.name}/${model.info.variant}/${model.info.backend}`;
+      const startedAt = performance.now();
+      set({
+        status: 'encoding',
+        progress: { done: 0, total: Math.max(1, Math.ceil(recording.durationSeconds / 30)), startedAt, secondsPerWindow: rememberedRate(rateKey) },
+        error: null,
+      });
       const onChunk = (done: number, total: number) => {
-        if (get().recording?.id === recording.id) set({ progress: { done, total } });
+        if (get().recording?.id !== recording.id) return;
+        const measured = done > 0 ? (performance.now() - startedAt) / 1000 / done : null;
+        set((s) => ({ progress: { done, total, startedAt, secondsPerWindow: measured ?? s.progress?.secondsPerWindow ?? null } }));
       };
       encodingId = recording.id;
       try {
@@ -250,6 +302,7 @@ export const useAudioStore = create<AudioStore>((set, get) => {
           ({ info } = await inEngineLane(() => engineClient().setAudio(copyPayload(fallback), {}, onChunk)));
         }
         if (get().recording?.id !== recording.id) return;
+        rememberRate(rateKey, (performance.now() - startedAt) / 1000 / Math.max(1, info.chunks));
         set({
           status: 'ready',
           info,

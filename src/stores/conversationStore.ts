@@ -28,6 +28,18 @@ export interface AnswerStats {
   totalMs: number | null;
 }
 
+/** The settings an answer was generated with (shown on demand under it). */
+export interface AnswerSettings {
+  loraScale: number;
+  maxNewTokens: number;
+  doSample: boolean;
+  temperature: number;
+  topP: number;
+  repetitionPenalty: number;
+  /** The sampling seed (0 for greedy answers). */
+  seed: number;
+}
+
 export type ChatMessage =
   | {
       id: number;
@@ -47,6 +59,8 @@ export type ChatMessage =
       /** The model that answered (label · backend), shown under the answer. */
       model: string;
       loraScale: number;
+      /** All the settings that produced it (older saved answers have only `loraScale`). */
+      settings?: AnswerSettings;
       /** The generated token ids: lets a restored conversation be re-read exactly. */
       tokenIds?: number[];
     }
@@ -62,15 +76,37 @@ export interface AskOptions {
   fromDraft?: boolean;
 }
 
+/** A question asked before it could be answered, sent by `sendQueued()` once it can be. */
+export interface QueuedQuestion {
+  prompt: string;
+  options: AskOptions;
+}
+
 interface ConversationStore {
   messages: ChatMessage[];
   phase: 'idle' | 'answering' | 'stopping';
   draft: string;
+  queued: QueuedQuestion | null;
+  /** Keeps a question asked while the model loads, the recording is encoded or an answer ends. */
+  queue(prompt: string, options?: AskOptions): void;
+  /** Takes the queued question back into the question box. */
+  unqueue(): void;
+  /** Sends the queued question if the model, the recording and the conversation are ready for it. */
+  sendQueued(): void;
   /** Turns the engine's conversation holds (0: the next question is the first about the audio). */
   engineTurns: number;
   setDraft(text: string): void;
   ask(prompt: string, options?: AskOptions): Promise<void>;
   stop(): void;
+  /**
+   * Asks the last question again with the settings as they are now, in place of its answer (the
+   * engine re-reads the conversation before it, so earlier turns keep their context).
+   */
+  regenerate(): Promise<void>;
+  /** Stops the answer being written and resolves once it has ended (and been saved). */
+  stopAndWait(): Promise<void>;
+  /** A note shown at the top of the next recording's conversation (once). */
+  noteForNextRecording(text: string): void;
   newConversation(): Promise<void>;
   /** The engine forgot the conversation (new recording or model). */
   reset(reason: 'recording' | 'model', detail?: string): void;
@@ -82,6 +118,9 @@ interface ConversationStore {
 }
 
 let nextId = 1;
+
+/** Shown when the next recording replaces this one (see noteForNextRecording). */
+let nextRecordingNote: string | null = null;
 
 /** The restored conversation the engine has not read yet: it does so before the next question. */
 let pendingResume: ResumeTurn[] | null = null;
@@ -107,10 +146,33 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
   messages: [],
   phase: 'idle',
   draft: '',
+  queued: null,
   engineTurns: 0,
 
   setDraft(draft) {
     set({ draft });
+  },
+
+  queue(prompt, options = {}) {
+    set((s) => ({ queued: { prompt, options }, draft: options.fromDraft ? '' : s.draft }));
+  },
+
+  unqueue() {
+    const queued = get().queued;
+    if (!queued) return;
+    // Back into the box, ahead of anything typed since.
+    set((s) => ({ queued: null, draft: queued.options.fromDraft ? [queued.prompt, s.draft].filter((t) => t.trim() !== '').join('\n') : s.draft }));
+  },
+
+  sendQueued() {
+    const queued = get().queued;
+    if (!queued || get().phase !== 'idle') return;
+    if (useModelStore.getState().status !== 'ready' || useAudioStore.getState().status !== 'ready') return;
+    set({ queued: null });
+    // Restored into the box if asking fails (see ask), unless something new was typed there.
+    const fromDraft = queued.options.fromDraft === true && get().draft.trim() === '';
+    if (fromDraft) set({ draft: queued.prompt });
+    void get().ask(queued.prompt, { ...queued.options, fromDraft });
   },
 
   async ask(prompt, options = {}) {
@@ -149,6 +211,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
           error: null,
           model: `${model.info!.label} · ${model.info!.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}`,
           loraScale: params.loraScale,
+          settings: { ...params, seed },
           stats: { tokens: 0, timeToFirstTokenMs: null, tokensPerSecond: null, promptTokens: null, stopReason: null, totalMs: null },
         },
       ],
@@ -228,6 +291,39 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     void engineClient().cancel();
   },
 
+  async regenerate() {
+    const { messages, phase } = get();
+    const answer = messages.at(-1);
+    const question = messages.at(-2);
+    if (phase !== 'idle' || answer?.role !== 'assistant' || question?.role !== 'user') return;
+    const earlier = messages.slice(0, -2);
+    try {
+      await inEngineLane(() => engineClient().newConversation());
+    } catch (error) {
+      useNoticeStore.getState().showError('answer', error, 'Could not regenerate the answer.');
+      return;
+    }
+    pendingResume = resumableTurns(earlier);
+    set({ messages: earlier, engineTurns: 0 });
+    await get().ask(question.prompt ?? question.text, question.label ? { label: question.label } : {});
+  },
+
+  stopAndWait() {
+    if (get().phase === 'idle') return Promise.resolve();
+    get().stop();
+    return new Promise<void>((resolve) => {
+      const unsubscribe = useConversationStore.subscribe((state) => {
+        if (state.phase !== 'idle') return;
+        unsubscribe();
+        resolve();
+      });
+    });
+  },
+
+  noteForNextRecording(text) {
+    nextRecordingNote = text;
+  },
+
   async newConversation() {
     if (get().phase !== 'idle') engineClient().cancel();
     try {
@@ -246,7 +342,11 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     if (get().phase !== 'idle') engineClient().cancel();
     if (reason === 'recording') {
       pendingResume = null;
-      set({ messages: [], engineTurns: 0 });
+      // A question waiting for the previous recording is not sent about this one: back into the box.
+      get().unqueue();
+      const note = nextRecordingNote;
+      nextRecordingNote = null;
+      set({ messages: note ? [{ id: nextId++, role: 'divider', text: note }] : [], engineTurns: 0 });
       return;
     }
     // Only a conversation the engine held is lost (a restored one was never in this engine).

@@ -26,8 +26,9 @@ import {
   type StoredMessage,
   type StoredRecording,
 } from '../storage/history';
+import { ImportError, MAX_IMPORT_BYTES, readConversationExport } from '../storage/importConversation';
 import { onNewRecording, useAudioStore, type NewRecordingEvent } from './audioStore';
-import { RESUME_NOTE, useConversationStore, type AnswerStats, type ChatMessage, type SavedMessage } from './conversationStore';
+import { RESUME_NOTE, useConversationStore, type AnswerSettings, type AnswerStats, type ChatMessage, type SavedMessage } from './conversationStore';
 import { errorMessage } from './engineTypes';
 import { useModelStore } from './modelStore';
 import { useNoticeStore } from './noticeStore';
@@ -56,6 +57,8 @@ interface HistoryStore {
   exportToFile(id: string): Promise<void>;
   remove(id: string): Promise<void>;
   removeAll(): Promise<void>;
+  /** Reads a file made by Export (untrusted: validated first), keeps it here and opens it. */
+  importFromFile(file: File): Promise<void>;
 }
 
 
@@ -101,6 +104,7 @@ function toStoredMessages(messages: ChatMessage[]): StoredMessage[] {
         error: m.error,
         model: m.model,
         loraScale: m.loraScale,
+        ...(m.settings ? { settings: { ...m.settings } } : {}),
         stats: { ...m.stats },
         ...(m.tokenIds ? { tokenIds: m.tokenIds } : {}),
       },
@@ -110,6 +114,23 @@ function toStoredMessages(messages: ChatMessage[]): StoredMessage[] {
 
 function numberOrNull(value: unknown): number | null {
   return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+
+/** Stored answer settings, if complete and well-formed (older answers have none). */
+function answerSettings(value: unknown): AnswerSettings | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  const numbers = ['loraScale', 'maxNewTokens', 'temperature', 'topP', 'repetitionPenalty', 'seed'] as const;
+  if (!numbers.every((key) => numberOrNull(v[key]) !== null) || typeof v.doSample !== 'boolean') return undefined;
+  return {
+    loraScale: v.loraScale as number,
+    maxNewTokens: v.maxNewTokens as number,
+    doSample: v.doSample,
+    temperature: v.temperature as number,
+    topP: v.topP as number,
+    repetitionPenalty: v.repetitionPenalty as number,
+    seed: v.seed as number,
+  };
 }
 
 const ANSWER_STATES = ['waiting', 'streaming', 'done', 'stopped', 'error'] as const;
@@ -130,7 +151,18 @@ function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
     };
     const status: AnswerState = ANSWER_STATES.includes(m.status as AnswerState) ? (m.status as AnswerState) : 'done';
     const tokenIds = Array.isArray(m.tokenIds) && m.tokenIds.every((id) => Number.isInteger(id)) ? m.tokenIds : undefined;
-    return { role: 'assistant', text: m.text, status, error: m.error ?? null, model: m.model ?? '', loraScale: m.loraScale ?? 0, stats: answerStats, ...(tokenIds ? { tokenIds } : {}) };
+    const settings = answerSettings(m.settings);
+    return {
+      role: 'assistant',
+      text: m.text,
+      status,
+      error: m.error ?? null,
+      model: m.model ?? '',
+      loraScale: m.loraScale ?? 0,
+      stats: answerStats,
+      ...(settings ? { settings } : {}),
+      ...(tokenIds ? { tokenIds } : {}),
+    };
   });
 }
 
@@ -352,6 +384,24 @@ export const useHistoryStore = create<HistoryStore>((set, get) => ({
       useNoticeStore.getState().announce('The conversation and its recording were deleted from this device.');
     } catch (error) {
       useNoticeStore.getState().showError('history', new Error(errorMessage(error)), 'Could not delete the conversation:');
+    }
+  },
+
+  async importFromFile(file) {
+    try {
+      if (file.size > MAX_IMPORT_BYTES) {
+        throw new ImportError(`“${file.name}” is ${Math.round(file.size / 1e6)} MB: larger than any Hark export, so it was not read. Choose a file saved with Export.`);
+      }
+      const imported = readConversationExport(await file.text(), file.name);
+      await queueWrite(async () => {
+        await saveRecording(imported.recording);
+        await saveConversation(imported.conversation);
+      });
+      await get().refresh();
+      await get().open(imported.conversation.id);
+      useNoticeStore.getState().announce(`Imported the conversation about “${imported.recording.name}”.`);
+    } catch (error) {
+      useNoticeStore.getState().showError('history', error, 'Could not import the conversation:');
     }
   },
 

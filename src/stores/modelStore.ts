@@ -52,6 +52,8 @@ export interface StorageInfo {
   quota: number | null;
   persisted: boolean | null;
   supported: boolean;
+  /** The answer to the last "Keep models stored" request in this session (null: not asked). */
+  persistAnswer: 'granted' | 'refused' | 'failed' | null;
 }
 
 interface ModelStore {
@@ -73,11 +75,19 @@ interface ModelStore {
   paused: PausedLoad | null;
   /** `pause()` was asked for and the load has not stopped yet. */
   pausing: boolean;
+  /** The source being loaded now (null for a local folder or when nothing loads). */
+  loadingSource: string | null;
   models: BundleSummary[];
   /** The bundles this site serves under `models/` (empty when it publishes no index). */
   siteModels: SiteModel[];
   storage: StorageInfo;
   load(source?: ModelSource, options?: { backend?: BackendPreference; variant?: string; label?: string }): Promise<boolean>;
+  /**
+   * The start-up load: the model last used, unless its download was paused (then it stays paused
+   * across the reload until the user resumes it). A download paused while another model was in
+   * use stays listed as paused.
+   */
+  start(): Promise<boolean>;
   /**
    * Stops the load in progress while its files are downloaded or checked; bytes already
    * downloaded stay stored. No effect once the model is being started ('initialising').
@@ -155,9 +165,10 @@ export const useModelStore = create<ModelStore>((set, get) => ({
   note: null,
   paused: null,
   pausing: false,
+  loadingSource: null,
   models: [],
   siteModels: [],
-  storage: { usage: null, quota: null, persisted: null, supported: typeof navigator !== 'undefined' && !!navigator.storage?.estimate },
+  storage: { usage: null, quota: null, persisted: null, supported: typeof navigator !== 'undefined' && !!navigator.storage?.estimate, persistAnswer: null },
 
   async load(sourceArg, options = {}) {
     const settings = useSettingsStore.getState();
@@ -177,12 +188,14 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         if (request.pauseRequested) return Promise.reject(new PausedBeforeStart());
         return engineClient().loadModel(source, { backend, variant }, onProgress);
       });
+    useSettingsStore.getState().setPausedDownload(null);
     set({
       status: 'loading',
       error: null,
       note: null,
       paused: null,
       pausing: false,
+      loadingSource: typeof source === 'string' ? source : null,
       progress: { phase: 'starting', source: label, loaded: 0, total: 0, percent: 0, bytesPerSecond: null, etaSeconds: null, files: {}, fromCache: null },
     });
     useNoticeStore.getState().clearError('model');
@@ -245,6 +258,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         progress: null,
         error: null,
         pausing: false,
+        loadingSource: null,
       }));
       if (typeof source === 'string') useSettingsStore.getState().setModelSource(source);
       if (options.backend) useSettingsStore.getState().setBackend(options.backend);
@@ -271,7 +285,9 @@ export const useModelStore = create<ModelStore>((set, get) => ({
           total: last?.total ?? 0,
           percent: last?.percent ?? 0,
         };
-        set({ status: previous ? 'ready' : 'paused', info: previous, source: previousSource, progress: null, error: null, paused, pausing: false });
+        set({ status: previous ? 'ready' : 'paused', info: previous, source: previousSource, progress: null, error: null, paused, pausing: false, loadingSource: null });
+        // Survives a reload: the start-up load leaves it paused (see start()).
+        if (typeof source === 'string') useSettingsStore.getState().setPausedDownload({ ...paused, source });
         useNoticeStore
           .getState()
           .announce(`Download paused at ${Math.floor(paused.percent)}%.${previous ? ` Still using ${previous.label}.` : ''}`);
@@ -288,6 +304,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         progress: null,
         error: keptPrevious ? null : message,
         pausing: false,
+        loadingSource: null,
       });
       useNoticeStore
         .getState()
@@ -296,6 +313,22 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       void get().refreshStorage();
       return false;
     }
+  },
+
+  async start() {
+    const settings = useSettingsStore.getState();
+    const saved = settings.pausedDownload;
+    if (saved && saved.source === settings.modelSource) {
+      set({ status: 'paused', paused: saved });
+      return false;
+    }
+    const loaded = await get().load();
+    // The download paused while the model above was in use is still paused.
+    if (saved && !get().paused && get().status !== 'loading') {
+      set({ paused: saved });
+      useSettingsStore.getState().setPausedDownload(saved);
+    }
+    return loaded;
   },
 
   pause() {
@@ -343,12 +376,12 @@ export const useModelStore = create<ModelStore>((set, get) => ({
   async refreshStorage() {
     const storage = typeof navigator !== 'undefined' ? navigator.storage : undefined;
     if (!storage?.estimate) {
-      set({ storage: { usage: null, quota: null, persisted: null, supported: false } });
+      set({ storage: { usage: null, quota: null, persisted: null, supported: false, persistAnswer: get().storage.persistAnswer } });
       return;
     }
     try {
       const [estimate, persisted] = await Promise.all([storage.estimate(), storage.persisted ? storage.persisted() : Promise.resolve(null)]);
-      set({ storage: { usage: estimate.usage ?? null, quota: estimate.quota ?? null, persisted, supported: true } });
+      set({ storage: { usage: estimate.usage ?? null, quota: estimate.quota ?? null, persisted, supported: true, persistAnswer: get().storage.persistAnswer } });
     } catch {
       set({ storage: { ...get().storage, supported: true } });
     }
@@ -356,15 +389,41 @@ export const useModelStore = create<ModelStore>((set, get) => ({
 
   async requestPersistence() {
     const storage = typeof navigator !== 'undefined' ? navigator.storage : undefined;
-    if (!storage?.persist) return false;
-    const granted = await storage.persist();
-    set({ storage: { ...get().storage, persisted: granted } });
-    useNoticeStore
-      .getState()
-      .announce(granted ? 'Models will be kept: the browser will not clear them to free space.' : 'The browser did not allow persistent storage.');
+    if (!storage?.persist) {
+      set({ storage: { ...get().storage, persistAnswer: 'failed' } });
+      return false;
+    }
+    let granted: boolean;
+    try {
+      granted = await storage.persist();
+    } catch {
+      set({ storage: { ...get().storage, persistAnswer: 'failed' } });
+      return false;
+    }
+    // The answer is shown beside the button (a status region): see Storage in ModelPanel.
+    set({ storage: { ...get().storage, persisted: granted, persistAnswer: granted ? 'granted' : 'refused' } });
     return granted;
   },
 }));
+
+/**
+ * What a bundle is to the person, from one place (the model manager's rows all use this): being
+ * loaded or downloaded now, paused, in use, stored, partly downloaded, or not on this device.
+ */
+export type BundleState = 'loading' | 'paused' | 'in-use' | 'stored' | 'partial' | 'not-stored';
+
+export function bundleState(
+  model: Pick<ModelStore, 'status' | 'source' | 'loadingSource' | 'paused'>,
+  key: string | null,
+  stored: BundleSummary | undefined,
+): BundleState {
+  const sameBundle = (source: unknown) => key !== null && typeof source === 'string' && storeKeyFor(source) === key;
+  if (model.status === 'loading' && sameBundle(model.loadingSource)) return 'loading';
+  if (model.paused && sameBundle(model.paused.source)) return 'paused';
+  if (model.status === 'ready' && sameBundle(model.source)) return 'in-use';
+  if (stored?.complete) return 'stored';
+  return stored ? 'partial' : 'not-stored';
+}
 
 /** The store key a source string is kept under (mirrors the engine's bundleKey for strings). */
 export function storeKeyFor(source: string): string | null {

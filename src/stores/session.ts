@@ -22,9 +22,16 @@ export function startSession(): void {
     useConversationStore.getState().reset('model', `Now answering with ${label}: the conversation starts over.`);
     void useAudioStore.getState().encode();
   });
+  // A question asked too early goes out as soon as the model, the recording and the conversation are ready.
+  const sendQueued = () => useConversationStore.getState().sendQueued();
+  useModelStore.subscribe(sendQueued);
+  useAudioStore.subscribe(sendQueued);
+  useConversationStore.subscribe((state, previous) => {
+    if (state.phase !== previous.phase || state.queued !== previous.queued) sendQueued();
+  });
   void useDeviceStore.getState().probe();
   void useAudioStore.getState().loadSamples();
   void useModelStore.getState().refreshStorage();
   void useModelStore.getState().refreshModels();
-  void useModelStore.getState().load();
+  void useModelStore.getState().start();
 }

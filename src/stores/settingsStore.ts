@@ -19,14 +19,31 @@ export interface GenerationSettings {
 
 export type GenerationKey = keyof GenerationSettings;
 
+/**
+ * A model download the user paused (bundles at an address only; a local folder cannot be resumed
+ * after a reload). Kept across reloads: a paused download stays paused until the user resumes it.
+ */
+export interface SavedPausedDownload {
+  source: string;
+  label: string;
+  backend: BackendPreference;
+  variant?: string;
+  loaded: number;
+  total: number;
+  /** 0–100 */
+  percent: number;
+}
+
 interface SettingsStore extends GenerationSettings {
   backend: BackendPreference;
   /** The model to load at start-up (a URL, a site path or a Hugging Face repo id). */
   modelSource: string;
+  pausedDownload: SavedPausedDownload | null;
   set<K extends GenerationKey>(key: K, value: GenerationSettings[K]): void;
   resetGeneration(): void;
   setBackend(backend: BackendPreference): void;
   setModelSource(source: string): void;
+  setPausedDownload(paused: SavedPausedDownload | null): void;
 }
 
 const NO_OVERRIDES: GenerationSettings = {
@@ -44,16 +61,18 @@ export const useSettingsStore = create<SettingsStore>()(
       ...NO_OVERRIDES,
       backend: 'auto',
       modelSource: BUNDLED_MODEL_SOURCE,
+      pausedDownload: null,
       set: (key, value) => set({ [key]: value } as Partial<GenerationSettings>),
       resetGeneration: () => set(NO_OVERRIDES),
       setBackend: (backend) => set({ backend }),
       setModelSource: (modelSource) => set({ modelSource }),
+      setPausedDownload: (pausedDownload) => set({ pausedDownload }),
     }),
     {
       name: 'hark-settings',
       version: 1,
       storage: createJSONStorage(() => localStorage),
-      partialize: ({ temperature, topP, maxNewTokens, repetitionPenalty, doSample, loraScale, backend, modelSource }) => ({
+      partialize: ({ temperature, topP, maxNewTokens, repetitionPenalty, doSample, loraScale, backend, modelSource, pausedDownload }) => ({
         temperature,
         topP,
         maxNewTokens,
@@ -62,6 +81,7 @@ export const useSettingsStore = create<SettingsStore>()(
         loraScale,
         backend,
         modelSource,
+        pausedDownload,
       }),
     },
   ),

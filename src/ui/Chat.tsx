@@ -1,11 +1,12 @@
 /** The conversation about the recording: task presets, the question box, streamed answers. */
 import { useEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
 import { useAudioStore } from '../stores/audioStore';
-import { useConversationStore, type ChatMessage } from '../stores/conversationStore';
+import { useConversationStore, withoutAudioSlot, type ChatMessage } from '../stores/conversationStore';
 import { useHistoryStore } from '../stores/historyStore';
 import { useModelStore } from '../stores/modelStore';
 import { useNoticeStore } from '../stores/noticeStore';
 import { formatMs } from './format';
+import { QUESTION_BOX_ID, focusQuestionBox } from './focus';
 import { confirmDelete } from './HistoryPanel';
 import { DownloadIcon, PlusIcon, SendIcon, StopIcon, TrashIcon } from './Icons';
 import { fillPrompt, taskPresets, type TaskPreset } from './tasks';
@@ -34,7 +35,64 @@ function AnswerMeta({ message }: { message: Assistant }) {
   );
 }
 
-function Thread({ messages }: { messages: ChatMessage[] }) {
+/** "LoRA scale 0.50 · greedy · at most 200 new tokens · repetition penalty 1.00". */
+function describeSettings(message: Assistant): string {
+  const settings = message.settings;
+  if (!settings) return `LoRA scale ${message.loraScale.toFixed(2)} (the other settings of this older answer were not recorded)`;
+  const decoding = settings.doSample
+    ? `sampling: temperature ${settings.temperature.toFixed(2)}, top-p ${settings.topP.toFixed(2)}, seed ${settings.seed}`
+    : 'greedy (always the most likely word)';
+  return `LoRA scale ${settings.loraScale.toFixed(2)} · ${decoding} · at most ${settings.maxNewTokens} new tokens · repetition penalty ${settings.repetitionPenalty.toFixed(2)}${message.model ? ` · ${message.model}` : ''}`;
+}
+
+/** Copy, Regenerate (the last answer) and the settings that produced it, under a finished answer. */
+function AnswerActions({ message, isLast, busy }: { message: Assistant; isLast: boolean; busy: boolean }) {
+  const regenerate = useConversationStore((s) => s.regenerate);
+  const announce = useNoticeStore((s) => s.announce);
+  const showError = useNoticeStore((s) => s.showError);
+  const [copied, setCopied] = useState(false);
+  const copy = () => {
+    if (!navigator.clipboard?.writeText) {
+      showError('answer', new Error('This browser does not let the page copy: select the answer’s text and copy it yourself.'));
+      return;
+    }
+    navigator.clipboard.writeText(message.text).then(
+      () => {
+        setCopied(true);
+        announce('The answer was copied.');
+        setTimeout(() => setCopied(false), 2000);
+      },
+      () => showError('answer', new Error('The browser refused to copy: select the answer’s text and copy it yourself.')),
+    );
+  };
+  return (
+    <div className="answer-actions">
+      <button type="button" className="link-button small" data-testid="copy-answer" disabled={message.text === ''} onClick={copy}>
+        {copied ? 'Copied' : 'Copy'}
+      </button>
+      {isLast && (
+        <button
+          type="button"
+          className="link-button small"
+          data-testid="regenerate-answer"
+          disabled={busy}
+          aria-description="Asks the same question again with the current settings, in place of this answer"
+          onClick={() => void regenerate()}
+        >
+          Regenerate
+        </button>
+      )}
+      <details className="answer-settings small">
+        <summary>Settings</summary>
+        <p className="muted" data-testid="answer-settings">
+          {describeSettings(message)}
+        </p>
+      </details>
+    </div>
+  );
+}
+
+function Thread({ messages, busy }: { messages: ChatMessage[]; busy: boolean }) {
   const end = useRef<HTMLDivElement>(null);
   const last = messages.at(-1);
   const lastText = last?.role === 'assistant' ? last.text.length : 0;
@@ -76,6 +134,9 @@ function Thread({ messages }: { messages: ChatMessage[] }) {
             {message.status === 'error' && message.error && <p className="answer-error">{message.error}</p>}
             {message.status === 'stopped' && message.text === '' && <p className="muted">Stopped before the first word.</p>}
             <AnswerMeta message={message} />
+            {(message.status === 'done' || message.status === 'stopped') && (
+              <AnswerActions message={message} isLast={message === messages.at(-1)} busy={busy} />
+            )}
           </li>
         );
       })}
@@ -142,12 +203,46 @@ export function Chat() {
   const presets = useMemo(() => (info ? taskPresets(info.tasks) : []), [info]);
   const ready = modelStatus === 'ready' && audioStatus === 'ready';
   const answering = phase !== 'idle';
-  const canSend = ready && !answering && draft.trim().length > 0;
+
+  const queued = useConversationStore((s) => s.queued);
+  const queue = useConversationStore((s) => s.queue);
+  const unqueue = useConversationStore((s) => s.unqueue);
+
+  /**
+   * Why a question cannot go out now: `until` when it will be sent by itself once that is done,
+   * `blocked` when the person has to do something first. Null: it can be sent.
+   */
+  const notYet = (): { until: string } | { blocked: string } | null => {
+    if (phase === 'stopping') return { until: 'the answer has stopped' };
+    if (answering) return { until: 'this answer is finished' };
+    if (modelStatus === 'error' || modelStatus === 'paused') return { blocked: 'No model is loaded: load one under Models, then ask again.' };
+    if (!hasRecording && audioStatus !== 'decoding') return { blocked: 'There is nothing to ask about yet: record, open a file or pick a sample first.' };
+    if (audioStatus === 'error') return { blocked: 'The model could not listen to this recording: open another one, then ask again.' };
+    if (modelStatus !== 'ready') return { until: 'the model has loaded' };
+    if (audioStatus !== 'ready') return { until: 'the recording is ready' };
+    return null;
+  };
 
   const send = () => {
-    if (!canSend) return;
-    setHint(null);
-    void ask(draft, { fromDraft: true });
+    if (draft.trim() === '') return;
+    if (queued) {
+      const text = 'One question is already waiting: it is sent first. Cancel it to ask this one instead.';
+      setHint(text);
+      announce(text);
+      return;
+    }
+    const wait = notYet();
+    if (wait === null) {
+      setHint(null);
+      void ask(draft, { fromDraft: true });
+    } else if ('until' in wait) {
+      setHint(null);
+      queue(draft, { fromDraft: true });
+      announce(`Your question will be sent when ${wait.until}.`);
+    } else {
+      setHint(wait.blocked);
+      announce(wait.blocked);
+    }
   };
 
   const pick = (preset: TaskPreset) => {
@@ -160,10 +255,13 @@ export function Chat() {
         return;
       }
       setHint(null);
+      // The chip is disabled while the answer is written: keep focus where the person continues.
+      focusQuestionBox();
       void ask(fillPrompt(preset.prompt, draft), { label: preset.name, fromDraft: true });
       return;
     }
     setHint(null);
+    focusQuestionBox();
     void ask(preset.prompt, { label: preset.name });
   };
 
@@ -177,16 +275,20 @@ export function Chat() {
     }
   };
 
+  const wait = notYet();
+  const queuedUntil = wait && 'until' in wait ? wait.until : null;
+
   let placeholder = 'Ask about the recording…';
   if (!hasRecording) placeholder = 'Record or open audio first, then ask about it…';
   else if (engineTurns > 0) placeholder = 'Ask a follow-up…';
 
   let waitingNote: string | null = null;
   if (!ready && !answering) {
-    if (modelStatus === 'loading' || modelStatus === 'idle') waitingNote = 'The model is loading; you can type your question meanwhile.';
+    if (modelStatus === 'loading' || modelStatus === 'idle') waitingNote = 'The model is loading: ask now, and your question is sent when it is ready.';
     else if (modelStatus === 'error') waitingNote = 'No model is loaded: load one under Models.';
+    else if (modelStatus === 'paused') waitingNote = 'The model’s download is paused: resume it under Models to ask.';
     else if (!hasRecording) waitingNote = 'Record, drop a file or pick a sample to start.';
-    else if (audioStatus === 'encoding' || audioStatus === 'decoding' || audioStatus === 'waiting-model') waitingNote = 'Listening to the recording… you can type your question meanwhile.';
+    else if (audioStatus === 'encoding' || audioStatus === 'decoding' || audioStatus === 'waiting-model') waitingNote = 'Listening to the recording: ask now, and your question is sent when it is ready.';
   }
 
   return (
@@ -245,7 +347,7 @@ export function Chat() {
             : 'Pick a task or type a question about the recording. Follow-up questions continue the conversation.'}
         </p>
       ) : (
-        <Thread messages={messages} />
+        <Thread messages={messages} busy={answering || modelStatus !== 'ready' || audioStatus !== 'ready'} />
       )}
 
       {presets.length > 0 && <Presets presets={presets} disabled={!ready || answering} onPick={pick} />}
@@ -257,11 +359,11 @@ export function Chat() {
           send();
         }}
       >
-        <label htmlFor="question" className="visually-hidden">
+        <label htmlFor={QUESTION_BOX_ID} className="visually-hidden">
           Your question about the recording
         </label>
         <textarea
-          id="question"
+          id={QUESTION_BOX_ID}
           ref={input}
           data-testid="question-input"
           rows={2}
@@ -277,15 +379,26 @@ export function Chat() {
             <span>{phase === 'stopping' ? 'Stopping…' : 'Stop'}</span>
           </button>
         ) : (
-          <button key="send" type="submit" className="button primary send" data-testid="send-button" disabled={!canSend}>
+          <button key="send" type="submit" className="button primary send" data-testid="send-button" disabled={draft.trim() === ''}>
             <SendIcon />
             <span>Ask</span>
           </button>
         )}
       </form>
-      <p id="composer-help" className="composer-help muted">
-        {hint ?? waitingNote ?? 'Enter sends · Shift+Enter adds a line · Escape stops the answer'}
-      </p>
+      {queued ? (
+        <p id="composer-help" className="composer-help queued-note" data-testid="queued-question">
+          <span>
+            “{withoutAudioSlot(queued.prompt)}” will be sent when {queuedUntil ?? 'it can be'}.
+          </span>{' '}
+          <button type="button" className="link-button" onClick={() => unqueue()}>
+            Cancel
+          </button>
+        </p>
+      ) : (
+        <p id="composer-help" className="composer-help muted">
+          {hint ?? waitingNote ?? 'Enter sends · Shift+Enter adds a line · Escape stops the answer'}
+        </p>
+      )}
     </section>
   );
 }

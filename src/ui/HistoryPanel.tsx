@@ -60,6 +60,7 @@ export function HistoryPanel() {
   const currentId = useHistoryStore((s) => s.currentId);
   const removeAll = useHistoryStore((s) => s.removeAll);
   const busy = useConversationStore((s) => s.phase !== 'idle');
+  const importFromFile = useHistoryStore((s) => s.importFromFile);
   return (
     <section className="panel-section" aria-labelledby="history-heading">
       <h2 id="history-heading" className="section-title">
@@ -82,12 +83,30 @@ export function HistoryPanel() {
             data-testid="history-delete-all"
             onClick={() => {
               const count = entries.length;
-              if (window.confirm(`Delete all ${count} conversation${count === 1 ? '' : 's'} and their recordings from this device? This cannot be undone.`)) void removeAll();
+              const what = count === 1 ? 'the only conversation and its recording' : `all ${count} conversations and their recordings`;
+              if (window.confirm(`Delete ${what} from this device? This cannot be undone.`)) void removeAll();
             }}
           >
             Delete all history
           </button>
         </>
+      )}
+      {available !== false && (
+        <label className={`button subtle small file-button${busy ? ' disabled' : ''}`}>
+          <input
+            type="file"
+            accept=".json,application/json"
+            className="visually-hidden"
+            data-testid="import-conversation"
+            disabled={busy}
+            onChange={(event) => {
+              const file = event.target.files?.[0];
+              event.target.value = '';
+              if (file) void importFromFile(file);
+            }}
+          />
+          Import a conversation…
+        </label>
       )}
     </section>
   );

@@ -3,7 +3,7 @@
  * stored models, adding one, storage quota.
  */
 import { useEffect, useRef, useState, type FormEvent } from 'react';
-import { BUNDLED_MODEL_SOURCE, sourceForStoreKey, storeKeyFor, useModelStore, type SiteModel } from '../stores/modelStore';
+import { BUNDLED_MODEL_SOURCE, bundleState, sourceForStoreKey, storeKeyFor, useModelStore, type BundleState, type SiteModel } from '../stores/modelStore';
 import type { BundleSummary } from '../stores/engineTypes';
 import { BackendAdvice } from './BackendAdvice';
 import { backendName, formatBytes, formatEta } from './format';
@@ -118,7 +118,7 @@ function PausedDownload() {
       </p>
       <progress max={100} value={percent} aria-label="Model download progress (paused)" />
       <p className="small muted" data-testid="model-paused-detail">
-        {paused.total > 0 ? `Paused at ${percent} % (${formatBytes(paused.loaded)} of ${formatBytes(paused.total)})` : 'Paused before the download started'}
+        {paused.total > 0 ? `Paused at ${percent}% (${formatBytes(paused.loaded)} of ${formatBytes(paused.total)})` : 'Paused before the download started'}
       </p>
       <div className="actions">
         <button
@@ -196,63 +196,77 @@ function variantSizes(model: SiteModel): string {
   return shown.map(([name, v]) => `${name} ${formatBytes(v.bytes)}`).join(' · ');
 }
 
-type SiteModelState = 'in-use' | 'stored' | 'partial' | 'not-stored';
-
-function siteModelState(stored: BundleSummary | undefined, active: boolean): SiteModelState {
-  if (active) return 'in-use';
-  if (stored?.complete) return 'stored';
-  return stored ? 'partial' : 'not-stored';
+/** How far the load in progress has got, in a few words ("downloading · 23%"). */
+function loadingWords(): string {
+  const progress = useModelStore.getState().progress;
+  if (!progress || progress.phase === 'starting') return 'connecting…';
+  if (progress.phase === 'verifying') return 'checking the stored files…';
+  if (progress.phase === 'initialising') return 'starting the model…';
+  return `downloading · ${Math.floor(progress.percent)}%`;
 }
+
+function pausedWords(): string {
+  const paused = useModelStore.getState().paused;
+  return paused && paused.total > 0 ? `download paused at ${Math.floor(paused.percent)}%` : 'download paused';
+}
+
+/** The row's action for a bundle in each state (none while it loads or is in use). */
+const ACTION: Record<BundleState, string | null> = { loading: null, 'in-use': null, paused: 'Resume', stored: 'Use', partial: 'Resume', 'not-stored': 'Download' };
 
 /** The bundles the site serves under models/ (models/index.json), and which are stored here. */
 function SiteModels() {
   const siteModels = useModelStore((s) => s.siteModels);
   const models = useModelStore((s) => s.models);
-  const source = useModelStore((s) => s.source);
   const status = useModelStore((s) => s.status);
   const load = useModelStore((s) => s.load);
+  const resume = useModelStore((s) => s.resume);
+  // The whole store: a row's state and words follow the load's progress and the pause.
+  const model = useModelStore((s) => s);
   if (siteModels.length === 0) return null;
-  const activeKey = source && status === 'ready' ? storeKeyFor(source) : null;
   return (
     <div className="site-models">
       <h3 className="subsection-title" id="site-models-heading">
         Available on this site
       </h3>
       <ul className="model-list" data-testid="site-models" aria-labelledby="site-models-heading">
-        {siteModels.map((model) => {
-          const key = storeKeyFor(model.source);
+        {siteModels.map((site) => {
+          const key = storeKeyFor(site.source);
           const stored = models.find((m) => m.key === key);
-          const state = siteModelState(stored, key !== null && key === activeKey);
+          const state = bundleState(model, key, stored);
           const where =
             state === 'in-use'
               ? null
-              : state === 'stored'
-                ? `Stored on this device (${stored!.completeVariants.join(', ')})`
-                : state === 'partial'
-                  ? 'Download not finished'
-                  : 'Not downloaded';
-          const verb = state === 'stored' ? 'Use' : state === 'partial' ? 'Resume' : 'Download';
+              : state === 'loading'
+                ? loadingWords()
+                : state === 'paused'
+                  ? pausedWords()
+                  : state === 'stored'
+                    ? `Stored on this device (${stored!.completeVariants.join(', ')})`
+                    : state === 'partial'
+                      ? 'Download not finished'
+                      : 'Not downloaded';
+          const verb = ACTION[state];
           return (
-            <li key={model.source} className="model-row" data-testid={`site-model-${model.name}`} data-state={state} data-active={state === 'in-use'}>
+            <li key={site.source} className="model-row" data-testid={`site-model-${site.name}`} data-state={state} data-active={state === 'in-use'}>
               <div className="model-row-text">
                 <span className="model-row-name">
-                  {model.label}
+                  {site.label}
                   {state === 'in-use' && <span className="badge ok">in use</span>}
                   {state === 'stored' && <span className="badge">stored</span>}
                 </span>
                 <span className="small muted">
-                  {where ? `${where} · ` : ''}
-                  {variantSizes(model)}
-                  {model.randomWeights ? ' · random weights' : ''}
+                  {where ? `${where.charAt(0).toUpperCase()}${where.slice(1)} · ` : ''}
+                  {variantSizes(site)}
+                  {site.randomWeights ? ' · random weights' : ''}
                 </span>
               </div>
-              {state !== 'in-use' && (
+              {verb && (
                 <button
                   type="button"
                   className="button small"
-                  aria-label={`${verb} ${model.label}`}
+                  aria-label={`${verb} ${site.label}`}
                   disabled={status === 'loading'}
-                  onClick={() => void load(model.source)}
+                  onClick={() => void (state === 'paused' ? resume() : load(site.source))}
                 >
                   {verb}
                 </button>
@@ -268,11 +282,11 @@ function SiteModels() {
 function StoredModels() {
   const models = useModelStore((s) => s.models);
   const siteModels = useModelStore((s) => s.siteModels);
-  const source = useModelStore((s) => s.source);
   const status = useModelStore((s) => s.status);
   const load = useModelStore((s) => s.load);
   const remove = useModelStore((s) => s.deleteModel);
-  const activeKey = source ? storeKeyFor(source) : null;
+  const resume = useModelStore((s) => s.resume);
+  const store = useModelStore((s) => s);
   const bundledKey = storeKeyFor(BUNDLED_MODEL_SOURCE);
   const bundledStored = models.some((m) => m.key === bundledKey);
   // "Available on this site" offers it already when the site's index lists it.
@@ -294,10 +308,12 @@ function StoredModels() {
           </li>
         )}
         {models.map((model) => {
-          const active = model.key === activeKey && status === 'ready';
+          const state = bundleState(store, model.key, model);
+          const active = state === 'in-use';
           const reload = sourceForStoreKey(model.key);
+          const verb = ACTION[state];
           return (
-            <li key={model.key} className="model-row" data-active={active}>
+            <li key={model.key} className="model-row" data-active={active} data-state={state} data-testid="stored-model">
               <div className="model-row-text">
                 <span className="model-row-name">
                   {model.label}
@@ -305,13 +321,27 @@ function StoredModels() {
                 </span>
                 <span className="small muted">
                   {formatBytes(model.bytesUsed)}
-                  {model.complete ? ` · ${model.completeVariants.join(', ')}` : model.hasPartialFiles ? ' · download not finished' : ' · incomplete'}
+                  {state === 'loading'
+                    ? ` · ${loadingWords()}`
+                    : state === 'paused'
+                      ? ` · ${pausedWords()}`
+                      : model.complete
+                        ? ` · ${model.completeVariants.join(', ')}`
+                        : model.hasPartialFiles
+                          ? ' · download not finished'
+                          : ' · incomplete'}
                   {model.randomWeights ? ' · random weights' : ''}
                 </span>
               </div>
-              {!active && reload && (
-                <button type="button" className="button small" disabled={status === 'loading'} onClick={() => void load(reload)}>
-                  {model.complete ? 'Use' : 'Resume'}
+              {verb && reload && (
+                <button
+                  type="button"
+                  className="button small"
+                  aria-label={`${verb} ${model.label}`}
+                  disabled={status === 'loading'}
+                  onClick={() => void (state === 'paused' ? resume() : load(reload))}
+                >
+                  {verb}
                 </button>
               )}
               <button
@@ -398,6 +428,7 @@ function AddModel() {
 function Storage() {
   const storage = useModelStore((s) => s.storage);
   const persist = useModelStore((s) => s.requestPersistence);
+  const result = useRef<HTMLParagraphElement>(null);
   if (!storage.supported) return <p className="small muted">This browser does not report its storage use.</p>;
   const fraction = storage.usage !== null && storage.quota ? storage.usage / storage.quota : null;
   return (
@@ -408,13 +439,31 @@ function Storage() {
         {storage.usage !== null ? `${formatBytes(storage.usage)} used` : 'Usage unknown'}
         {storage.quota !== null ? ` of ${formatBytes(storage.quota)} available to this site` : ''}
       </p>
-      {storage.persisted ? (
-        <p className="small">Models are kept: the browser will not clear them to free space.</p>
-      ) : (
-        <button type="button" className="button subtle small" onClick={() => void persist()}>
+      {!storage.persisted && (
+        <button
+          type="button"
+          className="button subtle small"
+          data-testid="persist-storage"
+          onClick={() =>
+            void persist().then((granted) => {
+              // The button is gone once granted: keep focus on the answer instead of <body>.
+              if (granted) result.current?.focus();
+            })
+          }
+        >
           Keep models stored
         </button>
       )}
+      {/* Always in the page, so the answer to the button is announced when it arrives. */}
+      <p ref={result} tabIndex={-1} className="small" role="status" data-testid="persist-result" data-answer={storage.persistAnswer ?? (storage.persisted ? 'granted' : '')}>
+        {storage.persisted
+          ? 'Models are kept: the browser will not clear them to free space.'
+          : storage.persistAnswer === 'refused'
+            ? 'The browser said no: it may still clear stored models when the disk runs low (Chromium grants this to installed or often-used sites; installing Hark as an app usually helps). You can ask again later.'
+            : storage.persistAnswer === 'failed'
+              ? 'This browser cannot keep storage for good: stored models may be cleared when the disk runs low.'
+              : ''}
+      </p>
     </div>
   );
 }

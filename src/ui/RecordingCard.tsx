@@ -1,9 +1,11 @@
 /** Choosing the audio: drop or pick a file, record from the microphone, or try a sample clip. */
-import { useRef, useState, type DragEvent } from 'react';
-import { useAudioStore, type RecordingKind } from '../stores/audioStore';
+import { useEffect, useRef, useState, type DragEvent } from 'react';
+import { encodeSecondsLeft, useAudioStore, type RecordingKind } from '../stores/audioStore';
 import { useModelStore } from '../stores/modelStore';
 import { useRecorderStore } from '../stores/recorderStore';
-import { formatBytes, formatClock, formatDuration } from './format';
+import { focusQuestionBoxWhenOpened } from './focus';
+import { mayReplaceRecording } from './switchGuard';
+import { formatBytes, formatClock, formatDuration, formatEta } from './format';
 import { MicIcon, StopIcon, UploadIcon, WaveIcon } from './Icons';
 import { Waveform } from './Waveform';
 
@@ -32,7 +34,10 @@ function RecordButton() {
       data-testid="record-button"
       aria-pressed={recording}
       disabled={status === 'requesting' || status === 'finishing'}
-      onClick={() => void (recording ? stop() : start())}
+      onClick={async () => {
+        if (recording) return void stop();
+        if (await mayReplaceRecording('a new recording')) void start();
+      }}
     >
       {recording ? <StopIcon /> : <MicIcon />}
       <span>{recording ? 'Stop' : status === 'requesting' ? 'Allow the microphone…' : status === 'finishing' ? 'Finishing…' : 'Record'}</span>
@@ -75,7 +80,13 @@ function Samples({ compact }: { compact: boolean }) {
               title={sample.description}
               aria-describedby={compact ? undefined : `sample-desc-${sample.id}`}
               disabled={recorder !== 'idle'}
-              onClick={() => void openSample(sample)}
+              onClick={async (event) => {
+                // The chips are replaced by the recording view: focus moves on to the question box.
+                const focused = event.currentTarget === document.activeElement;
+                if (!(await mayReplaceRecording(sample.title))) return;
+                if (focused) focusQuestionBoxWhenOpened();
+                void openSample(sample);
+              }}
             >
               {sample.title}
             </button>
@@ -91,12 +102,28 @@ function Samples({ compact }: { compact: boolean }) {
   );
 }
 
+/** Re-renders every second while `active` (for a time-left that counts down). */
+function useTicking(active: boolean): number {
+  const [now, setNow] = useState(() => performance.now());
+  useEffect(() => {
+    if (!active) return;
+    setNow(performance.now());
+    const timer = setInterval(() => setNow(performance.now()), 1000);
+    return () => clearInterval(timer);
+  }, [active]);
+  return now;
+}
+
 function EncodeStatus() {
   const status = useAudioStore((s) => s.status);
   const progress = useAudioStore((s) => s.progress);
   const info = useAudioStore((s) => s.info);
   const modelStatus = useModelStore((s) => s.status);
+  const now = useTicking(status === 'encoding');
   let text = '';
+  /** Time left or elapsed: shown, but not in the live region (it changes every second). */
+  let timing = '';
+  let fraction: number | null = null;
   let busy = false;
   switch (status) {
     case 'decoding':
@@ -104,13 +131,31 @@ function EncodeStatus() {
       busy = true;
       break;
     case 'waiting-model':
-      text = modelStatus === 'error' ? 'Load a model to listen to this recording.' : 'Waiting for the model to finish loading…';
+      text =
+        modelStatus === 'error'
+          ? 'Load a model to listen to this recording.'
+          : modelStatus === 'paused'
+            ? 'The model’s download is paused: resume it under Models to listen to this recording.'
+            : 'Waiting for the model to finish loading…';
       busy = modelStatus === 'loading';
       break;
-    case 'encoding':
+    case 'encoding': {
       text = progress && progress.total > 1 ? `Listening to the recording… window ${Math.min(progress.done + 1, progress.total)} of ${progress.total}` : 'Listening to the recording…';
       busy = true;
+      if (progress) {
+        const left = encodeSecondsLeft(progress, now);
+        const elapsed = Math.max(0, (now - progress.startedAt) / 1000);
+        if (left === null) {
+          timing = `${Math.floor(elapsed)} s so far`;
+          fraction = progress.done > 0 ? progress.done / progress.total : null;
+        } else {
+          timing = left < 1 ? 'almost done' : `about ${formatEta(left)}`;
+          // Never full before it is done: the estimate can be short.
+          fraction = Math.min(0.97, Math.max(progress.done / progress.total, elapsed / (elapsed + left)));
+        }
+      }
       break;
+    }
     case 'ready':
       text = info ? `Ready: ${info.numTokens} audio tokens in ${info.chunks} window${info.chunks === 1 ? '' : 's'}. Ask below.` : 'Ready. Ask below.';
       break;
@@ -121,11 +166,17 @@ function EncodeStatus() {
       return null;
   }
   return (
-    <div className="encode-status" data-testid="audio-status" data-state={status} role="status" aria-busy={busy}>
+    <div className="encode-status" data-testid="audio-status" data-state={status} aria-busy={busy}>
       {status === 'encoding' && (
-        <progress max={progress?.total ?? 1} value={progress && progress.done > 0 ? progress.done : undefined} aria-label="Listening to the recording" />
+        <progress max={1} value={fraction ?? undefined} aria-label="Listening to the recording" aria-valuetext={timing ? `${text}, ${timing}` : text} />
       )}
-      <span>{text}</span>
+      <span role="status">{text}</span>
+      {timing && (
+        <span className="muted" data-testid="encode-time">
+          {' · '}
+          {timing}
+        </span>
+      )}
     </div>
   );
 }
@@ -143,7 +194,9 @@ export function RecordingCard() {
     event.preventDefault();
     setDragging(false);
     const file = event.dataTransfer.files[0];
-    if (file && recorder === 'idle') void openFile(file);
+    if (file && recorder === 'idle') void mayReplaceRecording(file.name).then((go) => {
+        if (go) void openFile(file);
+      });
   };
 
   const filePicker = (
@@ -159,7 +212,9 @@ export function RecordingCard() {
         onChange={(event) => {
           const file = event.target.files?.[0];
           event.target.value = '';
-          if (file) void openFile(file);
+          if (file) void mayReplaceRecording(file.name).then((go) => {
+        if (go) void openFile(file);
+      });
         }}
       />
       <button type="button" className="button" onClick={() => fileInput.current?.click()} disabled={recorder !== 'idle'}>

@@ -58,15 +58,26 @@ function Slider({ label, settingKey, value, defaultValue, min, max, step, digits
   );
 }
 
+const MAX_TOKENS_LIMIT = 4096;
+
+/** What is wrong with a typed number of tokens, or null when it is a whole number in range. */
+export function maxTokensProblem(raw: string): string | null {
+  const text = raw.trim();
+  if (text === '') return 'Enter a number of tokens.';
+  const n = Number(text);
+  if (!Number.isFinite(n)) return `“${text}” is not a number.`;
+  if (!Number.isInteger(n)) return `${text} is not a whole number.`;
+  if (n < 1) return `${n} is too few: the least is 1.`;
+  if (n > MAX_TOKENS_LIMIT) return `${n} is too many: the most is ${MAX_TOKENS_LIMIT}.`;
+  return null;
+}
+
 function MaxTokens({ value, defaultValue }: { value: number; defaultValue: number }) {
   const id = useId();
   const set = useSettingsStore((s) => s.set);
   const [text, setText] = useState(String(value));
   useEffect(() => setText(String(value)), [value]);
-  const commit = (raw: string) => {
-    const n = Math.round(Number(raw));
-    if (Number.isFinite(n) && n >= 1) set('maxNewTokens', Math.min(4096, n));
-  };
+  const problem = maxTokensProblem(text);
   return (
     <div className="field">
       <div className="field-row">
@@ -82,19 +93,25 @@ function MaxTokens({ value, defaultValue }: { value: number; defaultValue: numbe
         type="number"
         inputMode="numeric"
         min={1}
-        max={4096}
+        max={MAX_TOKENS_LIMIT}
         step={1}
         value={text}
         data-testid="setting-max-new-tokens"
-        aria-describedby={`${id}-help`}
+        aria-invalid={problem !== null}
+        aria-describedby={`${id}-help${problem ? ` ${id}-problem` : ''}`}
         onChange={(event) => {
           setText(event.target.value);
-          commit(event.target.value);
+          // Only a value in range is used; anything else is explained below and not applied.
+          if (maxTokensProblem(event.target.value) === null) set('maxNewTokens', Number(event.target.value));
         }}
-        onBlur={() => setText(String(useSettingsStore.getState().maxNewTokens ?? defaultValue))}
       />
+      {problem && (
+        <span id={`${id}-problem`} className="small field-problem" aria-live="polite" data-testid="max-new-tokens-problem">
+          {problem} Answers use {value} until it is fixed.
+        </span>
+      )}
       <span id={`${id}-help`} className="small muted">
-        The longest answer, in tokens (a token is about ¾ of a word).
+        The longest answer, in tokens (a token is about ¾ of a word): 1 to {MAX_TOKENS_LIMIT}.
       </span>
     </div>
   );
@@ -113,6 +130,15 @@ function BackendChoice() {
     { value: 'webgpu', label: 'WebGPU', disabled: !webgpuAvailable },
     { value: 'wasm', label: 'WebAssembly (CPU)' },
   ];
+  // Says what runs now, or what is being loaded, in the same words as the header and the device
+  // report: "Automatic would use …" only where Automatic is what was chosen.
+  const backendNote = (): string => {
+    if (info && status === 'ready') return `Running on ${backendName(info.backend)}. ${info.backendReason}`;
+    const loading = status === 'loading';
+    if (backend !== 'auto') return `${loading ? 'Loading the model on' : 'Chosen:'} ${backendName(backend)}.`;
+    if (autoReason) return `${loading ? 'Loading the model with Automatic, which uses' : 'Automatic would use'} ${autoReason}`;
+    return 'Checking this device…';
+  };
   return (
     <fieldset className="field backend" data-testid="backend-setting">
       <legend>Backend</legend>
@@ -135,11 +161,7 @@ function BackendChoice() {
         ))}
       </div>
       <p className="small muted" data-testid="backend-reason">
-        {info && status === 'ready'
-          ? `Running on ${backendName(info.backend)}. ${info.backendReason}`
-          : autoReason
-            ? `Automatic would use ${autoReason}`
-            : 'Checking this device…'}
+        {backendNote()}
       </p>
       {info && status === 'ready' && <BackendAdvice advice={info.backendAdvice} testId="backend-advice" />}
       <p className="small muted">Changing the backend reloads the model.</p>
@@ -233,8 +255,8 @@ export function SettingsPanel() {
         help="Above 1 discourages repeating words."
       />
       <BackendChoice />
-      <button type="button" className="button subtle small" onClick={() => settings.resetGeneration()}>
-        Reset answer settings to the model’s defaults
+      <button type="button" className="button subtle small" data-testid="reset-answer-settings" onClick={() => settings.resetGeneration()}>
+        Reset to the model’s defaults
       </button>
     </section>
   );

@@ -2,7 +2,7 @@
  * The recording as a waveform: playback with a playhead, click or arrow keys to seek, and the
  * boundaries of the model's 30 s windows for long recordings.
  */
-import { useCallback, useEffect, useRef, useState, type KeyboardEvent, type PointerEvent } from 'react';
+import { useCallback, useEffect, useMemo, useRef, useState, type KeyboardEvent, type PointerEvent } from 'react';
 import type { Recording } from '../stores/audioStore';
 import { formatClock } from './format';
 import { PauseIcon, PlayIcon } from './Icons';
@@ -75,15 +75,12 @@ function draw(canvas: HTMLCanvasElement, recording: Recording, duration: number,
     ctx.fillStyle = marker;
     ctx.lineWidth = 1;
     ctx.setLineDash([4, 3]);
-    ctx.font = '11px system-ui, sans-serif';
-    ctx.textBaseline = 'top';
     for (let t = WINDOW_SECONDS; t < duration; t += WINDOW_SECONDS) {
       const x = Math.round(xOf(t)) + 0.5;
       ctx.beginPath();
       ctx.moveTo(x, 0);
       ctx.lineTo(x, height);
       ctx.stroke();
-      ctx.fillText(formatClock(t), x + 3, 2);
     }
     ctx.setLineDash([]);
   }
@@ -94,6 +91,32 @@ function draw(canvas: HTMLCanvasElement, recording: Recording, duration: number,
   }
 }
 
+const LABEL_FONT = '11px system-ui, sans-serif';
+const LABEL_GAP = 8;
+
+/**
+ * The window boundaries that get a time label at this width: left to right, each only where it
+ * clears the one before and the track's end (a 10-minute file has 19 boundaries, and at phone
+ * width most of them must go unlabelled).
+ */
+function windowLabels(duration: number, width: number): { seconds: number; x: number }[] {
+  if (duration <= WINDOW_SECONDS || width <= 0) return [];
+  const measure = document.createElement('canvas').getContext('2d');
+  if (measure) measure.font = LABEL_FONT;
+  const textWidth = (text: string) => measure?.measureText(text).width ?? text.length * 7;
+  const labels: { seconds: number; x: number }[] = [];
+  let freeFrom = 0;
+  for (let t = WINDOW_SECONDS; t < duration; t += WINDOW_SECONDS) {
+    const x = (t / duration) * width + 3;
+    const end = x + textWidth(formatClock(t));
+    if (x >= freeFrom && end <= width - 2) {
+      labels.push({ seconds: t, x });
+      freeFrom = end + LABEL_GAP;
+    }
+  }
+  return labels;
+}
+
 export function Waveform({ recording }: { recording: Recording }) {
   const canvasRef = useRef<HTMLCanvasElement>(null);
   const audioRef = useRef<HTMLAudioElement>(null);
@@ -101,6 +124,9 @@ export function Waveform({ recording }: { recording: Recording }) {
   const [position, setPosition] = useState(0);
   const duration = recording.durationSeconds;
   const windows = Math.max(1, Math.ceil(duration / WINDOW_SECONDS));
+
+  const [trackWidth, setTrackWidth] = useState(0);
+  const labels = useMemo(() => windowLabels(duration, trackWidth), [duration, trackWidth]);
 
   const redraw = useCallback(() => {
     if (canvasRef.current) draw(canvasRef.current, recording, duration, position);
@@ -111,7 +137,10 @@ export function Waveform({ recording }: { recording: Recording }) {
   useEffect(() => {
     const canvas = canvasRef.current;
     if (!canvas) return;
-    const observer = new ResizeObserver(() => redraw());
+    const observer = new ResizeObserver(() => {
+      setTrackWidth(canvas.clientWidth);
+      redraw();
+    });
     observer.observe(canvas);
     const scheme = window.matchMedia('(prefers-color-scheme: dark)');
     scheme.addEventListener('change', redraw);
@@ -207,6 +236,11 @@ export function Waveform({ recording }: { recording: Recording }) {
         }}
       >
         <canvas ref={canvasRef} className="waveform-canvas" aria-hidden="true" />
+        {labels.map((label) => (
+          <span key={label.seconds} className="window-label" style={{ left: `${label.x}px`, font: LABEL_FONT }} aria-hidden="true">
+            {formatClock(label.seconds)}
+          </span>
+        ))}
       </div>
       <div className="waveform-time" aria-hidden="true">
         <span>{formatClock(position)}</span>

@@ -23,12 +23,15 @@ export function formatClock(seconds: number): string {
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
 }
 
-/** "6.4 s", "1 min 5 s" */
+/**
+ * "6.4 s", "19.6 s", "1 min 5 s". Never rounded up, so it agrees with the clock-style times on the
+ * waveform (formatClock): a 19.6 s clip is not "20 s" beside a timeline that ends at 0:19.
+ */
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds <= 0) return '0 s';
-  if (seconds < 60) return `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)} s`;
+  if (seconds < 60) return `${(Math.floor(seconds * 10) / 10).toFixed(1)} s`;
   const m = Math.floor(seconds / 60);
-  const s = Math.round(seconds % 60);
+  const s = Math.floor(seconds % 60);
   return s ? `${m} min ${s} s` : `${m} min`;
 }
 

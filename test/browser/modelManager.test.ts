@@ -19,57 +19,14 @@ import { formatBytes } from '../../src/ui/format';
 import { buildModelIndex } from '../../vite/serveBundles';
 import { REPO_ROOT } from '../helpers/golden';
 import { chooseBackendInSettings, collectConsoleErrors, launchChromium } from './chromium';
-import { passThrough, startProxy } from './proxy';
+import { startSlowProxy, type Sent } from './proxy';
 
 const BUNDLES = join(import.meta.dirname, '..', '..', 'models', 'bundles');
 const BUNDLE_PATH = '/models/salmonn-tiny/';
 const manifest = parseManifest(JSON.parse(readFileSync(join(BUNDLES, 'salmonn-tiny', 'manifest.json'), 'utf8')));
 /** Bytes per second per response for the bundle's files (tokenizer.json alone takes ~9 s). */
 const RATE = 200_000;
-const SLICE = 8 * 1024;
 const SCREENSHOTS = join(REPO_ROOT, 'test-results', 'screenshots');
-
-interface Sent {
-  path: string;
-  range: string | null;
-  status: number;
-  bytes: number;
-  done: boolean;
-}
-
-/** Forwards to `target`; files under BUNDLE_PATH (except the manifest) trickle out at RATE. */
-async function startSlowProxy(target: string): Promise<{ url: string; log: Sent[]; close(): Promise<void> }> {
-  const log: Sent[] = [];
-  const proxy = await startProxy(target, (req, answer, res) => {
-    const path = (req.url ?? '/').split('?')[0]!;
-    const slow = req.method === 'GET' && path.startsWith(BUNDLE_PATH) && !path.endsWith('/manifest.json');
-    if (!slow) return passThrough(req, answer, res);
-    res.writeHead(answer.statusCode ?? 502, answer.headers);
-    const entry: Sent = { path: path.slice(BUNDLE_PATH.length), range: (req.headers.range as string | undefined) ?? null, status: answer.statusCode ?? 0, bytes: 0, done: false };
-    log.push(entry);
-    res.on('close', () => {
-      entry.done = true;
-      answer.destroy();
-    });
-    void (async () => {
-      try {
-        for await (const chunk of answer as AsyncIterable<Buffer>) {
-          for (let i = 0; i < chunk.length; i += SLICE) {
-            if (res.destroyed) return;
-            const part = chunk.subarray(i, i + SLICE);
-            res.write(part);
-            entry.bytes += part.length;
-            await new Promise((resolve) => setTimeout(resolve, (part.length / RATE) * 1000));
-          }
-        }
-        res.end();
-      } catch {
-        res.destroy();
-      }
-    })();
-  });
-  return { ...proxy, log };
-}
 
 async function modelState(page: Page): Promise<string> {
   return (await page.getByTestId('model-status').getAttribute('data-state')) ?? '';
@@ -95,7 +52,7 @@ describe('model manager (Chromium, WebGPU)', () => {
   beforeAll(async () => {
     mkdirSync(SCREENSHOTS, { recursive: true });
     browser = await launchChromium();
-    proxy = await startSlowProxy(inject('devUrl'));
+    proxy = await startSlowProxy(inject('devUrl'), { under: BUNDLE_PATH, bytesPerSecond: RATE });
   });
   afterAll(async () => {
     await browser?.close();
@@ -116,7 +73,8 @@ describe('model manager (Chromium, WebGPU)', () => {
     await row.waitFor({ timeout: 120_000 });
     expect(await row.textContent()).toContain(manifest.label);
     expect(await row.textContent()).toContain(`int4 ${formatBytes(variantBytes(manifest, 'int4'))} · fp32 ${formatBytes(variantBytes(manifest, 'fp32'))}`);
-    expect(['not-stored', 'partial']).toContain(await row.getAttribute('data-state'));
+    // The row follows the download (one source of truth with the progress bar).
+    expect(await row.getAttribute('data-state')).toBe('loading');
     expect(await page.getByRole('list', { name: 'Available on this site' }).getByRole('listitem').count()).toBe(1);
 
     // Pause once a fifth of the variant has arrived.
@@ -132,14 +90,14 @@ describe('model manager (Chromium, WebGPU)', () => {
     // Paused, not failed: no alert, how far it got, and Resume has the focus.
     expect(await page.getByTestId('error-message').count()).toBe(0);
     const detail = (await page.getByTestId('model-paused-detail').textContent()) ?? '';
-    const match = /^Paused at (\d+) % \([\d.]+ [KM]B of [\d.]+ MB\)$/.exec(detail);
+    const match = /^Paused at (\d+)% \([\d.]+ [KM]B of [\d.]+ MB\)$/.exec(detail);
     expect(match, detail).not.toBeNull();
     const pausedPercent = Number(match![1]);
     expect(pausedPercent).toBeGreaterThanOrEqual(20);
     expect(pausedPercent).toBeLessThan(100);
     expect(await page.getByTestId('model-status').textContent()).toContain('Download paused');
     expect(await page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('model-resume');
-    await page.waitForFunction(() => document.querySelector('[data-testid="site-model-salmonn-tiny"]')?.getAttribute('data-state') === 'partial', null, {
+    await page.waitForFunction(() => document.querySelector('[data-testid="site-model-salmonn-tiny"]')?.getAttribute('data-state') === 'paused', null, {
       timeout: 10_000,
     });
 

@@ -31,3 +31,52 @@ export async function startProxy(target: string, relay: Relay = passThrough): Pr
       }),
   };
 }
+
+/** One response the slow proxy sent: which file, its Range header, and how many bytes went out. */
+export interface Sent {
+  path: string;
+  range: string | null;
+  status: number;
+  bytes: number;
+  done: boolean;
+}
+
+const SLICE = 8 * 1024;
+
+/**
+ * Forwards to `target`; files under `under` (except the manifest) trickle out at `bytesPerSecond`
+ * per response: real bytes from the real server over a slow link, so a download can be paused
+ * half-way. Logs each such response.
+ */
+export async function startSlowProxy(target: string, options: { under: string; bytesPerSecond: number }): Promise<{ url: string; log: Sent[]; close(): Promise<void> }> {
+  const log: Sent[] = [];
+  const proxy = await startProxy(target, (req, answer, res) => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const slow = req.method === 'GET' && path.startsWith(options.under) && !path.endsWith('/manifest.json');
+    if (!slow) return passThrough(req, answer, res);
+    res.writeHead(answer.statusCode ?? 502, answer.headers);
+    const entry: Sent = { path: path.slice(options.under.length), range: (req.headers.range as string | undefined) ?? null, status: answer.statusCode ?? 0, bytes: 0, done: false };
+    log.push(entry);
+    res.on('close', () => {
+      entry.done = true;
+      answer.destroy();
+    });
+    void (async () => {
+      try {
+        for await (const chunk of answer as AsyncIterable<Buffer>) {
+          for (let i = 0; i < chunk.length; i += SLICE) {
+            if (res.destroyed) return;
+            const part = chunk.subarray(i, i + SLICE);
+            res.write(part);
+            entry.bytes += part.length;
+            await new Promise((resolve) => setTimeout(resolve, (part.length / options.bytesPerSecond) * 1000));
+          }
+        }
+        res.end();
+      } catch {
+        res.destroy();
+      }
+    })();
+  });
+  return { ...proxy, log };
+}

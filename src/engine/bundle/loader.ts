@@ -124,6 +124,23 @@ function fetchFailed(url: string, detail: string, status?: number): HarkError {
   });
 }
 
+/** The manifest's address has no bundle behind it (a 404, or a web page in its place). */
+function noBundleAt(url: string, what: string, status: number): HarkError {
+  const folder = url.replace(/manifest\.json$/, '');
+  return new HarkError(
+    'bundle/fetch-failed',
+    `There is no model at ${folder}: its manifest.json ${what}. Is the address right? It must be a folder holding a bundle's manifest.json ` +
+      '(for example /models/salmonn-tiny/, or a Hugging Face repo as owner/name).',
+    { url, status, noBundle: true },
+  );
+}
+
+function looksLikeHtml(contentType: string | null, bytes: Uint8Array): boolean {
+  if (contentType && /\btext\/html\b/i.test(contentType)) return true;
+  const start = new TextDecoder().decode(bytes.subarray(0, 64)).trimStart();
+  return start.startsWith('<');
+}
+
 function storageError(error: unknown, file: string): HarkError {
   if (isHarkError(error)) return error;
   const e = error as { name?: string; code?: string; message?: string };
@@ -289,6 +306,7 @@ async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): P
         const url = fileUrl(source, MANIFEST_FILE);
         emit({ status: 'initiate', name, file: MANIFEST_FILE });
         const response = await request(url, {}, 'no-cache');
+        if (response.status === 404 || response.status === 410) throw noBundleAt(url, `does not exist there (HTTP ${response.status})`, response.status);
         if (!response.ok) throw fetchFailed(url, `HTTP ${response.status} ${response.statusText}`.trim(), response.status);
         try {
           bytes = new Uint8Array(await response.arrayBuffer());
@@ -296,6 +314,9 @@ async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): P
           if (signal?.aborted) throw abortedError(url);
           throw fetchFailed(url, `the connection broke: ${(error as Error)?.message}`);
         }
+        // Many hosts (and single-page apps) answer any unknown path with their HTML page: that is
+        // an address without a model, not a damaged bundle.
+        if (looksLikeHtml(response.headers.get('content-type'), bytes)) throw noBundleAt(url, 'is a web page, not a model manifest', response.status);
         manifest = parseManifest(await readJsonText(new TextDecoder().decode(bytes), url));
         emit({ status: 'done', name, file: MANIFEST_FILE });
       }

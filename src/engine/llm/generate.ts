@@ -104,6 +104,10 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
       stopReason = 'context-full';
       break;
     }
+    // On the WebAssembly backend a decode step can finish without this thread ever returning to
+    // its event loop, so a cancel message sent to the worker would wait until the whole answer is
+    // done: let waiting messages in once per step.
+    await yieldToEventLoop();
     if (signal?.aborted) {
       stopReason = 'cancelled';
       break;
@@ -133,6 +137,19 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
       stopReason,
     },
   };
+}
+
+/** Resolves after the messages already queued for this thread have been handled (no timer clamping). */
+function yieldToEventLoop(): Promise<void> {
+  if (typeof MessageChannel === 'undefined') return new Promise((resolve) => setTimeout(resolve, 0));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
 }
 
 async function guarded(run: () => Promise<StepResult>): Promise<StepResult> {
