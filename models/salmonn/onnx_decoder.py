@@ -83,7 +83,7 @@ import os
 from collections import ChainMap
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Mapping, Optional, Union
+from typing import BinaryIO, Callable, Mapping, Optional, Union
 
 import numpy as np
 import onnx
@@ -393,6 +393,17 @@ def _lora_delta(g: _GraphBuilder, x: str, a: np.ndarray, b: np.ndarray, prefix: 
     return up
 
 
+def swiglu_mlp(g: _GraphBuilder, x: str, project: Callable[[str, str, str], str], n: str) -> str:
+    """down(silu(gate(x)) * up(x)), silu = x * Sigmoid(x); `project(input, "gate_proj", prefix)` builds
+    one projection (plain or int4, with or without LoRA: the caller's choice). Node names under `n`."""
+    gate = project(x, "gate_proj", f"{n}/mlp/gate_proj")
+    up = project(x, "up_proj", f"{n}/mlp/up_proj")
+    (sig,) = g.node("Sigmoid", [gate], [f"{n}/mlp/act/Sigmoid/output_0"], name=f"{n}/mlp/act/Sigmoid")
+    (silu,) = g.node("Mul", [gate, sig], [f"{n}/mlp/act/Mul/output_0"], name=f"{n}/mlp/act/Mul")
+    (prod,) = g.node("Mul", [silu, up], [f"{n}/mlp/Mul/output_0"], name=f"{n}/mlp/Mul")
+    return project(prod, "down_proj", f"{n}/mlp/down_proj")
+
+
 def _keep_last_positions(g: _GraphBuilder, x: str) -> str:
     """x[:, -num_logits_to_keep:, :]: the final norm's rows that reach lm_head.
 
@@ -595,12 +606,7 @@ def build_decoder_model(
         pending = o
 
         x = norm(f"{p}.post_attention_layernorm.weight", f"{n}/post_attention_layernorm")
-        gate = linear(x, f"{p}.mlp.gate_proj.weight", f"{n}/mlp/gate_proj")
-        up = linear(x, f"{p}.mlp.up_proj.weight", f"{n}/mlp/up_proj")
-        (sig,) = g.node("Sigmoid", [gate], [f"{n}/mlp/act/Sigmoid/output_0"], name=f"{n}/mlp/act/Sigmoid")
-        (silu,) = g.node("Mul", [gate, sig], [f"{n}/mlp/act/Mul/output_0"], name=f"{n}/mlp/act/Mul")
-        (prod,) = g.node("Mul", [silu, up], [f"{n}/mlp/Mul/output_0"], name=f"{n}/mlp/Mul")
-        pending = linear(prod, f"{p}.mlp.down_proj.weight", f"{n}/mlp/down_proj")
+        pending = swiglu_mlp(g, x, lambda inp, name, prefix: linear(inp, f"{p}.mlp.{name}.weight", prefix), n)
 
     x = norm("model.norm.weight", "/model/norm")
     x = _keep_last_positions(g, x)

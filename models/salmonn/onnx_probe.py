@@ -38,7 +38,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from .llama import LlamaConfig
-from .onnx_decoder import MS, _GraphBuilder, _lora_delta, _linear, _model, _np, rotary_caches
+from .onnx_decoder import MS, _GraphBuilder, _lora_delta, _linear, _model, _np, rotary_caches, swiglu_mlp
 
 PROBE_INPUTS = ("hidden_in", "position_ids", "lora_scale", "steer")
 
@@ -133,12 +133,7 @@ def build_probe_model(
 
         # -- MLP
         normed = rms_norm(x, f"{p}.post_attention_layernorm.weight", f"{n}/post_attention_layernorm")
-        gate = linear(normed, f"{p}.mlp.gate_proj", f"{n}/mlp/gate_proj")
-        up = linear(normed, f"{p}.mlp.up_proj", f"{n}/mlp/up_proj")
-        (sig,) = g.node("Sigmoid", [gate], [f"{n}/mlp/act/Sigmoid/output_0"], name=f"{n}/mlp/act/Sigmoid")
-        (silu,) = g.node("Mul", [gate, sig], [f"{n}/mlp/act/Mul/output_0"], name=f"{n}/mlp/act/Mul")
-        (prod,) = g.node("Mul", [silu, up], [f"{n}/mlp/Mul/output_0"], name=f"{n}/mlp/Mul")
-        down = linear(prod, f"{p}.mlp.down_proj", f"{n}/mlp/down_proj")
+        down = swiglu_mlp(g, normed, lambda inp, name, prefix: linear(inp, f"{p}.mlp.{name}", prefix), n)
         (residual,) = g.node("Add", [x, down], [f"{n}/mlp/residual/output_0"], name=f"{n}/mlp/residual/Add")
 
     (rows,) = g.node("Concat", residual_rows, ["/probe/residual_last/Concat/output_0"], name="/probe/residual_last/Concat", axis=0)

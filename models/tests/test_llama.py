@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from random_decoder import random_decoder
+
 from salmonn.llama import (
     LlamaConfig,
     LlamaDecoder,
@@ -37,14 +39,7 @@ def no_grad():
 
 def make_decoder(config: LlamaConfig = TINY, lora: LoraConfig | None = LORA, seed: int = 0) -> LlamaDecoder:
     """Random decoder; LoRA B is randomised too (a fresh adapter would be a no-op)."""
-    torch.manual_seed(seed)
-    decoder = LlamaDecoder(config, lora)
-    with torch.no_grad():
-        for p in decoder.parameters():
-            p.normal_(0, 0.3)
-        for norm in [m for m in decoder.modules() if isinstance(m, RMSNorm)]:
-            norm.weight.uniform_(0.5, 1.5)
-    return decoder.eval()
+    return random_decoder(config, lora, seed)
 
 
 def base_state_dict(decoder: LlamaDecoder) -> dict[str, torch.Tensor]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
-from salmonn.llama import LlamaConfig, LlamaDecoder, LoraConfig, RMSNorm, position_ids_from, rotary_cos_sin
+from random_decoder import SMALL, random_decoder
+from salmonn.llama import LlamaDecoder, position_ids_from, rotary_cos_sin
 from salmonn.localize import (
     LocalizeOptions,
     attention_delta,
@@ -22,10 +24,7 @@ from salmonn.localize import (
     token_time_map,
 )
 
-CONFIG = LlamaConfig(
-    vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
-    num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=256,
-)
+CONFIG = replace(SMALL, num_hidden_layers=3)
 
 
 @pytest.fixture(autouse=True)
@@ -35,13 +34,7 @@ def no_grad():
 
 
 def make_decoder(seed: int = 0) -> LlamaDecoder:
-    torch.manual_seed(seed)
-    decoder = LlamaDecoder(CONFIG, LoraConfig(r=4, alpha=16))
-    for p in decoder.parameters():
-        p.normal_(0, 0.3)
-    for norm in [m for m in decoder.modules() if isinstance(m, RMSNorm)]:
-        norm.weight.uniform_(0.5, 1.5)
-    return decoder.eval()
+    return random_decoder(CONFIG, seed=seed)
 
 
 def embeds(t: int, seed: int) -> torch.Tensor:

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from random_decoder import random_decoder
+
 from salmonn.int4 import dequantize_int4, quantize_int4
 from salmonn.llama import (
     LlamaConfig,
     LlamaDecoder,
     LoraConfig,
-    RMSNorm,
     greedy_generate,
     position_ids_from,
 )
@@ -38,14 +39,7 @@ def tiny_config(kv_heads: int) -> LlamaConfig:
 
 
 def make_decoder(config: LlamaConfig, seed: int = 0) -> LlamaDecoder:
-    torch.manual_seed(seed)
-    decoder = LlamaDecoder(config, LORA)
-    with torch.no_grad():
-        for p in decoder.parameters():
-            p.normal_(0, 0.3)
-        for norm in [m for m in decoder.modules() if isinstance(m, RMSNorm)]:
-            norm.weight.uniform_(0.5, 1.5)
-    return decoder.eval()
+    return random_decoder(config, LORA, seed)
 
 
 def dequantized_copy(decoder: LlamaDecoder) -> LlamaDecoder:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from salmonn.llama import LlamaConfig, LlamaDecoder, LoraConfig, RMSNorm, position_ids_from, rotary_cos_sin
+from random_decoder import SMALL, random_decoder
+from salmonn.llama import LlamaDecoder, position_ids_from, rotary_cos_sin
 from salmonn.localize import probe
 from salmonn.onnx_decoder import save_model
 from salmonn.onnx_probe import build_probe_model
@@ -14,21 +15,11 @@ from salmonn.ort_bridge import node_available, run_onnx
 
 pytestmark = pytest.mark.skipif(not node_available(), reason="needs node and onnxruntime-web (npm ci)")
 
-CONFIG = LlamaConfig(
-    vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
-    num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=256,
-)
+CONFIG = SMALL
 
 
 def make_decoder(seed: int = 0) -> LlamaDecoder:
-    torch.manual_seed(seed)
-    decoder = LlamaDecoder(CONFIG, LoraConfig(r=4, alpha=16))
-    with torch.no_grad():
-        for p in decoder.parameters():
-            p.normal_(0, 0.3)
-        for norm in [m for m in decoder.modules() if isinstance(m, RMSNorm)]:
-            norm.weight.uniform_(0.5, 1.5)
-    return decoder.eval()
+    return random_decoder(CONFIG, seed=seed)
 
 
 @torch.no_grad()
