@@ -54,3 +54,16 @@ export interface LocalizationResult {
   /** Wall time of the whole request. */
   ms: number;
 }
+
+/** The bundle's localization settings (manifest `localization`), as ModelInfo.localization reports them. */
+export interface LocalizationDefaults {
+  /** Probed layers (consecutive, later half of the stack). */
+  layers: number[];
+  alpha: number;
+  widthSeconds: number;
+  smoothTokens: number;
+  /** The focus instruction; `{event}` stands for the user's text. */
+  focusInstruction: string;
+  /** The neutral instruction (also the query that is read out). */
+  neutralInstruction: string;
+}
