@@ -35,7 +35,6 @@ import type { BundleSource } from '../src/engine/bundle/source';
 import { HarkEngine } from '../src/engine/engine';
 import { isHarkError } from '../src/engine/errors';
 import { createRng } from '../src/engine/llm/sampling';
-import type { LocalizationResult, LocalizeRequest } from '../src/engine/localize/types';
 import { parseAnswerInterval } from './localizeEval/answerTimes';
 import { buildClips, type TruthClip, type TruthEvent } from './localizeEval/clips';
 import { EVENT_KINDS, EVENT_QUERIES, type EventKind } from './localizeEval/layout';
@@ -45,7 +44,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 const DEFAULT_BUNDLE = join(ROOT, 'models', 'bundles', 'salmonn-tiny');
 const CACHE = join(ROOT, '.bench-cache', 'localize-eval');
 /** Fits the 10-minute budget on a 2-core CPU with the tiny bundle, with room to spare. */
-const DEFAULT_CLIPS = 12;
+const DEFAULT_CLIPS = 24;
 const DEFAULT_DRAWS = 100;
 const DIRECT_MAX_NEW_TOKENS = 32;
 
@@ -92,19 +91,12 @@ function folderSource(dir: string): BundleSource {
 }
 
 /**
- * Our method, for one event: the only call of engine.localize. Until the engine has localize()
- * (issue 11 is landing it), the script runs the baselines alone and says so.
+ * Our method, for one event: the only call of engine.localize. It is told the true width, as the
+ * random baseline is, so the two differ only in where they put the interval.
  */
-type Localize = (event: string, request?: LocalizeRequest) => Promise<LocalizationResult>;
-
-function localizerOf(engine: HarkEngine): Localize | null {
-  const candidate = (engine as unknown as { localize?: unknown }).localize;
-  return typeof candidate === 'function' ? (candidate as Localize).bind(engine) : null;
-}
-
-async function localizeEvent(localize: Localize, event: TruthEvent): Promise<{ pred: Span; confidence: number; ms: number }> {
+async function localizeEvent(engine: HarkEngine, event: TruthEvent): Promise<{ pred: Span; confidence: number; ms: number }> {
   const started = performance.now();
-  const result = await localize(event.query, { widthSeconds: event.end - event.start });
+  const result = await engine.localize(event.query, { widthSeconds: event.end - event.start });
   return { pred: { start: result.start, end: result.end }, confidence: result.confidence, ms: performance.now() - started };
 }
 
@@ -185,12 +177,12 @@ async function main(): Promise<number> {
 
   // 1. Clips and their truth.
   const setDir = join(CACHE, `seed-${seed}`);
-  console.error(`building ${clipCount} clips (seed ${seed}) in ${relative(process.cwd(), setDir) || setDir} …`);
+  console.error(`building ${clipCount} clip${clipCount === 1 ? '' : 's'} (seed ${seed}) in ${relative(process.cwd(), setDir) || setDir} …`);
   let t = performance.now();
   const truth = buildClips(seed, clipCount, setDir);
   const lengths = truth.clips.map((c) => c.durationSeconds);
   console.error(
-    `  ${clipCount} clips, ${Math.min(...lengths).toFixed(1)}–${Math.max(...lengths).toFixed(1)} s (${lengths.filter((s) => s > 30).length} over 30 s), built in ${seconds(performance.now() - t)}`,
+    `  ${Math.min(...lengths).toFixed(1)}–${Math.max(...lengths).toFixed(1)} s (${lengths.filter((s) => s > 30).length} over 30 s), built in ${seconds(performance.now() - t)}`,
   );
 
   // 2. The model, on wasm as scripts/ask.ts runs it.
@@ -205,9 +197,11 @@ async function main(): Promise<number> {
     '**This model has random weights** (manifest `randomWeights: true`): its numbers mean nothing beyond showing that the harness runs end to end.';
   if (model.randomWeights) console.error(`\n${randomWeightsNote.replaceAll('*', '')}\n`);
 
-  const localize = localizerOf(engine);
-  const methods: Method[] = localize ? ['ours', 'random', 'direct'] : ['random', 'direct'];
-  if (!localize) console.error('this engine has no localize() yet: only the baselines run (the "ours" row is left out)');
+  // A bundle converted before localization existed has no probe graph: its baselines still run.
+  const canLocalize = model.localization !== null;
+  const noLocalizationNote = `**This model cannot localize events** (${model.label}): its bundle was converted without localization (no \`localization\` in its manifest, or no probe graph in variant ${model.variant}), so the "ours" row is left out. Convert it again with the current models/convert.py.`;
+  if (!canLocalize) console.error(`\n${noLocalizationNote.replaceAll('*', '')}\n`);
+  const methods: Method[] = canLocalize ? ['ours', 'random', 'direct'] : ['random', 'direct'];
 
   // 3. Every event of every clip, by every method.
   const records: QueryRecord[] = [];
@@ -218,20 +212,20 @@ async function main(): Promise<number> {
     const audio = await engine.setAudio(new Uint8Array(readFileSync(join(setDir, clip.file))));
     encodeMs.push(performance.now() - t);
     console.error(`clip ${c + 1}/${truth.clips.length} ${clip.file}: ${clip.durationSeconds.toFixed(2)} s, ${audio.chunks} window(s), encoded in ${seconds(encodeMs.at(-1)!)}`);
-    for (const event of clip.events) records.push(...(await evaluateEvent(engine, localize, clip, event, draws, randomDraws)));
+    for (const event of clip.events) records.push(...(await evaluateEvent(engine, canLocalize, clip, event, draws, randomDraws)));
   }
   await engine.unload();
 
   // 4. Tables.
   const encodeNote = `Audio encoding (features, encoders, connector; once per clip, shared by both model methods, not in the times above): ${seconds(mean(encodeMs))} per clip on average.`;
   const report = [
-    `## Event localization: ${model.label} (${model.variant}, ${model.backend}), ${truth.clips.length} clips × 3 events, seed ${seed}`,
+    `## Event localization: ${model.label} (${model.variant}, ${model.backend}), ${truth.clips.length} clip${truth.clips.length === 1 ? '' : 's'} × 3 events, seed ${seed}`,
     '',
     ...(model.randomWeights ? [randomWeightsNote, ''] : []),
     summaryTable(records, methods),
     '',
     `Random: ${draws} placements per event, averaged. ${encodeNote}`,
-    ...(localize ? [] : ['', '"ours" is missing: this build of the engine has no `localize()`.']),
+    ...(canLocalize ? [] : ['', noLocalizationNote]),
     '',
     '### Per event type',
     '',
@@ -245,7 +239,7 @@ async function main(): Promise<number> {
 
 async function evaluateEvent(
   engine: HarkEngine,
-  localize: Localize | null,
+  canLocalize: boolean,
   clip: TruthClip,
   event: TruthEvent,
   draws: number,
@@ -256,8 +250,8 @@ async function evaluateEvent(
   const records: QueryRecord[] = [];
   const log: string[] = [];
 
-  if (localize) {
-    const ours = await localizeEvent(localize, event);
+  if (canLocalize) {
+    const ours = await localizeEvent(engine, event);
     records.push({ ...base, method: 'ours', scores: score(ours.pred, truthSpan), ms: ours.ms, pred: ours.pred, confidence: ours.confidence });
     log.push(`ours ${ours.pred.start.toFixed(2)}–${ours.pred.end.toFixed(2)} (conf ${ours.confidence.toFixed(2)}, ${seconds(ours.ms)})`);
   }

@@ -63,8 +63,9 @@ export function checkTools(): TruthSet['tools'] {
 // samples are exact multiples of 1/32768 and survive the final encodeWav unchanged.
 const SOX_OUT = ['-t', 'wav', '-r', String(SAMPLE_RATE), '-c', '1', '-b', '16', '-e', 'signed-integer', '-'];
 
+// Every sox call takes -R ("repeatable" random numbers): the noise bursts, and the dither sox adds
+// when it writes 16 bits after a gain or a fade, are then the same on every run.
 function soxSynth(seconds: number, effects: string[]): Float32Array {
-  // -R: sox's "repeatable" random numbers, so the noise bursts are the same on every run.
   return decodeWav(run('sox', ['-R', '-n', ...SOX_OUT, 'synth', seconds.toFixed(3), ...effects])).channels[0]!;
 }
 
@@ -79,7 +80,7 @@ export function renderEvent(spec: EventSpec): Float32Array {
       // espeak-ng pads its output with silence; trim both ends (below 1 % of full scale) so the
       // true interval is the speech itself, then bring it to -3 dBFS.
       const trim = ['silence', '1', '0.02', '1%', 'reverse', 'silence', '1', '0.02', '1%', 'reverse', 'norm', '-3'];
-      return decodeWav(run('sox', ['-t', 'wav', '-', ...SOX_OUT, ...trim], spoken)).channels[0]!;
+      return decodeWav(run('sox', ['-R', '-t', 'wav', '-', ...SOX_OUT, ...trim], spoken)).channels[0]!;
     }
     case 'tone':
       return soxSynth(spec.seconds, ['sine', String(spec.frequencyHz), 'vol', '0.5', ...FADE]);
