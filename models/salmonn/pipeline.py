@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .beats import kaldi_fbank
+from .classify import LabelScores, classify
 from .checkpoints import ReferenceModules
 from .llama import greedy_generate, position_ids_from
 from .localize import FOCUS_INSTRUCTION, NEUTRAL_INSTRUCTION, Localization, LocalizeOptions, localize, probe, steering_vector
@@ -119,6 +120,19 @@ def follow_up(ref: ReferenceModules, tok: LlamaTokenizer, first: Answer, questio
     embeds = torch.cat([first.inputs_embeds, ref.llm.embed(new_ids)], dim=1)
     ids = greedy_generate(ref.llm, embeds, max_new_tokens, stop_ids=(tok.eos_id,), lora_scale=lora_scale)
     return turn, ids
+
+
+@torch.no_grad()
+def classify_answer(ref: ReferenceModules, tok: LlamaTokenizer, audio_tokens: Tensor, question: str,
+                    labels: list[str], lora_scale: Optional[float] = None) -> tuple[LabelScores, Answer]:
+    """`question` answered with one of `labels` (classify.py's semantics), on the prompt answer() feeds.
+
+    Returns the scores and the turn as an Answer whose ids are the chosen label's (for follow_up)."""
+    parts = split_prompt(tok, question, user_text=user_text_for(question))
+    embeds = assemble_inputs_embeds(ref.llm, parts, audio_tokens, bos_id=tok.bos_id)
+    scores = classify(ref.llm, embeds, labels, tok, lora_scale)
+    logits, _ = ref.llm(embeds, position_ids_from(0, embeds.shape[1]), None, lora_scale)
+    return scores, Answer(parts, embeds, logits[0, -1], scores.token_ids[scores.best])
 
 
 @torch.no_grad()
