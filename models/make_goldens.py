@@ -6,8 +6,9 @@ reference with the weights the int4 graphs use), stores every stage: Whisper log
 fbank per chunk, each encoder's output, the connector's audio tokens, the first-step logits and
 32 greedy tokens at LoRA scales 0, default (alpha/r) and half the default — plus one two-turn
 conversation, and, for two recordings, the localization of one event (steering vector, Δ curve,
-interval and confidence, localize.py with the bundle's defaults). Arrays are .npy (float32, little endian) under golden/arrays/, described by
-golden/index.json.
+interval and confidence, localize.py with the bundle's defaults) and the answer from a fixed label
+set (classify.py: each label's score and probability, and a follow-up question after it). Arrays
+are .npy (float32, little endian) under golden/arrays/, described by golden/index.json.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from salmonn.checkpoints import ReferenceModules  # noqa: E402
 from salmonn.export import fake_quantize_linears, int4_llm_reference  # noqa: E402
 from salmonn.bundle import probe_layers  # noqa: E402
 from salmonn.localize import LocalizeOptions  # noqa: E402
-from salmonn.pipeline import answer, encode_audio, follow_up, localize_event  # noqa: E402
+from salmonn.pipeline import answer, classify_answer, encode_audio, follow_up, localize_event  # noqa: E402
 from salmonn.tokenizer import LlamaTokenizer  # noqa: E402
 
 GOLDEN_TOKENS = 32
@@ -43,6 +44,11 @@ GOLDEN_INPUTS = [
 # Recordings whose localization of LOCALIZE_EVENT is stored (one chunk, and two chunks).
 LOCALIZE_INPUTS = ("speech", "long_35s")
 LOCALIZE_EVENT = "a dog barking"
+
+# Recordings answered from CLASSIFY_LABELS (at the default LoRA scale), then asked FOLLOWUP_QUESTION.
+CLASSIFY_INPUTS = ("speech", "tone_noise")
+CLASSIFY_QUESTION = "Is this speech, music or noise?"
+CLASSIFY_LABELS = ["speech", "speech and music", "music", "noise"]  # one label is a prefix of another
 
 
 def read_wav_int16(path: Path) -> np.ndarray:
@@ -108,6 +114,8 @@ def golden_for_input(refs: dict[str, ReferenceModules], tok: LlamaTokenizer, tas
                 turn, ids = follow_up(ref, tok, result, FOLLOWUP_QUESTION, FOLLOWUP_TOKENS, lora_scale=scale)
                 runs[scale_name]["followUp"] = {"question": FOLLOWUP_QUESTION, "turnIds": turn, "tokens": ids}
         entry["precisions"][precision] = {"stages": stages, "runs": runs}
+        if name in CLASSIFY_INPUTS:
+            entry["precisions"][precision]["classification"] = classification_golden(ref, tok, encoded.tokens)
         if name in LOCALIZE_INPUTS:
             entry["precisions"][precision]["localization"] = localization_golden(
                 ref, tok, encoded, len(samples) / 16000, f"{name}.{precision}", save)
@@ -124,6 +132,17 @@ def localization_golden(ref: ReferenceModules, tok: LlamaTokenizer, encoded, dur
         "delta": save(f"{stem}.localize.delta", result.delta.numpy()),
         "times": save(f"{stem}.localize.times", result.times.numpy()),
         "start": result.start, "end": result.end, "confidence": result.confidence,
+    }
+
+
+def classification_golden(ref: ReferenceModules, tok: LlamaTokenizer, audio_tokens) -> dict:
+    scale = lora_scales(ref)["default"]
+    scores, turn = classify_answer(ref, tok, audio_tokens, CLASSIFY_QUESTION, CLASSIFY_LABELS, lora_scale=scale)
+    _, follow_up_ids = follow_up(ref, tok, turn, FOLLOWUP_QUESTION, FOLLOWUP_TOKENS, lora_scale=scale)
+    return {
+        "question": CLASSIFY_QUESTION, "loraScale": scale, "labels": scores.labels, "labelIds": scores.token_ids,
+        "logProbs": scores.log_probs, "probabilities": scores.probabilities, "label": scores.label,
+        "followUp": {"question": FOLLOWUP_QUESTION, "tokens": follow_up_ids},
     }
 
 
