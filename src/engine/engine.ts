@@ -4,6 +4,7 @@
  *   loadModel(source)   bundle → verified, cached files → onnxruntime-web sessions
  *   setAudio(audio)     decode/resample/chunk → features → encoders → connector (once per recording)
  *   ask(question)       prompt → prefill → streamed tokens; follow-ups reuse the KV cache
+ *   classify(question, { choices })  the answer picked from a fixed label set, with every label's probability
  *   localize(event)     where in the recording the event happens (instruction steering)
  *   cancel(), newConversation(), unload()
  */
@@ -22,6 +23,7 @@ import { openGraph, openGraphs, releaseGraphs, type GraphSessions } from './grap
 import { localizeEvent, type LocalizeSettings } from './localize/localizer';
 import { ProbeRunner } from './localize/probe';
 import type { LocalizationDefaults, LocalizationResult, LocalizeRequest } from './localize/types';
+import { bestChoice, prepareChoices, scoreChoices } from './llm/choices';
 import { concatFloat32, Conversation } from './llm/conversation';
 import { promptParts } from './llm/prompt';
 import { checkPrefillAttention, describeAttentionCheck, usesFusedRotary, type AttentionCheckResult, type AttentionShape } from './llm/attentionCheck';
@@ -105,6 +107,47 @@ export interface AnswerResult {
   text: string;
   ids: number[];
   stats: GenerationStats;
+  /** 1 for the first question about a recording, 2 for the first follow-up, … */
+  turn: number;
+}
+
+export interface ClassifyOptions {
+  /** The labels the answer is chosen from, e.g. ['neutral', 'happy', 'sad', 'angry'] (trimmed; at most 64, 30 tokens each). */
+  choices: string[];
+  /** LoRA scale for this question (default: the bundle's). */
+  loraScale?: number;
+  signal?: AbortSignal;
+}
+
+/** One label of a classify() answer. */
+export interface LabelProbability {
+  label: string;
+  /** Softmax over the given labels of logProb: the probabilities sum to 1. */
+  probability: number;
+  /** log p(the answer is exactly this label, then </s>) under the model. */
+  logProb: number;
+  /** The label's answer token ids. */
+  tokens: number[];
+}
+
+export interface ClassifyStats {
+  promptTokens: number;
+  prefillMs: number;
+  /** Decoder runs that scored the labels: one per label that is not a prefix of another. */
+  scoringRuns: number;
+  scoringMs: number;
+  totalMs: number;
+}
+
+export interface ClassifyResult {
+  /** The chosen label: the turn's answer text. */
+  text: string;
+  label: string;
+  /** The chosen label's token ids: the turn's answer ids (as AnswerResult.ids). */
+  ids: number[];
+  /** Every label, in the order given. */
+  choices: LabelProbability[];
+  stats: ClassifyStats;
   /** 1 for the first question about a recording, 2 for the first follow-up, … */
   turn: number;
 }
@@ -304,6 +347,74 @@ export class HarkEngine {
       return { text: result.text, ids: result.ids, stats: result.stats, turn: conversation.turns };
     } finally {
       signal?.removeEventListener('abort', forward);
+      this.running = null;
+    }
+  }
+
+  /**
+   * Answers `question` with one of `options.choices` and the probability of each
+   * (models/salmonn/classify.py states the semantics). The question is fed exactly as ask() feeds
+   * it, and the chosen label becomes this turn's answer, so a follow-up ask() continues after it.
+   * Cancel() stops it between decoder runs; it then fails with engine/cancelled and, as after any
+   * failed question, the conversation starts over.
+   */
+  async classify(question: string, options: ClassifyOptions): Promise<ClassifyResult> {
+    const started = performance.now();
+    const model = this.requireModel();
+    const conversation = this.conversation;
+    if (!conversation) {
+      throw new HarkError('engine/no-audio', 'There is no recording yet: record or open one, then ask about it.');
+    }
+    if (question.trim().length === 0) {
+      throw new HarkError('engine/inference-failed', 'The question is empty: type what you want to know about the recording.');
+    }
+    const choices = prepareChoices(options.choices, model.tokenizer);
+    this.ensureIdle();
+    const loraScale = options.loraScale ?? model.info.defaults.loraScale;
+    const controller = new AbortController();
+    const forward = () => controller.abort();
+    options.signal?.addEventListener('abort', forward);
+    this.running = controller;
+    const longest = Math.max(...choices.map((c) => c.tokens.length));
+    try {
+      const result = await conversation.chooseAnswer(question, loraScale, longest, async (prompt) => {
+        const prefilled = performance.now();
+        const { scores, runs } = await scoreChoices(choices, {
+          decoder: model.decoder,
+          promptLogits: prompt.logits,
+          cache: prompt.cache,
+          loraScale,
+          eosTokenId: model.manifest.prompt.eosTokenId,
+          signal: controller.signal,
+        });
+        this.decoderSteps += 1 + runs;
+        const best = scores[bestChoice(scores)]!;
+        const finished = performance.now();
+        const stats: ClassifyStats = {
+          promptTokens: prompt.promptTokens,
+          prefillMs: prefilled - started,
+          scoringRuns: runs,
+          scoringMs: finished - prefilled,
+          totalMs: finished - started,
+        };
+        return {
+          answerIds: best.tokens,
+          result: {
+            text: best.label,
+            label: best.label,
+            ids: best.tokens,
+            choices: scores.map(({ label, probability, logProb, tokens }) => ({ label, probability, logProb, tokens })),
+            stats,
+          },
+        };
+      });
+      return { ...result, turn: conversation.turns };
+    } catch (error) {
+      if (controller.signal.aborted) throw new HarkError('engine/cancelled', 'Choosing the answer was stopped; the next question starts a new conversation about the recording.');
+      if (error instanceof HarkError) throw error;
+      throw new HarkError('engine/inference-failed', `Choosing the answer failed (${error instanceof Error ? error.message : String(error)}). Try again; if it keeps failing, switch the backend to WebAssembly in Settings.`);
+    } finally {
+      options.signal?.removeEventListener('abort', forward);
       this.running = null;
     }
   }

@@ -35,6 +35,20 @@ export interface GoldenLocalization {
   confidence: number;
 }
 
+/** A question answered from a fixed label set by the reference (models/salmonn/classify.py). */
+export interface GoldenClassification {
+  question: string;
+  loraScale: number;
+  labels: string[];
+  labelIds: number[][];
+  /** Each label's score: log p(label tokens, then </s> | prompt), float64. */
+  logProbs: number[];
+  probabilities: number[];
+  label: string;
+  /** A follow-up asked after the chosen label, and its greedy tokens. */
+  followUp: { question: string; tokens: number[] };
+}
+
 export interface GoldenInput {
   audio: string;
   samples: number;
@@ -50,6 +64,7 @@ export interface GoldenInput {
       stages: { speech: ArrayRef; audio: ArrayRef; tokens: ArrayRef }[];
       runs: Record<'zero' | 'default' | 'half', GoldenRun>;
       localization?: GoldenLocalization;
+      classification?: GoldenClassification;
     }
   >;
 }

@@ -3,6 +3,9 @@
  * [BOS] + before + audio tokens + after; every follow-up only feeds what is new (the previous
  * answer's unfed last token, [</s>], and the next "USER: …\nASSISTANT:"), on top of the KV
  * cache of the earlier turns — no re-encoding of the audio and no re-prefill of earlier turns.
+ *
+ * A turn answered from a fixed label set (`chooseAnswer`) is fed the same way and its chosen
+ * label's ids become the turn's answer, exactly as if the model had generated them.
  */
 import { HarkError } from '../errors';
 import type { DecoderRunner, KvCache } from './decoder';
@@ -16,6 +19,16 @@ export interface ConversationDeps {
   embed: (ids: number[]) => Promise<Float32Array>;
   format: PromptFormat;
   maxPositions: number;
+}
+
+/** The state after a question's prompt was fed: what a label-set answer is chosen from. */
+export interface PromptState {
+  /** The logits after the prompt's last position. */
+  logits: Float32Array;
+  /** The KV cache through the prompt; the chooser must leave it as it is (score on `scratch()` views). */
+  cache: KvCache;
+  /** Positions the prompt added. */
+  promptTokens: number;
 }
 
 /** An earlier question and the token ids of its answer (without any stop token). */
@@ -86,6 +99,50 @@ export class Conversation {
     this.unfed = result.unfedIds;
     this.turnCount += 1;
     return result;
+  }
+
+  /**
+   * Feeds `question` as ask() does (a first turn's whole prompt, or a follow-up), lets `choose`
+   * pick the answer from the prompt's state, and records the chosen ids as this turn's answer: they
+   * are fed before the next question, like a generated answer's last token. `answerRoom` is the
+   * most positions `choose` appends on scratch views (the longest label), checked against the
+   * context up front. A failure (cancellation included) restarts the conversation, as in ask().
+   */
+  async chooseAnswer<T>(
+    question: string,
+    loraScale: number,
+    answerRoom: number,
+    choose: (prompt: PromptState) => Promise<{ answerIds: number[]; result: T }>,
+  ): Promise<T> {
+    const { decoder, maxPositions } = this.deps;
+    const prefill = await this.questionEmbeds(question);
+    const promptTokens = prefill.length / decoder.shape.hiddenSize;
+    if (this.positions + promptTokens + answerRoom > maxPositions) {
+      throw new HarkError(
+        'engine/context-overflow',
+        `This conversation is full: the model can attend to ${maxPositions} tokens and ${this.positions} are used, ` +
+          `so a question of ${promptTokens} tokens with answers of up to ${answerRoom} does not fit. Start a new conversation about the recording.`,
+        { maxPositions, used: this.positions, needed: promptTokens + answerRoom },
+      );
+    }
+    const past = this.cache ?? decoder.emptyCache();
+    this.cache = null; // the prefill consumes it; on failure the conversation restarts cleanly
+    let cache: KvCache | null = null;
+    try {
+      const step = await decoder.step(prefill, past, loraScale);
+      cache = step.cache;
+      const chosen = await choose({ logits: step.logits, cache, promptTokens });
+      this.cache = cache;
+      this.unfed = chosen.answerIds;
+      this.turnCount += 1;
+      return chosen.result;
+    } catch (error) {
+      past.dispose(); // harmless when the prefill already consumed it
+      cache?.dispose();
+      this.unfed = [];
+      this.turnCount = 0;
+      throw error;
+    }
   }
 
   /**

@@ -14,6 +14,9 @@
  *   embed graph's output buffer straight into the decoder, with no GPU→CPU→GPU round trip.
  * Graphs converted before `num_logits_to_keep` existed still run (all logits, last row kept).
  *
+ * `scoreContinuation` feeds given tokens on a scratch view of a cache and returns the logits after
+ * each of them (`num_logits_to_keep` = their count), for answers from a fixed label set.
+ *
  * Bundles with localization also output `probe_hidden` (the residual entering the first probed
  * layer, see models/salmonn/onnx_decoder.py); it is fetched only by `prefillHidden`, so answers
  * never read it back.
@@ -71,7 +74,7 @@ export interface DecoderOptions {
 }
 
 export interface StepResult {
-  /** The last position's logits. */
+  /** The last position's logits (the last positions' rows for a scoring run). */
   logits: Float32Array;
   cache: KvCache;
   /** `probe_hidden` rows of this run ([n × hidden]), when asked for. */
@@ -160,11 +163,7 @@ export class DecoderRunner {
 
   /** One generated token: embedded on the device and fed straight to the decoder. */
   async decodeStep(id: number, cache: KvCache, loraScale: number): Promise<StepResult> {
-    const { inputs_embeds: embeds } = await this.options.embedTokens.run({
-      input_ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(id)), [1, 1]),
-    });
-    this.runs += 1;
-    if (!embeds) throw new Error('the embedding graph did not return inputs_embeds');
+    const embeds = await this.embedOnDevice([id]);
     try {
       return await this.run(embeds, cache, loraScale);
     } finally {
@@ -172,7 +171,45 @@ export class DecoderRunner {
     }
   }
 
-  private async run(embeds: ort.Tensor, cache: KvCache, loraScale: number, withHidden = false): Promise<StepResult> {
+  /**
+   * The logits after each of `ids` ([ids.length × vocab]) fed after `cache`, which is left as it
+   * was: the tokens go onto a scratch view of it (KvCache.scratch) that is dropped afterwards.
+   * Tokens are embedded on the device, in chunks of at most `maxChunk` per run.
+   */
+  async scoreContinuation(ids: readonly number[], cache: KvCache, loraScale: number): Promise<Float32Array> {
+    const vocab = this.shape.vocabSize;
+    const rows = new Float32Array(ids.length * vocab);
+    let view = await cache.scratch(ids.length);
+    try {
+      for (let start = 0; start < ids.length; start += this.maxChunk) {
+        const chunk = ids.slice(start, Math.min(ids.length, start + this.maxChunk));
+        const embeds = await this.embedOnDevice(chunk);
+        try {
+          const result = await this.run(embeds, view, loraScale, false, chunk.length);
+          view = result.cache;
+          rows.set(result.logits, start * vocab);
+        } finally {
+          embeds.dispose();
+        }
+      }
+    } finally {
+      view.dispose();
+    }
+    return rows;
+  }
+
+  /** Token ids → their embedding rows, left where the embedding graph put them (the GPU on WebGPU). */
+  private async embedOnDevice(ids: readonly number[]): Promise<ort.Tensor> {
+    const { inputs_embeds: embeds } = await this.options.embedTokens.run({
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]),
+    });
+    this.runs += 1;
+    if (!embeds) throw new Error('the embedding graph did not return inputs_embeds');
+    return embeds;
+  }
+
+  /** One graph run; `logits` holds the last `keep` positions' rows. */
+  private async run(embeds: ort.Tensor, cache: KvCache, loraScale: number, withHidden = false, keep = 1): Promise<StepResult> {
     const n = embeds.dims[1]!;
     const total = cache.length + n;
     const feeds: Record<string, ort.Tensor> = {
@@ -182,7 +219,7 @@ export class DecoderRunner {
       lora_scale: new ort.Tensor('float32', new Float32Array([loraScale]), []),
       ...(await cache.pastFeeds(n)),
     };
-    if (this.keepsLogits) feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(1n), []);
+    if (this.keepsLogits) feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
     const presents = cache.presentFetches();
     const names = withHidden ? [...this.stepOutputs, PROBE_HIDDEN] : this.stepOutputs;
     // Naming every wanted output keeps ORT returning all of them when some are pre-allocated.
@@ -200,7 +237,8 @@ export class DecoderRunner {
     const logitsTensor = outputs.logits;
     if (!logitsTensor) throw new Error('decoder graph did not return logits');
     const all = (await logitsTensor.getData()) as Float32Array;
-    const logits = all.length === this.shape.vocabSize ? all : all.slice(all.length - this.shape.vocabSize);
+    const wanted = keep * this.shape.vocabSize;
+    const logits = all.length === wanted ? all : all.slice(all.length - wanted);
     logitsTensor.dispose();
     return { logits, cache: cache.advance(outputs, n), ...(hiddenRows ? { hidden: hiddenRows } : {}) };
   }

@@ -12,6 +12,10 @@
  * Capacity is sized per conversation: the first run allocates what it needs plus headroom, and a
  * run that would overflow doubles it (copying the valid rows on the GPU), so memory stays
  * proportional to use instead of the model's whole context.
+ *
+ * A scratch handle (`scratch()`) shares the owner's buffers: its runs write positions past the
+ * owner's length, which the owner's next run overwrites. It never reallocates (that would free
+ * the owner's buffers), so the owner makes room for the scratch runs before lending it.
  */
 import { ort } from '../ortRuntime';
 import { forEachKv, pastName, presentName, type KvCache, type KvGeometry, type KvType } from './kvCache';
@@ -40,6 +44,8 @@ export class FixedKvCache implements KvCache {
     private readonly policy: KvCapacityPolicy,
     private storage: Storage | null,
     readonly length: number,
+    /** A scratch handle: the storage belongs to another handle. */
+    private readonly lent = false,
   ) {}
 
   static empty(geometry: KvGeometry, dtype: KvType, maxPositions: number, policy: KvCapacityPolicy = DEFAULT_KV_CAPACITY): FixedKvCache {
@@ -53,6 +59,9 @@ export class FixedKvCache implements KvCache {
 
   async pastFeeds(newPositions: number): Promise<Record<string, ort.Tensor>> {
     const needed = this.length + newPositions;
+    if (this.lent && (!this.storage || this.storage.capacity < needed)) {
+      throw new Error(`a scratch KV cache holds ${this.storage?.capacity ?? 0} positions, ${needed} were asked for`);
+    }
     if (!this.storage || this.storage.capacity < needed) {
       const grown = this.storage ? Math.max(needed, 2 * this.storage.capacity) : needed + this.policy.headroom;
       const capacity = Math.max(needed, Math.min(this.maxPositions, roundUp(grown, this.policy.step)));
@@ -73,12 +82,17 @@ export class FixedKvCache implements KvCache {
   advance(_outputs: ort.InferenceSession.OnnxValueMapType, newPositions: number): KvCache {
     const storage = this.requireStorage();
     this.storage = null; // ownership moves to the new handle
-    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, storage, this.length + newPositions);
+    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, storage, this.length + newPositions, this.lent);
   }
 
   dispose(): void {
-    if (this.storage) destroy(this.storage);
+    if (this.storage && !this.lent) destroy(this.storage);
     this.storage = null;
+  }
+
+  async scratch(newPositions: number): Promise<KvCache> {
+    await this.pastFeeds(newPositions); // room for the scratch runs, in this handle's own storage
+    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, this.requireStorage(), this.length, true);
   }
 
   private requireStorage(): Storage {

@@ -11,6 +11,13 @@
  *
  * A cache handle is consumed by the run that extends it: the runner returns a new handle and the
  * old one must not be used again (its `dispose` then does nothing harmful).
+ *
+ * `scratch()` lends a handle for runs whose positions are thrown away afterwards (scoring the
+ * labels of a fixed answer set, each on top of the same prompt): runs on the lent handle see this
+ * cache's positions and append theirs, while this handle keeps its length and stays usable. No
+ * KV data is copied for it: a growing cache's tensors are only read by a run (each run returns
+ * new ones), and a fixed cache's later runs overwrite positions past its length, which
+ * attention never reads (it reads the real length from `attention_mask`).
  */
 import { ort } from '../ortRuntime';
 
@@ -33,6 +40,11 @@ export interface KvCache {
   advance(outputs: ort.InferenceSession.OnnxValueMapType, newPositions: number): KvCache;
   /** Frees what this handle owns (GPU buffers included). */
   dispose(): void;
+  /**
+   * A handle for runs of up to `newPositions` positions in all that leave this cache as it is (see
+   * the module comment). Dispose it, and what runs on it return, before this cache is used again.
+   */
+  scratch(newPositions: number): Promise<KvCache>;
 }
 
 export function pastName(layer: number, kind: 'key' | 'value'): string {
@@ -97,5 +109,11 @@ export class GrowingKvCache implements KvCache {
   dispose(): void {
     if (this.tensors && this.owned) for (const tensor of Object.values(this.tensors)) tensor.dispose();
     this.tensors = null;
+  }
+
+  /** The same tensors, not owned: a run on it returns new presents and leaves these intact. */
+  async scratch(): Promise<KvCache> {
+    if (!this.tensors) throw new Error('this KV cache was already consumed by a decoder run');
+    return new GrowingKvCache(this.geometry, this.tensors, this.length, false);
   }
 }
