@@ -9,10 +9,10 @@ import type { ProgressInfo } from './engine/bundle/loader';
 import type { BackendPreference, ResumeTurn } from './engine/engine';
 import type { TokenEvent } from './engine/llm/generate';
 import type { LocalizeOptions, LocalizeProgress } from './engine/localize/types';
-import type { AskParams, EngineWorkerApi, ModelSource, SetAudioOptions } from '../workers/engine.worker';
+import type { AskParams, ClassifyParams, EngineWorkerApi, ModelSource, SetAudioOptions } from '../workers/engine.worker';
 import { unwrap } from '../workers/protocol';
 
-export type { AskParams, ModelSource } from '../workers/engine.worker';
+export type { AskParams, ClassifyParams, ModelSource } from '../workers/engine.worker';
 
 export function createEngineClient(worker?: Worker) {
   const remote = Comlink.wrap<EngineWorkerApi>(
@@ -32,6 +32,10 @@ export function createEngineClient(worker?: Worker) {
     },
     async ask(question: string, params: AskParams = {}, onToken?: (event: TokenEvent) => void) {
       return unwrap(await remote.ask(question, params, onToken ? Comlink.proxy(onToken) : undefined));
+    },
+    /** The answer to `question` picked from `params.choices`, with every label's probability; `cancel()` stops it. */
+    async classify(question: string, params: ClassifyParams) {
+      return unwrap(await remote.classify(question, params));
     },
     /** Where in the current recording `eventText` happens; `cancel()` stops it. */
     async localize(eventText: string, options: LocalizeOptions & { captureVector?: boolean } = {}, onProgress?: (progress: LocalizeProgress) => void) {

@@ -9,7 +9,7 @@ import { parseBundleSource, type BundleSource } from '../src/engine/bundle/sourc
 import { OpfsBundleStore } from '../src/engine/bundle/store';
 import type { DecodedAudio } from '../src/engine/audio/wav';
 import { probeDevice, type DeviceReport } from '../src/engine/device';
-import { HarkEngine, type AnswerResult, type AudioInfo, type BackendPreference, type ModelInfo, type ResumeResult, type ResumeTurn } from '../src/engine/engine';
+import { HarkEngine, type AnswerResult, type AudioInfo, type BackendPreference, type ClassifyResult, type ModelInfo, type ResumeResult, type ResumeTurn } from '../src/engine/engine';
 import type { GenerationParams, TokenEvent } from '../src/engine/llm/generate';
 import type { LocalizationResult, LocalizeOptions, LocalizeProgress } from '../src/engine/localize/types';
 import { configureOrt, ort } from '../src/engine/ortRuntime';
@@ -41,6 +41,12 @@ export interface SetAudioOptions {
 export interface AskParams extends Partial<GenerationParams> {
   /** Diagnostics: return the first step's logits. */
   captureFirstLogits?: boolean;
+}
+
+/** classify()'s options that cross the worker boundary (cancel with cancel(), not a signal). */
+export interface ClassifyParams {
+  choices: string[];
+  loraScale?: number;
 }
 
 /** The model load in progress, so `abortLoad` can stop it (one at a time: the stores queue loads). */
@@ -115,6 +121,11 @@ const api = {
       });
       return firstLogits ? { ...answer, firstLogits } : answer;
     });
+  },
+
+  /** The answer picked from `choices`, with every label's probability; cancel() stops it (engine/cancelled). */
+  classify(question: string, options: ClassifyParams): Promise<Envelope<ClassifyResult>> {
+    return envelope(() => engine.classify(question, options));
   },
 
   /** Where in the current recording an event happens; cancel() stops it (engine/cancelled). */

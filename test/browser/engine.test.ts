@@ -83,6 +83,25 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
             expect(run.tokens, `${name} tokens at ${run.loraScale}`).toEqual(run.expected);
           }
         });
+        // One input, fp32 only, right after its parity check (whose recording it reuses): the label
+        // runs add a few decoder steps (~1–2 s each on a software adapter).
+        if (precision === 'fp32' && name === 'speech') {
+          it('answers from a label set like the reference (speech): every probability within 1e-4, and the follow-up continues after the label', { timeout: 300_000 }, async () => {
+            const report = await page.evaluate(() => window.harkEngineHarness.classifyParity('speech', 'fp32'));
+            console.log(`classify fp32 speech on WebGPU: probability error ${report.probabilityError.toExponential(1)}, log-prob error ${report.logProbError.toExponential(1)}, ` +
+              `prefill ${report.stats.prefillMs.toFixed(0)} ms, ${report.stats.scoringRuns} scoring runs ${report.stats.scoringMs.toFixed(0)} ms; ${JSON.stringify(report.ms)}`);
+            expect(report.labels).toEqual(report.expectedLabels);
+            expect(report.probabilityError).toBeLessThan(1e-4);
+            expect(report.logProbError).toBeLessThan(1e-3);
+            expect(report.label).toBe(report.expectedLabel);
+            expect(report.stats.scoringRuns).toBe(report.labels.length - 1);
+            // The scoring runs wrote past the prompt in the in-place KV cache; the follow-up must not see them.
+            expect(report.turn).toBe(1);
+            expect(report.followUp.turn).toBe(2);
+            expect(report.followUp.tokens).toEqual(report.followUp.expected);
+            expect(report.followUp.logitErrorVsResumed).toBeLessThan(1e-4);
+          });
+        }
       }
 
       const localized = Object.entries(golden.inputs).filter(([, input]) => input.precisions[precision].localization);

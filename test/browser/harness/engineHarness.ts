@@ -23,6 +23,16 @@ async function wavBytes(input: GoldenInput): Promise<Uint8Array> {
   return new Uint8Array(await (await fetch(`/models/golden/${input.audio}`)).arrayBuffer());
 }
 
+/** The golden recording the engine holds (null: unknown), so a later check need not encode it again. */
+let heldAudio: string | null = null;
+
+async function setGoldenAudioOnce(name: string, input: GoldenInput): Promise<void> {
+  if (heldAudio === name) return;
+  heldAudio = null;
+  await client.setAudio(await wavBytes(input));
+  heldAudio = name;
+}
+
 
 export interface ParityReport {
   stageErrors: Record<string, number>;
@@ -36,7 +46,9 @@ export interface ParityReport {
 async function parity(name: string, precision: 'fp32' | 'int4', greedyTokens: number, tokensAtOtherScales = greedyTokens): Promise<ParityReport> {
   const index = await goldenIndex();
   const input = index.inputs[name]!;
+  heldAudio = null;
   const { stages } = await client.setAudio(await wavBytes(input), { captureStages: true });
+  heldAudio = name;
   const stageErrors: Record<string, number> = {};
   for (const capture of stages) {
     const ref =
@@ -73,7 +85,10 @@ async function streamTimeline(question: string, maxNewTokens: number, cancelAfte
 
 async function setGoldenAudio(name: string) {
   const index = await goldenIndex();
-  return (await client.setAudio(await wavBytes(index.inputs[name]!))).info;
+  heldAudio = null;
+  const { info } = await client.setAudio(await wavBytes(index.inputs[name]!));
+  heldAudio = name;
+  return info;
 }
 
 /** Localizes the golden event in a golden recording and compares with the reference inside the page. */
@@ -81,7 +96,9 @@ async function localizeParity(name: string, precision: 'fp32' | 'int4') {
   const index = await goldenIndex();
   const input = index.inputs[name]!;
   const expected = input.precisions[precision].localization!;
+  heldAudio = null;
   await client.setAudio(await wavBytes(input));
+  heldAudio = name;
   const stages: string[] = [];
   const found = await client.localize(expected.event, { captureVector: true }, (p) => stages.push(`${p.done}/${p.total} ${p.stage}`));
   const times = await goldenArray(expected.times.file);
@@ -95,6 +112,40 @@ async function localizeParity(name: string, precision: 'fp32' | 'int4') {
     expected: { start: expected.start, end: expected.end, confidence: expected.confidence, layers: expected.layers },
     stages,
     ms: found.ms,
+  };
+}
+
+/** Classifies a golden recording with the reference's label set; compares inside the page. */
+async function classifyParity(name: string, precision: 'fp32' | 'int4') {
+  const index = await goldenIndex();
+  const input = index.inputs[name]!;
+  const expected = input.precisions[precision].classification!;
+  // Encoding takes most of a minute on a software adapter: reuse the recording a parity check left.
+  let started = performance.now();
+  await setGoldenAudioOnce(name, input);
+  await client.newConversation(); // the label set answers a first question
+  const setAudioMs = performance.now() - started;
+  const result = await client.classify(expected.question, { choices: expected.labels, loraScale: expected.loraScale });
+  const maxDifference = (a: number[], b: number[]) => Math.max(...a.map((v, i) => Math.abs(v - b[i]!)));
+  // The chosen label is the turn's answer: the follow-up continues after it, with the same logits
+  // as after the same turn re-read by resumeConversation (no scoring run's positions left behind).
+  started = performance.now();
+  const next = await client.ask(expected.followUp.question, { loraScale: expected.loraScale, maxNewTokens: 1, doSample: false, captureFirstLogits: true });
+  const followUpMs = performance.now() - started;
+  started = performance.now();
+  await client.resumeConversation([{ question: expected.question, answer: result.text, ids: result.ids }], { loraScale: expected.loraScale });
+  const resumed = await client.ask(expected.followUp.question, { loraScale: expected.loraScale, maxNewTokens: 1, doSample: false, captureFirstLogits: true });
+  return {
+    label: result.label,
+    expectedLabel: expected.label,
+    labels: result.choices.map((c) => c.label),
+    expectedLabels: expected.labels,
+    probabilityError: maxDifference(result.choices.map((c) => c.probability), expected.probabilities),
+    logProbError: maxDifference(result.choices.map((c) => c.logProb), expected.logProbs),
+    stats: result.stats,
+    ms: { setAudioIfNeeded: setAudioMs, followUp: followUpMs, resumeAndFollowUp: performance.now() - started },
+    turn: result.turn,
+    followUp: { turn: next.turn, tokens: next.ids, expected: expected.followUp.tokens.slice(0, 1), logitErrorVsResumed: logitError(next.firstLogits!, resumed.firstLogits!) },
   };
 }
 
@@ -112,14 +163,18 @@ const harness = {
   ready: true as const,
   parity,
   localizeParity,
+  classifyParity,
   streamTimeline,
   setGoldenAudio,
   goldenIndex,
-  badInputCodes: async () => ({
-    empty: await errorCode(() => client.setAudio(new Uint8Array(0))),
-    notAudio: await errorCode(() => client.setAudio(new TextEncoder().encode('definitely not a recording, just some text'))),
-    nan: await errorCode(() => client.setAudio({ sampleRate: 16000, channels: [Float32Array.from({ length: 16000 }, (_, i) => (i === 5 ? NaN : 0))] })),
-  }),
+  badInputCodes: async () => {
+    heldAudio = null;
+    return {
+      empty: await errorCode(() => client.setAudio(new Uint8Array(0))),
+      notAudio: await errorCode(() => client.setAudio(new TextEncoder().encode('definitely not a recording, just some text'))),
+      nan: await errorCode(() => client.setAudio({ sampleRate: 16000, channels: [Float32Array.from({ length: 16000 }, (_, i) => (i === 5 ? NaN : 0))] })),
+    };
+  },
 };
 
 declare global {
