@@ -5,7 +5,8 @@ For each golden recording (golden/audio/*.wav) and each precision (fp32, and int
 reference with the weights the int4 graphs use), stores every stage: Whisper log-mel and kaldi
 fbank per chunk, each encoder's output, the connector's audio tokens, the first-step logits and
 32 greedy tokens at LoRA scales 0, default (alpha/r) and half the default — plus one two-turn
-conversation. Arrays are .npy (float32, little endian) under golden/arrays/, described by
+conversation, and, for two recordings, the localization of one event (steering vector, Δ curve,
+interval and confidence, localize.py with the bundle's defaults). Arrays are .npy (float32, little endian) under golden/arrays/, described by
 golden/index.json.
 """
 
@@ -22,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from salmonn.checkpoints import ReferenceModules  # noqa: E402
 from salmonn.export import fake_quantize_linears, int4_llm_reference  # noqa: E402
-from salmonn.pipeline import answer, encode_audio, follow_up  # noqa: E402
+from salmonn.bundle import probe_layers  # noqa: E402
+from salmonn.localize import LocalizeOptions  # noqa: E402
+from salmonn.pipeline import answer, encode_audio, follow_up, localize_event  # noqa: E402
 from salmonn.tokenizer import LlamaTokenizer  # noqa: E402
 
 GOLDEN_TOKENS = 32
@@ -36,6 +39,10 @@ GOLDEN_INPUTS = [
     ("thirty_seconds", "thirty_seconds.wav", "audio_story_telling"),
     ("long_35s", "long_35s.wav", "audiocaption"),
 ]
+
+# Recordings whose localization of LOCALIZE_EVENT is stored (one chunk, and two chunks).
+LOCALIZE_INPUTS = ("speech", "long_35s")
+LOCALIZE_EVENT = "a dog barking"
 
 
 def read_wav_int16(path: Path) -> np.ndarray:
@@ -101,7 +108,23 @@ def golden_for_input(refs: dict[str, ReferenceModules], tok: LlamaTokenizer, tas
                 turn, ids = follow_up(ref, tok, result, FOLLOWUP_QUESTION, FOLLOWUP_TOKENS, lora_scale=scale)
                 runs[scale_name]["followUp"] = {"question": FOLLOWUP_QUESTION, "turnIds": turn, "tokens": ids}
         entry["precisions"][precision] = {"stages": stages, "runs": runs}
+        if name in LOCALIZE_INPUTS:
+            entry["precisions"][precision]["localization"] = localization_golden(
+                ref, tok, encoded, len(samples) / 16000, f"{name}.{precision}", save)
     return entry
+
+
+def localization_golden(ref: ReferenceModules, tok: LlamaTokenizer, encoded, duration: float, stem: str,
+                        save: ArrayWriter) -> dict:
+    options = LocalizeOptions(layers=probe_layers(ref))
+    result, vector = localize_event(ref, tok, encoded, duration, LOCALIZE_EVENT, options)
+    return {
+        "event": LOCALIZE_EVENT, "layers": list(options.layers), "durationSeconds": duration,
+        "vector": save(f"{stem}.localize.vector", np.stack([vector[layer].numpy() for layer in options.layers])),
+        "delta": save(f"{stem}.localize.delta", result.delta.numpy()),
+        "times": save(f"{stem}.localize.times", result.times.numpy()),
+        "start": result.start, "end": result.end, "confidence": result.confidence,
+    }
 
 
 def write_goldens(ref: ReferenceModules, tok: LlamaTokenizer, tasks: dict[str, str], audio_dir: Path, out: Path) -> dict:

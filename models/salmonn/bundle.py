@@ -9,12 +9,18 @@ A bundle is plain static files (any static server or a Hugging Face model repo c
     onnx/connector{,_q4}.onnx          window Q-Former      speech_embeds + audio_embeds -> audio_tokens
     onnx/embed_tokens{,_fp16,_q4,_q4f16}.onnx          token embedding   input_ids -> inputs_embeds
     onnx/decoder_model_merged{,_fp16,_q4,_q4f16}.onnx (+ .onnx_data)  LLaMA + LoRA with KV cache
+    onnx/decoder_probe{,_q4}.onnx      steering probe (localization; opened only when used)
 
 File suffixes follow transformers.js ('' fp32, '_fp16' fp16, '_q4' int4, '_q4f16' int4 with fp16
 compute). The fp16 variants change only the LLM graphs: the audio side (speech encoder, audio
 encoder, connector) stays fp32 compute, because fp16 overflows audio encoders (a known WebGPU
 issue), so variant fp16 points at the fp32 audio files and int4f16 at the int4 ones
 (MatMulNBits with fp32 activations); no file is written twice.
+
+Localization (models/salmonn/localize.py): the decoder also outputs the residual entering the
+first probed layer (`probe_hidden`), and each variant names a `probe` graph of the probed layers:
+fp32 weights for fp32/fp16, int4 for int4/int4f16 (the fp16 variants reuse those files). The
+manifest's `localization` holds the method's defaults.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ import onnx
 
 from .checkpoints import ReferenceModules
 from .export import export_audio_encoder, export_connector, export_speech_encoder
+from .localize import FOCUS_INSTRUCTION, NEUTRAL_INSTRUCTION, LocalizeOptions, default_layers
 from .onnx_decoder import MAX_TENSOR_BYTES, build_decoder_model, build_embed_graph, save_model
+from .onnx_probe import build_probe_model
 
 FORMAT_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "manifest.schema.json"
@@ -39,6 +47,8 @@ SUFFIX = {"fp32": "", "fp16": "_fp16", "int4": "_q4", "int4f16": "_q4f16"}
 # Precision of the audio-side graphs (speech encoder, audio encoder, connector) per variant.
 AUDIO_PRECISION = {"fp32": "fp32", "fp16": "fp32", "int4": "int4", "int4f16": "int4"}
 AUDIO_GRAPHS = ("speechEncoder", "audioEncoder", "connector")
+# Precision of the steering probe per variant (fp32 activations always; see onnx_probe.py).
+PROBE_PRECISION = {"fp32": "fp32", "fp16": "fp32", "int4": "int4", "int4f16": "int4"}
 VARIANT_NOTES = {
     "fp32": "All weights float32.",
     "int4": "int4 MatMulNBits (block 32) for every Linear; LoRA, norms and convolutions stay fp32.",
@@ -57,6 +67,7 @@ GRAPH_FILES = {
     "connector": "connector",
     "embedTokens": "embed_tokens",
     "decoder": "decoder_model_merged",
+    "probe": "decoder_probe",
 }
 # Encoders and connector keep weights inside the .onnx unless they are big; browsers cap one
 # ArrayBuffer at ~2 GB and protobuf at 2 GB, so large graphs move weights to 1 GiB data files.
@@ -101,13 +112,30 @@ def _save_graph(model: onnx.ModelProto, path: Path, always_external: bool) -> li
     return save_model(model, path, external_data=external)
 
 
+def probe_layers(ref: ReferenceModules) -> tuple[int, ...]:
+    """The layers localization probes (consecutive; see localize.default_layers)."""
+    return default_layers(ref.configs.llama.num_hidden_layers)
+
+
+def localization_defaults(ref: ReferenceModules) -> dict:
+    """The manifest's `localization`: the method's defaults (localize.LocalizeOptions)."""
+    options = LocalizeOptions(layers=probe_layers(ref))
+    return {
+        "layers": list(options.layers), "alpha": options.alpha, "widthSeconds": options.width_seconds,
+        "smoothTokens": options.smooth_tokens, "focusInstruction": FOCUS_INSTRUCTION,
+        "neutralInstruction": NEUTRAL_INSTRUCTION,
+    }
+
+
 def write_graphs(ref: ReferenceModules, out: Path, precision: str, max_positions: int, *,
-                 max_tensor_bytes: int = MAX_TENSOR_BYTES, audio_graphs: Mapping[str, dict] | None = None) -> dict:
+                 max_tensor_bytes: int = MAX_TENSOR_BYTES, audio_graphs: Mapping[str, dict] | None = None,
+                 probe_graph: dict | None = None) -> dict:
     """Export one precision's graphs into out/onnx; returns the manifest's graph table.
 
     The audio side (speech encoder, audio encoder, connector) is exported in
     AUDIO_PRECISION[precision] under that precision's suffix, unless `audio_graphs` (a graph table
     already written for that audio precision) is given: then its entries are reused as they are.
+    Likewise the probe in PROBE_PRECISION[precision], unless `probe_graph` is given.
     max_tensor_bytes: passed to the LLM graph builders (no initializer larger; see onnx_decoder).
     """
     onnx_dir = out / "onnx"
@@ -123,11 +151,19 @@ def write_graphs(ref: ReferenceModules, out: Path, precision: str, max_positions
         })
     models["embedTokens"] = (build_embed_graph(llm_state["model.embed_tokens.weight"], precision,
                                                max_tensor_bytes=max_tensor_bytes), suffix)
+    layers = probe_layers(ref)
     models["decoder"] = (build_decoder_model(
         ref.configs.llama, llm_state, precision,
         lora_default_scale=ref.configs.lora.scaling, max_positions=max_positions, max_tensor_bytes=max_tensor_bytes,
+        probe_layer=layers[0],
     ), suffix)
+    if probe_graph is None:
+        probe_precision = PROBE_PRECISION[precision]
+        models["probe"] = (build_probe_model(ref.configs.llama, llm_state, layers[0], layers[-1], precision=probe_precision,
+                                             max_positions=max_positions), SUFFIX[probe_precision])
     graphs = {key: dict(audio_graphs[key]) for key in AUDIO_GRAPHS} if audio_graphs is not None else {}
+    if probe_graph is not None:
+        graphs["probe"] = dict(probe_graph)
     for key, (model, file_suffix) in models.items():
         path = onnx_dir / f"{GRAPH_FILES[key]}{file_suffix}.onnx"
         written = _save_graph(model, path, always_external=(key == "decoder"))
@@ -200,6 +236,7 @@ def build_manifest(ref: ReferenceModules, info: BundleInfo, tasks: Mapping[str, 
         "tasks": dict(tasks),
         "generation": {**SALMONN_GENERATION, "stopTokenIds": [eos_id]},
         "tokenizer": {"tokenizerJson": "tokenizer.json", "tokenizerConfig": "tokenizer_config.json"},
+        "localization": localization_defaults(ref),
         "variants": variants,
         "files": [],
     }
@@ -247,12 +284,15 @@ def write_bundle(ref: ReferenceModules, out: Path, info: BundleInfo, tasks: Mapp
 
     variants = {}
     audio_by_precision: dict[str, dict] = {}
+    probe_by_precision: dict[str, dict] = {}
     for precision in precisions:
         if precision not in SUFFIX:
             raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(SUFFIX)}")
         graphs = write_graphs(ref, out, precision, max_positions, max_tensor_bytes=max_tensor_bytes,
-                              audio_graphs=audio_by_precision.get(AUDIO_PRECISION[precision]))
+                              audio_graphs=audio_by_precision.get(AUDIO_PRECISION[precision]),
+                              probe_graph=probe_by_precision.get(PROBE_PRECISION[precision]))
         audio_by_precision.setdefault(AUDIO_PRECISION[precision], {key: graphs[key] for key in AUDIO_GRAPHS})
+        probe_by_precision.setdefault(PROBE_PRECISION[precision], graphs["probe"])
         variants[precision] = {"tested": TESTED[precision], "note": VARIANT_NOTES[precision], "graphs": graphs}
 
     manifest = build_manifest(ref, info, tasks, variants, max_positions, eos_id, bos_id)

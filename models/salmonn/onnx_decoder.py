@@ -43,6 +43,8 @@ if any initializer is still over the limit (e.g. a rotary cache with absurd max_
     outputs
       logits                      f32   [batch, k, vocab]
       present.{i}.key / .value    KV    [batch, kv_heads, total_sequence_length, head_dim]
+      probe_hidden                f32   [batch, sequence_length, hidden]  (only with probe_layer:
+                                  the residual entering that layer, for localization's probe)
     KV = float32 for fp32/int4, float16 for fp16/int4f16.
     total_sequence_length = past_sequence_length + sequence_length; keys are stored rotated
     (like the PyTorch reference), so `present` feeds the next step's `past_key_values`.
@@ -434,6 +436,7 @@ def build_decoder_model(
     max_tensor_bytes: int = MAX_TENSOR_BYTES,
     fuse_qkv: bool = True,
     external_data: Optional[ExternalDataWriter] = None,
+    probe_layer: Optional[int] = None,
 ) -> onnx.ModelProto:
     """Decoder graph (see module doc) from the reference decoder's state dict.
 
@@ -546,7 +549,7 @@ def build_decoder_model(
         (y,) = g.node("Add", [y, delta], [f"{prefix}/Add/output_0"], name=f"{prefix}/Add")
         return y
 
-    def norm(weight_key: str, prefix: str) -> str:
+    def norm(weight_key: str, prefix: str, residual_name: Optional[str] = None) -> str:
         nonlocal residual, pending
         gamma = g.init(weight_key, _as_dtype(w(weight_key), dtype, weight_key))
         out = f"{prefix}/output_0"
@@ -554,7 +557,7 @@ def build_decoder_model(
             g.node("SimplifiedLayerNormalization", [residual, gamma], [out], name=f"{prefix}/SimplifiedLayerNorm",
                    axis=-1, epsilon=eps, stash_type=1)
         else:
-            new_residual = f"{prefix}/output_3"
+            new_residual = residual_name or f"{prefix}/output_3"
             g.node("SkipSimplifiedLayerNormalization", [residual, pending, gamma], [out, "", "", new_residual],
                    name=f"{prefix}/SkipLayerNorm", domain=MS, epsilon=eps)
             residual, pending = new_residual, None
@@ -564,7 +567,14 @@ def build_decoder_model(
     for i in range(config.num_hidden_layers):
         p = f"model.layers.{i}"
         n = f"/model/layers.{i}"
-        x = norm(f"{p}.input_layernorm.weight", f"{n}/input_layernorm")
+        probed = i == probe_layer
+        x = norm(f"{p}.input_layernorm.weight", f"{n}/input_layernorm",
+                 residual_name="probe_hidden" if probed and i > 0 and not half else None)
+        if probed and residual != "probe_hidden":
+            if half:
+                g.node("Cast", [residual], ["probe_hidden"], name="/probe_hidden/Cast", to=TensorProto.FLOAT)
+            else:
+                g.node("Identity", [residual], ["probe_hidden"], name="/probe_hidden/Identity")
 
         present_k, present_v = f"present.{i}.key", f"present.{i}.value"
         past_k, past_v = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
@@ -633,6 +643,8 @@ def build_decoder_model(
     inputs.append(helper.make_tensor_value_info("num_logits_to_keep", i64, []))
     outputs = [helper.make_tensor_value_info("logits", f32, ["batch_size", "num_logits", config.vocab_size])]
     outputs += [helper.make_tensor_value_info(name, ftype, kv_shape_present) for name in outputs_present]
+    if probe_layer is not None:
+        outputs.append(helper.make_tensor_value_info("probe_hidden", f32, ["batch_size", "sequence_length", hidden]))
 
     graph = helper.make_graph(g.nodes, "salmonn_llama_decoder", inputs, outputs)
     graph.initializer.extend(g.initializers)
@@ -644,6 +656,8 @@ def build_decoder_model(
         "lora_default_scale": "" if lora_default_scale is None else repr(float(lora_default_scale)),
         "int4_block_size": str(block_size) if precision in INT4_PRECISIONS else "",
     }
+    if probe_layer is not None:
+        meta["probe_layer"] = str(probe_layer)
     return _model(graph, meta)
 
 
@@ -830,6 +844,9 @@ def text_only_decoder(decoder: onnx.ModelProto, embed: onnx.ModelProto, lora_sca
     initializers += [numpy_helper.from_array(value, name) for name, value in constants.items()]
     del graph.initializer[:]
     graph.initializer.extend(initializers)
+    outputs = [o for o in graph.output if o.name != "probe_hidden"]  # transformers.js would fetch it every step
+    del graph.output[:]
+    graph.output.extend(outputs)
     graph.name = "salmonn_llama_decoder_text_only"
     model.metadata_props.append(onnx.StringStringEntryProto(key="lora_scale_constant", value=repr(float(lora_scale))))
     return model

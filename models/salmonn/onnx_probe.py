@@ -7,7 +7,8 @@ uses; instead this separate graph holds only the layers involved (weights duplic
 layers only, loaded when the user localizes) and starts from the residual stream entering its
 first layer, which the main decoder already computes for the same prompt.
 
-`decoder_probe` (`build_probe_model`), fp32, batch 1
+`decoder_probe` (`build_probe_model`), fp32 activations (weights fp32, or int4 MatMulNBits like the
+int4 decoder's, so the probe computes what that decoder computes), batch 1
     inputs
       hidden_in       f32   [1, T, hidden]  residual entering layer `first` (all prompt positions)
       position_ids    int64 [1, T]          0..T-1
@@ -25,6 +26,9 @@ Per layer: the last row of the residual gets `+ steer[l]` and is rescaled to its
 on q and k; GroupQueryAttention (no past) for the layer's output; and, for the read-out, the last
 row's q times every rotated key, scaled by 1/sqrt(head_dim) and softmaxed (the same weights GQA
 uses, computed where they can be returned); o_proj; residual; RMSNorm; SwiGLU MLP; residual.
+The last probed layer stops after its read-out: nothing after it reaches an output, and leaving
+out its GroupQueryAttention also keeps a one-layer probe exact on devices whose GQA is inexact
+for 32+ new tokens (see src/engine/llm/decoder.ts).
 """
 from __future__ import annotations
 
@@ -38,7 +42,10 @@ import onnx
 from onnx import TensorProto, helper
 
 from .llama import LlamaConfig
+from .int4 import BLOCK_SIZE
 from .onnx_decoder import MS, _GraphBuilder, _lora_delta, _linear, _model, _np, rotary_caches, swiglu_mlp
+
+PROBE_PRECISIONS = ("fp32", "int4")
 
 PROBE_INPUTS = ("hidden_in", "position_ids", "lora_scale", "steer")
 
@@ -49,10 +56,14 @@ def build_probe_model(
     first: int,
     last: int,
     *,
+    precision: str = "fp32",
     max_positions: Optional[int] = None,
 ) -> onnx.ModelProto:
     """Probe graph for layers first..last (inclusive) from the reference decoder's state dict
-    (HF names; LoRA as `...X_proj.lora_A` / `lora_B`, as `onnx_decoder.build_decoder_model`)."""
+    (HF names; LoRA as `...X_proj.lora_A` / `lora_B`, as `onnx_decoder.build_decoder_model`).
+    precision: "fp32" or "int4" (the Linear weights only; LoRA, norms and activations stay fp32)."""
+    if precision not in PROBE_PRECISIONS:
+        raise ValueError(f"probe precision must be one of {PROBE_PRECISIONS}, got {precision!r}")
     if not 0 <= first <= last < config.num_hidden_layers:
         raise ValueError(f"probe layers {first}..{last} outside 0..{config.num_hidden_layers - 1}")
     max_positions = max_positions or config.max_position_embeddings
@@ -67,7 +78,7 @@ def build_probe_model(
         return _np(weights[key])
 
     def linear(x: str, key: str, prefix: str) -> str:
-        y = _linear(g, x, w(f"{key}.weight"), prefix, "fp32", 32, 0)
+        y = _linear(g, x, w(f"{key}.weight"), prefix, precision, BLOCK_SIZE, 0)
         if f"{key}.lora_A" not in weights:
             return y
         delta = _lora_delta(g, x, w(f"{key}.lora_A"), w(f"{key}.lora_B"), prefix)
@@ -119,15 +130,17 @@ def build_probe_model(
         normed = rms_norm(x, f"{p}.input_layernorm.weight", f"{n}/input_layernorm")
         q = linear(normed, f"{p}.self_attn.q_proj", f"{n}/attn/q_proj")
         k = linear(normed, f"{p}.self_attn.k_proj", f"{n}/attn/k_proj")
-        v = linear(normed, f"{p}.self_attn.v_proj", f"{n}/attn/v_proj")
         (q_rot,) = g.node("RotaryEmbedding", [q, "position_ids", cos_name, sin_name], [f"{n}/attn/q_rotary/output_0"],
                           name=f"{n}/attn/q_rotary/RotaryEmbedding", domain=MS, interleaved=0, num_heads=heads)
         (k_rot,) = g.node("RotaryEmbedding", [k, "position_ids", cos_name, sin_name], [f"{n}/attn/k_rotary/output_0"],
                           name=f"{n}/attn/k_rotary/RotaryEmbedding", domain=MS, interleaved=0, num_heads=kv_heads)
+        attention_rows.append(last_row_attention(g, q_rot, k_rot, n, heads, kv_heads, head_dim, last_index, inv_sqrt_d))
+        if i == last:
+            break
+        v = linear(normed, f"{p}.self_attn.v_proj", f"{n}/attn/v_proj")
         (attn,) = g.node("GroupQueryAttention", [q_rot, k_rot, v, "", "", "seqlens_k", "total_seq_len"],
                          [f"{n}/attn/GroupQueryAttention/output_0"], name=f"{n}/attn/GroupQueryAttention", domain=MS,
                          num_heads=heads, kv_num_heads=kv_heads)
-        attention_rows.append(last_row_attention(g, q_rot, k_rot, n, heads, kv_heads, head_dim, last_index, inv_sqrt_d))
         o = linear(attn, f"{p}.self_attn.o_proj", f"{n}/attn/o_proj")
         (x,) = g.node("Add", [x, o], [f"{n}/attn/residual/output_0"], name=f"{n}/attn/residual/Add")
 
@@ -154,7 +167,7 @@ def build_probe_model(
     ]
     graph = helper.make_graph(g.nodes, "salmonn_steering_probe", inputs, outputs)
     graph.initializer.extend(g.initializers)
-    meta = {"llama_config": json.dumps(asdict(config), sort_keys=True), "probe_first_layer": str(first),
+    meta = {"precision": precision, "llama_config": json.dumps(asdict(config), sort_keys=True), "probe_first_layer": str(first),
             "probe_last_layer": str(last), "max_positions": str(max_positions)}
     return _model(graph, meta)
 

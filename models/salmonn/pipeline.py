@@ -24,6 +24,7 @@ from torch import Tensor
 from .beats import kaldi_fbank
 from .checkpoints import ReferenceModules
 from .llama import greedy_generate, position_ids_from
+from .localize import FOCUS_INSTRUCTION, NEUTRAL_INSTRUCTION, Localization, LocalizeOptions, localize, probe, steering_vector
 from .prompt import DEFAULT_SLOT, DEFAULT_USER_TEXT, PromptParts, assemble_inputs_embeds, followup_ids, split_prompt
 from .tokenizer import LlamaTokenizer
 from .whisper import log_mel_spectrogram
@@ -118,3 +119,24 @@ def follow_up(ref: ReferenceModules, tok: LlamaTokenizer, first: Answer, questio
     embeds = torch.cat([first.inputs_embeds, ref.llm.embed(new_ids)], dim=1)
     ids = greedy_generate(ref.llm, embeds, max_new_tokens, stop_ids=(tok.eos_id,), lora_scale=lora_scale)
     return turn, ids
+
+
+@torch.no_grad()
+def localize_event(ref: ReferenceModules, tok: LlamaTokenizer, encoded: EncodedAudio, duration_seconds: float,
+                   event: str, options: LocalizeOptions) -> tuple[Localization, dict[int, Tensor]]:
+    """Where `event` happens in the encoded recording (localize.py's method on the full pipeline's
+    prompts: the focus and neutral instructions as questions, the neutral one read out).
+    Returns the localization and the steering vector per probed layer."""
+
+    def prompt_embeds(question: str) -> tuple[Tensor, int]:
+        parts = split_prompt(tok, question, user_text=user_text_for(question))
+        return assemble_inputs_embeds(ref.llm, parts, encoded.tokens, bos_id=tok.bos_id), 1 + len(parts.before_ids)
+
+    focus, focus_start = prompt_embeds(FOCUS_INSTRUCTION.format(event=event.strip()))
+    neutral, neutral_start = prompt_embeds(NEUTRAL_INSTRUCTION)
+    time_map = torch.from_numpy(encoded.time_map)
+    result = localize(ref.llm, focus, neutral, (focus_start, neutral_start), encoded.tokens.shape[1], time_map,
+                      duration_seconds, options)
+    vector = steering_vector(probe(ref.llm, focus, options.layers, options.lora_scale),
+                             probe(ref.llm, neutral, options.layers, options.lora_scale))
+    return result, vector

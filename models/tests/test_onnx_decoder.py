@@ -265,3 +265,45 @@ def test_external_data_split_into_several_files_runs(tmp_path):
     finally:
         h.session.close()
     assert close(logits, ref) < 1e-4
+
+
+@pytest.mark.parametrize("precision,layer", [("fp32", 1), ("fp32", 0), ("int4", 1), ("fp16", 1)])
+def test_probe_hidden_is_the_residual_entering_the_probe_layer(tmp_path, precision, layer):
+    """With probe_layer, the decoder also returns the residual stream entering that layer for every
+    new position (prefill and a continuation on a past), equal to the reference's; logits unchanged."""
+    from salmonn.llama import rotary_cos_sin
+    from salmonn.onnx_decoder import reference_weights
+
+    decoder = make_decoder(tiny_config(2))
+    ref = LlamaDecoder(decoder.config, decoder.lora).eval()
+    ref.load_state_dict(reference_weights(decoder.state_dict(), precision))
+    path = tmp_path / "decoder.onnx"
+    save_model(build_decoder_model(decoder.config, decoder.state_dict(), precision, probe_layer=layer), path)
+    plain_path = tmp_path / "decoder_plain.onnx"
+    save_model(build_decoder_model(decoder.config, decoder.state_dict(), precision), plain_path)
+    x = embeds(9, seed=3)
+    scale = LORA.scaling
+    with torch.no_grad():
+        cos, sin = rotary_cos_sin(position_ids_from(0, 9), ref.inv_freq())
+        expected = x
+        for block in ref.model.layers[:layer]:
+            expected, _ = block(expected, cos, sin, None, scale)
+    tol = 5e-3 if precision == "fp16" else 1e-5
+    for session_path in (path, plain_path):
+        h = Harness(ref, session_path)
+        try:
+            feeds = h.feeds(x, 0, None, scale)
+            if precision == "fp16":
+                for name in list(feeds):
+                    if name.startswith("past_key_values"):
+                        feeds[name] = feeds[name].astype(np.float16)
+            out = h.session.run(feeds)
+        finally:
+            h.session.close()
+        if session_path == path:
+            assert out["probe_hidden"].shape == (1, 9, 64) and out["probe_hidden"].dtype == np.float32
+            assert close(out["probe_hidden"], expected.numpy()) < tol
+            logits = out["logits"]
+        else:
+            assert "probe_hidden" not in out
+            np.testing.assert_array_equal(out["logits"], logits)

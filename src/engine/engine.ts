@@ -4,6 +4,7 @@
  *   loadModel(source)   bundle → verified, cached files → onnxruntime-web sessions
  *   setAudio(audio)     decode/resample/chunk → features → encoders → connector (once per recording)
  *   ask(question)       prompt → prefill → streamed tokens; follow-ups reuse the KV cache
+ *   localize(event)     where in the recording the event happens (instruction steering)
  *   cancel(), newConversation(), unload()
  */
 import { decodeWav, type DecodedAudio } from './audio/wav';
@@ -17,8 +18,12 @@ import { backendAdvice, probeDevice, type Backend, type DeviceReport } from './d
 import { HarkError } from './errors';
 import { KaldiFbank } from './features/kaldiFbank';
 import { WhisperMel } from './features/whisperMel';
-import { openGraphs, releaseGraphs, type GraphSessions } from './graphs';
-import { Conversation } from './llm/conversation';
+import { openGraph, openGraphs, releaseGraphs, type GraphSessions } from './graphs';
+import { localizeEvent, type LocalizeSettings } from './localize/localizer';
+import { ProbeRunner } from './localize/probe';
+import type { LocalizationDefaults, LocalizationResult, LocalizeRequest } from './localize/types';
+import { concatFloat32, Conversation } from './llm/conversation';
+import { promptParts } from './llm/prompt';
 import { checkPrefillAttention, describeAttentionCheck, usesFusedRotary, type AttentionCheckResult, type AttentionShape } from './llm/attentionCheck';
 import { DecoderRunner } from './llm/decoder';
 import type { GenerationParams, GenerationStats, TokenEvent } from './llm/generate';
@@ -60,6 +65,8 @@ export interface ModelInfo {
   tasks: Record<string, string>;
   defaults: GenerationParams;
   maxPositions: number;
+  /** Event localization's defaults; null when this bundle was converted without its probe. */
+  localization: LocalizationDefaults | null;
   loadMs: number;
 }
 
@@ -111,6 +118,8 @@ interface LoadedModel {
   decoder: DecoderRunner;
   audio: AudioTokenizer;
   info: ModelInfo;
+  /** Localization's probe graph, opened on first use. */
+  probe?: Promise<ProbeRunner>;
 }
 
 /** An earlier question and its answer, as stored (the answer's token ids when known). */
@@ -217,6 +226,7 @@ export class HarkEngine {
         loraScale: manifest.architecture.lora.defaultScale,
         seed: 0,
       },
+      localization: manifest.localization && variant.graphs.probe && decoder.hasProbeHidden ? manifest.localization : null,
       loadMs: performance.now() - started,
     };
     this.model = {
@@ -299,6 +309,96 @@ export class HarkEngine {
   }
 
   /**
+   * Where in the current recording `eventText` happens (models/salmonn/localize.py describes the
+   * method): two prompt runs and three probe runs, leaving the conversation as it was. Cancel()
+   * stops it between runs (it then fails with engine/cancelled); it is refused while an answer is
+   * being generated, as an answer is while it runs.
+   */
+  async localize(eventText: string, request: LocalizeRequest = {}): Promise<LocalizationResult & { vector?: Float32Array }> {
+    const started = performance.now();
+    const model = this.requireModel();
+    const conversation = this.conversation;
+    const audio = this.audioInfo;
+    if (!conversation || !audio) {
+      throw new HarkError('engine/no-audio', 'There is no recording yet: record or open one, then ask where something happens in it.');
+    }
+    const defaults = model.info.localization;
+    if (!defaults) {
+      throw new HarkError('engine/inference-failed', `This model (${model.info.label}) cannot find events in a recording: its files were converted without the localization probe. Convert it again with the current converter.`);
+    }
+    const event = eventText.trim();
+    if (event.length === 0) {
+      throw new HarkError('engine/inference-failed', 'Say what to look for, e.g. “a dog barking”.');
+    }
+    this.ensureIdle();
+    const settings: LocalizeSettings = {
+      alpha: request.alpha ?? defaults.alpha,
+      widthSeconds: request.widthSeconds ?? defaults.widthSeconds,
+      smoothTokens: request.smoothTokens ?? defaults.smoothTokens,
+      loraScale: request.loraScale ?? model.info.defaults.loraScale,
+      focusInstruction: defaults.focusInstruction,
+      neutralInstruction: defaults.neutralInstruction,
+    };
+    if (!(settings.widthSeconds > 0) || !(settings.alpha > 0) || !Number.isInteger(settings.smoothTokens) || settings.smoothTokens < 1 || settings.smoothTokens % 2 === 0) {
+      throw new HarkError('engine/inference-failed', 'Localization needs a width above 0 s, a strength above 0 and an odd smoothing width of at least 1.', {
+        widthSeconds: settings.widthSeconds, alpha: settings.alpha, smoothTokens: settings.smoothTokens,
+      });
+    }
+    const controller = new AbortController();
+    const forward = () => controller.abort();
+    request.signal?.addEventListener('abort', forward);
+    this.running = controller;
+    try {
+      const probe = await this.probeFor(model, defaults);
+      const embed = this.embedder(model);
+      const numAudio = audio.numTokens;
+      const outcome = await localizeEvent(
+        {
+          decoder: model.decoder,
+          probe,
+          promptEmbeds: async (question) => {
+            const parts = promptParts(model.tokenizer, question, model.manifest.prompt);
+            const embeds = concatFloat32([await embed(parts.before), conversation.audioTokens, await embed(parts.after)]);
+            const positions = parts.before.length + numAudio + parts.after.length;
+            if (positions > model.info.maxPositions) {
+              throw new HarkError('engine/context-overflow', `This recording is too long to search: the model can attend to ${model.info.maxPositions} tokens and the search prompt needs ${positions}.`, {
+                maxPositions: model.info.maxPositions, needed: positions,
+              });
+            }
+            return { embeds, audioStart: parts.before.length };
+          },
+          numAudio,
+          timeMap: audio.timeMap,
+          durationSeconds: audio.durationSeconds,
+        },
+        event,
+        settings,
+        controller.signal,
+        request.onProgress,
+      );
+      const { vector, ...found } = outcome;
+      return {
+        event,
+        ...found,
+        layers: defaults.layers,
+        alpha: settings.alpha,
+        widthSeconds: Math.min(settings.widthSeconds, audio.durationSeconds),
+        smoothTokens: settings.smoothTokens,
+        loraScale: settings.loraScale,
+        ms: performance.now() - started,
+        ...(request.captureVector ? { vector } : {}),
+      };
+    } catch (error) {
+      if (controller.signal.aborted) throw new HarkError('engine/cancelled', 'Finding the event was stopped.');
+      if (error instanceof HarkError) throw error;
+      throw new HarkError('engine/inference-failed', `Finding the event failed (${error instanceof Error ? error.message : String(error)}). Try again; if it keeps failing, try the WebAssembly backend in Settings.`);
+    } finally {
+      request.signal?.removeEventListener('abort', forward);
+      this.running = null;
+    }
+  }
+
+  /**
    * Continues an earlier conversation about the current recording (e.g. restored from history
    * after a reload): the engine reads the questions and answers into a fresh conversation, so the
    * next ask() is a follow-up that knows them. An answer's `ids` are used when they decode to its
@@ -349,6 +449,8 @@ export class HarkEngine {
     this.conversation = null;
     this.audioInfo = null;
     if (this.model) await releaseGraphs(this.model.sessions);
+    const probe = this.model?.probe;
+    if (probe) await probe.then((runner) => runner.release(), () => undefined);
     this.model = null;
     this.decoderSteps = 0;
   }
@@ -361,8 +463,16 @@ export class HarkEngine {
   }
 
   private newConversationFor(model: LoadedModel, audioTokens: Float32Array): Conversation {
+    return new Conversation(
+      { decoder: model.decoder, tokenizer: model.tokenizer, embed: this.embedder(model), format: model.manifest.prompt, maxPositions: model.info.maxPositions },
+      audioTokens,
+    );
+  }
+
+  /** Token ids → their embedding rows ([n × hidden]) through the model's embedding graph. */
+  private embedder(model: LoadedModel): (ids: number[]) => Promise<Float32Array> {
     const embedTokens = model.sessions.embedTokens;
-    const embed = async (ids: number[]): Promise<Float32Array> => {
+    return async (ids) => {
       if (ids.length === 0) return new Float32Array(0);
       const input = new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]);
       const { inputs_embeds } = await embedTokens.run({ input_ids: input });
@@ -370,10 +480,25 @@ export class HarkEngine {
       inputs_embeds!.dispose();
       return data;
     };
-    return new Conversation(
-      { decoder: model.decoder, tokenizer: model.tokenizer, embed, format: model.manifest.prompt, maxPositions: model.info.maxPositions },
-      audioTokens,
+  }
+
+  /**
+   * Localization's probe session, opened once per model on first use. It runs on the model's
+   * backend, except where WebGPU attention over 32+ new tokens failed the self-check and the probe
+   * has a layer whose attention output it needs (more than one probed layer): there on
+   * WebAssembly, which is exact. A one-layer probe has no GroupQueryAttention (onnx_probe.py).
+   */
+  private probeFor(model: LoadedModel, defaults: LocalizationDefaults): Promise<ProbeRunner> {
+    const files = getVariant(model.manifest, model.info.variant).graphs.probe!;
+    const backend: Backend = model.backend === 'webgpu' && defaults.layers.length > 1 && model.info.prefill.chunk !== null ? 'wasm' : model.backend;
+    model.probe ??= openGraph({ readFile: (path) => model.bundle.readFile(path) }, files, backend).then(
+      (session) => new ProbeRunner(session, { layers: defaults.layers.length, hiddenSize: model.manifest.architecture.llm.hiddenSize, numHeads: model.manifest.architecture.llm.numHeads }),
     );
+    const pending = model.probe;
+    pending.catch(() => {
+      if (model.probe === pending) model.probe = undefined; // a failed open is tried again next time
+    });
+    return pending;
   }
 
   private requireModel(): LoadedModel {

@@ -39,6 +39,21 @@ export function graphOutputOptions(name: GraphName, backend: Backend, numLayers:
   return {};
 }
 
+/** One graph of a bundle as a session (external data read from beside it). */
+export async function openGraph(
+  bundle: Pick<GraphBundle, 'readFile'>,
+  files: GraphFiles,
+  backend: Backend,
+  options: ort.InferenceSession.SessionOptions = {},
+): Promise<ort.InferenceSession> {
+  const model = await bundle.readFile(files.path);
+  // ORT matches external data by the file name written inside the graph.
+  const externalData = await Promise.all(
+    files.externalData.map(async (file) => ({ path: file, data: await bundle.readFile(folderOf(files.path) + file) })),
+  );
+  return ort.InferenceSession.create(model, sessionOptions(backend, { externalData, ...options }));
+}
+
 export async function openGraphs(
   bundle: GraphBundle,
   backend: Backend,
@@ -49,16 +64,7 @@ export async function openGraphs(
   try {
     for (const [index, name] of GRAPH_NAMES.entries()) {
       onGraph?.(name, index, GRAPH_NAMES.length);
-      const files = bundle.graphs[name];
-      const model = await bundle.readFile(files.path);
-      // ORT matches external data by the file name written inside the graph.
-      const externalData = await Promise.all(
-        files.externalData.map(async (file) => ({ path: file, data: await bundle.readFile(folderOf(files.path) + file) })),
-      );
-      sessions[name] = await ort.InferenceSession.create(
-        model,
-        sessionOptions(backend, { externalData, ...graphOutputOptions(name, backend, numLayers) }),
-      );
+      sessions[name] = await openGraph(bundle, bundle.graphs[name], backend, graphOutputOptions(name, backend, numLayers));
     }
   } catch (error) {
     await Promise.all(Object.values(sessions).map((s) => s.release()));

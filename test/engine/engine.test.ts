@@ -60,6 +60,32 @@ for (const precision of ['fp32', 'int4'] as const) {
         }
       });
     }
+
+    for (const [name, input] of inputs) {
+      const expected = input.precisions[precision].localization;
+      if (!expected) continue;
+      it(`${name}: localizes "${expected.event}" like the reference: steering vector, Δ curve and interval within 1e-4`, async () => {
+        expect(engine.modelInfo?.localization?.layers).toEqual(expected.layers);
+        await engine.setAudio(wav(input));
+        const stages: string[] = [];
+        const found = await engine.localize(expected.event, { captureVector: true, onProgress: (p) => stages.push(`${p.done}/${p.total} ${p.stage}`) });
+        expect(relativeMaxError(found.vector!, goldenArray(expected.vector).data)).toBeLessThan(1e-4);
+        const delta = goldenArray(expected.delta).data;
+        const times = goldenArray(expected.times).data;
+        expect(found.curve.length).toBe(delta.length);
+        // Δ is a difference of attention weights: compare against its own scale.
+        expect(relativeMaxError(Float32Array.from(found.curve, (p) => p.delta), delta)).toBeLessThan(1e-4);
+        for (const [i, point] of found.curve.entries()) expect(point.time).toBeCloseTo(times[i]!, 5);
+        expect(found.start).toBeCloseTo(expected.start, 4);
+        expect(found.end).toBeCloseTo(expected.end, 4);
+        expect(found.confidence).toBeCloseTo(expected.confidence, 4);
+        expect(stages).toEqual(['0/5 focus prompt', '1/5 neutral prompt', '2/5 steering', '3/5 steering', '4/5 read-out', '5/5 read-out']);
+        // the conversation is untouched: the golden answer still comes out
+        const run = input.precisions[precision].runs.default;
+        const answer = await engine.ask(input.prompt, { loraScale: run.loraScale, maxNewTokens: 4, doSample: false });
+        expect(answer.ids).toEqual(run.tokens.slice(0, 4));
+      });
+    }
   });
 }
 

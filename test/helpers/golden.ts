@@ -19,6 +19,22 @@ export interface GoldenRun {
   followUp?: { question: string; turnIds: number[]; tokens: number[] };
 }
 
+/** One event localized by the PyTorch reference (localize.py with the bundle's defaults). */
+export interface GoldenLocalization {
+  event: string;
+  layers: number[];
+  durationSeconds: number;
+  /** [layers, hidden] steering vector (focus − neutral residual, alpha not applied). */
+  vector: ArrayRef;
+  /** [audio tokens] smoothed Δ. */
+  delta: ArrayRef;
+  /** [audio tokens] token centres, seconds. */
+  times: ArrayRef;
+  start: number;
+  end: number;
+  confidence: number;
+}
+
 export interface GoldenInput {
   audio: string;
   samples: number;
@@ -30,7 +46,11 @@ export interface GoldenInput {
   features: { mel: ArrayRef; fbank: ArrayRef }[];
   precisions: Record<
     'fp32' | 'int4',
-    { stages: { speech: ArrayRef; audio: ArrayRef; tokens: ArrayRef }[]; runs: Record<'zero' | 'default' | 'half', GoldenRun> }
+    {
+      stages: { speech: ArrayRef; audio: ArrayRef; tokens: ArrayRef }[];
+      runs: Record<'zero' | 'default' | 'half', GoldenRun>;
+      localization?: GoldenLocalization;
+    }
   >;
 }
 

@@ -96,7 +96,7 @@ describe('parseManifest', () => {
 });
 
 describe('variantFiles', () => {
-  it('lists the five graphs with their external data, the tokenizer and the preprocessor config', () => {
+  it('lists the five graphs with their external data, the localization probe, the tokenizer and the preprocessor config', () => {
     const m = parseManifest(tinyJson());
     expect(variantFiles(m, 'int4')).toEqual([
       'onnx/speech_encoder_q4.onnx',
@@ -105,12 +105,21 @@ describe('variantFiles', () => {
       'onnx/embed_tokens_q4.onnx',
       'onnx/decoder_model_merged_q4.onnx',
       'onnx/decoder_model_merged_q4.onnx_data',
+      'onnx/decoder_probe_q4.onnx',
       'tokenizer.json',
       'tokenizer_config.json',
       'preprocessor_config.json',
     ]);
     expect(variantFiles(m, 'fp32')).toContain('onnx/decoder_model_merged.onnx_data');
     expect(variantFiles(m, 'fp32')).not.toContain('onnx/decoder_model_merged_q4.onnx');
+    // the fp16 variants reuse the probes of fp32 and int4 (fp32 activations, same weights)
+    expect(variantFiles(m, 'fp16')).toContain('onnx/decoder_probe.onnx');
+    expect(variantFiles(m, 'int4f16')).toContain('onnx/decoder_probe_q4.onnx');
+    // a bundle converted before localization has no probe and still lists its files
+    const old = tinyJson() as { variants: Record<string, { graphs: Record<string, unknown> }>; localization?: unknown };
+    for (const v of Object.values(old.variants)) delete v.graphs.probe;
+    delete old.localization;
+    expect(variantFiles(parseManifest(old), 'int4')).not.toContain('onnx/decoder_probe_q4.onnx');
     const sizes = new Map(m.files.map((f) => [f.path, f.size]));
     expect(variantBytes(m, 'fp32')).toBe(variantFiles(m, 'fp32').reduce((s, p) => s + sizes.get(p)!, 0));
     expect(caught(() => variantFiles(m, 'q8')).message).toMatch(/has no "q8" variant \(it has: fp32, int4/);

@@ -8,6 +8,7 @@ import { Validator, type OutputUnit, type Schema } from '@cfworker/json-schema';
 import manifestSchema from '../../../models/manifest.schema.json';
 import type { Backend } from '../device';
 import { HarkError } from '../errors';
+import type { LocalizationDefaults } from '../localize/types';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const FORMAT_VERSION = 1;
@@ -27,7 +28,8 @@ export interface Variant {
   /** False for variants that could not be run where the bundle was made. */
   tested: boolean;
   note?: string;
-  graphs: Record<GraphName, GraphSpec>;
+  /** The five graphs, and localization's steering probe in bundles converted with it. */
+  graphs: Record<GraphName, GraphSpec> & { probe?: GraphSpec };
 }
 
 export interface FileEntry {
@@ -179,7 +181,9 @@ export interface Manifest {
   tasks: Record<string, string>;
   generation: GenerationSpec;
   tokenizer: TokenizerSpec;
-  /** Graph sets by precision; every variant has the same five graphs. */
+  /** Defaults of event localization; absent in bundles converted before it existed. */
+  localization?: LocalizationDefaults;
+  /** Graph sets by precision; every variant has the same five graphs (and the probe, with localization). */
   variants: Partial<Record<VariantName, Variant>>;
   files: FileEntry[];
 }
@@ -304,7 +308,8 @@ export function getVariant(manifest: Manifest, variant: string): Variant {
 
 /**
  * Every file a variant needs, without duplicates: its five graphs, each followed by its external
- * data, then the tokenizer files and the Whisper preprocessor config.
+ * data, then the localization probe where the bundle has one (downloaded with the rest, so that
+ * finding an event works offline too), then the tokenizer files and the Whisper preprocessor config.
  */
 export function variantFiles(manifest: Manifest, variant: string): string[] {
   const spec = getVariant(manifest, variant);
@@ -313,6 +318,8 @@ export function variantFiles(manifest: Manifest, variant: string): string[] {
     const g = spec.graphs[graph];
     files.push(g.path, ...g.externalData.map((ref) => externalDataPath(g.path, ref)));
   }
+  const probe = spec.graphs.probe;
+  if (probe) files.push(probe.path, ...probe.externalData.map((ref) => externalDataPath(probe.path, ref)));
   files.push(manifest.tokenizer.tokenizerJson, manifest.tokenizer.tokenizerConfig, manifest.features.whisper.preprocessorConfig);
   return [...new Set(files)];
 }

@@ -13,6 +13,10 @@
  * - a decode step embeds its token on the device (`decodeStep`): the embedding row goes from the
  *   embed graph's output buffer straight into the decoder, with no GPU→CPU→GPU round trip.
  * Graphs converted before `num_logits_to_keep` existed still run (all logits, last row kept).
+ *
+ * Bundles with localization also output `probe_hidden` (the residual entering the first probed
+ * layer, see models/salmonn/onnx_decoder.py); it is fetched only by `prefillHidden`, so answers
+ * never read it back.
  */
 import type { Backend } from '../device';
 import { ort } from '../ortRuntime';
@@ -70,7 +74,12 @@ export interface StepResult {
   /** The last position's logits. */
   logits: Float32Array;
   cache: KvCache;
+  /** `probe_hidden` rows of this run ([n × hidden]), when asked for. */
+  hidden?: Float32Array;
 }
+
+/** The decoder output that localization's probe starts from. */
+export const PROBE_HIDDEN = 'probe_hidden';
 
 export class DecoderRunner {
   readonly kvType: KvType;
@@ -79,6 +88,8 @@ export class DecoderRunner {
   /** Graph runs so far (decoder and embedding), for diagnostics and benchmarks. */
   runs = 0;
   private readonly keepsLogits: boolean;
+  /** Outputs fetched by every run: all but `probe_hidden`. */
+  private readonly stepOutputs: string[];
 
   constructor(
     private readonly session: ort.InferenceSession,
@@ -90,6 +101,38 @@ export class DecoderRunner {
     this.kvLayout = options.kvLayout ?? (options.backend === 'webgpu' ? 'fixed' : 'growing');
     this.maxChunk = options.maxChunk ?? Number.POSITIVE_INFINITY;
     this.keepsLogits = session.inputNames.includes('num_logits_to_keep');
+    this.stepOutputs = session.outputNames.filter((name) => name !== PROBE_HIDDEN);
+  }
+
+  /** Whether the graph outputs `probe_hidden` (bundles converted with localization). */
+  get hasProbeHidden(): boolean {
+    return this.session.outputNames.includes(PROBE_HIDDEN);
+  }
+
+  /**
+   * The residual stream entering the first probed layer at every position of a prompt run from an
+   * empty cache ([n × hidden]), for localization's probe. Fed in the same chunks as any prefill;
+   * the cache it builds is released.
+   */
+  async prefillHidden(embeds: Float32Array, loraScale: number, signal?: AbortSignal): Promise<Float32Array> {
+    if (!this.hasProbeHidden) throw new Error(`the decoder graph has no ${PROBE_HIDDEN} output`);
+    const hidden = this.shape.hiddenSize;
+    const n = embeds.length / hidden;
+    const out = new Float32Array(embeds.length);
+    let cache = this.emptyCache();
+    try {
+      for (let start = 0; start < n; start += this.maxChunk) {
+        signal?.throwIfAborted();
+        const end = Math.min(n, start + this.maxChunk);
+        const rows = embeds.subarray(start * hidden, end * hidden);
+        const result = await this.run(new ort.Tensor('float32', rows, [1, end - start, hidden]), cache, loraScale, true);
+        cache = result.cache;
+        out.set(result.hidden!, start * hidden);
+      }
+    } finally {
+      cache.dispose();
+    }
+    return out;
   }
 
   emptyCache(): KvCache {
@@ -129,7 +172,7 @@ export class DecoderRunner {
     }
   }
 
-  private async run(embeds: ort.Tensor, cache: KvCache, loraScale: number): Promise<StepResult> {
+  private async run(embeds: ort.Tensor, cache: KvCache, loraScale: number, withHidden = false): Promise<StepResult> {
     const n = embeds.dims[1]!;
     const total = cache.length + n;
     const feeds: Record<string, ort.Tensor> = {
@@ -141,16 +184,24 @@ export class DecoderRunner {
     };
     if (this.keepsLogits) feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(1n), []);
     const presents = cache.presentFetches();
-    // Naming every output keeps ORT returning all of them when some are pre-allocated.
+    const names = withHidden ? [...this.stepOutputs, PROBE_HIDDEN] : this.stepOutputs;
+    // Naming every wanted output keeps ORT returning all of them when some are pre-allocated.
     const outputs = presents
-      ? await this.session.run(feeds, { ...Object.fromEntries(this.session.outputNames.map((name) => [name, null])), ...presents })
-      : await this.session.run(feeds);
+      ? await this.session.run(feeds, { ...Object.fromEntries(names.map((name) => [name, null])), ...presents })
+      : await this.session.run(feeds, names);
     this.runs += 1;
+    let hiddenRows: Float32Array | undefined;
+    if (withHidden) {
+      const tensor = outputs[PROBE_HIDDEN];
+      if (!tensor) throw new Error(`decoder graph did not return ${PROBE_HIDDEN}`);
+      hiddenRows = ((await tensor.getData()) as Float32Array).slice();
+      tensor.dispose();
+    }
     const logitsTensor = outputs.logits;
     if (!logitsTensor) throw new Error('decoder graph did not return logits');
     const all = (await logitsTensor.getData()) as Float32Array;
     const logits = all.length === this.shape.vocabSize ? all : all.slice(all.length - this.shape.vocabSize);
     logitsTensor.dispose();
-    return { logits, cache: cache.advance(outputs, n) };
+    return { logits, cache: cache.advance(outputs, n), ...(hiddenRows ? { hidden: hiddenRows } : {}) };
   }
 }

@@ -26,6 +26,8 @@ export interface LocalizeProgress {
 export interface LocalizeRequest extends LocalizeOptions {
   signal?: AbortSignal;
   onProgress?: (progress: LocalizeProgress) => void;
+  /** Diagnostics (parity tests): also return the steering vector, [layers × hidden]. */
+  captureVector?: boolean;
 }
 
 export interface CurvePoint {
