@@ -8,7 +8,7 @@ import { useCallback, useEffect, useImperativeHandle, useMemo, useRef, useState,
 import type { Recording } from '../stores/audioStore';
 import { formatClock } from './format';
 import { PauseIcon, PlayIcon } from './Icons';
-import { describeFound, evidencePath, formatClockTenths, peakTime, spanPercent, type EvidencePoint, type FoundSpan } from './localizeView';
+import { curveWithin, describeFound, evidencePath, formatClockTenths, peakTime, spanPercent, type EvidencePoint, type FoundSpan } from './localizeView';
 
 const WINDOW_SECONDS = 30;
 
@@ -133,15 +133,16 @@ export interface WaveformHandle {
  */
 function EvidenceCurve({ id, curve, duration, found }: { id: string; curve: EvidencePoint[]; duration: number; found: FoundSpan }) {
   const { d, zero } = useMemo(() => evidencePath(curve, duration), [curve, duration]);
+  const shown = useMemo(() => curveWithin(curve, duration), [curve, duration]);
   const place = spanPercent(found, duration);
-  const peak = peakTime(curve);
+  const peak = peakTime(shown);
   const label = `Evidence for “${found.event.trim()}” across the recording${peak === null ? '' : `: strongest at ${formatClockTenths(peak)}`}`;
   return (
     <svg
       id={id}
       className="evidence-curve"
       data-testid="evidence-curve"
-      data-points={curve.length}
+      data-points={shown.length}
       role="img"
       aria-label={label}
       viewBox={`0 0 ${duration} 1`}
@@ -320,6 +321,7 @@ export function Waveform({ recording, found = null, evidence = null, evidenceId 
             data-testid="found-span"
             data-start={found.start}
             data-end={found.end}
+          data-confidence={found.confidence}
             role="img"
             aria-label={describeFound(found)}
             style={{ left: `${foundPlace.left}%`, width: `${foundPlace.width}%` }}

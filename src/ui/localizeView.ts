@@ -75,14 +75,25 @@ export function findProgressText(progress: FindProgress | null): string {
 }
 
 /**
+ * The points of the curve that describe the recording itself, in time order. The model hears the
+ * last 30 s window padded with silence, and the engine reports Δ for those tokens too; they lie
+ * past the recording's end, off the waveform's time axis, so they are not drawn.
+ */
+export function curveWithin(curve: readonly EvidencePoint[], duration: number): EvidencePoint[] {
+  return curve
+    .filter((p) => Number.isFinite(p.time) && Number.isFinite(p.delta) && p.time >= 0 && p.time <= duration)
+    .sort((a, b) => a.time - b.time);
+}
+
+/**
  * The evidence curve as an SVG path in a viewBox of `0 0 duration 1`: x is the time in seconds,
  * so the path lines up with the waveform above it at any width (drawn with
  * preserveAspectRatio="none"); y runs from the largest Δ (0, top) to the smallest (1, bottom),
- * with a small margin. `zero` is where Δ = 0 lies (null when it is outside the curve's range).
+ * with a small margin. Only the points within the recording are drawn (see curveWithin). `zero` is where Δ = 0 lies (null when it is outside the curve's range).
  */
 export function evidencePath(curve: readonly EvidencePoint[], duration: number, margin = 0.08): { d: string; zero: number | null } {
-  const points = curve.filter((p) => Number.isFinite(p.time) && Number.isFinite(p.delta)).sort((a, b) => a.time - b.time);
-  if (points.length === 0 || !(duration > 0)) return { d: '', zero: null };
+  const points = curveWithin(curve, duration);
+  if (points.length === 0) return { d: '', zero: null };
   let low = Infinity;
   let high = -Infinity;
   for (const p of points) {
@@ -92,9 +103,8 @@ export function evidencePath(curve: readonly EvidencePoint[], duration: number, 
   const range = high - low;
   // A flat curve (no evidence anywhere) is drawn as a line through the middle.
   const y = (delta: number) => (range > 0 ? margin + ((high - delta) / range) * (1 - 2 * margin) : 0.5);
-  const x = (time: number) => clamp(time, 0, duration);
   const round = (value: number) => Number(value.toFixed(4));
-  const d = points.map((p, i) => `${i === 0 ? 'M' : 'L'}${round(x(p.time))} ${round(y(p.delta))}`).join(' ');
+  const d = points.map((p, i) => `${i === 0 ? 'M' : 'L'}${round(p.time)} ${round(y(p.delta))}`).join(' ');
   const zero = range > 0 && low <= 0 && high >= 0 ? round(y(0)) : null;
   return { d, zero };
 }
