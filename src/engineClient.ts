@@ -8,6 +8,7 @@ import type { DecodedAudio } from './engine/audio/wav';
 import type { ProgressInfo } from './engine/bundle/loader';
 import type { BackendPreference, ResumeTurn } from './engine/engine';
 import type { TokenEvent } from './engine/llm/generate';
+import type { LocalizeOptions, LocalizeProgress } from './engine/localize/types';
 import type { AskParams, EngineWorkerApi, ModelSource, SetAudioOptions } from '../workers/engine.worker';
 import { unwrap } from '../workers/protocol';
 
@@ -31,6 +32,10 @@ export function createEngineClient(worker?: Worker) {
     },
     async ask(question: string, params: AskParams = {}, onToken?: (event: TokenEvent) => void) {
       return unwrap(await remote.ask(question, params, onToken ? Comlink.proxy(onToken) : undefined));
+    },
+    /** Where in the current recording `eventText` happens; `cancel()` stops it. */
+    async localize(eventText: string, options: LocalizeOptions & { captureVector?: boolean } = {}, onProgress?: (progress: LocalizeProgress) => void) {
+      return unwrap(await remote.localize(eventText, options, onProgress ? Comlink.proxy(onProgress) : undefined));
     },
     cancel: () => remote.cancel(),
     /** Stops a model download in progress (bypasses any queue, like cancel); see the worker. */

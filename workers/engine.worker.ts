@@ -11,6 +11,7 @@ import type { DecodedAudio } from '../src/engine/audio/wav';
 import { probeDevice, type DeviceReport } from '../src/engine/device';
 import { HarkEngine, type AnswerResult, type AudioInfo, type BackendPreference, type ModelInfo, type ResumeResult, type ResumeTurn } from '../src/engine/engine';
 import type { GenerationParams, TokenEvent } from '../src/engine/llm/generate';
+import type { LocalizationResult, LocalizeOptions, LocalizeProgress } from '../src/engine/localize/types';
 import { configureOrt, ort } from '../src/engine/ortRuntime';
 import { envelope, type Envelope } from './protocol';
 
@@ -114,6 +115,21 @@ const api = {
       });
       return firstLogits ? { ...answer, firstLogits } : answer;
     });
+  },
+
+  /** Where in the current recording an event happens; cancel() stops it (engine/cancelled). */
+  localize(
+    eventText: string,
+    options: LocalizeOptions & { captureVector?: boolean } = {},
+    onProgress?: (progress: LocalizeProgress) => void,
+  ): Promise<Envelope<LocalizationResult & { vector?: Float32Array }>> {
+    return envelope(() =>
+      engine.localize(eventText, {
+        ...options,
+        // Fire-and-forget, like ask's tokens: progress must not wait for a round trip.
+        onProgress: onProgress ? (progress) => void onProgress(progress) : undefined,
+      }),
+    );
   },
 
   resumeConversation(turns: ResumeTurn[], options: { loraScale?: number } = {}): Promise<Envelope<ResumeResult>> {
