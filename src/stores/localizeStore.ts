@@ -23,6 +23,8 @@ export interface FoundEvent {
   result: LocalizationResult;
 }
 
+const NOTHING_TYPED = 'Type the sound to look for first, for example “a dog barking”.';
+
 /** Longest event text sent: a sound's description, not an essay (it is put into a prompt). */
 export const MAX_EVENT_LENGTH = 200;
 
@@ -74,14 +76,15 @@ export const useLocalizeStore = create<LocalizeStore>((set, get) => ({
   showEvidence: false,
 
   setEventText(eventText) {
-    set({ eventText });
+    // Typing answers "type the sound first"; an engine error stays until the next search.
+    set((s) => ({ eventText, error: s.error === NOTHING_TYPED ? null : s.error }));
   },
 
   async find() {
     const eventText = get().eventText.trim().slice(0, MAX_EVENT_LENGTH);
     if (get().phase !== 'idle') return;
     if (eventText === '') {
-      set({ error: 'Type the sound to look for first, for example “a dog barking”.', stopped: false });
+      set({ error: NOTHING_TYPED, stopped: false });
       return;
     }
     const model = useModelStore.getState();
@@ -126,7 +129,8 @@ export const useLocalizeStore = create<LocalizeStore>((set, get) => ({
         notices.announce('Stopped: nothing was found.');
         return;
       }
-      set({ phase: 'idle', progress: null, error: `“${eventText}” could not be found: ${errorMessage(error)}` });
+      // The engine's own words: they say what happened and what to do (e.g. no probe, too long).
+      set({ phase: 'idle', progress: null, error: errorMessage(error, 'The search in the recording failed: try again') });
     } finally {
       if (running === mine) running = null;
     }

@@ -50,6 +50,7 @@ export function FindInRecording({ recordingId, onPlayFrom, evidenceId }: { recor
 
   // Find and Stop take each other's place: when the one that had focus goes, focus moves to the
   // other instead of falling back to <body> (where a keyboard user would start over).
+  const input = useRef<HTMLInputElement>(null);
   const action = useRef<HTMLButtonElement>(null);
   const actionHadFocus = useRef(false);
   useLayoutEffect(() => {
@@ -101,7 +102,10 @@ export function FindInRecording({ recordingId, onPlayFrom, evidenceId }: { recor
         aria-label="Find in recording"
         onSubmit={(event) => {
           event.preventDefault();
-          if (!running && !blocked) void find();
+          if (running || blocked) return;
+          // Nothing typed yet: find() says so, and the field is where to fix it.
+          if (eventText.trim() === '') input.current?.focus();
+          void find();
         }}
       >
         <label htmlFor={INPUT_ID} className="find-label">
@@ -110,6 +114,7 @@ export function FindInRecording({ recordingId, onPlayFrom, evidenceId }: { recor
         <div className="inline-field">
           <input
             id={INPUT_ID}
+            ref={input}
             type="text"
             data-testid="find-input"
             value={eventText}
@@ -119,7 +124,6 @@ export function FindInRecording({ recordingId, onPlayFrom, evidenceId }: { recor
             enterKeyHint="search"
             disabled={unavailable}
             aria-describedby={STATUS_ID}
-            aria-invalid={state === 'error' ? true : undefined}
             onChange={(event) => setEventText(event.target.value)}
             onKeyDown={(event) => {
               if (event.key === 'Escape' && phase === 'finding') {
