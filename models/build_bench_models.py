@@ -268,6 +268,38 @@ def write_unfused_tiny_decoder(path: Path) -> None:
     save_model(model, path)
 
 
+def write_hooks_pair(out: Path, model: str, precision: str, seed: int = 0) -> None:
+    """Two decoders with the same random weights, for the cost of localization's hook
+    (scripts/bench/hooks.ts): `decoder_plain` without and `decoder_hooks` with the `probe_hidden`
+    output (probe_layer = the first layer localization probes), plus their embedding graph.
+    model: tiny (the tiny bundle's geometry) or a RANDOM_MODELS entry; in-memory builds only."""
+    from salmonn.localize import default_layers
+
+    if model == "tiny":
+        llm = json.loads((TINY_BUNDLE / "manifest.json").read_text())["architecture"]["llm"]
+        config = LlamaConfig(vocab_size=llm["vocabSize"], hidden_size=llm["hiddenSize"],
+                             intermediate_size=llm["intermediateSize"], num_hidden_layers=llm["numLayers"],
+                             num_attention_heads=llm["numHeads"], num_key_value_heads=llm["numKvHeads"],
+                             rms_norm_eps=llm["rmsNormEps"], rope_theta=llm["ropeTheta"],
+                             max_position_embeddings=llm["maxPositions"])
+    else:
+        config = RANDOM_MODELS[model].config
+    weights = random_weights(config, seed)
+    table = 0.02 * np.random.default_rng(seed + 1).standard_normal((config.vocab_size, config.hidden_size), dtype=np.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(build_embed_graph(table, precision), out / "embed_tokens.onnx")
+    layer = default_layers(config.num_hidden_layers)[0]
+    for name, probe_layer in (("decoder_plain", None), ("decoder_hooks", layer)):
+        save_model(build_decoder_model(config, weights, precision, lora_default_scale=LORA_ALPHA / LORA_RANK,
+                                       max_positions=config.max_position_embeddings, probe_layer=probe_layer),
+                   out / f"{name}.onnx")
+    (out / "geometry.json").write_text(json.dumps({
+        "numLayers": config.num_hidden_layers, "numKvHeads": config.num_key_value_heads, "headDim": config.head_dim,
+        "hiddenSize": config.hidden_size, "vocabSize": config.vocab_size, "maxPositions": config.max_position_embeddings,
+        "probeLayer": layer, "precision": precision,
+    }) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path)
@@ -276,7 +308,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--unfused-tiny-decoder", type=Path, metavar="PATH",
                         help="only write the tiny decoder without the q|k|v fusion to PATH")
+    parser.add_argument("--hooks-pair", type=Path, metavar="DIR",
+                        help="only write --model's decoder with and without localization's hook to DIR (bench:hooks)")
+    parser.add_argument("--precision", default="int4", choices=list(SUFFIX), help="for --hooks-pair")
     args = parser.parse_args()
+    if args.hooks_pair:
+        if args.model is None:
+            parser.error("--hooks-pair needs --model")
+        write_hooks_pair(args.hooks_pair, args.model, args.precision, args.seed)
+        return
     if args.unfused_tiny_decoder:
         write_unfused_tiny_decoder(args.unfused_tiny_decoder)
         return

@@ -65,13 +65,12 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
       // every input: what differs per input is the audio, its chunks and the prompt length, which
       // the stages, the prefill and the first-step logits at all three LoRA scales check. So every
       // input gets those plus 4 greedy tokens at the default scale and 1 at the other two, and one
-      // input per precision runs 32 tokens (fp32: the two-chunk clip, at all three scales; int4:
-      // speech, at the default scale). The wasm engine tests in Node check 32 tokens at every scale
+      // input per precision runs 32 tokens at the default scale (fp32: the two-chunk clip; int4: speech). The wasm engine tests in Node check 32 tokens at every scale
       // for every input and both precisions, and kvCache.test.ts runs 40 WebGPU steps across growths.
-      const longRun = precision === 'fp32' ? { input: 'long_35s', atDefault: golden.greedyTokens, atOthers: golden.greedyTokens } : { input: 'speech', atDefault: golden.greedyTokens, atOthers: 1 };
+      const longRun = precision === 'fp32' ? { input: 'long_35s', atDefault: golden.greedyTokens, atOthers: 4 } : { input: 'speech', atDefault: golden.greedyTokens, atOthers: 1 };
       for (const name of Object.keys(golden.inputs)) {
         const { atDefault, atOthers } = name === longRun.input ? longRun : { atDefault: 4, atOthers: 1 };
-        it(`${name}: stages within 1e-4, first-step logits within 1e-3 at 3 LoRA scales, greedy tokens identical (${atDefault} at the default scale, ${atOthers} at 0 and half)`, { timeout: 420_000 }, async () => {
+        it(`${name}: stages within 1e-4, first-step logits within 1e-3 at 3 LoRA scales, greedy tokens identical (${atDefault} at the default scale, ${atOthers} at 0 and half)`, { timeout: 600_000 }, async () => {
           const report = await page.evaluate(
             ([n, p, k, other]) => window.harkEngineHarness.parity(n, p, k, other),
             [name, precision, atDefault, atOthers] as const,
@@ -85,6 +84,23 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
           }
         });
       }
+
+      const localized = Object.entries(golden.inputs).filter(([, input]) => input.precisions[precision].localization);
+      it(`localizes the golden event like the reference (${localized.map(([n]) => n).join(', ')}): steering vector, Δ curve and interval within 1e-4`, { timeout: 300_000 }, async () => {
+        for (const [name] of localized) {
+          const report = await page.evaluate(([n, p]) => window.harkEngineHarness.localizeParity(n, p), [name, precision] as const);
+          console.log(`localize ${precision} ${name} on WebGPU: ${report.ms.toFixed(0)} ms, vector error ${report.vectorError.toExponential(1)}, Δ error ${report.deltaError.toExponential(1)}`);
+          expect(report.vectorError, `${name} vector`).toBeLessThan(1e-4);
+          expect(report.deltaError, `${name} Δ`).toBeLessThan(1e-4);
+          expect(report.points).toBe(report.expectedPoints);
+          expect(report.timeError).toBeLessThan(1e-5);
+          expect(report.found.layers).toEqual(report.expected.layers);
+          expect(report.found.start).toBeCloseTo(report.expected.start, 4);
+          expect(report.found.end).toBeCloseTo(report.expected.end, 4);
+          expect(report.found.confidence).toBeCloseTo(report.expected.confidence, 4);
+          expect(report.stages.at(-1)).toBe('5/5 read-out');
+        }
+      });
     });
   }
 

@@ -76,6 +76,28 @@ async function setGoldenAudio(name: string) {
   return (await client.setAudio(await wavBytes(index.inputs[name]!))).info;
 }
 
+/** Localizes the golden event in a golden recording and compares with the reference inside the page. */
+async function localizeParity(name: string, precision: 'fp32' | 'int4') {
+  const index = await goldenIndex();
+  const input = index.inputs[name]!;
+  const expected = input.precisions[precision].localization!;
+  await client.setAudio(await wavBytes(input));
+  const stages: string[] = [];
+  const found = await client.localize(expected.event, { captureVector: true }, (p) => stages.push(`${p.done}/${p.total} ${p.stage}`));
+  const times = await goldenArray(expected.times.file);
+  return {
+    vectorError: relativeMaxError(found.vector!, await goldenArray(expected.vector.file)),
+    deltaError: relativeMaxError(Float32Array.from(found.curve, (p) => p.delta), await goldenArray(expected.delta.file)),
+    timeError: Math.max(...found.curve.map((p, i) => Math.abs(p.time - times[i]!))),
+    points: found.curve.length,
+    expectedPoints: times.length,
+    found: { start: found.start, end: found.end, confidence: found.confidence, layers: found.layers },
+    expected: { start: expected.start, end: expected.end, confidence: expected.confidence, layers: expected.layers },
+    stages,
+    ms: found.ms,
+  };
+}
+
 async function errorCode(run: () => Promise<unknown>): Promise<string> {
   try {
     await run();
@@ -89,6 +111,7 @@ const harness = {
   client,
   ready: true as const,
   parity,
+  localizeParity,
   streamTimeline,
   setGoldenAudio,
   goldenIndex,
