@@ -7,6 +7,7 @@ import { engineClient } from '../engineClient';
 import { useAudioStore } from './audioStore';
 import { inEngineLane } from './engineLane';
 import { errorMessage, type ResumeTurn, type StopReason, type TokenEvent } from './engineTypes';
+import { useLocalizeStore } from './localizeStore';
 import { useModelStore } from './modelStore';
 import { useNoticeStore } from './noticeStore';
 import { effectiveGeneration, useSettingsStore } from './settingsStore';
@@ -91,7 +92,10 @@ interface ConversationStore {
   queue(prompt: string, options?: AskOptions): void;
   /** Takes the queued question back into the question box. */
   unqueue(): void;
-  /** Sends the queued question if the model, the recording and the conversation are ready for it. */
+  /**
+   * Sends the queued question if the model, the recording and the conversation are ready for it
+   * (and no search of the recording runs: its Stop and the answer's must each stop their own).
+   */
   sendQueued(): void;
   /** Turns the engine's conversation holds (0: the next question is the first about the audio). */
   engineTurns: number;
@@ -168,6 +172,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     const queued = get().queued;
     if (!queued || get().phase !== 'idle') return;
     if (useModelStore.getState().status !== 'ready' || useAudioStore.getState().status !== 'ready') return;
+    if (useLocalizeStore.getState().phase !== 'idle') return;
     set({ queued: null });
     // Restored into the box if asking fails (see ask), unless something new was typed there.
     const fromDraft = queued.options.fromDraft === true && get().draft.trim() === '';
@@ -180,6 +185,12 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     const audio = useAudioStore.getState();
     const notices = useNoticeStore.getState();
     if (get().phase !== 'idle') return;
+    if (useLocalizeStore.getState().phase !== 'idle') {
+      // The engine is searching the recording: the question waits (sent by sendQueued).
+      get().queue(prompt, options);
+      notices.announce('Your question will be sent when the search in the recording has finished.');
+      return;
+    }
     if (model.status !== 'ready' || !model.info) {
       notices.showError('answer', new Error('The model is not ready yet: wait for it to finish loading, then ask again.'));
       return;

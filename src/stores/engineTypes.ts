@@ -15,6 +15,11 @@ export type BackendPreference = NonNullable<NonNullable<Parameters<EngineClient[
 export type Backend = ModelInfo['backend'];
 export type GenerationDefaults = ModelInfo['defaults'];
 export type StopReason = AnswerResult['stats']['stopReason'];
+export type LocalizationResult = Awaited<ReturnType<EngineClient['localize']>>;
+export type LocalizeOptions = NonNullable<Parameters<EngineClient['localize']>[1]>;
+export type LocalizeProgress = Parameters<NonNullable<Parameters<EngineClient['localize']>[2]>>[0];
+/** The loaded model's localization settings; null when its bundle has no steering probe. */
+export type LocalizationDefaults = ModelInfo['localization'];
 
 /** A HarkError after its trip over the worker boundary (a real HarkError, matched by shape). */
 export interface EngineError {

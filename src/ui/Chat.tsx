@@ -3,6 +3,7 @@ import { useEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react'
 import { useAudioStore } from '../stores/audioStore';
 import { useConversationStore, withoutAudioSlot, type ChatMessage } from '../stores/conversationStore';
 import { useHistoryStore } from '../stores/historyStore';
+import { useLocalizeStore } from '../stores/localizeStore';
 import { useModelStore } from '../stores/modelStore';
 import { useNoticeStore } from '../stores/noticeStore';
 import { formatMs } from './format';
@@ -199,6 +200,8 @@ export function Chat() {
   const removeConversation = useHistoryStore((s) => s.remove);
   const input = useRef<HTMLTextAreaElement>(null);
   const [hint, setHint] = useState<string | null>(null);
+  /** "Find in recording" runs: the engine does one thing at a time, so questions wait for it. */
+  const finding = useLocalizeStore((s) => s.phase !== 'idle');
 
   const presets = useMemo(() => (info ? taskPresets(info.tasks) : []), [info]);
   const ready = modelStatus === 'ready' && audioStatus === 'ready';
@@ -215,6 +218,7 @@ export function Chat() {
   const notYet = (): { until: string } | { blocked: string } | null => {
     if (phase === 'stopping') return { until: 'the answer has stopped' };
     if (answering) return { until: 'this answer is finished' };
+    if (finding) return { until: 'the search in the recording has finished' };
     if (modelStatus === 'error' || modelStatus === 'paused') return { blocked: 'No model is loaded: load one under Models, then ask again.' };
     if (!hasRecording && audioStatus !== 'decoding') return { blocked: 'There is nothing to ask about yet: record, open a file or pick a sample first.' };
     if (audioStatus === 'error') return { blocked: 'The model could not listen to this recording: open another one, then ask again.' };
@@ -347,10 +351,10 @@ export function Chat() {
             : 'Pick a task or type a question about the recording. Follow-up questions continue the conversation.'}
         </p>
       ) : (
-        <Thread messages={messages} busy={answering || modelStatus !== 'ready' || audioStatus !== 'ready'} />
+        <Thread messages={messages} busy={answering || finding || modelStatus !== 'ready' || audioStatus !== 'ready'} />
       )}
 
-      {presets.length > 0 && <Presets presets={presets} disabled={!ready || answering} onPick={pick} />}
+      {presets.length > 0 && <Presets presets={presets} disabled={!ready || answering || finding} onPick={pick} />}
 
       <form
         className="composer"

@@ -36,6 +36,12 @@ export const SendIcon = () => (
     <path d="M4 12l16-8-6 16-2-7z" />
   </Svg>
 );
+export const SearchIcon = () => (
+  <Svg>
+    <circle cx="11" cy="11" r="6.5" />
+    <path d="M16 16l4.5 4.5" />
+  </Svg>
+);
 export const SettingsIcon = () => (
   <Svg>
     <path d="M4 6h10M18 6h2M4 12h4M12 12h8M4 18h12M20 18h0" />

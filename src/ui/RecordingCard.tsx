@@ -1,17 +1,21 @@
 /** Choosing the audio: drop or pick a file, record from the microphone, or try a sample clip. */
 import { useEffect, useRef, useState, type DragEvent } from 'react';
 import { encodeSecondsLeft, useAudioStore, type RecordingKind } from '../stores/audioStore';
+import { useLocalizeStore } from '../stores/localizeStore';
 import { useModelStore } from '../stores/modelStore';
 import { useRecorderStore } from '../stores/recorderStore';
 import { focusQuestionBoxWhenOpened } from './focus';
 import { mayReplaceRecording } from './switchGuard';
+import { FindInRecording } from './FindInRecording';
 import { formatBytes, formatClock, formatDuration, formatEta } from './format';
 import { MicIcon, StopIcon, UploadIcon, WaveIcon } from './Icons';
-import { Waveform } from './Waveform';
+import { Waveform, type WaveformHandle } from './Waveform';
 
 const ACCEPT = 'audio/*,.wav,.mp3,.ogg,.oga,.opus,.flac,.m4a,.aac,.webm';
 
 const KIND_LABEL: Record<RecordingKind, string> = { file: 'File', recording: 'Recording', sample: 'Sample' };
+
+const EVIDENCE_ID = 'find-evidence';
 
 function LevelMeter({ level }: { level: number }) {
   const percent = Math.round(Math.min(1, Math.max(0, level)) * 100);
@@ -187,7 +191,12 @@ export function RecordingCard() {
   const openFile = useAudioStore((s) => s.openFile);
   const recorder = useRecorderStore((s) => s.status);
   const fileInput = useRef<HTMLInputElement>(null);
+  const waveform = useRef<WaveformHandle>(null);
   const [dragging, setDragging] = useState(false);
+  const found = useLocalizeStore((s) => s.found);
+  const showEvidence = useLocalizeStore((s) => s.showEvidence);
+  // What was found in this recording (never a result about the one before).
+  const foundHere = recording && found?.recordingId === recording.id ? found.result : null;
   const isRecording = recorder === 'recording' || recorder === 'finishing';
 
   const onDrop = (event: DragEvent) => {
@@ -262,8 +271,15 @@ export function RecordingCard() {
             </span>
             {recording.kind === 'file' && <span className="muted">{formatBytes(recording.bytes)}</span>}
           </div>
-          <Waveform recording={recording} />
+          <Waveform
+            ref={waveform}
+            recording={recording}
+            found={foundHere}
+            evidence={foundHere && showEvidence ? foundHere.curve : null}
+            evidenceId={EVIDENCE_ID}
+          />
           <EncodeStatus />
+          <FindInRecording recordingId={recording.id} evidenceId={EVIDENCE_ID} onPlayFrom={(seconds) => waveform.current?.playFrom(seconds)} />
           <div className="actions">
             {filePicker}
             <RecordButton />

@@ -1,11 +1,14 @@
 /**
- * The recording as a waveform: playback with a playhead, click or arrow keys to seek, and the
- * boundaries of the model's 30 s windows for long recordings.
+ * The recording as a waveform: playback with a playhead, click or arrow keys to seek, the
+ * boundaries of the model's 30 s windows for long recordings, and what "Find in recording" found:
+ * the span highlighted over the track and, on demand, the evidence curve under it on the same
+ * time axis.
  */
-import { useCallback, useEffect, useMemo, useRef, useState, type KeyboardEvent, type PointerEvent } from 'react';
+import { useCallback, useEffect, useImperativeHandle, useMemo, useRef, useState, type KeyboardEvent, type PointerEvent, type Ref } from 'react';
 import type { Recording } from '../stores/audioStore';
 import { formatClock } from './format';
 import { PauseIcon, PlayIcon } from './Icons';
+import { curveWithin, describeFound, evidencePath, formatClockTenths, peakTime, spanPercent, type EvidencePoint, type FoundSpan } from './localizeView';
 
 const WINDOW_SECONDS = 30;
 
@@ -117,7 +120,53 @@ function windowLabels(duration: number, width: number): { seconds: number; x: nu
   return labels;
 }
 
-export function Waveform({ recording }: { recording: Recording }) {
+/** What the recording card may ask of the waveform's player. */
+export interface WaveformHandle {
+  /** Starts playback at `seconds` (clamped to the recording). */
+  playFrom(seconds: number): void;
+}
+
+/**
+ * The evidence under the waveform: Δ per audio token as a line, x in seconds (the viewBox is the
+ * recording's length, stretched to the track's width), so each point sits under the moment it
+ * describes; the found span is shaded the same way as on the track.
+ */
+function EvidenceCurve({ id, curve, duration, found }: { id: string; curve: EvidencePoint[]; duration: number; found: FoundSpan }) {
+  const { d, zero } = useMemo(() => evidencePath(curve, duration), [curve, duration]);
+  const shown = useMemo(() => curveWithin(curve, duration), [curve, duration]);
+  const place = spanPercent(found, duration);
+  const peak = peakTime(shown);
+  const label = `Evidence for “${found.event.trim()}” across the recording${peak === null ? '' : `: strongest at ${formatClockTenths(peak)}`}`;
+  return (
+    <svg
+      id={id}
+      className="evidence-curve"
+      data-testid="evidence-curve"
+      data-points={shown.length}
+      role="img"
+      aria-label={label}
+      viewBox={`0 0 ${duration} 1`}
+      preserveAspectRatio="none"
+    >
+      {place && <rect className="evidence-span" x={(place.left / 100) * duration} y={0} width={(place.width / 100) * duration} height={1} />}
+      {zero !== null && <line className="evidence-zero" x1={0} x2={duration} y1={zero} y2={zero} vectorEffect="non-scaling-stroke" />}
+      <path className="evidence-line" d={d} vectorEffect="non-scaling-stroke" />
+    </svg>
+  );
+}
+
+export interface WaveformProps {
+  recording: Recording;
+  /** The span "Find in recording" found in this recording, highlighted over the track. */
+  found?: FoundSpan | null;
+  /** The evidence curve to draw under the track (null: hidden). */
+  evidence?: EvidencePoint[] | null;
+  /** The evidence curve's element id (for the toggle's aria-controls). */
+  evidenceId?: string;
+  ref?: Ref<WaveformHandle>;
+}
+
+export function Waveform({ recording, found = null, evidence = null, evidenceId = 'evidence-curve', ref }: WaveformProps) {
   const canvasRef = useRef<HTMLCanvasElement>(null);
   const audioRef = useRef<HTMLAudioElement>(null);
   const [playing, setPlaying] = useState(false);
@@ -175,6 +224,28 @@ export function Waveform({ recording }: { recording: Recording }) {
     setPosition(t);
   };
 
+  useImperativeHandle(
+    ref,
+    () => ({
+      playFrom(seconds: number) {
+        const audio = audioRef.current;
+        if (!audio) return;
+        const t = Math.max(0, Math.min(duration, seconds));
+        const start = () => {
+          audio.currentTime = t;
+          setPosition(t);
+          void audio.play().catch(() => setPlaying(false));
+        };
+        // Before the browser knows the audio's length, a new currentTime would be ignored.
+        if (audio.readyState >= HTMLMediaElement.HAVE_METADATA) start();
+        else audio.addEventListener('loadedmetadata', start, { once: true });
+      },
+    }),
+    [duration],
+  );
+
+  const foundPlace = found ? spanPercent(found, duration) : null;
+
   const toggle = () => {
     const audio = audioRef.current;
     if (!audio) return;
@@ -217,31 +288,47 @@ export function Waveform({ recording }: { recording: Recording }) {
       <button type="button" className="play-button" onClick={toggle} aria-label={playing ? 'Pause' : 'Play the recording'}>
         {playing ? <PauseIcon /> : <PlayIcon />}
       </button>
-      <div
-        className="waveform-track"
-        role="slider"
-        tabIndex={0}
-        aria-label="Playback position"
-        aria-valuemin={0}
-        aria-valuemax={Math.round(duration * 10) / 10}
-        aria-valuenow={Math.round(position * 10) / 10}
-        aria-valuetext={`${formatClock(position)} of ${formatClock(duration)}`}
-        onKeyDown={onKeyDown}
-        onPointerDown={(event) => {
-          event.currentTarget.setPointerCapture(event.pointerId);
-          seekFromPointer(event);
-        }}
-        onPointerMove={(event) => {
-          if (event.currentTarget.hasPointerCapture(event.pointerId)) seekFromPointer(event);
-        }}
-      >
-        <canvas ref={canvasRef} className="waveform-canvas" aria-hidden="true" />
-        {labels.map((label) => (
-          <span key={label.seconds} className="window-label" style={{ left: `${label.x}px`, font: LABEL_FONT }} aria-hidden="true">
-            {formatClock(label.seconds)}
-          </span>
-        ))}
+      <div className="waveform-stage">
+        <div
+          className="waveform-track"
+          role="slider"
+          tabIndex={0}
+          aria-label="Playback position"
+          aria-valuemin={0}
+          aria-valuemax={Math.round(duration * 10) / 10}
+          aria-valuenow={Math.round(position * 10) / 10}
+          aria-valuetext={`${formatClock(position)} of ${formatClock(duration)}`}
+          onKeyDown={onKeyDown}
+          onPointerDown={(event) => {
+            event.currentTarget.setPointerCapture(event.pointerId);
+            seekFromPointer(event);
+          }}
+          onPointerMove={(event) => {
+            if (event.currentTarget.hasPointerCapture(event.pointerId)) seekFromPointer(event);
+          }}
+        >
+          <canvas ref={canvasRef} className="waveform-canvas" aria-hidden="true" />
+          {labels.map((label) => (
+            <span key={label.seconds} className="window-label" style={{ left: `${label.x}px`, font: LABEL_FONT }} aria-hidden="true">
+              {formatClock(label.seconds)}
+            </span>
+          ))}
+        </div>
+        {/* Beside the slider, not inside it: a slider's children are hidden from screen readers. */}
+        {found && foundPlace && (
+          <div
+            className="found-span"
+            data-testid="found-span"
+            data-start={found.start}
+            data-end={found.end}
+          data-confidence={found.confidence}
+            role="img"
+            aria-label={describeFound(found)}
+            style={{ left: `${foundPlace.left}%`, width: `${foundPlace.width}%` }}
+          />
+        )}
       </div>
+      {found && evidence && <EvidenceCurve id={evidenceId} curve={evidence} duration={duration} found={found} />}
       <div className="waveform-time" aria-hidden="true">
         <span>{formatClock(position)}</span>
         <span>{formatClock(duration)}</span>

@@ -104,8 +104,10 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
         }
       }
 
-      const localized = Object.entries(golden.inputs).filter(([, input]) => input.precisions[precision].localization);
-      it(`localizes the golden event like the reference (${localized.map(([n]) => n).join(', ')}): steering vector, Δ curve and interval within 1e-4`, { timeout: 300_000 }, async () => {
+      // int4 prompt runs on the software adapter cost ~10 s per 31-token chunk (lm_head's int4 kernel
+      // runs for each chunk's last row): there the one-chunk recording only; Node checks both.
+      const localized = Object.entries(golden.inputs).filter(([name, input]) => input.precisions[precision].localization && (precision === 'fp32' || name === 'speech'));
+      it(`localizes the golden event like the reference (${localized.map(([n]) => n).join(', ')}): steering vector, Δ curve and interval within 1e-4`, { timeout: 600_000 }, async () => {
         for (const [name] of localized) {
           const report = await page.evaluate(([n, p]) => window.harkEngineHarness.localizeParity(n, p), [name, precision] as const);
           console.log(`localize ${precision} ${name} on WebGPU: ${report.ms.toFixed(0)} ms, vector error ${report.vectorError.toExponential(1)}, Δ error ${report.deltaError.toExponential(1)}`);
