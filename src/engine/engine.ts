@@ -373,6 +373,7 @@ export class HarkEngine {
     const loraScale = options.loraScale ?? model.info.defaults.loraScale;
     const controller = new AbortController();
     const forward = () => controller.abort();
+    if (options.signal?.aborted) controller.abort();
     options.signal?.addEventListener('abort', forward);
     this.running = controller;
     const longest = Math.max(...choices.map((c) => c.tokens.length));

@@ -116,6 +116,20 @@ describe('classify: label order, prefixes, follow-up turns and label rules (wasm
     expect(third.turn).toBe(3);
   });
 
+  it('stops on cancel() or an aborted signal with engine/cancelled; the next question starts afresh', async () => {
+    engine.newConversation();
+    await engine.ask('What do you hear?', { maxNewTokens: 2 });
+    const pending = engine.classify(expected.question, { choices: expected.labels });
+    engine.cancel();
+    const cancelled = await pending.then(() => null, (e: unknown) => e);
+    expect((cancelled as HarkError).code).toBe('engine/cancelled');
+    const aborted = await engine.classify(expected.question, { choices: expected.labels, signal: AbortSignal.abort() }).then(() => null, (e: unknown) => e);
+    expect((aborted as HarkError).code).toBe('engine/cancelled');
+    const next = await engine.classify(expected.question, { choices: expected.labels, loraScale: expected.loraScale });
+    expect(next.turn).toBe(1);
+    expect(maxAbsDifference(next.choices.map((c) => c.probability), expected.probabilities)).toBeLessThan(1e-4);
+  });
+
   it('refuses unusable label sets with clear errors and keeps working', async () => {
     const cases: [string, string[], RegExp][] = [
       ['no labels', [], /at least one label/],
