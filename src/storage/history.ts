@@ -75,6 +75,8 @@ export interface StoredMessage {
   prompt?: string;
   /** An answer: its generated token ids (the engine re-reads a restored conversation exactly with them). */
   tokenIds?: number[];
+  /** An answer chosen from a label set ("Classify"): every label's probability, in the order given. */
+  choices?: { label: string; probability: number }[];
 }
 
 export interface StoredConversation {

@@ -30,6 +30,17 @@ const MESSAGE = {
     settings: { type: 'object', maxProperties: 20, additionalProperties: { type: ['number', 'boolean'] } },
     stats: { type: 'object', maxProperties: 30, additionalProperties: { type: ['number', 'string', 'boolean', 'null'], maxLength: 100 } },
     tokenIds: { type: 'array', maxItems: 100_000, items: { type: 'integer', minimum: 0 } },
+    // A "Classify" answer's bars: exported with it, so an imported conversation shows them too.
+    choices: {
+      type: 'array',
+      maxItems: 64,
+      items: {
+        type: 'object',
+        required: ['label', 'probability'],
+        properties: { label: text(500), probability: { type: 'number', minimum: 0, maximum: 1 } },
+        additionalProperties: false,
+      },
+    },
   },
   additionalProperties: false,
 };

@@ -6,7 +6,7 @@ import { create } from 'zustand';
 import { engineClient } from '../engineClient';
 import { useAudioStore } from './audioStore';
 import { inEngineLane } from './engineLane';
-import { errorMessage, type ResumeTurn, type StopReason, type TokenEvent } from './engineTypes';
+import { errorCode, errorMessage, type ClassifyResult, type ResumeTurn, type StopReason, type TokenEvent } from './engineTypes';
 import { useLocalizeStore } from './localizeStore';
 import { useModelStore } from './modelStore';
 import { useNoticeStore } from './noticeStore';
@@ -64,8 +64,16 @@ export type ChatMessage =
       settings?: AnswerSettings;
       /** The generated token ids: lets a restored conversation be re-read exactly. */
       tokenIds?: number[];
+      /** An answer chosen from a label set ("Classify"): every label's probability, in the order given. */
+      choices?: LabelChoice[];
     }
   | { id: number; role: 'divider'; text: string };
+
+/** One label of a "Classify" answer as the conversation keeps it (the engine's LabelProbability, trimmed). */
+export interface LabelChoice {
+  label: string;
+  probability: number;
+}
 
 /** A question or answer as local history keeps it (no ids; a divider is not kept). */
 export type SavedMessage = Omit<Extract<ChatMessage, { role: 'user' }>, 'id'> | Omit<Extract<ChatMessage, { role: 'assistant' }>, 'id'>;
@@ -101,6 +109,12 @@ interface ConversationStore {
   engineTurns: number;
   setDraft(text: string): void;
   ask(prompt: string, options?: AskOptions): Promise<void>;
+  /**
+   * Answers `question` with one of `labels` ("Classify"): a turn like an answer, whose text is the
+   * chosen label and which keeps every label's probability. Refused (with a notice) while another
+   * answer or a search runs, rather than queued: the person sees the form's reason and retries.
+   */
+  classify(question: string, labels: string[], options?: { label?: string }): Promise<void>;
   stop(): void;
   /**
    * Asks the last question again with the settings as they are now, in place of its answer (the
@@ -293,6 +307,100 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
         messages: updateAssistant(s.messages, answerId, () => ({ status: 'error', error: message })),
       }));
       notices.showError('answer', error, 'The question could not be answered.');
+    }
+  },
+
+  async classify(question, labels, options = {}) {
+    const model = useModelStore.getState();
+    const audio = useAudioStore.getState();
+    const notices = useNoticeStore.getState();
+    // The form is disabled with its reason in these states; this guards a call from elsewhere.
+    if (get().phase !== 'idle' || useLocalizeStore.getState().phase !== 'idle') {
+      notices.showError('answer', new Error('Hark is busy with another answer or a search: wait for it to finish, then press Classify again.'));
+      return;
+    }
+    if (model.status !== 'ready' || !model.info) {
+      notices.showError('answer', new Error('The model is not ready yet: wait for it to finish loading, then press Classify again.'));
+      return;
+    }
+    if (audio.status !== 'ready' || !audio.recording) {
+      notices.showError('answer', new Error('There is no recording to classify yet: record, open a file or pick a sample first.'));
+      return;
+    }
+    const display = question.trim();
+    if (!display) return;
+    // The person's LoRA scale, as for answers; decoding settings do not apply (nothing is generated).
+    const params = effectiveGeneration(useSettingsStore.getState(), model.info.defaults);
+    const resume = get().engineTurns === 0 ? pendingResume : null;
+    pendingResume = null;
+    const userId = nextId++;
+    const answerId = nextId++;
+    set((s) => ({
+      phase: 'answering',
+      messages: [
+        ...s.messages,
+        { id: userId, role: 'user', text: display, label: options.label ?? 'Classify', prompt: display },
+        {
+          id: answerId,
+          role: 'assistant',
+          text: '',
+          status: 'waiting',
+          error: null,
+          model: `${model.info!.label} · ${model.info!.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}`,
+          loraScale: params.loraScale,
+          settings: { ...params, doSample: false, seed: 0 },
+          stats: { tokens: 0, timeToFirstTokenMs: null, tokensPerSecond: null, promptTokens: null, stopReason: null, totalMs: null },
+        },
+      ],
+    }));
+    notices.clearError('answer');
+    notices.announce(`Choosing between ${labels.length} labels…`);
+    try {
+      if (resume && resume.length > 0) {
+        try {
+          await inEngineLane(() => engineClient().resumeConversation(resume, { loraScale: params.loraScale }));
+        } catch (error) {
+          const divider: ChatMessage = { id: nextId++, role: 'divider', text: `The earlier conversation could not be re-read (${errorMessage(error)}); this question starts afresh.` };
+          set((s) => {
+            const at = s.messages.findIndex((m) => m.id === userId);
+            return { messages: [...s.messages.slice(0, at), divider, ...s.messages.slice(at)] };
+          });
+        }
+      }
+      // Fed as ask() feeds a question: the first one gets the audio placeholder from the engine.
+      const result: ClassifyResult = await inEngineLane(() => engineClient().classify(display, { choices: labels, loraScale: params.loraScale }));
+      set((s) => ({
+        phase: 'idle',
+        engineTurns: result.turn,
+        messages: updateAssistant(s.messages, answerId, () => ({
+          status: 'done',
+          text: result.text,
+          // The chosen label's ids: a resumed conversation re-reads exactly this answer.
+          tokenIds: result.ids,
+          choices: result.choices.map(({ label, probability }) => ({ label, probability })),
+          stats: {
+            tokens: result.ids.length,
+            timeToFirstTokenMs: null,
+            tokensPerSecond: null,
+            promptTokens: result.stats.promptTokens,
+            stopReason: null,
+            totalMs: result.stats.totalMs,
+          },
+        })),
+      }));
+      const chosen = result.choices.find((c) => c.label === result.label);
+      notices.announce(`Answer: ${result.label}${chosen ? `, ${Math.round(chosen.probability * 100)} percent` : ''}. ${result.choices.map((c) => `${c.label} ${Math.round(c.probability * 100)} percent`).join(', ')}.`);
+    } catch (error) {
+      // Stopped, the engine starts the conversation over (engine.classify); a refused label list
+      // (checked before anything runs) leaves it as it was, as a failed ask() does.
+      const stopped = errorCode(error) === 'engine/cancelled';
+      set((s) => ({
+        phase: 'idle',
+        engineTurns: stopped ? 0 : s.engineTurns,
+        messages: updateAssistant(s.messages, answerId, () => (stopped ? { status: 'stopped' } : { status: 'error', error: errorMessage(error) })),
+      }));
+      if (stopped) notices.announce('Stopped.');
+      else notices.showError('answer', error, 'The labels could not be compared.');
     }
   },
 

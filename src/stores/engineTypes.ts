@@ -15,6 +15,9 @@ export type BackendPreference = NonNullable<NonNullable<Parameters<EngineClient[
 export type Backend = ModelInfo['backend'];
 export type GenerationDefaults = ModelInfo['defaults'];
 export type StopReason = AnswerResult['stats']['stopReason'];
+export type ClassifyResult = Awaited<ReturnType<EngineClient['classify']>>;
+/** One label of a classify() answer, with its probability (the labels' probabilities sum to 1). */
+export type LabelProbability = ClassifyResult['choices'][number];
 export type LocalizationResult = Awaited<ReturnType<EngineClient['localize']>>;
 export type LocalizeOptions = NonNullable<Parameters<EngineClient['localize']>[1]>;
 export type LocalizeProgress = Parameters<NonNullable<Parameters<EngineClient['localize']>[2]>>[0];

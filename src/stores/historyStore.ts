@@ -28,7 +28,7 @@ import {
 } from '../storage/history';
 import { ImportError, MAX_IMPORT_BYTES, readConversationExport } from '../storage/importConversation';
 import { onNewRecording, useAudioStore, type NewRecordingEvent } from './audioStore';
-import { RESUME_NOTE, useConversationStore, type AnswerSettings, type AnswerStats, type ChatMessage, type SavedMessage } from './conversationStore';
+import { RESUME_NOTE, useConversationStore, type AnswerSettings, type AnswerStats, type ChatMessage, type LabelChoice, type SavedMessage } from './conversationStore';
 import { errorMessage } from './engineTypes';
 import { useModelStore } from './modelStore';
 import { useNoticeStore } from './noticeStore';
@@ -107,6 +107,7 @@ function toStoredMessages(messages: ChatMessage[]): StoredMessage[] {
         ...(m.settings ? { settings: { ...m.settings } } : {}),
         stats: { ...m.stats },
         ...(m.tokenIds ? { tokenIds: m.tokenIds } : {}),
+        ...(m.choices ? { choices: m.choices.map((c) => ({ ...c })) } : {}),
       },
     ];
   });
@@ -152,6 +153,7 @@ function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
     const status: AnswerState = ANSWER_STATES.includes(m.status as AnswerState) ? (m.status as AnswerState) : 'done';
     const tokenIds = Array.isArray(m.tokenIds) && m.tokenIds.every((id) => Number.isInteger(id)) ? m.tokenIds : undefined;
     const settings = answerSettings(m.settings);
+    const choices = labelChoices(m.choices);
     return {
       role: 'assistant',
       text: m.text,
@@ -162,8 +164,19 @@ function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
       stats: answerStats,
       ...(settings ? { settings } : {}),
       ...(tokenIds ? { tokenIds } : {}),
+      ...(choices ? { choices } : {}),
     };
   });
+}
+
+/** A "Classify" answer's stored labels, if well-formed (the bars are left out otherwise). */
+function labelChoices(value: unknown): LabelChoice[] | undefined {
+  if (!Array.isArray(value) || value.length === 0) return undefined;
+  const valid = value.every(
+    (c: unknown) =>
+      typeof c === 'object' && c !== null && typeof (c as LabelChoice).label === 'string' && numberOrNull((c as LabelChoice).probability) !== null,
+  );
+  return valid ? value.map((c: LabelChoice) => ({ label: c.label, probability: c.probability })) : undefined;
 }
 
 function modelName(): string {
