@@ -6,6 +6,7 @@ import { useHistoryStore } from '../stores/historyStore';
 import { useLocalizeStore } from '../stores/localizeStore';
 import { useModelStore } from '../stores/modelStore';
 import { useNoticeStore } from '../stores/noticeStore';
+import { Classify, LabelBars } from './Classify';
 import { formatMs } from './format';
 import { QUESTION_BOX_ID, focusQuestionBox } from './focus';
 import { confirmDelete } from './HistoryPanel';
@@ -24,6 +25,16 @@ const STOP_REASONS: Record<string, string> = {
 function AnswerMeta({ message }: { message: Assistant }) {
   const { stats } = message;
   const parts: string[] = [];
+  if (message.choices) {
+    // A label-set answer generates nothing: what it was chosen from, and how long it took.
+    parts.push(`chosen from ${message.choices.length} labels`);
+    if (stats.totalMs !== null) parts.push(`took ${formatMs(stats.totalMs)}`);
+    return (
+      <p className="answer-meta" data-testid="answer-stats">
+        {parts.join(' · ')}
+      </p>
+    );
+  }
   if (message.status === 'waiting') parts.push('Reading the question…');
   if (stats.tokens > 0) parts.push(`${stats.tokens} token${stats.tokens === 1 ? '' : 's'}`);
   if (stats.tokensPerSecond !== null) parts.push(`${stats.tokensPerSecond.toFixed(1)} tokens/s`);
@@ -71,7 +82,8 @@ function AnswerActions({ message, isLast, busy }: { message: Assistant; isLast: 
       <button type="button" className="link-button small" data-testid="copy-answer" disabled={message.text === ''} onClick={copy}>
         {copied ? 'Copied' : 'Copy'}
       </button>
-      {isLast && (
+      {/* Regenerate asks again in words; a label-set answer is asked again with Classify. */}
+      {isLast && !message.choices && (
         <button
           type="button"
           className="link-button small"
@@ -132,6 +144,7 @@ function Thread({ messages, busy }: { messages: ChatMessage[]; busy: boolean }) 
               {message.text}
               {(message.status === 'waiting' || message.status === 'streaming') && <span className="cursor" aria-hidden="true" />}
             </p>
+            {message.choices && message.status === 'done' && <LabelBars choices={message.choices} chosen={message.text} />}
             {message.status === 'error' && message.error && <p className="answer-error">{message.error}</p>}
             {message.status === 'stopped' && message.text === '' && <p className="muted">Stopped before the first word.</p>}
             <AnswerMeta message={message} />
@@ -355,6 +368,7 @@ export function Chat() {
       )}
 
       {presets.length > 0 && <Presets presets={presets} disabled={!ready || answering || finding} onPick={pick} />}
+      <Classify />
 
       <form
         className="composer"
