@@ -137,7 +137,7 @@ function Thread({ messages, busy }: { messages: ChatMessage[]; busy: boolean }) 
         }
         answerNumber += 1;
         return (
-          <li key={message.id} className="bubble assistant" data-state={message.status} aria-busy={message.status === 'waiting' || message.status === 'streaming'}>
+          <li key={message.id} className={message.choices ? 'bubble assistant with-bars' : 'bubble assistant'} data-state={message.status} aria-busy={message.status === 'waiting' || message.status === 'streaming'}>
             <span className="visually-hidden">Hark answered: </span>
             {/* Model text is always a React text node: never parsed as HTML. */}
             <p className="bubble-text answer-text" data-testid={`answer-${answerNumber}`} data-state={message.status} data-tokens={message.stats.tokens}>

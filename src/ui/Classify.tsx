@@ -127,7 +127,15 @@ export function Classify() {
           aria-describedby={`${ids}-status`}
           onChange={(event) => setLabelText(event.target.value)}
         />
-        <button type="submit" className="button primary" data-testid="classify-button" disabled={blocked !== null || parsed.error !== null} aria-describedby={`${ids}-status`}>
+        {/* aria-disabled, not disabled: a disabled button loses keyboard focus (to <body>) while the
+            answer it started is being chosen; this one keeps it, and says why it waits. */}
+        <button
+          type="submit"
+          className="button primary"
+          data-testid="classify-button"
+          aria-disabled={blocked !== null || parsed.error !== null}
+          aria-describedby={`${ids}-status`}
+        >
           Classify
         </button>
       </form>

@@ -66,16 +66,19 @@ describe('Classify: answers from a fixed label set (issue 12)', () => {
     await preset.selectOption('speakers');
     expect(await question.inputValue()).toBe('How many people speak in this recording?');
     expect(await labels.inputValue()).toBe('1, 2, 3 or more');
-    await expect.poll(() => button.isEnabled()).toBe(true);
+    await expect.poll(() => button.getAttribute('aria-disabled')).toBe('false');
 
     // Lists the form refuses, with what to do, before anything reaches the engine.
     await labels.fill('speech, music, speech');
     expect(await page.getByTestId('classify-status').textContent()).toBe('The label “speech” is given twice: each label must be different. Remove one of them.');
     expect(await labels.getAttribute('aria-invalid')).toBe('true');
-    expect(await button.isDisabled()).toBe(true);
+    expect(await button.getAttribute('aria-disabled')).toBe('true');
     await labels.fill('speech, , music');
     expect(await page.getByTestId('classify-status').textContent()).toMatch(/^One of the labels is empty: remove the extra comma/);
-    expect(await button.isDisabled()).toBe(true);
+    // Pressed anyway: nothing is asked (no turn is added), the reason stays next to the button.
+    await button.focus();
+    await page.keyboard.press('Enter');
+    expect(await page.locator('.bubble').count()).toBe(0);
 
     // The golden question and labels (typed: the preset list shows "Your own labels"), sent with Enter.
     const variant = (await page.getByTestId('model-status').getAttribute('data-variant')) ?? '';
@@ -116,7 +119,24 @@ describe('Classify: answers from a fixed label set (issue 12)', () => {
     await button.click();
     expect(await waitForState(page, 'answer-2', ['done', 'error'], 60_000)).toBe('error');
     expect(await page.locator('.bubble.assistant .answer-error').last().textContent()).toMatch(/^The label “.*” is too long \(\d+ tokens; at most 30\)/);
-    expect(await button.isEnabled()).toBe(true);
+    expect(await button.getAttribute('aria-disabled')).toBe('false');
+    // The button kept keyboard focus while it waited (it is never disabled under the focus).
+    expect(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.testid)).toBe('classify-button');
+
+    // At phone width the form and the bars fit.
+    await page.setViewportSize({ width: 360, height: 780 });
+    await page.waitForTimeout(150);
+    await page.screenshot({ path: join(SCREENSHOTS, 'classify-result-360.png'), fullPage: true });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth), 'at 360 px').toBeLessThanOrEqual(360);
+    await page.setViewportSize({ width: 1280, height: 900 });
+
+    // After a reload the conversation comes back from this device with its bars (the engine
+    // re-reads it from the stored token ids before the next question).
+    await page.reload();
+    expect(await waitForState(page, 'model-status', ['ready', 'error'])).toBe('ready');
+    await expect.poll(() => page.getByTestId('answer-1').textContent(), { timeout: 30_000 }).toBe(reference.label);
+    const restored = await page.getByRole('list', { name: 'Probability of each label' }).getByRole('listitem').allTextContents();
+    expect(restored).toEqual(bars.map((b) => b.text));
 
     expect(errors).toEqual([]);
   });
