@@ -26,6 +26,7 @@ function classifyBlockedReason(state: { answering: boolean; finding: boolean; mo
 
 export function Classify() {
   const classify = useConversationStore((s) => s.classify);
+  const stop = useConversationStore((s) => s.stop);
   const answering = useConversationStore((s) => s.phase !== 'idle');
   const finding = useLocalizeStore((s) => s.phase !== 'idle');
   const modelStatus = useModelStore((s) => s.status);
@@ -90,6 +91,13 @@ export function Classify() {
         onSubmit={(event) => {
           event.preventDefault();
           submit();
+        }}
+        onKeyDown={(event) => {
+          // As in the question box: Escape stops the answer being chosen (or written).
+          if (event.key === 'Escape' && answering) {
+            event.preventDefault();
+            stop();
+          }
         }}
       >
         <label htmlFor={`${ids}-preset`}>Label set</label>
