@@ -100,7 +100,13 @@ async function localizeParity(name: string, precision: 'fp32' | 'int4') {
   await client.setAudio(await wavBytes(input));
   heldAudio = name;
   const stages: string[] = [];
-  const found = await client.localize(expected.event, { captureVector: true }, (p) => stages.push(`${p.done}/${p.total} ${p.stage}`));
+  let found: Awaited<ReturnType<typeof client.localize>>;
+  try {
+    found = await client.localize(expected.event, { captureVector: true }, (p) => stages.push(`${p.done}/${p.total} ${p.stage}`));
+  } catch (error) {
+    // What the store holds, to tell a missing download from a deleted file.
+    throw new Error(`${(error as Error).message} | stored: ${JSON.stringify(await client.listModels())}`);
+  }
   const times = await goldenArray(expected.times.file);
   return {
     vectorError: relativeMaxError(found.vector!, await goldenArray(expected.vector.file)),
