@@ -7,8 +7,8 @@ fbank per chunk, each encoder's output, the connector's audio tokens, the first-
 32 greedy tokens at LoRA scales 0, default (alpha/r) and half the default — plus one two-turn
 conversation, and, for two recordings, the localization of one event (steering vector, Δ curve,
 interval and confidence, localize.py with the bundle's defaults) and the answer from a fixed label
-set (classify.py: each label's score and probability, and a follow-up question after it). Arrays
-are .npy (float32, little endian) under golden/arrays/, described by golden/index.json.
+set (classify.py: each label's score and probability, and a follow-up question after it), and for
+one recording SALMONN's beam search (beam_search.py; BEAM_RUNS below). Arrays are .npy (float32, little endian) under golden/arrays/, described by golden/index.json.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from salmonn.checkpoints import ReferenceModules  # noqa: E402
 from salmonn.export import fake_quantize_linears, int4_llm_reference  # noqa: E402
 from salmonn.bundle import probe_layers  # noqa: E402
 from salmonn.localize import LocalizeOptions  # noqa: E402
-from salmonn.pipeline import answer, classify_answer, encode_audio, follow_up, localize_event  # noqa: E402
+from salmonn.pipeline import answer, beam_answer, classify_answer, encode_audio, follow_up, localize_event  # noqa: E402
 from salmonn.tokenizer import LlamaTokenizer  # noqa: E402
 
 GOLDEN_TOKENS = 32
@@ -49,6 +49,22 @@ LOCALIZE_EVENT = "a dog barking"
 CLASSIFY_INPUTS = ("speech", "tone_noise")
 CLASSIFY_QUESTION = "Is this speech, music or noise?"
 CLASSIFY_LABELS = ["speech", "speech and music", "music", "noise"]  # one label is a prefix of another
+
+# Recording decoded with SALMONN's beam search (beam_search.py): 2 and 4 beams at two LoRA scales,
+# and two runs with an extra stop id, so that hypotheses finish early: one whose winner ended with a
+# stop id (length penalty 1, SALMONN's), one stopped early by the "done" rule (length penalty 0).
+# Two runs are followed by a beam-search follow-up question.
+BEAM_INPUT = "speech"
+BEAM_TOKENS = 16
+BEAM_FOLLOWUP_TOKENS = 8
+BEAM_RUNS = [  # (beams, scale name, length penalty, extra stop id, follow-up)
+    (2, "default", 1.0, None, False),
+    (4, "default", 1.0, None, True),
+    (2, "zero", 1.0, None, False),
+    (4, "zero", 1.0, None, False),
+    (4, "default", 1.0, 25197, True),
+    (4, "default", 0.0, 365, False),
+]
 
 
 def read_wav_int16(path: Path) -> np.ndarray:
@@ -114,6 +130,8 @@ def golden_for_input(refs: dict[str, ReferenceModules], tok: LlamaTokenizer, tas
                 turn, ids = follow_up(ref, tok, result, FOLLOWUP_QUESTION, FOLLOWUP_TOKENS, lora_scale=scale)
                 runs[scale_name]["followUp"] = {"question": FOLLOWUP_QUESTION, "turnIds": turn, "tokens": ids}
         entry["precisions"][precision] = {"stages": stages, "runs": runs}
+        if name == BEAM_INPUT:
+            entry["precisions"][precision]["beamSearch"] = beam_golden(ref, tok, encoded.tokens, tasks[task])
         if name in CLASSIFY_INPUTS:
             entry["precisions"][precision]["classification"] = classification_golden(ref, tok, encoded.tokens)
         if name in LOCALIZE_INPUTS:
@@ -133,6 +151,24 @@ def localization_golden(ref: ReferenceModules, tok: LlamaTokenizer, encoded, dur
         "times": save(f"{stem}.localize.times", result.times.numpy()),
         "start": result.start, "end": result.end, "confidence": result.confidence,
     }
+
+
+def beam_golden(ref: ReferenceModules, tok: LlamaTokenizer, audio_tokens, prompt: str) -> dict:
+    scales = lora_scales(ref)
+    runs = []
+    for beams, scale_name, length_penalty, extra_stop, with_follow_up in BEAM_RUNS:
+        stops = [tok.eos_id] + ([extra_stop] if extra_stop is not None else [])
+        turn, result = beam_answer(ref, tok, audio_tokens, prompt, beams, BEAM_TOKENS, lora_scale=scales[scale_name],
+                                   stop_ids=stops, length_penalty=length_penalty)
+        run = {"numBeams": beams, "loraScale": scales[scale_name], "lengthPenalty": length_penalty,
+               "stopTokenIds": stops, "tokens": result.tokens, "score": result.score,
+               "finishedByStop": result.finished_by_stop, "steps": result.steps}
+        if with_follow_up:
+            _, ids = follow_up(ref, tok, turn, FOLLOWUP_QUESTION, BEAM_FOLLOWUP_TOKENS,
+                               lora_scale=scales[scale_name], num_beams=beams)
+            run["followUp"] = {"question": FOLLOWUP_QUESTION, "numBeams": beams, "tokens": ids}
+        runs.append(run)
+    return {"prompt": prompt, "maxNewTokens": BEAM_TOKENS, "followUpTokens": BEAM_FOLLOWUP_TOKENS, "runs": runs}
 
 
 def classification_golden(ref: ReferenceModules, tok: LlamaTokenizer, audio_tokens) -> dict:

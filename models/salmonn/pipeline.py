@@ -15,12 +15,13 @@ Audio rules (the reference SALMONN truncates at 30 s; Hark splits instead):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .beam_search import BeamResult, beam_search
 from .beats import kaldi_fbank
 from .classify import LabelScores, classify
 from .checkpoints import ReferenceModules
@@ -110,14 +111,33 @@ def answer(ref: ReferenceModules, tok: LlamaTokenizer, audio_tokens: Tensor, pro
 
 
 @torch.no_grad()
+def beam_answer(ref: ReferenceModules, tok: LlamaTokenizer, audio_tokens: Tensor, prompt: str, num_beams: int,
+                max_new_tokens: int, lora_scale: Optional[float] = None,
+                stop_ids: Optional[Sequence[int]] = None, length_penalty: float = 1.0) -> tuple[Answer, BeamResult]:
+    """The first turn decoded with SALMONN's beam search (beam_search.py) instead of greedily.
+
+    Returns the turn as an Answer whose ids are the chosen hypothesis (for follow_up), and the search's result."""
+    parts = split_prompt(tok, prompt, user_text=user_text_for(prompt))
+    embeds = assemble_inputs_embeds(ref.llm, parts, audio_tokens, bos_id=tok.bos_id)
+    logits, _ = ref.llm(embeds, position_ids_from(0, embeds.shape[1]), None, lora_scale)
+    stops = tuple(stop_ids) if stop_ids is not None else (tok.eos_id,)
+    result = beam_search(ref.llm, embeds, num_beams, max_new_tokens, stop_ids=stops, lora_scale=lora_scale,
+                         length_penalty=length_penalty)
+    return Answer(parts, embeds, logits[0, -1], result.tokens), result
+
+
+@torch.no_grad()
 def follow_up(ref: ReferenceModules, tok: LlamaTokenizer, first: Answer, question: str,
-              max_new_tokens: int, lora_scale: Optional[float] = None) -> tuple[list[int], list[int]]:
-    """Second turn: first prompt + first answer + [</s>] + 'USER: q\\nASSISTANT:' -> greedy ids.
+              max_new_tokens: int, lora_scale: Optional[float] = None, num_beams: int = 1) -> tuple[list[int], list[int]]:
+    """Second turn: first prompt + first answer + [</s>] + 'USER: q\\nASSISTANT:' -> greedy ids
+    (or the beam search's, for num_beams > 1).
 
     Returns (the follow-up's token ids, the generated ids)."""
     turn = followup_ids(tok, question)
     new_ids = torch.tensor([first.ids + turn])
     embeds = torch.cat([first.inputs_embeds, ref.llm.embed(new_ids)], dim=1)
+    if num_beams > 1:
+        return turn, beam_search(ref.llm, embeds, num_beams, max_new_tokens, stop_ids=(tok.eos_id,), lora_scale=lora_scale).tokens
     ids = greedy_generate(ref.llm, embeds, max_new_tokens, stop_ids=(tok.eos_id,), lora_scale=lora_scale)
     return turn, ids
 
