@@ -42,6 +42,9 @@ INFO = BundleInfo(
                  "LLaMA tokenizer) so the whole pipeline runs, but its answers are meaningless token soup."),
     random_weights=True,
     source={"checkpoints": "models/make_tiny_checkpoints.py --seed 0", "converter": "hark models/convert.py (format 1)"},
+    # One beam by default: its answers are meaningless, and the tests' default path stays cheap.
+    # Beam search (SALMONN's 4 beams) is a setting; converted SALMONN bundles default to 4.
+    generation={"numBeams": 1},
 )
 
 

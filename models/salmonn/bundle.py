@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -93,6 +93,8 @@ class BundleInfo:
     description: str
     random_weights: bool
     source: Mapping[str, str]
+    # Overrides of SALMONN_GENERATION (the tiny test bundle decodes with one beam by default).
+    generation: Mapping[str, object] = field(default_factory=dict)
 
 
 def sha256_file(path: Path) -> str:
@@ -234,7 +236,7 @@ def build_manifest(ref: ReferenceModules, info: BundleInfo, tasks: Mapping[str, 
             "audioSlot": "<SpeechHere>", "bosTokenId": bos_id, "eosTokenId": eos_id,
         },
         "tasks": dict(tasks),
-        "generation": {**SALMONN_GENERATION, "stopTokenIds": [eos_id]},
+        "generation": {**SALMONN_GENERATION, **info.generation, "stopTokenIds": [eos_id]},
         "tokenizer": {"tokenizerJson": "tokenizer.json", "tokenizerConfig": "tokenizer_config.json"},
         "localization": localization_defaults(ref),
         "variants": variants,

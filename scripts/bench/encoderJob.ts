@@ -216,7 +216,7 @@ async function main(): Promise<void> {
       const t = performance.now();
       await conversation.ask(QUESTION, {
         maxNewTokens: 1, stopTokenIds: [], loraScale: llmInfo.geometry.loraScale, doSample: false,
-        temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0,
+        temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0, numBeams: 1, lengthPenalty: 1,
       });
       result.prefill = {
         model: spec.prefill.model,

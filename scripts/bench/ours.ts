@@ -116,7 +116,7 @@ export async function runOurs(model: OursModel, prompt: number[], newTokens: num
     tokenizer: model.tokenizer,
     prefill,
     cache: model.decoder.emptyCache(),
-    params: { maxNewTokens: newTokens, stopTokenIds: [], loraScale, doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 },
+    params: { maxNewTokens: newTokens, stopTokenIds: [], loraScale, doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0, numBeams: 1, lengthPenalty: 1 },
     maxPositions,
   });
   result.cache.dispose();

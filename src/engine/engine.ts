@@ -268,6 +268,8 @@ export class HarkEngine {
         stopTokenIds: generation.stopTokenIds,
         loraScale: manifest.architecture.lora.defaultScale,
         seed: 0,
+        numBeams: generation.numBeams ?? 1,
+        lengthPenalty: generation.lengthPenalty ?? 1,
       },
       localization: manifest.localization && variant.graphs.probe && decoder.hasProbeHidden ? manifest.localization : null,
       loadMs: performance.now() - started,

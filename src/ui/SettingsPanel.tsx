@@ -182,6 +182,8 @@ export function SettingsPanel() {
     topK: 0,
     seed: 0,
     stopTokenIds: [],
+    numBeams: 1,
+    lengthPenalty: 1,
   };
   const values = effectiveGeneration(settings, defaults);
   const loraMax = Math.max(0.1, defaults.loraScale * 2);

@@ -49,6 +49,31 @@ export interface GoldenClassification {
   followUp: { question: string; tokens: number[] };
 }
 
+/** One beam search of the reference (models/salmonn/beam_search.py, HF 4.28 semantics). */
+export interface GoldenBeamRun {
+  numBeams: number;
+  loraScale: number;
+  lengthPenalty: number;
+  stopTokenIds: number[];
+  /** The chosen hypothesis, without its stop id. */
+  tokens: number[];
+  /** Its score: sum of log-probs / length ** lengthPenalty. */
+  score: number;
+  /** Whether it ended with a stop id (else a running beam cut at maxNewTokens). */
+  finishedByStop: boolean;
+  /** Decoder steps after the prompt. */
+  steps: number;
+  /** A follow-up question decoded with the same beams after it. */
+  followUp?: { question: string; numBeams: number; tokens: number[] };
+}
+
+export interface GoldenBeamSearch {
+  prompt: string;
+  maxNewTokens: number;
+  followUpTokens: number;
+  runs: GoldenBeamRun[];
+}
+
 export interface GoldenInput {
   audio: string;
   samples: number;
@@ -65,6 +90,7 @@ export interface GoldenInput {
       runs: Record<'zero' | 'default' | 'half', GoldenRun>;
       localization?: GoldenLocalization;
       classification?: GoldenClassification;
+      beamSearch?: GoldenBeamSearch;
     }
   >;
 }

@@ -163,7 +163,16 @@ export class DecoderRunner {
 
   /** One generated token: embedded on the device and fed straight to the decoder. */
   async decodeStep(id: number, cache: KvCache, loraScale: number): Promise<StepResult> {
-    const embeds = await this.embedOnDevice([id]);
+    return this.decodeBatch([id], cache, loraScale);
+  }
+
+  /**
+   * One token per sequence of a batched cache (beam search: `ids[i]` continues the cache's row i);
+   * `logits` holds one row per sequence ([ids.length × vocab]).
+   */
+  async decodeBatch(ids: readonly number[], cache: KvCache, loraScale: number): Promise<StepResult> {
+    if (ids.length !== cache.batch) throw new Error(`${ids.length} tokens for a KV cache of ${cache.batch} sequences`);
+    const embeds = await this.embedOnDevice(ids, ids.length);
     try {
       return await this.run(embeds, cache, loraScale);
     } finally {
@@ -198,24 +207,32 @@ export class DecoderRunner {
     return rows;
   }
 
-  /** Token ids → their embedding rows, left where the embedding graph put them (the GPU on WebGPU). */
-  private async embedOnDevice(ids: readonly number[]): Promise<ort.Tensor> {
+  /**
+   * Token ids → their embedding rows, left where the embedding graph put them (the GPU on WebGPU):
+   * [1, ids.length, hidden], or one token per sequence ([batch, 1, hidden]) for a batch.
+   */
+  private async embedOnDevice(ids: readonly number[], batch = 1): Promise<ort.Tensor> {
     const { inputs_embeds: embeds } = await this.options.embedTokens.run({
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]),
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [batch, ids.length / batch]),
     });
     this.runs += 1;
     if (!embeds) throw new Error('the embedding graph did not return inputs_embeds');
     return embeds;
   }
 
-  /** One graph run; `logits` holds the last `keep` positions' rows. */
+  /**
+   * One graph run; `logits` holds the last `keep` positions' rows of each sequence. All sequences
+   * of a batch have the cache's length, so the mask is all ones and positions are shared.
+   */
   private async run(embeds: ort.Tensor, cache: KvCache, loraScale: number, withHidden = false, keep = 1): Promise<StepResult> {
+    const batch = embeds.dims[0]!;
     const n = embeds.dims[1]!;
+    if (batch !== cache.batch) throw new Error(`a batch of ${batch} for a KV cache of ${cache.batch} sequences`);
     const total = cache.length + n;
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: embeds,
-      attention_mask: new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: n }, (_, i) => BigInt(cache.length + i)), [1, n]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * total).fill(1n), [batch, total]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: batch * n }, (_, i) => BigInt(cache.length + (i % n))), [batch, n]),
       lora_scale: new ort.Tensor('float32', new Float32Array([loraScale]), []),
       ...(await cache.pastFeeds(n)),
     };
@@ -237,8 +254,15 @@ export class DecoderRunner {
     const logitsTensor = outputs.logits;
     if (!logitsTensor) throw new Error('decoder graph did not return logits');
     const all = (await logitsTensor.getData()) as Float32Array;
-    const wanted = keep * this.shape.vocabSize;
-    const logits = all.length === wanted ? all : all.slice(all.length - wanted);
+    const vocab = this.shape.vocabSize;
+    const wanted = keep * vocab;
+    let logits = all;
+    if (all.length !== batch * wanted) {
+      // A graph without num_logits_to_keep returns every position: keep each sequence's last rows.
+      const perSequence = all.length / batch;
+      logits = new Float32Array(batch * wanted);
+      for (let b = 0; b < batch; b++) logits.set(all.subarray((b + 1) * perSequence - wanted, (b + 1) * perSequence), b * wanted);
+    }
     logitsTensor.dispose();
     return { logits, cache: cache.advance(outputs, n), ...(hiddenRows ? { hidden: hiddenRows } : {}) };
   }

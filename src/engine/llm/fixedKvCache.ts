@@ -13,12 +13,16 @@
  * run that would overflow doubles it (copying the valid rows on the GPU), so memory stays
  * proportional to use instead of the model's whole context.
  *
+ * With beams (batch > 1) each buffer is [beams, kvHeads, capacity, headDim]: a beam's row is one
+ * contiguous block, so selecting or moving a row is one buffer copy per layer's key and value,
+ * queued on the GPU (WebGPU copies within one buffer go through a one-row scratch buffer).
+ *
  * A scratch handle (`scratch()`) shares the owner's buffers: its runs write positions past the
  * owner's length, which the owner's next run overwrites. It never reallocates (that would free
  * the owner's buffers), so the owner makes room for the scratch runs before lending it.
  */
 import { ort } from '../ortRuntime';
-import { forEachKv, pastName, presentName, type KvCache, type KvGeometry, type KvType } from './kvCache';
+import { checkRowMoves, forEachKv, pastName, presentName, type KvCache, type KvGeometry, type KvType } from './kvCache';
 
 export interface KvCapacityPolicy {
   /** Positions are allocated in multiples of this. */
@@ -33,6 +37,8 @@ interface Storage {
   capacity: number;
   buffers: GPUBuffer[];
   tensors: Record<string, ort.Tensor>;
+  /** One row's worth of GPU memory for in-place row moves (made on first use). */
+  rowScratch?: GPUBuffer;
 }
 
 export class FixedKvCache implements KvCache {
@@ -46,6 +52,7 @@ export class FixedKvCache implements KvCache {
     readonly length: number,
     /** A scratch handle: the storage belongs to another handle. */
     private readonly lent = false,
+    readonly batch = 1,
   ) {}
 
   static empty(geometry: KvGeometry, dtype: KvType, maxPositions: number, policy: KvCapacityPolicy = DEFAULT_KV_CAPACITY): FixedKvCache {
@@ -82,7 +89,7 @@ export class FixedKvCache implements KvCache {
   advance(_outputs: ort.InferenceSession.OnnxValueMapType, newPositions: number): KvCache {
     const storage = this.requireStorage();
     this.storage = null; // ownership moves to the new handle
-    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, storage, this.length + newPositions, this.lent);
+    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, storage, this.length + newPositions, this.lent, this.batch);
   }
 
   dispose(): void {
@@ -92,7 +99,62 @@ export class FixedKvCache implements KvCache {
 
   async scratch(newPositions: number): Promise<KvCache> {
     await this.pastFeeds(newPositions); // room for the scratch runs, in this handle's own storage
-    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, this.requireStorage(), this.length, true);
+    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, this.requireStorage(), this.length, true, this.batch);
+  }
+
+  async selectRows(rows: readonly number[]): Promise<KvCache> {
+    const source = this.requireStorage();
+    for (const row of rows) if (!(Number.isInteger(row) && row >= 0 && row < this.batch)) throw new Error(`row ${row} is outside a batch of ${this.batch}`);
+    const device = (await ort.env.webgpu.device) as GPUDevice;
+    const storage = this.allocate(device, source.capacity, rows.length);
+    const rowBytes = this.rowBytes(source.capacity);
+    const encoder = device.createCommandEncoder();
+    source.buffers.forEach((buffer, index) => {
+      rows.forEach((row, i) => encoder.copyBufferToBuffer(buffer, row * rowBytes, storage.buffers[index]!, i * rowBytes, rowBytes));
+    });
+    device.queue.submit([encoder.finish()]);
+    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, storage, this.length, false, rows.length);
+  }
+
+  async copyRows(moves: ReadonlyArray<readonly [number, number]>): Promise<void> {
+    checkRowMoves(moves, this.batch);
+    if (moves.length === 0) return;
+    const storage = this.requireStorage();
+    const device = (await ort.env.webgpu.device) as GPUDevice;
+    const rowBytes = this.rowBytes(storage.capacity);
+    storage.rowScratch ??= device.createBuffer({ size: rowBytes, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    const scratch = storage.rowScratch;
+    // WebGPU forbids a copy within one buffer; copies of one encoder run in order, so one scratch row serves all.
+    const encoder = device.createCommandEncoder();
+    for (const buffer of storage.buffers) {
+      for (const [from, to] of moves) {
+        encoder.copyBufferToBuffer(buffer, from * rowBytes, scratch, 0, rowBytes);
+        encoder.copyBufferToBuffer(scratch, 0, buffer, to * rowBytes, rowBytes);
+      }
+    }
+    device.queue.submit([encoder.finish()]);
+  }
+
+  /** Bytes of one sequence's row of one layer's key (or value) at `capacity` positions. */
+  private rowBytes(capacity: number): number {
+    return this.geometry.numKvHeads * capacity * this.geometry.headDim * (this.dtype === 'float16' ? 2 : 4);
+  }
+
+  /** Fresh, uninitialized buffers for `batch` rows of `capacity` positions. */
+  private allocate(device: GPUDevice, capacity: number, batch: number): Storage {
+    const { numLayers, numKvHeads, headDim } = this.geometry;
+    const dims = [batch, numKvHeads, capacity, headDim];
+    const buffers: GPUBuffer[] = [];
+    const tensors: Record<string, ort.Tensor> = {};
+    forEachKv(numLayers, (layer, kind) => {
+      const buffer = device.createBuffer({
+        size: batch * this.rowBytes(capacity),
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      });
+      buffers.push(buffer);
+      tensors[pastName(layer, kind)] = ort.Tensor.fromGpuBuffer(buffer, { dataType: this.dtype, dims });
+    });
+    return { capacity, buffers, tensors };
   }
 
   private requireStorage(): Storage {
@@ -103,39 +165,29 @@ export class FixedKvCache implements KvCache {
   /** New buffers of `capacity` positions holding this cache's valid rows. */
   private async reallocate(capacity: number): Promise<Storage> {
     const device = (await ort.env.webgpu.device) as GPUDevice;
-    const { numLayers, numKvHeads, headDim } = this.geometry;
-    const elementBytes = this.dtype === 'float16' ? 2 : 4;
-    const rowBytes = headDim * elementBytes;
-    const dims = [1, numKvHeads, capacity, headDim];
+    const { numKvHeads, headDim } = this.geometry;
+    const rowBytes = headDim * (this.dtype === 'float16' ? 2 : 4);
     const old = this.storage;
-    const buffers: GPUBuffer[] = [];
-    const tensors: Record<string, ort.Tensor> = {};
-    const encoder = old && this.length > 0 ? device.createCommandEncoder() : null;
-    let index = 0;
-    forEachKv(numLayers, (layer, kind) => {
-      const buffer = device.createBuffer({
-        size: numKvHeads * capacity * rowBytes,
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-      });
-      if (encoder && old) {
-        // Each head's rows are contiguous: copy the valid ones to the head's new offset.
-        for (let head = 0; head < numKvHeads; head++) {
-          encoder.copyBufferToBuffer(old.buffers[index]!, head * old.capacity * rowBytes, buffer, head * capacity * rowBytes, this.length * rowBytes);
+    const storage = this.allocate(device, capacity, this.batch);
+    if (old && this.length > 0) {
+      const encoder = device.createCommandEncoder();
+      old.buffers.forEach((buffer, index) => {
+        // Each (sequence, head) block of positions is contiguous: copy its valid rows to the block's new offset.
+        for (let block = 0; block < this.batch * numKvHeads; block++) {
+          encoder.copyBufferToBuffer(buffer, block * old.capacity * rowBytes, storage.buffers[index]!, block * capacity * rowBytes, this.length * rowBytes);
         }
-      }
-      buffers.push(buffer);
-      tensors[pastName(layer, kind)] = ort.Tensor.fromGpuBuffer(buffer, { dataType: this.dtype, dims });
-      index += 1;
-    });
-    if (encoder) device.queue.submit([encoder.finish()]);
+      });
+      device.queue.submit([encoder.finish()]);
+    }
     if (old) destroy(old); // destroyed buffers live until the submitted copies finish
-    return { capacity, buffers, tensors };
+    return storage;
   }
 }
 
 function destroy(storage: Storage): void {
   for (const tensor of Object.values(storage.tensors)) tensor.dispose();
   for (const buffer of storage.buffers) buffer.destroy();
+  storage.rowScratch?.destroy();
 }
 
 function roundUp(value: number, step: number): number {

@@ -4,6 +4,7 @@
  * cache; transformers.js' generate() expects its own model classes.
  */
 import { HarkError } from '../errors';
+import { beamSearch } from './beamSearch';
 import type { DecoderRunner, KvCache, StepResult } from './decoder';
 import { TokenSampler, type SamplingParams } from './sampling';
 import { IncrementalText } from './textStream';
@@ -14,6 +15,13 @@ export interface GenerationParams extends SamplingParams {
   stopTokenIds: number[];
   /** LoRA scale fed to the decoder (0 = base LLM; the bundle's default is alpha / rank). */
   loraScale: number;
+  /**
+   * Beams of SALMONN's beam search (beamSearch.ts); 1 = one sequence (greedy, or sampled). With
+   * sampling on, one sequence is sampled whatever this says (beam sampling is not implemented).
+   */
+  numBeams: number;
+  /** Beam search's length penalty: a hypothesis scores sum of log-probs / length ** this. */
+  lengthPenalty: number;
 }
 
 export type StopReason = 'stop-token' | 'max-tokens' | 'cancelled' | 'context-full';
@@ -27,6 +35,11 @@ export interface TokenEvent {
   delta: string;
   /** The whole answer text so far. */
   text: string;
+  /**
+   * Beam search only: the best hypothesis changed to one whose text does not extend the previous
+   * event's (`text` replaces what was shown; `delta` is '').
+   */
+  revised?: boolean;
   /** Milliseconds since the request started. */
   elapsedMs: number;
 }
@@ -41,6 +54,10 @@ export interface GenerationStats {
   decodeTokensPerSecond: number;
   totalMs: number;
   stopReason: StopReason;
+  /** Beam search only: beams, decoder steps after the prompt, and times the shown answer was revised. */
+  beams?: number;
+  beamSteps?: number;
+  revisions?: number;
 }
 
 export interface GenerationResult {
@@ -68,6 +85,7 @@ export interface GenerationRequest {
 }
 
 export async function generate(request: GenerationRequest): Promise<GenerationResult> {
+  if (request.params.numBeams > 1 && !request.params.doSample) return beamSearch(request);
   const { decoder, tokenizer, params, signal } = request;
   const now = request.now ?? (() => performance.now());
   const started = now();
@@ -140,7 +158,7 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
 }
 
 /** Resolves after the messages already queued for this thread have been handled (no timer clamping). */
-function yieldToEventLoop(): Promise<void> {
+export function yieldToEventLoop(): Promise<void> {
   if (typeof MessageChannel === 'undefined') return new Promise((resolve) => setTimeout(resolve, 0));
   return new Promise((resolve) => {
     const channel = new MessageChannel();
@@ -152,7 +170,7 @@ function yieldToEventLoop(): Promise<void> {
   });
 }
 
-async function guarded(run: () => Promise<StepResult>): Promise<StepResult> {
+export async function guarded(run: () => Promise<StepResult>): Promise<StepResult> {
   try {
     return await run();
   } catch (error) {

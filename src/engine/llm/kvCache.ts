@@ -12,6 +12,12 @@
  * A cache handle is consumed by the run that extends it: the runner returns a new handle and the
  * old one must not be used again (its `dispose` then does nothing harmful).
  *
+ * Beam search runs several sequences as the decoder's batch (rows of the cache, all of one length):
+ * `selectRows` makes a new cache from chosen rows of this one (a prompt's row repeated per beam, or
+ * one beam's row for the conversation), and `copyRows` overwrites rows in place with others (the
+ * beams reordered after a step). Both copy on the device that holds the cache: a fixed cache's rows
+ * never travel to the CPU.
+ *
  * `scratch()` lends a handle for runs whose positions are thrown away afterwards (scoring the
  * labels of a fixed answer set, each on top of the same prompt): runs on the lent handle see this
  * cache's positions and append theirs, while this handle keeps its length and stays usable. No
@@ -32,6 +38,8 @@ export interface KvGeometry {
 export interface KvCache {
   /** Positions held. */
   readonly length: number;
+  /** Sequences held (the decoder's batch): 1, or the number of beams. */
+  readonly batch: number;
   /** The `past_key_values.*` feeds for a run that appends `newPositions` positions. */
   pastFeeds(newPositions: number): Promise<Record<string, ort.Tensor>>;
   /** Pre-allocated `present.*` outputs (bound in place), or null to let ORT allocate them. */
@@ -45,6 +53,24 @@ export interface KvCache {
    * the module comment). Dispose it, and what runs on it return, before this cache is used again.
    */
   scratch(newPositions: number): Promise<KvCache>;
+  /** A new cache whose row i is a copy of this cache's row `rows[i]`; this cache stays as it is. */
+  selectRows(rows: readonly number[]): Promise<KvCache>;
+  /**
+   * In place: row `to` becomes a copy of row `from`, for every [from, to] of `moves`. No row may be
+   * both a source and a destination.
+   */
+  copyRows(moves: ReadonlyArray<readonly [from: number, to: number]>): Promise<void>;
+}
+
+/** Throws unless `moves` are valid row moves for a cache of `batch` rows (see KvCache.copyRows). */
+export function checkRowMoves(moves: ReadonlyArray<readonly [number, number]>, batch: number): void {
+  const sources = new Set(moves.map(([from]) => from));
+  const targets = new Set<number>();
+  for (const [from, to] of moves) {
+    if (![from, to].every((row) => Number.isInteger(row) && row >= 0 && row < batch)) throw new Error(`row move ${from} → ${to} is outside a batch of ${batch}`);
+    if (sources.has(to) || targets.has(to)) throw new Error(`row ${to} is written twice or also read by a row move`);
+    targets.add(to);
+  }
 }
 
 export function pastName(layer: number, kind: 'key' | 'value'): string {
@@ -74,6 +100,7 @@ export class GrowingKvCache implements KvCache {
     readonly length: number,
     /** False for the empty cache's CPU tensors, which need no disposing. */
     private readonly owned: boolean,
+    readonly batch = 1,
   ) {}
 
   static empty(geometry: KvGeometry, dtype: KvType): GrowingKvCache {
@@ -103,7 +130,7 @@ export class GrowingKvCache implements KvCache {
       tensors[pastName(layer, kind)] = present;
     });
     this.dispose(); // the old presents are not needed once the new ones exist
-    return new GrowingKvCache(this.geometry, tensors, this.length + newPositions, true);
+    return new GrowingKvCache(this.geometry, tensors, this.length + newPositions, true, this.batch);
   }
 
   dispose(): void {
@@ -114,6 +141,43 @@ export class GrowingKvCache implements KvCache {
   /** The same tensors, not owned: a run on it returns new presents and leaves these intact. */
   async scratch(): Promise<KvCache> {
     if (!this.tensors) throw new Error('this KV cache was already consumed by a decoder run');
-    return new GrowingKvCache(this.geometry, this.tensors, this.length, false);
+    return new GrowingKvCache(this.geometry, this.tensors, this.length, false, this.batch);
   }
+
+  async selectRows(rows: readonly number[]): Promise<KvCache> {
+    const source = this.requireTensors();
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [name, tensor] of Object.entries(source)) {
+      const data = rowData(tensor);
+      const rowLength = data.length / this.batch;
+      const out = new (data.constructor as Float32ArrayConstructor | Uint16ArrayConstructor)(rowLength * rows.length);
+      rows.forEach((row, i) => {
+        if (!(Number.isInteger(row) && row >= 0 && row < this.batch)) throw new Error(`row ${row} is outside a batch of ${this.batch}`);
+        out.set(data.subarray(row * rowLength, (row + 1) * rowLength), i * rowLength);
+      });
+      const dims = [rows.length, ...tensor.dims.slice(1)];
+      tensors[name] = out instanceof Uint16Array ? new ort.Tensor('float16', out, dims) : new ort.Tensor('float32', out as Float32Array, dims);
+    }
+    return new GrowingKvCache(this.geometry, tensors, this.length, true, rows.length);
+  }
+
+  async copyRows(moves: ReadonlyArray<readonly [number, number]>): Promise<void> {
+    checkRowMoves(moves, this.batch);
+    for (const tensor of Object.values(this.requireTensors())) {
+      const data = rowData(tensor);
+      const rowLength = data.length / this.batch;
+      for (const [from, to] of moves) data.copyWithin(to * rowLength, from * rowLength, (from + 1) * rowLength);
+    }
+  }
+
+  private requireTensors(): Record<string, ort.Tensor> {
+    if (!this.tensors) throw new Error('this KV cache was already consumed by a decoder run');
+    return this.tensors;
+  }
+}
+
+/** A CPU tensor's elements (a growing cache lives on the CPU: the wasm backend's outputs). */
+function rowData(tensor: ort.Tensor): Float32Array | Uint16Array {
+  if (tensor.location !== 'cpu') throw new Error('a growing KV cache on the GPU cannot be reordered; beam search uses the fixed layout there');
+  return tensor.data as Float32Array | Uint16Array;
 }
