@@ -10,12 +10,9 @@
  *
  * One backend per process (the WebGPU build of ORT is loaded by a module hook before any import).
  */
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-const root = new URL('../..', import.meta.url).pathname;
+import { ensureHooksPair, type PairGeometry as Geometry } from './hooksPair';
 
 function arg(name: string, fallback: string): string {
   const at = process.argv.indexOf(`--${name}`);
@@ -27,32 +24,6 @@ const backend = arg('backend', 'wasm') as 'wasm' | 'webgpu-node';
 const precision = arg('precision', 'int4');
 const rounds = Number(arg('rounds', '5'));
 const promptTokens = Number(arg('prompt', '120'));
-
-interface Geometry {
-  numLayers: number;
-  numKvHeads: number;
-  headDim: number;
-  hiddenSize: number;
-  vocabSize: number;
-  maxPositions: number;
-  probeLayer: number;
-}
-
-function ensurePair(model: string): string {
-  const folder = join(root, '.bench-cache/hooks', `${model}-${precision}`);
-  // Rebuilt when the builder changed since (a stamp of the two builder files).
-  const stamp = join(folder, 'geometry.json');
-  const hash = createHash('sha256');
-  for (const file of ['models/build_bench_models.py', 'models/salmonn/onnx_decoder.py']) hash.update(readFileSync(join(root, file)));
-  const key = hash.digest('hex').slice(0, 16);
-  const keyFile = join(folder, 'key');
-  if (!existsSync(stamp) || !existsSync(keyFile) || readFileSync(keyFile, 'utf8') !== key) {
-    process.stderr.write(`building the ${model} ${precision} decoders with and without the hook into ${folder} ...\n`);
-    execFileSync('/usr/bin/python3', ['models/build_bench_models.py', '--hooks-pair', folder, '--model', model, '--precision', precision], { cwd: root, stdio: 'inherit' });
-    writeFileSync(keyFile, key);
-  }
-  return folder;
-}
 
 interface Row {
   model: string;
@@ -89,7 +60,7 @@ async function main(): Promise<void> {
 
   const rows: Row[] = [];
   for (const model of models) {
-    const folder = ensurePair(model);
+    const folder = ensureHooksPair(model, precision);
     const geometry = JSON.parse(readFileSync(join(folder, 'geometry.json'), 'utf8')) as Geometry;
     const steps = Number(arg('steps', model === 'tiny' ? '64' : backend === 'wasm' ? '24' : '8'));
     const embedTokens = await open(folder, 'embed_tokens', embedOutputLocations(engineBackend));

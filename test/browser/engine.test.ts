@@ -124,6 +124,26 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
             expect(report.followUp.logitErrorVsResumed).toBeLessThan(1e-4);
           });
         }
+        // Beam search with the KV cache's rows reordered on the GPU: fp32, the 4-beam runs (one with
+        // a follow-up from a winner cut at the token limit, one whose winner ended with a stop id, and
+        // one ended early by the done rule); int4 one 4-beam run.
+        if (name === 'speech') {
+          const runIndices = precision === 'fp32' ? [1, 4, 5] : [1];
+          it(`beam search like the reference (speech, runs ${runIndices.join(', ')}): token-identical, follow-ups from the chosen beam's cache`, { timeout: 600_000 }, async () => {
+            const reports = await page.evaluate(([p, r]) => window.harkEngineHarness.beamParity('speech', p, r), [precision, runIndices] as const);
+            for (const report of reports) {
+              console.log(`beam search ${precision} run ${report.run} (${report.numBeams} beams) on WebGPU: ${report.steps} steps in ${report.ms.toFixed(0)} ms, ${report.revisions} revisions`);
+              expect(report.tokens, `run ${report.run}`).toEqual(report.expected);
+              expect(report.steps, `run ${report.run}`).toBe(report.expectedSteps);
+              expect(report.streamConsistent).toBe(true);
+              expect(report.lastText).toBe(report.text);
+              if (report.followUp) {
+                expect(report.followUp.turn).toBe(2);
+                expect(report.followUp.tokens, `follow-up of run ${report.run}`).toEqual(report.followUp.expected);
+              }
+            }
+          });
+        }
       }
 
     });

@@ -155,6 +155,41 @@ async function classifyParity(name: string, precision: 'fp32' | 'int4') {
   };
 }
 
+/**
+ * Beam searches of a golden recording (the golden runs at `runIndices`) compared inside the page:
+ * tokens, steps and the follow-up from the chosen beam; plus whether the stream stayed consistent.
+ */
+async function beamParity(name: string, precision: 'fp32' | 'int4', runIndices: number[]) {
+  const index = await goldenIndex();
+  const input = index.inputs[name]!;
+  const golden = input.precisions[precision].beamSearch!;
+  await setGoldenAudioOnce(name, input);
+  const reports = [];
+  for (const i of runIndices) {
+    const run = golden.runs[i]!;
+    await client.newConversation();
+    const texts: { text: string; delta: string; revised: boolean }[] = [];
+    const started = performance.now();
+    const answer = await client.ask(
+      golden.prompt,
+      { numBeams: run.numBeams, loraScale: run.loraScale, lengthPenalty: run.lengthPenalty, stopTokenIds: run.stopTokenIds, maxNewTokens: golden.maxNewTokens, doSample: false },
+      (event: TokenEvent) => texts.push({ text: event.text, delta: event.delta, revised: event.revised === true }),
+    );
+    const ms = performance.now() - started;
+    const streamConsistent = texts.every((e, k) => k === 0 || (e.revised ? !e.text.startsWith(texts[k - 1]!.text) : texts[k - 1]!.text + e.delta === e.text));
+    let followUp: { tokens: number[]; expected: number[]; turn: number } | null = null;
+    if (run.followUp) {
+      const next = await client.ask(run.followUp.question, { numBeams: run.followUp.numBeams, loraScale: run.loraScale, maxNewTokens: golden.followUpTokens, doSample: false });
+      followUp = { tokens: next.ids, expected: run.followUp.tokens, turn: next.turn };
+    }
+    reports.push({
+      run: i, numBeams: run.numBeams, tokens: answer.ids, expected: run.tokens, steps: answer.stats.beamSteps, expectedSteps: run.steps,
+      lastText: texts.at(-1)?.text ?? '', text: answer.text, streamConsistent, revisions: answer.stats.revisions, followUp, ms,
+    });
+  }
+  return reports;
+}
+
 async function errorCode(run: () => Promise<unknown>): Promise<string> {
   try {
     await run();
@@ -170,6 +205,7 @@ const harness = {
   parity,
   localizeParity,
   classifyParity,
+  beamParity,
   streamTimeline,
   setGoldenAudio,
   goldenIndex,
