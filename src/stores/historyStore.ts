@@ -28,6 +28,7 @@ import {
 } from '../storage/history';
 import { ImportError, MAX_IMPORT_BYTES, readConversationExport } from '../storage/importConversation';
 import { onNewRecording, useAudioStore, type NewRecordingEvent } from './audioStore';
+import { storedBeamStats, storedBeams } from './beams';
 import { RESUME_NOTE, useConversationStore, type AnswerSettings, type AnswerStats, type ChatMessage, type LabelChoice, type SavedMessage } from './conversationStore';
 import { errorMessage } from './engineTypes';
 import { useModelStore } from './modelStore';
@@ -131,6 +132,7 @@ function answerSettings(value: unknown): AnswerSettings | undefined {
     topP: v.topP as number,
     repetitionPenalty: v.repetitionPenalty as number,
     seed: v.seed as number,
+    numBeams: storedBeams(v.numBeams),
   };
 }
 
@@ -149,6 +151,7 @@ function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
       promptTokens: numberOrNull(stats.promptTokens),
       stopReason: typeof stats.stopReason === 'string' ? (stats.stopReason as AnswerStats['stopReason']) : null,
       totalMs: numberOrNull(stats.totalMs),
+      ...storedBeamStats(stats),
     };
     const status: AnswerState = ANSWER_STATES.includes(m.status as AnswerState) ? (m.status as AnswerState) : 'done';
     const tokenIds = Array.isArray(m.tokenIds) && m.tokenIds.every((id) => Number.isInteger(id)) ? m.tokenIds : undefined;
