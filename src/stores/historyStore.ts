@@ -93,7 +93,7 @@ function signature(messages: ChatMessage[]): string {
   return messages.map((m) => (m.role === 'assistant' ? `a:${m.status}` : m.role)).join(',');
 }
 
-function toStoredMessages(messages: ChatMessage[]): StoredMessage[] {
+export function toStoredMessages(messages: ChatMessage[]): StoredMessage[] {
   return messages.flatMap((m): StoredMessage[] => {
     if (m.role === 'divider') return [];
     if (m.role === 'user') return [{ role: 'user', text: m.text, label: m.label, ...(m.prompt ? { prompt: m.prompt } : {}) }];
@@ -139,8 +139,8 @@ function answerSettings(value: unknown): AnswerSettings | undefined {
 const ANSWER_STATES = ['waiting', 'streaming', 'done', 'stopped', 'error'] as const;
 type AnswerState = (typeof ANSWER_STATES)[number];
 
-/** Stored messages back into chat messages (defensive: the database may hold older shapes). */
-function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
+/** Stored messages back into chat messages (defensive: the database may hold older shapes; exported for test/unit/beams.test.ts). */
+export function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
   return messages.map((m): SavedMessage => {
     if (m.role === 'user') return { role: 'user', text: m.text, label: m.label ?? null, ...(typeof m.prompt === 'string' ? { prompt: m.prompt } : {}) };
     const stats = m.stats ?? {};
