@@ -252,7 +252,11 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     // Only the start and the end are announced: never the text, which beam search may revise.
     notices.announce(numBeams > 1 ? `Answering: comparing ${numBeams} candidate answers…` : 'Answering…');
     let firstAt: number | null = null;
+    // Token events come on their own message channel and may arrive after the result: late ones
+    // are stale (they would show an earlier text again, or count a revision twice).
+    let ended = false;
     const onToken = (event: TokenEvent) => {
+      if (ended) return;
       if (firstAt === null) firstAt = event.elapsedMs;
       const seconds = (event.elapsedMs - firstAt) / 1000;
       set((s) => ({
@@ -290,6 +294,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       // from the engine); follow-ups are plain text in Vicuna's format.
       const question = turns === 0 ? prompt.trim() : display;
       const result = await inEngineLane(() => engineClient().ask(question, { ...params, numBeams, seed }, onToken));
+      ended = true;
       const stopped = result.stats.stopReason === 'cancelled';
       set((s) => ({
         phase: 'idle',
@@ -311,6 +316,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       }));
       notices.announce(stopped ? 'Stopped.' : result.stats.stopReason === 'context-full' ? 'The answer filled the conversation. Start a new conversation to ask more.' : 'Answer complete.');
     } catch (error) {
+      ended = true;
       const message = errorMessage(error);
       set((s) => ({
         phase: 'idle',
