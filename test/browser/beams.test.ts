@@ -172,6 +172,9 @@ describe('beam search in the app', () => {
       expect(streaming[i]!.height).toBeGreaterThanOrEqual(streaming[i - 1]!.height - 0.5);
     }
     expect(streaming.every((o) => o.stats.startsWith('Comparing 4 candidate answers…'))).toBe(true);
+    // Once done, it stays the answer (a token event arriving after the result changes nothing).
+    const afterDone = trace.slice(trace.findIndex((o) => o.state === 'done'));
+    expect(afterDone.map((o) => [o.text, o.revisions])).toEqual(afterDone.map(() => [expected.text, expected.stats.revisions]));
     const announced = [...new Set(trace.map((o) => o.live).filter((t) => t !== ''))];
     expect(announced).toContain('Answering: comparing 4 candidate answers…');
     for (const text of announced) expect(engineTexts.some((t) => t !== '' && text.includes(t))).toBe(false);
