@@ -23,6 +23,7 @@ const SCREENSHOTS = join(REPO_ROOT, 'test-results', 'screenshots');
 const MAX_NEW_TOKENS = 8;
 const BEAMS = 4;
 const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 360, height: 780 };
 
 async function waitForState(page: Page, testId: string, states: string[], timeout = 120_000): Promise<string> {
   const handle = await page.waitForFunction(
@@ -179,6 +180,11 @@ describe('beam search in the app', () => {
     expect(announced).toContain('Answering: comparing 4 candidate answers…');
     for (const text of announced) expect(engineTexts.some((t) => t !== '' && text.includes(t))).toBe(false);
     await page.screenshot({ path: join(SCREENSHOTS, 'beam-answer-1280.png'), fullPage: true });
+    await page.setViewportSize(PHONE);
+    await page.waitForTimeout(150);
+    await page.screenshot({ path: join(SCREENSHOTS, 'beam-answer-360.png'), fullPage: true });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
+    await page.setViewportSize(DESKTOP);
 
     // A reload keeps the setting and the answer with its beams.
     await page.getByTestId('history-entry').first().waitFor();
