@@ -6,49 +6,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BundleSource } from '../../src/engine/bundle/source';
-import type { Manifest, ReasoningSpec } from '../../src/engine/bundle/manifest';
+import type { Manifest } from '../../src/engine/bundle/manifest';
 import { GOLDEN_DIR, TINY_BUNDLE_DIR } from './golden';
+import { reasoningManifest, type ReasoningGolden } from './reasoningManifest';
 import { tinyBundleFiles } from './tinyBundle';
 
-export interface ReasoningGoldenRun {
-  thinkingBudget: number;
-  /** Every generated or forced id (no stop id). */
-  tokens: number[];
-  thinkingTokens: number;
-  forcedClose: boolean;
-  /** Index of the first forced id (null: not forced). */
-  forcedAt: number | null;
-  /** Index where the answer's tokens begin (null: still thinking). */
-  answerStart: number | null;
-  thoughts: string;
-  answer: string;
-}
-
-export interface ReasoningGolden {
-  bundle: string;
-  baseBundle: string;
-  label: string;
-  bundleDescription: string;
-  reasoning: ReasoningSpec;
-  input: string;
-  audio: string;
-  prompt: string;
-  precision: 'fp32';
-  loraScale: number;
-  maxNewTokens: number;
-  thinkOpenIds: number[];
-  thinkCloseIds: number[];
-  forcedCloseIds: number[];
-  runs: ReasoningGoldenRun[];
-}
+export type { ReasoningGolden, ReasoningGoldenRun } from './reasoningManifest';
 
 export function loadReasoningGolden(): ReasoningGolden {
   return JSON.parse(readFileSync(join(GOLDEN_DIR, 'reasoning.json'), 'utf8')) as ReasoningGolden;
-}
-
-/** The tiny bundle's manifest renamed, with the golden `reasoning` section (as the Python side writes it). */
-export function reasoningManifest(base: Manifest, golden: ReasoningGolden): Manifest {
-  return { ...base, name: golden.bundle, label: golden.label, description: golden.bundleDescription, reasoning: golden.reasoning };
 }
 
 /** The tiny reasoning bundle as a `files` source. */
