@@ -39,6 +39,8 @@ export interface AnswerSettings {
   repetitionPenalty: number;
   /** The sampling seed (0 for greedy answers). */
   seed: number;
+  /** Reasoning models only: the thinking budget, in tokens. */
+  thinkingBudget?: number;
 }
 
 export type ChatMessage =
@@ -66,6 +68,14 @@ export type ChatMessage =
       tokenIds?: number[];
       /** An answer chosen from a label set ("Classify"): every label's probability, in the order given. */
       choices?: LabelChoice[];
+      /**
+       * Reasoning models only: the thoughts written before the answer (streamed apart from it),
+       * the thought tokens the model wrote, and whether the thinking budget ran out (the closing
+       * sentence was then forced). `thinkingTokens` is the count so far while the answer streams.
+       */
+      thoughts?: string;
+      thinkingTokens?: number;
+      forcedClose?: boolean;
     }
   | { id: number; role: 'divider'; text: string };
 
@@ -244,13 +254,16 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     notices.clearError('answer');
     notices.announce('Answering…');
     let firstAt: number | null = null;
+    let thoughtTokens = 0;
     const onToken = (event: TokenEvent) => {
       if (firstAt === null) firstAt = event.elapsedMs;
       const seconds = (event.elapsedMs - firstAt) / 1000;
+      if (event.channel === 'thought' && !event.forced) thoughtTokens += 1;
       set((s) => ({
         messages: updateAssistant(s.messages, answerId, (m) => ({
           status: m.status === 'waiting' ? 'streaming' : m.status,
           text: event.text,
+          ...(event.thoughts !== undefined ? { thoughts: event.thoughts, thinkingTokens: thoughtTokens } : {}),
           stats: {
             ...m.stats,
             tokens: event.index + 1,
@@ -287,6 +300,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
           status: stopped ? 'stopped' : 'done',
           text: result.text,
           tokenIds: result.ids,
+          ...(result.thoughts !== undefined ? { thoughts: result.thoughts, thinkingTokens: result.thinkingTokens, forcedClose: result.forcedClose } : {}),
           stats: {
             tokens: result.stats.generatedTokens,
             timeToFirstTokenMs: result.stats.timeToFirstTokenMs,

@@ -108,6 +108,7 @@ function toStoredMessages(messages: ChatMessage[]): StoredMessage[] {
         stats: { ...m.stats },
         ...(m.tokenIds ? { tokenIds: m.tokenIds } : {}),
         ...(m.choices ? { choices: m.choices.map((c) => ({ ...c })) } : {}),
+        ...(m.thoughts !== undefined ? { thoughts: m.thoughts, thinkingTokens: m.thinkingTokens ?? 0, forcedClose: m.forcedClose === true } : {}),
       },
     ];
   });
@@ -131,6 +132,7 @@ function answerSettings(value: unknown): AnswerSettings | undefined {
     topP: v.topP as number,
     repetitionPenalty: v.repetitionPenalty as number,
     seed: v.seed as number,
+    ...(numberOrNull(v.thinkingBudget) !== null ? { thinkingBudget: v.thinkingBudget as number } : {}),
   };
 }
 
@@ -165,6 +167,9 @@ function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
       ...(settings ? { settings } : {}),
       ...(tokenIds ? { tokenIds } : {}),
       ...(choices ? { choices } : {}),
+      ...(typeof m.thoughts === 'string'
+        ? { thoughts: m.thoughts, thinkingTokens: Number.isInteger(m.thinkingTokens) ? m.thinkingTokens : 0, forcedClose: m.forcedClose === true }
+        : {}),
     };
   });
 }

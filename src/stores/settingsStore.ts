@@ -15,6 +15,8 @@ export interface GenerationSettings {
   repetitionPenalty: number | null;
   doSample: boolean | null;
   loraScale: number | null;
+  /** Reasoning models only: most thought tokens before the answer is forced (null: the model's default). */
+  thinkingBudget: number | null;
 }
 
 export type GenerationKey = keyof GenerationSettings;
@@ -53,6 +55,7 @@ const NO_OVERRIDES: GenerationSettings = {
   repetitionPenalty: null,
   doSample: null,
   loraScale: null,
+  thinkingBudget: null,
 };
 
 export const useSettingsStore = create<SettingsStore>()(
@@ -72,13 +75,14 @@ export const useSettingsStore = create<SettingsStore>()(
       name: 'hark-settings',
       version: 1,
       storage: createJSONStorage(() => localStorage),
-      partialize: ({ temperature, topP, maxNewTokens, repetitionPenalty, doSample, loraScale, backend, modelSource, pausedDownload }) => ({
+      partialize: ({ temperature, topP, maxNewTokens, repetitionPenalty, doSample, loraScale, thinkingBudget, backend, modelSource, pausedDownload }) => ({
         temperature,
         topP,
         maxNewTokens,
         repetitionPenalty,
         doSample,
         loraScale,
+        thinkingBudget,
         backend,
         modelSource,
         pausedDownload,
@@ -97,6 +101,8 @@ export function effectiveGeneration(settings: GenerationSettings, defaults: Gene
     repetitionPenalty: settings.repetitionPenalty ?? defaults.repetitionPenalty,
     doSample: settings.doSample ?? defaults.doSample,
     loraScale: Math.min(settings.loraScale ?? defaults.loraScale, loraMax),
+    // Only a reasoning model has a thinking budget (its default comes from its bundle).
+    ...(defaults.thinkingBudget !== undefined ? { thinkingBudget: settings.thinkingBudget ?? defaults.thinkingBudget } : {}),
   };
 }
 

@@ -54,7 +54,8 @@ function describeSettings(message: Assistant): string {
   const decoding = settings.doSample
     ? `sampling: temperature ${settings.temperature.toFixed(2)}, top-p ${settings.topP.toFixed(2)}, seed ${settings.seed}`
     : 'greedy (always the most likely word)';
-  return `LoRA scale ${settings.loraScale.toFixed(2)} · ${decoding} · at most ${settings.maxNewTokens} new tokens · repetition penalty ${settings.repetitionPenalty.toFixed(2)}${message.model ? ` · ${message.model}` : ''}`;
+  const thinking = settings.thinkingBudget !== undefined ? ` · thinking budget ${settings.thinkingBudget} tokens` : '';
+  return `LoRA scale ${settings.loraScale.toFixed(2)} · ${decoding} · at most ${settings.maxNewTokens} new tokens${thinking} · repetition penalty ${settings.repetitionPenalty.toFixed(2)}${message.model ? ` · ${message.model}` : ''}`;
 }
 
 /** Copy, Regenerate (the last answer) and the settings that produced it, under a finished answer. */
@@ -105,6 +106,29 @@ function AnswerActions({ message, isLast, busy }: { message: Assistant; isLast: 
   );
 }
 
+/**
+ * A reasoning model's thoughts: while it thinks they stream here (open, under the still-empty
+ * answer), then they fold away under the answer as "Thoughts · N tokens" (a native
+ * <details>/<summary>: Enter or Space opens it, screen readers announce it as collapsed).
+ */
+function Thoughts({ message, answerNumber }: { message: Assistant; answerNumber: number }) {
+  if (message.thoughts === undefined) return null;
+  const live = (message.status === 'waiting' || message.status === 'streaming') && message.text === '' && message.forcedClose === undefined;
+  const tokens = message.thinkingTokens ?? 0;
+  const count = `${tokens} token${tokens === 1 ? '' : 's'}`;
+  return (
+    <details className="thoughts" open={live} data-testid={`thoughts-${answerNumber}`} data-state={live ? 'thinking' : 'done'} data-tokens={tokens}>
+      <summary>
+        {live ? `Thinking… · ${count}` : `Thoughts · ${count}`}
+        {message.forcedClose && <span className="muted"> · cut at the thinking budget</span>}
+      </summary>
+      <p className="thoughts-text" data-testid={`thoughts-text-${answerNumber}`}>
+        {message.thoughts === '' && !live ? '(no thoughts)' : message.thoughts}
+      </p>
+    </details>
+  );
+}
+
 function Thread({ messages, busy }: { messages: ChatMessage[]; busy: boolean }) {
   const end = useRef<HTMLDivElement>(null);
   const last = messages.at(-1);
@@ -144,6 +168,7 @@ function Thread({ messages, busy }: { messages: ChatMessage[]; busy: boolean }) 
               {message.text}
               {(message.status === 'waiting' || message.status === 'streaming') && <span className="cursor" aria-hidden="true" />}
             </p>
+            <Thoughts message={message} answerNumber={answerNumber} />
             {message.choices && message.status === 'done' && <LabelBars choices={message.choices} chosen={message.text} />}
             {message.status === 'error' && message.error && <p className="answer-error">{message.error}</p>}
             {message.status === 'stopped' && message.text === '' && <p className="muted">Stopped before the first word.</p>}
