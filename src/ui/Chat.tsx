@@ -387,6 +387,12 @@ export function Chat() {
           {info?.randomWeights
             ? 'Pick a task or type a question. This test model has random weights, so its answers are deliberately meaningless — it shows the whole pipeline working.'
             : 'Pick a task or type a question about the recording. Follow-up questions continue the conversation.'}
+          {info?.reasoning && (
+            <span className="block" data-testid="reasoning-help">
+              This model thinks before it answers: its thoughts stream first, then fold away under the answer (“Thoughts”). After the
+              thinking budget (Settings) it is told to stop thinking and answer.
+            </span>
+          )}
         </p>
       ) : (
         <Thread messages={messages} busy={answering || finding || modelStatus !== 'ready' || audioStatus !== 'ready'} />
