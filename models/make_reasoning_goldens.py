@@ -19,7 +19,8 @@ several tokens, so the engine's split is exercised across token boundaries.
 
 Runs (speech golden recording, its ASR prompt, default LoRA scale, fp32): budgets 0 (thinking
 skipped), 3 and 7 (forced), and ALARM's 1024 (thinking ends by itself); each then answers greedily
-for up to MAX_ANSWER_TOKENS tokens (models/salmonn/reasoning.py states the rules).
+for up to MAX_ANSWER_TOKENS tokens (models/salmonn/reasoning.py states the rules); the budget-3 run
+is followed by a follow-up question answered with the same budget (thoughts and all stay in context).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from salmonn.bundle import validate_manifest  # noqa: E402
 from salmonn.checkpoints import build_reference  # noqa: E402
 from salmonn.llama import greedy_generate  # noqa: E402
 from salmonn.pipeline import encode_audio, user_text_for  # noqa: E402
-from salmonn.prompt import assemble_inputs_embeds, split_prompt  # noqa: E402
+from salmonn.prompt import assemble_inputs_embeds, followup_ids, split_prompt  # noqa: E402
 from salmonn.reasoning import (ALARM_DEFAULT_BUDGET, ReasoningTemplate, alarm_forced_close,  # noqa: E402
                                reason_greedy)
 from salmonn.tokenizer import LlamaTokenizer  # noqa: E402
@@ -52,6 +53,11 @@ GOLDEN_FILE = HERE / "golden" / "reasoning.json"
 INPUT = "speech"
 BUDGETS = [0, 3, 7, ALARM_DEFAULT_BUDGET]
 MAX_ANSWER_TOKENS = 12
+# A follow-up question after the run with this budget: [</s>] + its turn + thinkOpen's tokens are
+# fed after that run's ids, then it is answered with the same budget.
+FOLLOW_UP_AFTER_BUDGET = 3
+FOLLOW_UP_QUESTION = "And then?"
+FOLLOW_UP_TOKENS = 3
 # The tiny bundle's default budget: small, so that a test asking with the defaults stays short.
 TINY_DEFAULT_BUDGET = 16
 CLOSE_TOKENS = slice(5, 8)  # the greedy thought tokens whose text becomes thinkClose
@@ -112,6 +118,15 @@ def compute(scratch: Path) -> dict:
         runs.append({"thinkingBudget": budget, "tokens": result.ids, "thinkingTokens": result.thinking_tokens,
                      "forcedClose": result.forced_close, "forcedAt": result.forced_at,
                      "answerStart": result.answer_start, "thoughts": result.thoughts, "answer": result.answer})
+        if budget == FOLLOW_UP_AFTER_BUDGET:
+            turn = followup_ids(tok, FOLLOW_UP_QUESTION)
+            with torch.no_grad():
+                follow_embeds = torch.cat([embeds, ref.llm.embed(torch.tensor([result.ids + turn + open_ids]))], dim=1)
+            follow = reason_greedy(ref.llm, tok, follow_embeds, template, budget, FOLLOW_UP_TOKENS,
+                                   stop_ids=(tok.eos_id,), lora_scale=lora_scale)
+            runs[-1]["followUp"] = {"question": FOLLOW_UP_QUESTION, "maxNewTokens": FOLLOW_UP_TOKENS, "turnIds": turn,
+                                    "tokens": follow.ids, "thinkingTokens": follow.thinking_tokens,
+                                    "forcedClose": follow.forced_close, "thoughts": follow.thoughts, "answer": follow.answer}
     return {
         "description": "Reasoning runs with thinking budgets on the tiny reasoning bundle (models/make_reasoning_goldens.py).",
         "bundle": NAME,

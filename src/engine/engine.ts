@@ -29,7 +29,7 @@ import { promptParts } from './llm/prompt';
 import { checkPrefillAttention, describeAttentionCheck, usesFusedRotary, type AttentionCheckResult, type AttentionShape } from './llm/attentionCheck';
 import { DecoderRunner } from './llm/decoder';
 import type { GenerationParams, GenerationStats, TokenEvent } from './llm/generate';
-import { validThinkingBudget, type ReasoningRun } from './llm/reasoning';
+import { splitReasoning, validThinkingBudget, type ReasoningRun } from './llm/reasoning';
 import { createTokenizer, type TextTokenizer } from './llm/tokenizer';
 import { ort } from './ortRuntime';
 
@@ -534,6 +534,8 @@ export class HarkEngine {
    * after a reload): the engine reads the questions and answers into a fresh conversation, so the
    * next ask() is a follow-up that knows them. An answer's `ids` are used when they decode to its
    * text with this model's tokenizer (exactly what was generated); otherwise its text is encoded.
+   * A reasoning model's ids hold thoughts, forced tokens and answer: they are used when the answer
+   * split from them is the turn's answer, after thinkOpen's tokens where ask() feeds those.
    */
   async resumeConversation(turns: ResumeTurn[], options: { loraScale?: number } = {}): Promise<ResumeResult> {
     const model = this.requireModel();
@@ -542,12 +544,15 @@ export class HarkEngine {
     }
     this.ensureIdle();
     const stops = new Set(model.info.defaults.stopTokenIds);
+    const reasoning = model.manifest.reasoning;
+    const answerText = (ids: number[]) => (reasoning ? splitReasoning(model.tokenizer.decode(ids), reasoning).answer : model.tokenizer.decode(ids));
+    const prefix = reasoning && !reasoning.promptOpensThinking ? model.tokenizer.encode(reasoning.thinkOpen) : [];
     let exactTurns = 0;
     const replay = turns.map((turn) => {
       const ids = turn.ids?.filter((id) => !stops.has(id));
-      const exact = ids !== undefined && ids.length > 0 && model.tokenizer.decode(ids) === turn.answer;
+      const exact = ids !== undefined && ids.length > 0 && answerText(ids) === turn.answer;
       if (exact) exactTurns += 1;
-      return { question: turn.question, answerIds: exact ? ids : model.tokenizer.encode(turn.answer) };
+      return { question: turn.question, answerIds: exact ? [...prefix, ...ids] : model.tokenizer.encode(turn.answer) };
     });
     const conversation = this.restartConversation(model, this.conversation);
     // Busy while re-reading (ask() and setAudio() refuse meanwhile); there is nothing to cancel.

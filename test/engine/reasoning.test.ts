@@ -73,6 +73,27 @@ describe('reasoning with a thinking budget (wasm, fp32) vs the PyTorch reference
     });
   }
 
+  it('a follow-up continues after thoughts, forced text and answer as the reference; resuming from the stored ids gives the same follow-up', async () => {
+    const run = golden.runs.find((r) => r.thinkingBudget === 3)!;
+    const options = { thinkingBudget: run.thinkingBudget, maxNewTokens: golden.maxNewTokens, loraScale: golden.loraScale, doSample: false };
+    engine.newConversation();
+    const first = await engine.ask(golden.prompt, options);
+    expect(first.ids).toEqual(run.tokens);
+    const expected = run.followUp!;
+    const followUp = await engine.ask(expected.question, { ...options, maxNewTokens: expected.maxNewTokens });
+    expect(followUp.turn).toBe(2);
+    expect(followUp.ids).toEqual(expected.tokens);
+    expect(followUp.thinkingTokens).toBe(expected.thinkingTokens);
+    expect(followUp.forcedClose).toBe(expected.forcedClose);
+    expect(followUp.thoughts).toBe(expected.thoughts);
+    expect(followUp.text).toBe(expected.answer);
+    const resumed = await engine.resumeConversation([{ question: golden.prompt, answer: first.text, ids: first.ids }], { loraScale: golden.loraScale });
+    expect(resumed.exactTurns).toBe(1);
+    const again = await engine.ask(expected.question, { ...options, maxNewTokens: expected.maxNewTokens });
+    expect(again.ids).toEqual(followUp.ids);
+    expect(again.thoughts).toBe(followUp.thoughts);
+  });
+
   it('defaults to the manifest’s budget, and refuses a budget that is not a whole number of tokens', async () => {
     engine.newConversation();
     const answer = await engine.ask(golden.prompt, { maxNewTokens: 2, loraScale: golden.loraScale });

@@ -17,6 +17,8 @@ export interface ReasoningGoldenRun {
   answerStart: number | null;
   thoughts: string;
   answer: string;
+  /** A follow-up question after this run (thoughts, forced text and answer stay in the context). */
+  followUp?: { question: string; maxNewTokens: number; turnIds: number[]; tokens: number[]; thinkingTokens: number; forcedClose: boolean; thoughts: string; answer: string };
 }
 
 export interface ReasoningGolden {
