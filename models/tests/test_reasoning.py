@@ -75,3 +75,20 @@ def test_thinking_that_ends_by_itself_is_not_forced(decoder, tok) -> None:
         result = reason_greedy(decoder, tok, prompt, template, 50, max_answer_tokens=2, stop_ids=())
     assert not result.forced_close and result.forced_at is None
     assert result.thinking_tokens == 4 and result.answer_start == 4 and result.ids[:4] == free.ids[:4]
+
+
+def test_manifest_section_round_trips_and_validates() -> None:
+    import json
+
+    from salmonn.bundle import validate_manifest
+    from salmonn.reasoning import ReasoningTemplate
+
+    tiny = json.loads((Path(__file__).resolve().parents[1] / "bundles" / "salmonn-tiny" / "manifest.json").read_text())
+    section = alarm_template().to_manifest()
+    assert section["defaultThinkingBudget"] == 1024 and section["forcedClose"].endswith("directly now.\n</think>\n\n")
+    assert ReasoningTemplate.from_manifest(section) == alarm_template()
+    validate_manifest({**tiny, "reasoning": section})
+    with pytest.raises(Exception):
+        validate_manifest({**tiny, "reasoning": {**section, "budget": 3}})
+    with pytest.raises(ValueError):
+        replace(alarm_template(), forced_close="Answer now.")
