@@ -32,6 +32,8 @@ def test_convert_writes_a_valid_bundle(tiny, tmp_path: Path) -> None:
     assert manifest["architecture"]["connector"]["tokensPerChunk"] == 88
     assert manifest["architecture"]["lora"] == {"rank": 8, "alpha": 32.0, "defaultScale": 4.0, "targets": ["q_proj", "v_proj"]}
     assert manifest["tasks"]["audiocaption"].endswith("Please describe the audio.")
+    # SALMONN's decode config: 4 beams (the app's default for converted bundles), length penalty 1.
+    assert manifest["generation"]["numBeams"] == 4 and manifest["generation"]["lengthPenalty"] == 1.0
     for entry in manifest["files"]:
         assert sha256_file(out / entry["path"]) == entry["sha256"]
         assert (out / entry["path"]).stat().st_size == entry["size"]

@@ -12,14 +12,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureHooksPair, type PairGeometry } from './hooksPair';
+import { arg, ensureHooksPair, openPairBackend, type PairGeometry } from './hooksPair';
 
 const root = new URL('../..', import.meta.url).pathname;
-
-function arg(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at > 0 && process.argv[at + 1] ? process.argv[at + 1]! : fallback;
-}
 
 const models = arg('models', 'tiny,medium').split(',');
 const backend = arg('backend', 'wasm') as 'wasm' | 'webgpu-node';
@@ -39,40 +34,24 @@ interface Cell {
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function main(): Promise<void> {
-  let deviceLabel = 'CPU, onnxruntime-web wasm in Node';
-  let counters: typeof import('./gpuCounters') | undefined;
-  let copyCount = () => 0;
-  if (backend === 'webgpu-node') {
-    const { setupNodeWebGpu, withSwiftShaderFallback } = await import('./nodeWebgpu');
-    withSwiftShaderFallback();
-    const adapter = await setupNodeWebGpu();
-    counters = await import('./gpuCounters');
-    counters.installGpuCounters();
-    // KV row copies (beam reordering) are queue copies, not dispatches: counted apart.
-    const encoder = (globalThis as unknown as { GPUCommandEncoder: { prototype: { copyBufferToBuffer: (...a: unknown[]) => unknown } } }).GPUCommandEncoder.prototype;
+  const { deviceLabel, counters, engineBackend, open } = await openPairBackend(backend);
+  // KV row copies (beam reordering) are queue copies, not dispatches: counted apart.
+  let copies = 0;
+  const encoder = (globalThis as unknown as { GPUCommandEncoder?: { prototype: { copyBufferToBuffer: (...a: unknown[]) => unknown } } }).GPUCommandEncoder?.prototype;
+  if (encoder) {
     const original = encoder.copyBufferToBuffer;
-    let copies = 0;
     encoder.copyBufferToBuffer = function (this: unknown, ...a: unknown[]) {
       copies += 1;
       return original.apply(this, a);
     };
-    copyCount = () => copies;
-    const { register } = await import('node:module');
-    register('./ortWebgpuAlias.mjs', import.meta.url);
-    deviceLabel = adapter.isSoftware || adapter.isFallbackAdapter ? 'SwiftShader (software: no GPU claim), dawn.node' : [adapter.vendor, adapter.architecture].join(' ');
   }
-  const { ort, sessionOptions } = await import('../../src/engine/ortRuntime');
-  if (backend === 'webgpu-node') (await import('./nodeWebgpu')).configureOrtForNodeWebGpu(ort.env);
+  const copyCount = () => copies;
   const { DecoderRunner, decoderOutputLocations, embedOutputLocations } = await import('../../src/engine/llm/decoder');
   const { generate } = await import('../../src/engine/llm/generate');
   const { createTokenizer } = await import('../../src/engine/llm/tokenizer');
   const tokenizerDir = join(root, 'models/bundles/salmonn-tiny');
   const json = (name: string) => JSON.parse(readFileSync(join(tokenizerDir, name), 'utf8')) as object;
   const tokenizer = createTokenizer(json('tokenizer.json'), json('tokenizer_config.json'));
-  const engineBackend = backend === 'wasm' ? 'wasm' : 'webgpu';
-  const bytes = (path: string) => new Uint8Array(readFileSync(path));
-  const open = (folder: string, name: string, options: object) =>
-    ort.InferenceSession.create(bytes(join(folder, `${name}.onnx`)), sessionOptions(engineBackend, { ...options, externalData: [{ path: `${name}.onnx_data`, data: bytes(join(folder, `${name}.onnx_data`)) }] }));
 
   const table: { model: string; tokens: number; cells: Map<number, Cell> }[] = [];
   for (const model of models) {

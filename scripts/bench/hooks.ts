@@ -12,12 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureHooksPair, type PairGeometry as Geometry } from './hooksPair';
-
-function arg(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at > 0 && process.argv[at + 1] ? process.argv[at + 1]! : fallback;
-}
+import { arg, ensureHooksPair, openPairBackend, type PairGeometry as Geometry } from './hooksPair';
 
 const models = arg('models', 'tiny,medium').split(',');
 const backend = arg('backend', 'wasm') as 'wasm' | 'webgpu-node';
@@ -38,25 +33,8 @@ interface Row {
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function main(): Promise<void> {
-  let deviceLabel = 'CPU, onnxruntime-web wasm in Node';
-  let counters: typeof import('./gpuCounters') | undefined;
-  if (backend === 'webgpu-node') {
-    const { setupNodeWebGpu, withSwiftShaderFallback } = await import('./nodeWebgpu');
-    withSwiftShaderFallback();
-    const adapter = await setupNodeWebGpu();
-    counters = await import('./gpuCounters');
-    counters.installGpuCounters();
-    const { register } = await import('node:module');
-    register('./ortWebgpuAlias.mjs', import.meta.url);
-    deviceLabel = adapter.isSoftware || adapter.isFallbackAdapter ? 'SwiftShader (software: no GPU claim), dawn.node' : [adapter.vendor, adapter.architecture].join(' ');
-  }
-  const { ort, sessionOptions } = await import('../../src/engine/ortRuntime');
-  if (backend === 'webgpu-node') (await import('./nodeWebgpu')).configureOrtForNodeWebGpu(ort.env);
+  const { deviceLabel, counters, engineBackend, open } = await openPairBackend(backend);
   const { DecoderRunner, decoderOutputLocations, embedOutputLocations } = await import('../../src/engine/llm/decoder');
-  const engineBackend = backend === 'wasm' ? 'wasm' : 'webgpu';
-  const bytes = (path: string) => new Uint8Array(readFileSync(path));
-  const open = (folder: string, name: string, options: object) =>
-    ort.InferenceSession.create(bytes(join(folder, `${name}.onnx`)), sessionOptions(engineBackend, { ...options, externalData: [{ path: `${name}.onnx_data`, data: bytes(join(folder, `${name}.onnx_data`)) }] }));
 
   const rows: Row[] = [];
   for (const model of models) {

@@ -38,3 +38,41 @@ export function ensureHooksPair(model: string, precision: string): string {
   }
   return folder;
 }
+
+/** `--name value` from the command line, or `fallback`. */
+export function arg(name: string, fallback: string): string {
+  const at = process.argv.indexOf(`--${name}`);
+  return at > 0 && process.argv[at + 1] ? process.argv[at + 1]! : fallback;
+}
+
+export type PairBackend = 'wasm' | 'webgpu-node';
+
+/**
+ * onnxruntime set up for `backend` in this process (one per process: on WebGPU the WebGPU build
+ * of ORT is loaded by a module hook before the engine's modules are imported), with WebGPU call
+ * counters installed there, and `open(folder, graph)` for a pair folder's graphs.
+ */
+export async function openPairBackend(backend: PairBackend) {
+  let deviceLabel = 'CPU, onnxruntime-web wasm in Node';
+  let counters: typeof import('./gpuCounters') | undefined;
+  if (backend === 'webgpu-node') {
+    const { setupNodeWebGpu, withSwiftShaderFallback } = await import('./nodeWebgpu');
+    withSwiftShaderFallback();
+    const adapter = await setupNodeWebGpu();
+    counters = await import('./gpuCounters');
+    counters.installGpuCounters();
+    const { register } = await import('node:module');
+    register('./ortWebgpuAlias.mjs', import.meta.url);
+    deviceLabel = adapter.isSoftware || adapter.isFallbackAdapter ? 'SwiftShader (software: no GPU claim), dawn.node' : [adapter.vendor, adapter.architecture].join(' ');
+  }
+  const { ort, sessionOptions } = await import('../../src/engine/ortRuntime');
+  if (backend === 'webgpu-node') (await import('./nodeWebgpu')).configureOrtForNodeWebGpu(ort.env);
+  const engineBackend = backend === 'wasm' ? ('wasm' as const) : ('webgpu' as const);
+  const bytes = (path: string) => new Uint8Array(readFileSync(path));
+  const open = (folder: string, name: string, options: object) =>
+    ort.InferenceSession.create(
+      bytes(join(folder, `${name}.onnx`)),
+      sessionOptions(engineBackend, { ...options, externalData: [{ path: `${name}.onnx_data`, data: bytes(join(folder, `${name}.onnx_data`)) }] }),
+    );
+  return { deviceLabel, counters, engineBackend, open };
+}

@@ -27,6 +27,9 @@ export interface AnswerStats {
   promptTokens: number | null;
   stopReason: StopReason | null;
   totalMs: number | null;
+  /** Beam search answers only: the beams compared, and how often the shown best answer was replaced. */
+  beams?: number;
+  revisions?: number;
 }
 
 /** The settings an answer was generated with (shown on demand under it). */
@@ -39,6 +42,8 @@ export interface AnswerSettings {
   repetitionPenalty: number;
   /** The sampling seed (0 for greedy answers). */
   seed: number;
+  /** Beams of beam search (1: one sequence, greedy or sampled; answers saved before beams have 1). */
+  numBeams: number;
   /** Reasoning models only: the thinking budget, in tokens. */
   thinkingBudget?: number;
 }
@@ -229,6 +234,9 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     const resume = get().engineTurns === 0 ? pendingResume : null;
     pendingResume = null;
     const seed = params.doSample ? crypto.getRandomValues(new Uint32Array(1))[0]! : 0;
+    // Sampling draws one sequence whatever the beams setting says (the engine's rule): record what ran.
+    // A reasoning model's thinking budget is enforced on one sequence: it decodes without beams.
+    const numBeams = params.doSample || model.info.reasoning ? 1 : params.numBeams;
     const draftBefore = options.fromDraft ? get().draft : null;
     const userId = nextId++;
     const answerId = nextId++;
@@ -246,29 +254,37 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
           error: null,
           model: `${model.info!.label} · ${model.info!.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}`,
           loraScale: params.loraScale,
-          settings: { ...params, seed },
-          stats: { tokens: 0, timeToFirstTokenMs: null, tokensPerSecond: null, promptTokens: null, stopReason: null, totalMs: null },
+          settings: { ...params, numBeams, seed },
+          stats: { tokens: 0, timeToFirstTokenMs: null, tokensPerSecond: null, promptTokens: null, stopReason: null, totalMs: null, ...(numBeams > 1 ? { beams: numBeams, revisions: 0 } : {}) },
         },
       ],
     }));
     notices.clearError('answer');
-    notices.announce('Answering…');
+    // Only the start and the end are announced: never the text, which beam search may revise.
+    notices.announce(numBeams > 1 ? `Answering: comparing ${numBeams} candidate answers…` : 'Answering…');
     let firstAt: number | null = null;
+    // Token events come on their own message channel and may arrive after the result: late ones
+    // are stale (they would show an earlier text again, or count a revision twice).
+    let ended = false;
     let thoughtTokens = 0;
     const onToken = (event: TokenEvent) => {
+      if (ended) return;
       if (firstAt === null) firstAt = event.elapsedMs;
       const seconds = (event.elapsedMs - firstAt) / 1000;
       if (event.channel === 'thought' && !event.forced) thoughtTokens += 1;
       set((s) => ({
         messages: updateAssistant(s.messages, answerId, (m) => ({
           status: m.status === 'waiting' ? 'streaming' : m.status,
+          // The whole text: with beams, the current best answer (`revised`: a different one).
           text: event.text,
           ...(event.thoughts !== undefined ? { thoughts: event.thoughts, thinkingTokens: thoughtTokens } : {}),
           stats: {
             ...m.stats,
             tokens: event.index + 1,
             timeToFirstTokenMs: firstAt,
-            tokensPerSecond: event.index > 0 && seconds > 0 ? event.index / seconds : m.stats.tokensPerSecond,
+            // A beam answer's index is its best hypothesis' length, not the steps run: its speed comes at the end.
+            tokensPerSecond: numBeams === 1 && event.index > 0 && seconds > 0 ? event.index / seconds : m.stats.tokensPerSecond,
+            ...(event.revised ? { revisions: (m.stats.revisions ?? 0) + 1 } : {}),
           },
         })),
       }));
@@ -291,7 +307,8 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       // The first question carries the audio placeholder (task prompts have it; free text gets it
       // from the engine); follow-ups are plain text in Vicuna's format.
       const question = turns === 0 ? prompt.trim() : display;
-      const result = await inEngineLane(() => engineClient().ask(question, { ...params, seed }, onToken));
+      const result = await inEngineLane(() => engineClient().ask(question, { ...params, numBeams, seed }, onToken));
+      ended = true;
       const stopped = result.stats.stopReason === 'cancelled';
       set((s) => ({
         phase: 'idle',
@@ -308,11 +325,13 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
             promptTokens: result.stats.promptTokens,
             stopReason: result.stats.stopReason,
             totalMs: result.stats.totalMs,
+            ...(result.stats.beams ? { beams: result.stats.beams, revisions: result.stats.revisions ?? 0 } : {}),
           },
         })),
       }));
       notices.announce(stopped ? 'Stopped.' : result.stats.stopReason === 'context-full' ? 'The answer filled the conversation. Start a new conversation to ask more.' : 'Answer complete.');
     } catch (error) {
+      ended = true;
       const message = errorMessage(error);
       set((s) => ({
         phase: 'idle',
@@ -362,7 +381,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
           error: null,
           model: `${model.info!.label} · ${model.info!.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}`,
           loraScale: params.loraScale,
-          settings: { ...params, doSample: false, seed: 0 },
+          settings: { ...params, doSample: false, numBeams: 1, seed: 0 },
           stats: { tokens: 0, timeToFirstTokenMs: null, tokensPerSecond: null, promptTokens: null, stopReason: null, totalMs: null },
         },
       ],

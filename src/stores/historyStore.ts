@@ -28,6 +28,7 @@ import {
 } from '../storage/history';
 import { ImportError, MAX_IMPORT_BYTES, readConversationExport } from '../storage/importConversation';
 import { onNewRecording, useAudioStore, type NewRecordingEvent } from './audioStore';
+import { storedBeamStats, storedBeams } from './beams';
 import { RESUME_NOTE, useConversationStore, type AnswerSettings, type AnswerStats, type ChatMessage, type LabelChoice, type SavedMessage } from './conversationStore';
 import { errorMessage } from './engineTypes';
 import { useModelStore } from './modelStore';
@@ -92,7 +93,7 @@ function signature(messages: ChatMessage[]): string {
   return messages.map((m) => (m.role === 'assistant' ? `a:${m.status}` : m.role)).join(',');
 }
 
-function toStoredMessages(messages: ChatMessage[]): StoredMessage[] {
+export function toStoredMessages(messages: ChatMessage[]): StoredMessage[] {
   return messages.flatMap((m): StoredMessage[] => {
     if (m.role === 'divider') return [];
     if (m.role === 'user') return [{ role: 'user', text: m.text, label: m.label, ...(m.prompt ? { prompt: m.prompt } : {}) }];
@@ -132,6 +133,7 @@ function answerSettings(value: unknown): AnswerSettings | undefined {
     topP: v.topP as number,
     repetitionPenalty: v.repetitionPenalty as number,
     seed: v.seed as number,
+    numBeams: storedBeams(v.numBeams),
     ...(numberOrNull(v.thinkingBudget) !== null ? { thinkingBudget: v.thinkingBudget as number } : {}),
   };
 }
@@ -139,8 +141,8 @@ function answerSettings(value: unknown): AnswerSettings | undefined {
 const ANSWER_STATES = ['waiting', 'streaming', 'done', 'stopped', 'error'] as const;
 type AnswerState = (typeof ANSWER_STATES)[number];
 
-/** Stored messages back into chat messages (defensive: the database may hold older shapes). */
-function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
+/** Stored messages back into chat messages (defensive: the database may hold older shapes; exported for test/unit/beams.test.ts). */
+export function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
   return messages.map((m): SavedMessage => {
     if (m.role === 'user') return { role: 'user', text: m.text, label: m.label ?? null, ...(typeof m.prompt === 'string' ? { prompt: m.prompt } : {}) };
     const stats = m.stats ?? {};
@@ -151,6 +153,7 @@ function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
       promptTokens: numberOrNull(stats.promptTokens),
       stopReason: typeof stats.stopReason === 'string' ? (stats.stopReason as AnswerStats['stopReason']) : null,
       totalMs: numberOrNull(stats.totalMs),
+      ...storedBeamStats(stats),
     };
     const status: AnswerState = ANSWER_STATES.includes(m.status as AnswerState) ? (m.status as AnswerState) : 'done';
     const tokenIds = Array.isArray(m.tokenIds) && m.tokenIds.every((id) => Number.isInteger(id)) ? m.tokenIds : undefined;

@@ -15,9 +15,14 @@ export interface GenerationSettings {
   repetitionPenalty: number | null;
   doSample: boolean | null;
   loraScale: number | null;
-  /** Reasoning models only: most thought tokens before the answer is forced (null: the model's default). */
-  thinkingBudget: number | null;
+  /** Beams of beam search (1 = one sequence); deterministic answers only. */
+  numBeams: number | null;
+  /** Reasoning models only: most thought tokens before the answer is forced (absent or null: the model's default). */
+  thinkingBudget?: number | null;
 }
+
+/** The beam counts offered in Settings (the model's default is added when it is not one of them). */
+export const BEAM_CHOICES = [1, 2, 3, 4, 6, 8] as const;
 
 export type GenerationKey = keyof GenerationSettings;
 
@@ -55,6 +60,7 @@ const NO_OVERRIDES: GenerationSettings = {
   repetitionPenalty: null,
   doSample: null,
   loraScale: null,
+  numBeams: null,
   thinkingBudget: null,
 };
 
@@ -75,13 +81,14 @@ export const useSettingsStore = create<SettingsStore>()(
       name: 'hark-settings',
       version: 1,
       storage: createJSONStorage(() => localStorage),
-      partialize: ({ temperature, topP, maxNewTokens, repetitionPenalty, doSample, loraScale, thinkingBudget, backend, modelSource, pausedDownload }) => ({
+      partialize: ({ temperature, topP, maxNewTokens, repetitionPenalty, doSample, loraScale, numBeams, thinkingBudget, backend, modelSource, pausedDownload }) => ({
         temperature,
         topP,
         maxNewTokens,
         repetitionPenalty,
         doSample,
         loraScale,
+        numBeams,
         thinkingBudget,
         backend,
         modelSource,
@@ -101,9 +108,15 @@ export function effectiveGeneration(settings: GenerationSettings, defaults: Gene
     repetitionPenalty: settings.repetitionPenalty ?? defaults.repetitionPenalty,
     doSample: settings.doSample ?? defaults.doSample,
     loraScale: Math.min(settings.loraScale ?? defaults.loraScale, loraMax),
+    numBeams: validBeams(settings.numBeams) ?? validBeams(defaults.numBeams) ?? 1,
     // Only a reasoning model has a thinking budget (its default comes from its bundle).
     ...(defaults.thinkingBudget !== undefined ? { thinkingBudget: settings.thinkingBudget ?? defaults.thinkingBudget } : {}),
   };
+}
+
+/** A beam count the engine takes (a whole number, 1 to 16), or null (settings saved before beams have none). */
+function validBeams(value: unknown): number | null {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 16 ? value : null;
 }
 
 export type EffectiveGeneration = ReturnType<typeof effectiveGeneration>;

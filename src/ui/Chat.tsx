@@ -6,6 +6,8 @@ import { useHistoryStore } from '../stores/historyStore';
 import { useLocalizeStore } from '../stores/localizeStore';
 import { useModelStore } from '../stores/modelStore';
 import { useNoticeStore } from '../stores/noticeStore';
+import { answerStatsParts, decodingSummary } from '../stores/beams';
+import { AnswerText } from './AnswerText';
 import { Classify, LabelBars } from './Classify';
 import { formatMs } from './format';
 import { QUESTION_BOX_ID, focusQuestionBox } from './focus';
@@ -35,10 +37,7 @@ function AnswerMeta({ message }: { message: Assistant }) {
       </p>
     );
   }
-  if (message.status === 'waiting') parts.push('Reading the question…');
-  if (stats.tokens > 0) parts.push(`${stats.tokens} token${stats.tokens === 1 ? '' : 's'}`);
-  if (stats.tokensPerSecond !== null) parts.push(`${stats.tokensPerSecond.toFixed(1)} tokens/s`);
-  if (stats.timeToFirstTokenMs !== null) parts.push(`first token ${formatMs(stats.timeToFirstTokenMs)}`);
+  parts.push(...answerStatsParts(stats, message.status, formatMs));
   if (stats.stopReason) parts.push(STOP_REASONS[stats.stopReason] ?? stats.stopReason);
   return (
     <p className="answer-meta" data-testid="answer-stats">
@@ -51,9 +50,7 @@ function AnswerMeta({ message }: { message: Assistant }) {
 function describeSettings(message: Assistant): string {
   const settings = message.settings;
   if (!settings) return `LoRA scale ${message.loraScale.toFixed(2)} (the other settings of this older answer were not recorded)`;
-  const decoding = settings.doSample
-    ? `sampling: temperature ${settings.temperature.toFixed(2)}, top-p ${settings.topP.toFixed(2)}, seed ${settings.seed}`
-    : 'greedy (always the most likely word)';
+  const decoding = decodingSummary(settings);
   const thinking = settings.thinkingBudget !== undefined ? ` · thinking budget ${settings.thinkingBudget} tokens` : '';
   return `LoRA scale ${settings.loraScale.toFixed(2)} · ${decoding} · at most ${settings.maxNewTokens} new tokens${thinking} · repetition penalty ${settings.repetitionPenalty.toFixed(2)}${message.model ? ` · ${message.model}` : ''}`;
 }
@@ -164,10 +161,7 @@ function Thread({ messages, busy }: { messages: ChatMessage[]; busy: boolean }) 
           <li key={message.id} className={message.choices ? 'bubble assistant with-bars' : 'bubble assistant'} data-state={message.status} aria-busy={message.status === 'waiting' || message.status === 'streaming'}>
             <span className="visually-hidden">Hark answered: </span>
             {/* Model text is always a React text node: never parsed as HTML. */}
-            <p className="bubble-text answer-text" data-testid={`answer-${answerNumber}`} data-state={message.status} data-tokens={message.stats.tokens}>
-              {message.text}
-              {(message.status === 'waiting' || message.status === 'streaming') && <span className="cursor" aria-hidden="true" />}
-            </p>
+            <AnswerText message={message} testId={`answer-${answerNumber}`} />
             <Thoughts message={message} answerNumber={answerNumber} />
             {message.choices && message.status === 'done' && <LabelBars choices={message.choices} chosen={message.text} />}
             {message.status === 'error' && message.error && <p className="answer-error">{message.error}</p>}

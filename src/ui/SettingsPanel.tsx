@@ -3,13 +3,13 @@ import { useEffect, useId, useState } from 'react';
 import { useDeviceStore } from '../stores/deviceStore';
 import type { BackendPreference } from '../stores/engineTypes';
 import { useModelStore } from '../stores/modelStore';
-import { effectiveGeneration, useSettingsStore, type GenerationKey } from '../stores/settingsStore';
+import { BEAM_CHOICES, effectiveGeneration, useSettingsStore, type GenerationKey } from '../stores/settingsStore';
 import { BackendAdvice } from './BackendAdvice';
 import { backendName } from './format';
 
 interface SliderProps {
   label: string;
-  settingKey: Exclude<GenerationKey, 'doSample'>;
+  settingKey: Exclude<GenerationKey, 'doSample' | 'numBeams'>;
   value: number;
   defaultValue: number;
   min: number;
@@ -112,6 +112,45 @@ function MaxTokens({ value, defaultValue }: { value: number; defaultValue: numbe
       )}
       <span id={`${id}-help`} className="small muted">
         The longest answer, in tokens (a token is about ¾ of a word): 1 to {MAX_TOKENS_LIMIT}.
+      </span>
+    </div>
+  );
+}
+
+/** Beam search's width: the model's default unless chosen; deterministic answers only. */
+function Beams({ value, defaultValue, sampling }: { value: number; defaultValue: number; sampling: boolean }) {
+  const id = useId();
+  const set = useSettingsStore((s) => s.set);
+  const choices = [...new Set<number>([...BEAM_CHOICES, defaultValue])].sort((a, b) => a - b);
+  return (
+    <div className="field">
+      <div className="field-row">
+        <label htmlFor={id}>Beams</label>
+        {value !== defaultValue && (
+          <button type="button" className="link-button small" onClick={() => set('numBeams', null)}>
+            Reset to {defaultValue}
+          </button>
+        )}
+      </div>
+      <select
+        id={id}
+        value={value}
+        disabled={sampling}
+        data-testid="setting-beams"
+        aria-describedby={`${id}-help`}
+        // The model's own value is stored as "the model's default", so another model brings its own.
+        onChange={(event) => set('numBeams', Number(event.target.value) === defaultValue ? null : Number(event.target.value))}
+      >
+        {choices.map((n) => (
+          <option key={n} value={n}>
+            {n === defaultValue ? `${n} (model default)` : n}
+          </option>
+        ))}
+      </select>
+      <span id={`${id}-help`} className="small muted">
+        {sampling && <span className="block" data-testid="beams-sampling-note">Sampling is on: beams apply to deterministic answers only.</span>}
+        Beam search keeps the most likely answers-in-progress (SALMONN keeps 4) and returns the best one; more beams are slower. With 1 beam, each
+        word is simply the most likely one.
       </span>
     </div>
   );
@@ -281,9 +320,17 @@ export function SettingsPanel() {
         />
         <label htmlFor={samplingId}>
           Sampling
-          <span className="small muted block">{values.doSample ? 'Varied answers: a new draw every time.' : 'Off: always the most likely next word (repeatable).'}</span>
+          <span className="small muted block">
+            {values.doSample
+              ? 'Varied answers: a new draw every time.'
+              : values.numBeams > 1
+                ? `Off: the best of ${values.numBeams} candidate answers (repeatable).`
+                : 'Off: always the most likely next word (repeatable).'}
+          </span>
         </label>
       </div>
+      {/* A reasoning model decodes one sequence (its thinking budget is enforced on it): no beams. */}
+      {!info?.reasoning && <Beams value={values.numBeams} defaultValue={defaults.numBeams} sampling={values.doSample} />}
       <Slider
         label="Temperature"
         settingKey="temperature"

@@ -28,7 +28,7 @@ for (const precision of ['fp32', 'int4'] as const) {
     beforeAll(async () => {
       await engine.loadModel(tinyBundleFiles(), { backend: 'wasm', variant: precision });
       await engine.setAudio(wav);
-    });
+    }, 120_000);
     afterAll(() => engine.unload());
 
     for (const run of beams.runs) {

@@ -246,26 +246,36 @@ function bestNow(finished: FinishedSet, running: Array<{ tokens: number[]; sumLo
 
 /**
  * The best `count` (beam, token) candidates by cumulative score, best first; `banned` ids score
- * -Infinity (stop ids at the first step). Log-softmax per row in float64.
+ * -Infinity (stop ids at the first step). Log-softmax per row in float64. It runs on every step over
+ * beams × vocab logits, so the loops stay plain: a token is looked at only if its logit can beat
+ * the worst candidate kept so far.
  */
 export function topCandidates(logits: Float32Array, beams: readonly Beam[], vocab: number, count: number, banned: ReadonlySet<number> | null): Candidate[] {
   const top: Candidate[] = [];
   beams.forEach((beam, b) => {
-    const row = logits.subarray(b * vocab, (b + 1) * vocab);
+    let row = logits.subarray(b * vocab, (b + 1) * vocab);
+    if (banned && banned.size > 0) {
+      row = row.slice();
+      for (const id of banned) if (id >= 0 && id < vocab) row[id] = Number.NEGATIVE_INFINITY;
+    }
     let max = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < vocab; i++) if (row[i]! > max && !banned?.has(i)) max = row[i]!;
+    for (let i = 0; i < vocab; i++) if (row[i]! > max) max = row[i]!;
     let sum = 0;
-    for (let i = 0; i < vocab; i++) if (!banned?.has(i)) sum += Math.exp(row[i]! - max);
-    const logNorm = max + Math.log(sum);
+    for (let i = 0; i < vocab; i++) sum += Math.exp(row[i]! - max);
+    const offset = beam.sumLogProbs - (max + Math.log(sum)); // score = logit + offset
+    let floor = top.length === count ? top[count - 1]!.score - offset : Number.NEGATIVE_INFINITY;
     for (let token = 0; token < vocab; token++) {
-      if (banned?.has(token)) continue;
-      const score = beam.sumLogProbs + (row[token]! - logNorm);
-      if (top.length === count && score <= top[count - 1]!.score) continue;
+      const logit = row[token]!;
+      if (!(logit > floor) && top.length === count) continue;
+      if (logit === Number.NEGATIVE_INFINITY) continue;
+      const score = logit + offset;
       // Insert keeping `top` sorted best first; equal scores keep beam, then token order.
       let at = top.length;
       while (at > 0 && top[at - 1]!.score < score) at--;
+      if (at >= count) continue;
       top.splice(at, 0, { score, beam: b, token });
       if (top.length > count) top.pop();
+      if (top.length === count) floor = top[count - 1]!.score - offset;
     }
   });
   return top;
