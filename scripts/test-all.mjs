@@ -47,11 +47,13 @@ if (typecheck.status === 0) {
   exitCode = 1;
 }
 
-const check = run('/usr/bin/python3', ['models/build_tiny_bundle.py', '--check']);
-if (check.status === 0) totals.passed += 1;
-else {
-  totals.failed += 1;
-  exitCode = 1;
+for (const script of ['models/build_tiny_bundle.py', 'models/make_reasoning_goldens.py']) {
+  const check = run('/usr/bin/python3', [script, '--check']);
+  if (check.status === 0) totals.passed += 1;
+  else {
+    totals.failed += 1;
+    exitCode = 1;
+  }
 }
 
 const report = join(mkdtempSync(join(tmpdir(), 'hark-test-')), 'vitest.json');

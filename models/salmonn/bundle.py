@@ -95,6 +95,9 @@ class BundleInfo:
     source: Mapping[str, str]
     # Overrides of SALMONN_GENERATION (the tiny test bundle decodes with one beam by default).
     generation: Mapping[str, object] = field(default_factory=dict)
+    # The manifest's `reasoning` section (a reasoning LLM's markers and thinking budget; see
+    # salmonn/reasoning.py and ReasoningTemplate.to_manifest); None: the model answers directly.
+    reasoning: Optional[Mapping[str, object]] = None
 
 
 def sha256_file(path: Path) -> str:
@@ -239,6 +242,7 @@ def build_manifest(ref: ReferenceModules, info: BundleInfo, tasks: Mapping[str, 
         "generation": {**SALMONN_GENERATION, **info.generation, "stopTokenIds": [eos_id]},
         "tokenizer": {"tokenizerJson": "tokenizer.json", "tokenizerConfig": "tokenizer_config.json"},
         "localization": localization_defaults(ref),
+        **({"reasoning": dict(info.reasoning)} if info.reasoning is not None else {}),
         "variants": variants,
         "files": [],
     }

@@ -12,7 +12,7 @@ import { decodeWav, type DecodedAudio } from './audio/wav';
 import { prepareAudio } from './audio/prepare';
 import { AudioTokenizer, type AudioTokens, type StageCounts, type StageInspector } from './audioTokens';
 import { loadBundle, type LoadedBundle, type ProgressCallback } from './bundle/loader';
-import { getVariant, pickVariant, type Manifest } from './bundle/manifest';
+import { getVariant, pickVariant, type Manifest, type ReasoningSpec } from './bundle/manifest';
 import { parseBundleSource, type BundleSource } from './bundle/source';
 import type { BundleStore } from './bundle/store';
 import { backendAdvice, probeDevice, type Backend, type DeviceReport } from './device';
@@ -29,6 +29,7 @@ import { promptParts } from './llm/prompt';
 import { checkPrefillAttention, describeAttentionCheck, usesFusedRotary, type AttentionCheckResult, type AttentionShape } from './llm/attentionCheck';
 import { DecoderRunner } from './llm/decoder';
 import type { GenerationParams, GenerationStats, TokenEvent } from './llm/generate';
+import { splitReasoning, validThinkingBudget, type ReasoningRun } from './llm/reasoning';
 import { createTokenizer, type TextTokenizer } from './llm/tokenizer';
 import { ort } from './ortRuntime';
 
@@ -69,6 +70,8 @@ export interface ModelInfo {
   maxPositions: number;
   /** Event localization's defaults; null when this bundle was converted without its probe. */
   localization: LocalizationDefaults | null;
+  /** A reasoning model's markers and default thinking budget (manifest `reasoning`); null: it answers directly. */
+  reasoning: ReasoningSpec | null;
   loadMs: number;
 }
 
@@ -109,6 +112,14 @@ export interface AnswerResult {
   stats: GenerationStats;
   /** 1 for the first question about a recording, 2 for the first follow-up, … */
   turn: number;
+  /**
+   * Reasoning models only (ModelInfo.reasoning): the thoughts (`text` is then the answer alone),
+   * the thought tokens the model generated (forced ones not counted), and whether the thinking
+   * budget ran out so the closing text was forced. `ids` hold thoughts, forced tokens and answer.
+   */
+  thoughts?: string;
+  thinkingTokens?: number;
+  forcedClose?: boolean;
 }
 
 export interface ClassifyOptions {
@@ -270,8 +281,10 @@ export class HarkEngine {
         seed: 0,
         numBeams: generation.numBeams ?? 1,
         lengthPenalty: generation.lengthPenalty ?? 1,
+        ...(manifest.reasoning ? { thinkingBudget: manifest.reasoning.defaultThinkingBudget } : {}),
       },
       localization: manifest.localization && variant.graphs.probe && decoder.hasProbeHidden ? manifest.localization : null,
+      reasoning: manifest.reasoning ?? null,
       loadMs: performance.now() - started,
     };
     this.model = {
@@ -338,15 +351,19 @@ export class HarkEngine {
     this.ensureIdle();
     const { onToken, signal, onFirstLogits, ...overrides } = options;
     const params: GenerationParams = { ...model.info.defaults, ...definedOnly(overrides) };
+    const reasoning = this.reasoningRun(model, params);
+    // The thinking budget is enforced on one sequence: a reasoning model decodes without beams.
+    if (reasoning) params.numBeams = 1;
     const controller = new AbortController();
     const forward = () => controller.abort();
     signal?.addEventListener('abort', forward);
     this.running = controller;
     try {
       const conversation = this.conversation;
-      const result = await conversation.ask(question, params, onToken, controller.signal, onFirstLogits);
+      const result = await conversation.ask(question, params, onToken, controller.signal, onFirstLogits, reasoning);
       this.decoderSteps += Math.max(1, result.ids.length);
-      return { text: result.text, ids: result.ids, stats: result.stats, turn: conversation.turns };
+      const reasoned = reasoning ? { thoughts: result.thoughts ?? '', thinkingTokens: result.thinkingTokens ?? 0, forcedClose: result.forcedClose ?? false } : {};
+      return { text: result.text, ids: result.ids, stats: result.stats, turn: conversation.turns, ...reasoned };
     } finally {
       signal?.removeEventListener('abort', forward);
       this.running = null;
@@ -517,6 +534,8 @@ export class HarkEngine {
    * after a reload): the engine reads the questions and answers into a fresh conversation, so the
    * next ask() is a follow-up that knows them. An answer's `ids` are used when they decode to its
    * text with this model's tokenizer (exactly what was generated); otherwise its text is encoded.
+   * A reasoning model's ids hold thoughts, forced tokens and answer: they are used when the answer
+   * split from them is the turn's answer, after thinkOpen's tokens where ask() feeds those.
    */
   async resumeConversation(turns: ResumeTurn[], options: { loraScale?: number } = {}): Promise<ResumeResult> {
     const model = this.requireModel();
@@ -525,12 +544,15 @@ export class HarkEngine {
     }
     this.ensureIdle();
     const stops = new Set(model.info.defaults.stopTokenIds);
+    const reasoning = model.manifest.reasoning;
+    const answerText = (ids: number[]) => (reasoning ? splitReasoning(model.tokenizer.decode(ids), reasoning).answer : model.tokenizer.decode(ids));
+    const prefix = reasoning && !reasoning.promptOpensThinking ? model.tokenizer.encode(reasoning.thinkOpen) : [];
     let exactTurns = 0;
     const replay = turns.map((turn) => {
       const ids = turn.ids?.filter((id) => !stops.has(id));
-      const exact = ids !== undefined && ids.length > 0 && model.tokenizer.decode(ids) === turn.answer;
+      const exact = ids !== undefined && ids.length > 0 && answerText(ids) === turn.answer;
       if (exact) exactTurns += 1;
-      return { question: turn.question, answerIds: exact ? ids : model.tokenizer.encode(turn.answer) };
+      return { question: turn.question, answerIds: exact ? [...prefix, ...ids] : model.tokenizer.encode(turn.answer) };
     });
     const conversation = this.restartConversation(model, this.conversation);
     // Busy while re-reading (ask() and setAudio() refuse meanwhile); there is nothing to cancel.
@@ -577,10 +599,23 @@ export class HarkEngine {
   }
 
   private newConversationFor(model: LoadedModel, audioTokens: Float32Array): Conversation {
+    const reasoning = model.manifest.reasoning;
+    const answerPrefixIds = reasoning && !reasoning.promptOpensThinking ? model.tokenizer.encode(reasoning.thinkOpen) : undefined;
     return new Conversation(
-      { decoder: model.decoder, tokenizer: model.tokenizer, embed: this.embedder(model), format: model.manifest.prompt, maxPositions: model.info.maxPositions },
+      { decoder: model.decoder, tokenizer: model.tokenizer, embed: this.embedder(model), format: model.manifest.prompt, maxPositions: model.info.maxPositions, answerPrefixIds },
       audioTokens,
     );
+  }
+
+  /** A reasoning model's budget for this question (checked), with the tokens of its forced closing text. */
+  private reasoningRun(model: LoadedModel, params: GenerationParams): ReasoningRun | undefined {
+    const spec = model.manifest.reasoning;
+    if (!spec) return undefined;
+    const budget = params.thinkingBudget ?? spec.defaultThinkingBudget;
+    if (!validThinkingBudget(budget)) {
+      throw new HarkError('engine/inference-failed', `The thinking budget must be a whole number of tokens, 0 or more (got ${budget}): change it in Settings.`, { thinkingBudget: budget });
+    }
+    return { markers: spec, budget, forcedIds: model.tokenizer.encode(spec.forcedClose) };
   }
 
   /** Token ids → their embedding rows ([n × hidden]) through the model's embedding graph. */

@@ -77,6 +77,10 @@ export interface StoredMessage {
   tokenIds?: number[];
   /** An answer chosen from a label set ("Classify"): every label's probability, in the order given. */
   choices?: { label: string; probability: number }[];
+  /** A reasoning model's answer: its thoughts, their length in tokens, and whether the thinking budget closed them. */
+  thoughts?: string;
+  thinkingTokens?: number;
+  forcedClose?: boolean;
 }
 
 export interface StoredConversation {

@@ -30,6 +30,10 @@ const MESSAGE = {
     settings: { type: 'object', maxProperties: 20, additionalProperties: { type: ['number', 'boolean'] } },
     stats: { type: 'object', maxProperties: 30, additionalProperties: { type: ['number', 'string', 'boolean', 'null'], maxLength: 100 } },
     tokenIds: { type: 'array', maxItems: 100_000, items: { type: 'integer', minimum: 0 } },
+    // A reasoning model's thoughts, kept with the answer (shown collapsed under it).
+    thoughts: text(400_000),
+    thinkingTokens: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+    forcedClose: { type: 'boolean' },
     // A "Classify" answer's bars: exported with it, so an imported conversation shows them too.
     choices: {
       type: 'array',

@@ -44,6 +44,8 @@ export interface AnswerSettings {
   seed: number;
   /** Beams of beam search (1: one sequence, greedy or sampled; answers saved before beams have 1). */
   numBeams: number;
+  /** Reasoning models only: the thinking budget, in tokens. */
+  thinkingBudget?: number;
 }
 
 export type ChatMessage =
@@ -71,6 +73,14 @@ export type ChatMessage =
       tokenIds?: number[];
       /** An answer chosen from a label set ("Classify"): every label's probability, in the order given. */
       choices?: LabelChoice[];
+      /**
+       * Reasoning models only: the thoughts written before the answer (streamed apart from it),
+       * the thought tokens the model wrote, and whether the thinking budget ran out (the closing
+       * sentence was then forced). `thinkingTokens` is the count so far while the answer streams.
+       */
+      thoughts?: string;
+      thinkingTokens?: number;
+      forcedClose?: boolean;
     }
   | { id: number; role: 'divider'; text: string };
 
@@ -225,7 +235,8 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     pendingResume = null;
     const seed = params.doSample ? crypto.getRandomValues(new Uint32Array(1))[0]! : 0;
     // Sampling draws one sequence whatever the beams setting says (the engine's rule): record what ran.
-    const numBeams = params.doSample ? 1 : params.numBeams;
+    // A reasoning model's thinking budget is enforced on one sequence: it decodes without beams.
+    const numBeams = params.doSample || model.info.reasoning ? 1 : params.numBeams;
     const draftBefore = options.fromDraft ? get().draft : null;
     const userId = nextId++;
     const answerId = nextId++;
@@ -255,15 +266,18 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     // Token events come on their own message channel and may arrive after the result: late ones
     // are stale (they would show an earlier text again, or count a revision twice).
     let ended = false;
+    let thoughtTokens = 0;
     const onToken = (event: TokenEvent) => {
       if (ended) return;
       if (firstAt === null) firstAt = event.elapsedMs;
       const seconds = (event.elapsedMs - firstAt) / 1000;
+      if (event.channel === 'thought' && !event.forced) thoughtTokens += 1;
       set((s) => ({
         messages: updateAssistant(s.messages, answerId, (m) => ({
           status: m.status === 'waiting' ? 'streaming' : m.status,
           // The whole text: with beams, the current best answer (`revised`: a different one).
           text: event.text,
+          ...(event.thoughts !== undefined ? { thoughts: event.thoughts, thinkingTokens: thoughtTokens } : {}),
           stats: {
             ...m.stats,
             tokens: event.index + 1,
@@ -303,6 +317,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
           status: stopped ? 'stopped' : 'done',
           text: result.text,
           tokenIds: result.ids,
+          ...(result.thoughts !== undefined ? { thoughts: result.thoughts, thinkingTokens: result.thinkingTokens, forcedClose: result.forcedClose } : {}),
           stats: {
             tokens: result.stats.generatedTokens,
             timeToFirstTokenMs: result.stats.timeToFirstTokenMs,

@@ -109,6 +109,7 @@ export function toStoredMessages(messages: ChatMessage[]): StoredMessage[] {
         stats: { ...m.stats },
         ...(m.tokenIds ? { tokenIds: m.tokenIds } : {}),
         ...(m.choices ? { choices: m.choices.map((c) => ({ ...c })) } : {}),
+        ...(m.thoughts !== undefined ? { thoughts: m.thoughts, thinkingTokens: m.thinkingTokens ?? 0, forcedClose: m.forcedClose === true } : {}),
       },
     ];
   });
@@ -133,6 +134,7 @@ function answerSettings(value: unknown): AnswerSettings | undefined {
     repetitionPenalty: v.repetitionPenalty as number,
     seed: v.seed as number,
     numBeams: storedBeams(v.numBeams),
+    ...(numberOrNull(v.thinkingBudget) !== null ? { thinkingBudget: v.thinkingBudget as number } : {}),
   };
 }
 
@@ -168,6 +170,9 @@ export function toSavedMessages(messages: StoredMessage[]): SavedMessage[] {
       ...(settings ? { settings } : {}),
       ...(tokenIds ? { tokenIds } : {}),
       ...(choices ? { choices } : {}),
+      ...(typeof m.thoughts === 'string'
+        ? { thoughts: m.thoughts, thinkingTokens: Number.isInteger(m.thinkingTokens) ? m.thinkingTokens : 0, forcedClose: m.forcedClose === true }
+        : {}),
     };
   });
 }

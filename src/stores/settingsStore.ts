@@ -17,6 +17,8 @@ export interface GenerationSettings {
   loraScale: number | null;
   /** Beams of beam search (1 = one sequence); deterministic answers only. */
   numBeams: number | null;
+  /** Reasoning models only: most thought tokens before the answer is forced (absent or null: the model's default). */
+  thinkingBudget?: number | null;
 }
 
 /** The beam counts offered in Settings (the model's default is added when it is not one of them). */
@@ -59,6 +61,7 @@ const NO_OVERRIDES: GenerationSettings = {
   doSample: null,
   loraScale: null,
   numBeams: null,
+  thinkingBudget: null,
 };
 
 export const useSettingsStore = create<SettingsStore>()(
@@ -78,7 +81,7 @@ export const useSettingsStore = create<SettingsStore>()(
       name: 'hark-settings',
       version: 1,
       storage: createJSONStorage(() => localStorage),
-      partialize: ({ temperature, topP, maxNewTokens, repetitionPenalty, doSample, loraScale, numBeams, backend, modelSource, pausedDownload }) => ({
+      partialize: ({ temperature, topP, maxNewTokens, repetitionPenalty, doSample, loraScale, numBeams, thinkingBudget, backend, modelSource, pausedDownload }) => ({
         temperature,
         topP,
         maxNewTokens,
@@ -86,6 +89,7 @@ export const useSettingsStore = create<SettingsStore>()(
         doSample,
         loraScale,
         numBeams,
+        thinkingBudget,
         backend,
         modelSource,
         pausedDownload,
@@ -105,6 +109,8 @@ export function effectiveGeneration(settings: GenerationSettings, defaults: Gene
     doSample: settings.doSample ?? defaults.doSample,
     loraScale: Math.min(settings.loraScale ?? defaults.loraScale, loraMax),
     numBeams: validBeams(settings.numBeams) ?? validBeams(defaults.numBeams) ?? 1,
+    // Only a reasoning model has a thinking budget (its default comes from its bundle).
+    ...(defaults.thinkingBudget !== undefined ? { thinkingBudget: settings.thinkingBudget ?? defaults.thinkingBudget } : {}),
   };
 }
 

@@ -51,7 +51,8 @@ function describeSettings(message: Assistant): string {
   const settings = message.settings;
   if (!settings) return `LoRA scale ${message.loraScale.toFixed(2)} (the other settings of this older answer were not recorded)`;
   const decoding = decodingSummary(settings);
-  return `LoRA scale ${settings.loraScale.toFixed(2)} · ${decoding} · at most ${settings.maxNewTokens} new tokens · repetition penalty ${settings.repetitionPenalty.toFixed(2)}${message.model ? ` · ${message.model}` : ''}`;
+  const thinking = settings.thinkingBudget !== undefined ? ` · thinking budget ${settings.thinkingBudget} tokens` : '';
+  return `LoRA scale ${settings.loraScale.toFixed(2)} · ${decoding} · at most ${settings.maxNewTokens} new tokens${thinking} · repetition penalty ${settings.repetitionPenalty.toFixed(2)}${message.model ? ` · ${message.model}` : ''}`;
 }
 
 /** Copy, Regenerate (the last answer) and the settings that produced it, under a finished answer. */
@@ -102,6 +103,29 @@ function AnswerActions({ message, isLast, busy }: { message: Assistant; isLast: 
   );
 }
 
+/**
+ * A reasoning model's thoughts: while it thinks they stream here (open, under the still-empty
+ * answer), then they fold away under the answer as "Thoughts · N tokens" (a native
+ * <details>/<summary>: Enter or Space opens it, screen readers announce it as collapsed).
+ */
+function Thoughts({ message, answerNumber }: { message: Assistant; answerNumber: number }) {
+  if (message.thoughts === undefined) return null;
+  const live = (message.status === 'waiting' || message.status === 'streaming') && message.text === '' && message.forcedClose === undefined;
+  const tokens = message.thinkingTokens ?? 0;
+  const count = `${tokens} token${tokens === 1 ? '' : 's'}`;
+  return (
+    <details className="thoughts" open={live} data-testid={`thoughts-${answerNumber}`} data-state={live ? 'thinking' : 'done'} data-tokens={tokens}>
+      <summary>
+        {live ? `Thinking… · ${count}` : `Thoughts · ${count}`}
+        {message.forcedClose && <span className="muted"> · cut at the thinking budget</span>}
+      </summary>
+      <p className="thoughts-text" data-testid={`thoughts-text-${answerNumber}`}>
+        {message.thoughts === '' && !live ? '(no thoughts)' : message.thoughts}
+      </p>
+    </details>
+  );
+}
+
 function Thread({ messages, busy }: { messages: ChatMessage[]; busy: boolean }) {
   const end = useRef<HTMLDivElement>(null);
   const last = messages.at(-1);
@@ -138,6 +162,7 @@ function Thread({ messages, busy }: { messages: ChatMessage[]; busy: boolean }) 
             <span className="visually-hidden">Hark answered: </span>
             {/* Model text is always a React text node: never parsed as HTML. */}
             <AnswerText message={message} testId={`answer-${answerNumber}`} />
+            <Thoughts message={message} answerNumber={answerNumber} />
             {message.choices && message.status === 'done' && <LabelBars choices={message.choices} chosen={message.text} />}
             {message.status === 'error' && message.error && <p className="answer-error">{message.error}</p>}
             {message.status === 'stopped' && message.text === '' && <p className="muted">Stopped before the first word.</p>}
@@ -356,6 +381,12 @@ export function Chat() {
           {info?.randomWeights
             ? 'Pick a task or type a question. This test model has random weights, so its answers are deliberately meaningless — it shows the whole pipeline working.'
             : 'Pick a task or type a question about the recording. Follow-up questions continue the conversation.'}
+          {info?.reasoning && (
+            <span className="block" data-testid="reasoning-help">
+              This model thinks before it answers: its thoughts stream first, then fold away under the answer (“Thoughts”). After the
+              thinking budget (Settings) it is told to stop thinking and answer.
+            </span>
+          )}
         </p>
       ) : (
         <Thread messages={messages} busy={answering || finding || modelStatus !== 'ready' || audioStatus !== 'ready'} />

@@ -156,6 +156,66 @@ function Beams({ value, defaultValue, sampling }: { value: number; defaultValue:
   );
 }
 
+const THINKING_BUDGET_LIMIT = 32768;
+
+/** What is wrong with a typed thinking budget, or null when it is a whole number from 0. */
+export function thinkingBudgetProblem(raw: string): string | null {
+  const text = raw.trim();
+  if (text === '') return 'Enter a number of tokens (0 skips thinking).';
+  const n = Number(text);
+  if (!Number.isFinite(n)) return `“${text}” is not a number.`;
+  if (!Number.isInteger(n)) return `${text} is not a whole number.`;
+  if (n < 0) return `${n} is too few: the least is 0 (no thinking).`;
+  if (n > THINKING_BUDGET_LIMIT) return `${n} is too many: the most is ${THINKING_BUDGET_LIMIT}.`;
+  return null;
+}
+
+/** Reasoning models only: how many tokens the model may think before it must answer. */
+function ThinkingBudget({ value, defaultValue }: { value: number; defaultValue: number }) {
+  const id = useId();
+  const set = useSettingsStore((s) => s.set);
+  const [text, setText] = useState(String(value));
+  useEffect(() => setText(String(value)), [value]);
+  const problem = thinkingBudgetProblem(text);
+  return (
+    <div className="field">
+      <div className="field-row">
+        <label htmlFor={id}>Thinking budget</label>
+        {value !== defaultValue && (
+          <button type="button" className="link-button small" onClick={() => set('thinkingBudget', null)}>
+            Reset to {defaultValue}
+          </button>
+        )}
+      </div>
+      <input
+        id={id}
+        type="number"
+        inputMode="numeric"
+        min={0}
+        max={THINKING_BUDGET_LIMIT}
+        step={1}
+        value={text}
+        data-testid="setting-thinking-budget"
+        aria-invalid={problem !== null}
+        aria-describedby={`${id}-help${problem ? ` ${id}-problem` : ''}`}
+        onChange={(event) => {
+          setText(event.target.value);
+          if (thinkingBudgetProblem(event.target.value) === null) set('thinkingBudget', Number(event.target.value));
+        }}
+      />
+      {problem && (
+        <span id={`${id}-problem`} className="small field-problem" aria-live="polite" data-testid="thinking-budget-problem">
+          {problem} Answers use {value} until it is fixed.
+        </span>
+      )}
+      <span id={`${id}-help`} className="small muted">
+        This model thinks before it answers; its thoughts are shown folded under the answer. After this many thought
+        tokens it is told to stop thinking and answer (0: answer at once).
+      </span>
+    </div>
+  );
+}
+
 function BackendChoice() {
   const backend = useSettingsStore((s) => s.backend);
   const info = useModelStore((s) => s.info);
@@ -247,6 +307,9 @@ export function SettingsPanel() {
           help="Lower values can wake up abilities such as storytelling (SALMONN's activation tuning)."
         />
       <MaxTokens value={values.maxNewTokens} defaultValue={defaults.maxNewTokens} />
+      {info?.reasoning && values.thinkingBudget !== undefined && (
+        <ThinkingBudget value={values.thinkingBudget} defaultValue={info.reasoning.defaultThinkingBudget} />
+      )}
       <div className="field checkbox">
         <input
           id={samplingId}
@@ -266,7 +329,8 @@ export function SettingsPanel() {
           </span>
         </label>
       </div>
-      <Beams value={values.numBeams} defaultValue={defaults.numBeams} sampling={values.doSample} />
+      {/* A reasoning model decodes one sequence (its thinking budget is enforced on it): no beams. */}
+      {!info?.reasoning && <Beams value={values.numBeams} defaultValue={defaults.numBeams} sampling={values.doSample} />}
       <Slider
         label="Temperature"
         settingKey="temperature"

@@ -6,6 +6,7 @@
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadGoldenIndex } from '../helpers/golden';
+import { loadReasoningGolden } from '../helpers/reasoningBundle';
 import { collectConsoleErrors, launchChromium } from './chromium';
 
 const golden = loadGoldenIndex();
@@ -170,6 +171,34 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
 
     const counters = await page.evaluate(() => window.harkEngineHarness.client.counters());
     expect(counters.speechEncoder).toBe(1);
+    await page.context().close();
+  });
+
+  it('reasoning bundle: thinking budget forced after exactly N thought tokens, or ended by the model, token-identical to the reference; channels split', { timeout: 300_000 }, async () => {
+    const { page, errors } = await openHarness(browser);
+    const golden = loadReasoningGolden();
+    // Budget 3 (forced) and 1024 (thinking ends by itself after 8 tokens), 2 answer tokens each.
+    const runIndices = [golden.runs.findIndex((r) => r.thinkingBudget === 3), golden.runs.findIndex((r) => !r.forcedClose)];
+    const answerTokens = 2;
+    const started = Date.now();
+    const result = await page.evaluate(([r, n]) => window.harkEngineHarness.reasoningParity(r, n), [runIndices, answerTokens] as const);
+    expect(result.backend).toBe('webgpu');
+    expect(result.reasoning).toEqual(golden.reasoning);
+    for (const report of result.reports) {
+      const run = report.expected;
+      const expectedIds = run.tokens.slice(0, run.answerStart! + answerTokens);
+      expect(report.ids, `budget ${run.thinkingBudget}`).toEqual(expectedIds);
+      expect(report.thinkingTokens).toBe(run.thinkingTokens);
+      expect(report.forcedClose).toBe(run.forcedClose);
+      expect(report.thoughts).toBe(run.thoughts);
+      expect(run.answer.startsWith(report.answer)).toBe(true);
+      expect(report.forcedIndices).toEqual(run.forcedClose ? result.forcedCloseIds.map((_, i) => run.thinkingBudget + i) : []);
+      expect(report.channels).toEqual(expectedIds.map((_, i) => (i < run.answerStart! ? 'thought' : 'answer')));
+      expect(report.streamedThoughts).toBe(report.thoughts);
+      expect(report.streamedAnswer).toBe(report.answer);
+    }
+    console.log(`reasoning on WebGPU: budgets ${result.reports.map((r) => `${r.budget} (${r.ids.length} tokens)`).join(', ')} in ${Date.now() - started} ms incl. load`);
+    expect(errors).toEqual([]);
     await page.context().close();
   });
 

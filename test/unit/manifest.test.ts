@@ -196,3 +196,27 @@ describe('bundle sources', () => {
     expect(decodeURIComponent(dir)).toBe('url:http://127.0.0.1:5173/models/salmonn-tiny/');
   });
 });
+
+describe('parseManifest: the optional reasoning section', () => {
+  const GOLDEN = join(import.meta.dirname, '..', '..', 'models', 'golden', 'reasoning.json');
+  const reasoning = (): Record<string, unknown> => (JSON.parse(readFileSync(GOLDEN, 'utf8')) as { reasoning: Record<string, unknown> }).reasoning;
+
+  it('accepts the tiny reasoning template, and ALARM’s', () => {
+    expect(parseManifest({ ...tinyJson(), reasoning: reasoning() }).reasoning).toEqual(reasoning());
+    const alarm = {
+      thinkOpen: '<think>', thinkClose: '</think>', promptOpensThinking: true, answerOpen: '<answer>', answerClose: '</answer>', defaultThinkingBudget: 1024,
+      forcedClose: '\n\nConsidering the limited time by the user, I have to give the solution based on the thinking directly now.\n</think>\n\n',
+    };
+    expect(parseManifest({ ...tinyJson(), reasoning: alarm }).reasoning).toEqual(alarm);
+    expect(parseManifest(tinyJson()).reasoning).toBeUndefined();
+  });
+
+  it('refuses a forced text without the close marker, a negative budget, a missing field and unknown fields', () => {
+    const base = reasoning();
+    expect(caught(() => parseManifest({ ...tinyJson(), reasoning: { ...base, forcedClose: 'Answer now.' } })).message).toContain('/reasoning/forcedClose: must contain thinkClose');
+    expect(caught(() => parseManifest({ ...tinyJson(), reasoning: { ...base, defaultThinkingBudget: -1 } })).message).toContain('/reasoning/defaultThinkingBudget');
+    const { promptOpensThinking: _dropped, ...missing } = base;
+    expect(caught(() => parseManifest({ ...tinyJson(), reasoning: missing })).code).toBe('bundle/manifest-invalid');
+    expect(caught(() => parseManifest({ ...tinyJson(), reasoning: { ...base, budget: 5 } })).message).toContain('unknown property "budget"');
+  });
+});

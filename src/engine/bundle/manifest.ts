@@ -157,6 +157,36 @@ export interface GenerationSpec {
   stopTokenIds: number[];
 }
 
+/**
+ * A reasoning LLM's answer format (ALARM's Qwen3-Thinking: "<think> … </think>" then the answer,
+ * optionally wrapped in "<answer> … </answer>"), and its thinking budget. With it the engine
+ * streams thoughts apart from the answer and, when the budget runs out, feeds `forcedClose`
+ * (src/engine/llm/reasoning.ts; models/salmonn/reasoning.py is the reference).
+ */
+export interface ReasoningSpec {
+  /** Text that opens the thoughts, e.g. '<think>'. */
+  thinkOpen: string;
+  /** Text that ends the thoughts, e.g. '</think>': the first occurrence in the generated text ends thinking. */
+  thinkClose: string;
+  /**
+   * True when `prompt.template` already ends with `thinkOpen` (Qwen3-Thinking's chat template opens
+   * `<think>` itself); false: the engine feeds `thinkOpen`'s tokens after each question's prompt.
+   */
+  promptOpensThinking: boolean;
+  /** Optional wrapper of the answer after the thoughts, e.g. '<answer>': stripped when the answer starts with it. */
+  answerOpen?: string;
+  /** e.g. '</answer>': the answer ends there (text after it is not shown). */
+  answerClose?: string;
+  /** Most thought tokens before `forcedClose` is fed (ALARM: 1024); 0 skips thinking. The user may change it. */
+  defaultThinkingBudget: number;
+  /**
+   * Text fed (tokenized, not sampled) when the budget is reached without `thinkClose`; it must
+   * contain `thinkClose`. ALARM: "\n\nConsidering the limited time by the user, I have to give the
+   * solution based on the thinking directly now.\n</think>\n\n".
+   */
+  forcedClose: string;
+}
+
 export interface TokenizerSpec {
   tokenizerJson: string;
   tokenizerConfig: string;
@@ -183,6 +213,8 @@ export interface Manifest {
   tokenizer: TokenizerSpec;
   /** Defaults of event localization; absent in bundles converted before it existed. */
   localization?: LocalizationDefaults;
+  /** A reasoning LLM's thoughts/answer markers and thinking budget; absent for models that answer directly. */
+  reasoning?: ReasoningSpec;
   /** Graph sets by precision; every variant has the same five graphs (and the probe, with localization). */
   variants: Partial<Record<VariantName, Variant>>;
   files: FileEntry[];
@@ -272,6 +304,9 @@ export function parseManifest(json: unknown): Manifest {
     for (const path of variantFiles(manifest, variant)) {
       if (!listed.has(path)) problems.push(`/variants/${variant}: needs "${path}", which is not in /files`);
     }
+  }
+  if (manifest.reasoning && !manifest.reasoning.forcedClose.includes(manifest.reasoning.thinkClose)) {
+    problems.push('/reasoning/forcedClose: must contain thinkClose (the forced text ends the thoughts)');
   }
   if (problems.length > 0) throw invalid(problems, manifest.name);
   return manifest;

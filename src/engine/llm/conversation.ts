@@ -11,6 +11,7 @@ import { HarkError } from '../errors';
 import type { DecoderRunner, KvCache } from './decoder';
 import { generate, type GenerationParams, type GenerationResult, type TokenEvent } from './generate';
 import { followUpIds, promptParts, type PromptFormat } from './prompt';
+import type { ReasoningRun } from './reasoning';
 import type { TextTokenizer } from './tokenizer';
 
 export interface ConversationDeps {
@@ -19,6 +20,11 @@ export interface ConversationDeps {
   embed: (ids: number[]) => Promise<Float32Array>;
   format: PromptFormat;
   maxPositions: number;
+  /**
+   * Fed after each asked question's prompt, before generating: a reasoning model's thinkOpen
+   * tokens when its prompt template does not open the thoughts itself (none otherwise).
+   */
+  answerPrefixIds?: number[];
 }
 
 /** The state after a question's prompt was fed: what a label-set answer is chosen from. */
@@ -73,9 +79,11 @@ export class Conversation {
     onToken?: (event: TokenEvent) => void,
     signal?: AbortSignal,
     onFirstLogits?: (logits: Float32Array) => void,
+    reasoning?: ReasoningRun,
   ): Promise<GenerationResult> {
-    const { decoder, tokenizer, maxPositions } = this.deps;
-    const prefill = await this.questionEmbeds(question);
+    const { decoder, tokenizer, maxPositions, answerPrefixIds } = this.deps;
+    const questionPart = await this.questionEmbeds(question);
+    const prefill = answerPrefixIds?.length ? concatFloat32([questionPart, await this.deps.embed(answerPrefixIds)]) : questionPart;
     const prefillLength = prefill.length / decoder.shape.hiddenSize;
     if (this.positions + prefillLength + 1 > maxPositions) {
       throw new HarkError(
@@ -89,7 +97,7 @@ export class Conversation {
     this.cache = null; // generate() consumes the cache; on failure the conversation restarts cleanly
     let result: GenerationResult;
     try {
-      result = await generate({ decoder, tokenizer, prefill, cache, params, maxPositions, onToken, signal, onFirstLogits });
+      result = await generate({ decoder, tokenizer, prefill, cache, params, maxPositions, onToken, signal, onFirstLogits, reasoning });
     } catch (error) {
       this.unfed = [];
       this.turnCount = 0;

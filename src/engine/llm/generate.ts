@@ -6,6 +6,7 @@
 import { HarkError } from '../errors';
 import { beamSearch } from './beamSearch';
 import type { DecoderRunner, KvCache, StepResult } from './decoder';
+import { ReasoningStream, type ReasoningRun } from './reasoning';
 import { TokenSampler, type SamplingParams } from './sampling';
 import { IncrementalText } from './textStream';
 import type { TextTokenizer } from './tokenizer';
@@ -22,6 +23,11 @@ export interface GenerationParams extends SamplingParams {
   numBeams: number;
   /** Beam search's length penalty: a hypothesis scores sum of log-probs / length ** this. */
   lengthPenalty: number;
+  /**
+   * Reasoning bundles only (manifest `reasoning`): most thought tokens before the closing text is
+   * forced (default: the manifest's); 0 skips thinking. Max new tokens then bounds the answer.
+   */
+  thinkingBudget?: number;
 }
 
 export type StopReason = 'stop-token' | 'max-tokens' | 'cancelled' | 'context-full';
@@ -33,8 +39,17 @@ export interface TokenEvent {
   id: number;
   /** Newly printable text (may be '' while a multi-byte character is incomplete). */
   delta: string;
-  /** The whole answer text so far. */
+  /** The whole answer text so far (reasoning bundles: the answer channel only, see `thoughts`). */
   text: string;
+  /**
+   * Reasoning bundles only: the channel this token belongs to ('thought' until the thoughts are
+   * closed, by the model or by the forced closing text), the thought text that became showable,
+   * the whole thought text so far, and whether the token was forced (fed, not sampled).
+   */
+  channel?: 'thought' | 'answer';
+  thoughtDelta?: string;
+  thoughts?: string;
+  forced?: boolean;
   /**
    * Beam search only: the best hypothesis changed to one whose text does not extend the previous
    * event's (`text` replaces what was shown; `delta` is '').
@@ -67,6 +82,12 @@ export interface GenerationResult {
   /** The cache after the last step, and ids produced but not fed yet (continue from here). */
   cache: KvCache;
   unfedIds: number[];
+  /** Reasoning bundles only: the thoughts (text is then the answer alone). */
+  thoughts?: string;
+  /** Reasoning bundles only: thought tokens the model generated (forced ones not counted). */
+  thinkingTokens?: number;
+  /** Reasoning bundles only: whether the budget ran out and the closing text was forced. */
+  forcedClose?: boolean;
 }
 
 export interface GenerationRequest {
@@ -82,6 +103,8 @@ export interface GenerationRequest {
   now?: () => number;
   /** Receives the first step's logits row before sampling (parity tests, debugging). */
   onFirstLogits?: (logits: Float32Array) => void;
+  /** A reasoning model's markers and thinking budget (one sequence only: beam search ignores it). */
+  reasoning?: ReasoningRun;
 }
 
 export async function generate(request: GenerationRequest): Promise<GenerationResult> {
@@ -101,14 +124,30 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
   const ids: number[] = [];
   let unfed: number[] = [];
   let stopReason: StopReason = 'max-tokens';
+  // Reasoning: sampled tokens count against the budget until the text holds the closing marker;
+  // at the budget the closing text's tokens are queued and fed one per step instead of sampling.
+  // Max new tokens then counts the answer's tokens, from where the thoughts ended.
+  const { reasoning } = request;
+  const channels = reasoning ? new ReasoningStream(reasoning.markers) : null;
+  let thinking = reasoning !== undefined;
+  let thinkingTokens = 0;
+  let forcedClose = false;
+  const forcedQueue: number[] = [];
+  let answerStart = reasoning ? -1 : 0;
 
   while (true) {
     if (signal?.aborted) {
       stopReason = 'cancelled';
       break;
     }
-    const id = sampler.next(logits, ids);
-    if (stops.has(id)) {
+    if (thinking && thinkingTokens >= reasoning!.budget) {
+      forcedQueue.push(...reasoning!.forcedIds);
+      thinking = false;
+      forcedClose = true;
+    }
+    const forced = forcedQueue.length > 0;
+    const id = forced ? forcedQueue.shift()! : sampler.next(logits, ids);
+    if (!forced && stops.has(id)) {
       stopReason = 'stop-token';
       break;
     }
@@ -116,8 +155,21 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
     unfed = [id];
     if (ids.length === 1) firstTokenAt = now();
     const delta = text.push(id);
-    request.onToken?.({ type: 'token', index: ids.length - 1, id, delta, text: text.text, elapsedMs: now() - started });
-    if (ids.length >= params.maxNewTokens) break;
+    if (thinking) {
+      thinkingTokens += 1;
+      if (text.text.includes(reasoning!.markers.thinkClose)) thinking = false;
+    }
+    if (answerStart < 0 && !thinking && forcedQueue.length === 0) answerStart = ids.length;
+    if (channels) {
+      const split = channels.update(text.text);
+      request.onToken?.({
+        type: 'token', index: ids.length - 1, id, delta: split.answerDelta, text: split.answer, elapsedMs: now() - started,
+        channel: answerStart >= 0 && answerStart < ids.length ? 'answer' : 'thought', thoughtDelta: split.thoughtDelta, thoughts: split.thoughts, forced,
+      });
+    } else {
+      request.onToken?.({ type: 'token', index: ids.length - 1, id, delta, text: text.text, elapsedMs: now() - started });
+    }
+    if (answerStart >= 0 && ids.length - answerStart >= params.maxNewTokens) break;
     if (cache.length + 1 > request.maxPositions) {
       stopReason = 'context-full';
       break;
@@ -139,9 +191,11 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
   const decodeSteps = Math.max(0, ids.length - 1);
   const decodeMs = ids.length > 0 ? finished - firstTokenAt : 0;
   text.flush(); // a trailing incomplete character is shown as U+FFFD rather than dropped
+  const split = channels?.finish(text.text);
   return {
     ids,
-    text: text.text,
+    text: split ? split.answer : text.text,
+    ...(split ? { thoughts: split.thoughts, thinkingTokens, forcedClose } : {}),
     cache,
     unfedIds: unfed,
     stats: {

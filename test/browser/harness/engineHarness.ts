@@ -7,6 +7,8 @@ import { createEngineClient } from '../../../src/engineClient';
 import type { TokenEvent } from '../../../src/engine/llm/generate';
 import { logitError, parseNpy, relativeMaxError } from '../../helpers/npy';
 import type { GoldenIndex, GoldenInput } from '../../helpers/golden';
+import { reasoningManifest, type ReasoningGolden } from '../../helpers/reasoningManifest';
+import { variantFiles, type Manifest } from '../../../src/engine/bundle/manifest';
 
 const client = createEngineClient();
 
@@ -190,6 +192,45 @@ async function beamParity(name: string, precision: 'fp32' | 'int4', runIndices: 
   return reports;
 }
 
+/**
+ * The tiny reasoning bundle in the page: the tiny bundle's fp32 files fetched from the dev server,
+ * with the golden `reasoning` section added to its manifest (as test/helpers/reasoningBundle.ts does
+ * in Node), loaded through the worker as a `files` source.
+ */
+async function loadReasoningBundle(backend: 'webgpu' | 'wasm') {
+  const golden = (await (await fetch('/models/golden/reasoning.json')).json()) as ReasoningGolden;
+  const base = (await (await fetch('/models/salmonn-tiny/manifest.json')).json()) as Manifest;
+  const files = new Map<string, Blob>();
+  const needed = variantFiles(base, golden.precision);
+  for (const path of needed) files.set(path, await (await fetch(`/models/salmonn-tiny/${path}`)).blob());
+  files.set('manifest.json', new Blob([JSON.stringify(reasoningManifest(base, golden))]));
+  heldAudio = null;
+  const info = await client.loadModel({ kind: 'files', files }, { backend, variant: golden.precision });
+  return { info, golden };
+}
+
+/** Reasoning runs of the golden budgets (by index) on the reasoning bundle, answers cut to `answerTokens`; compared in the test. */
+async function reasoningParity(runIndices: number[], answerTokens: number, backend: 'webgpu' | 'wasm' = 'webgpu') {
+  const { info, golden } = await loadReasoningBundle(backend);
+  await client.setAudio(new Uint8Array(await (await fetch(`/models/golden/${golden.audio}`)).arrayBuffer()));
+  const reports = [];
+  for (const i of runIndices) {
+    const run = golden.runs[i]!;
+    await client.newConversation();
+    const events: TokenEvent[] = [];
+    const answer = await client.ask(golden.prompt, { thinkingBudget: run.thinkingBudget, maxNewTokens: answerTokens, loraScale: golden.loraScale, doSample: false }, (e) => events.push(e));
+    reports.push({
+      run: i, budget: run.thinkingBudget, expected: run,
+      ids: answer.ids, thoughts: answer.thoughts, answer: answer.text, thinkingTokens: answer.thinkingTokens, forcedClose: answer.forcedClose,
+      forcedIndices: events.filter((e) => e.forced).map((e) => e.index),
+      channels: events.map((e) => e.channel),
+      streamedThoughts: events.map((e) => e.thoughtDelta ?? '').join(''),
+      streamedAnswer: events.map((e) => e.delta).join(''),
+    });
+  }
+  return { backend: info.backend, reasoning: info.reasoning, forcedCloseIds: golden.forcedCloseIds, reports };
+}
+
 async function errorCode(run: () => Promise<unknown>): Promise<string> {
   try {
     await run();
@@ -206,6 +247,7 @@ const harness = {
   localizeParity,
   classifyParity,
   beamParity,
+  reasoningParity,
   streamTimeline,
   setGoldenAudio,
   goldenIndex,
