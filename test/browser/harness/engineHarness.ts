@@ -44,8 +44,9 @@ export interface ParityReport {
 /**
  * `tokensAtOtherScales`: greedy tokens generated at LoRA scales other than the default (the
  * first-step logits are always compared); fewer keeps the slow software-GPU runs short.
+ * `otherScales` false: the default scale only (one prompt run instead of three).
  */
-async function parity(name: string, precision: 'fp32' | 'int4', greedyTokens: number, tokensAtOtherScales = greedyTokens): Promise<ParityReport> {
+async function parity(name: string, precision: 'fp32' | 'int4', greedyTokens: number, tokensAtOtherScales = greedyTokens, otherScales = true): Promise<ParityReport> {
   const index = await goldenIndex();
   const input = index.inputs[name]!;
   heldAudio = null;
@@ -61,6 +62,7 @@ async function parity(name: string, precision: 'fp32' | 'int4', greedyTokens: nu
   }
   const runs: ParityReport['runs'] = [];
   for (const [scaleName, run] of Object.entries(input.precisions[precision].runs)) {
+    if (!otherScales && scaleName !== 'default') continue;
     await client.newConversation();
     const count = scaleName === 'default' ? greedyTokens : tokensAtOtherScales;
     const answer = await client.ask(input.prompt, { loraScale: run.loraScale, maxNewTokens: count, doSample: false, captureFirstLogits: true });
