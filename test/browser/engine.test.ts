@@ -131,11 +131,12 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
             expect(report.followUp.logitErrorVsResumed).toBeLessThan(1e-4);
           });
         }
-        // Beam search with the KV cache's rows reordered on the GPU: fp32, the 4-beam runs (one with
-        // a follow-up from a winner cut at the token limit, one whose winner ended with a stop id, and
-        // one ended early by the done rule); int4 one 4-beam run.
+        // Beam search with the KV cache's rows reordered on the GPU: fp32, 2 beams at LoRA scale 0 and
+        // the 4-beam runs at the default scale (one with a follow-up from a winner cut at the token
+        // limit, one whose winner ended with a stop id, one ended early by the done rule); int4 one
+        // 4-beam run. (1 beam is the greedy parity above; Node checks every golden run.)
         if (name === 'speech') {
-          const runIndices = precision === 'fp32' ? [1, 4, 5] : [1];
+          const runIndices = precision === 'fp32' ? [1, 2, 4, 5] : [1];
           it(`beam search like the reference (speech, runs ${runIndices.join(', ')}): token-identical, follow-ups from the chosen beam's cache`, { timeout: 600_000 }, async () => {
             const reports = await page.evaluate(([p, r]) => window.harkEngineHarness.beamParity('speech', p, r), [precision, runIndices] as const);
             for (const report of reports) {
