@@ -78,3 +78,14 @@ export function guarded<T>(call: () => T, check: (error: unknown) => void): { ok
 
 /** Bytes as fast-check generates them, as a Uint8Array. */
 export const bytes = (maxLength: number): fc.Arbitrary<Uint8Array> => fc.uint8Array({ maxLength });
+
+/** Text with lone surrogates, control characters and other code units JSON.parse can produce. */
+export const hostileText = (maxLength: number): fc.Arbitrary<string> =>
+  fc.string({
+    maxLength,
+    unit: fc.oneof(
+      fc.constantFrom('\ud800', '\udfff', '\u0000', '\u001b', '\u202e', '\u2028', '\ufeff', '\u200f', '\ufffd'),
+      fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)),
+      fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }),
+    ),
+  });
