@@ -100,8 +100,9 @@ describe('prompt building with hostile questions', () => {
     ['100 kB of lone surrogates and controls', '\ud800\u0000\u202e\udfff\u001b'.repeat(20_000)],
     ['100 kB of audio slots', '<SpeechHere>'.repeat(8_400)],
   ])('%s', { timeout: 60_000 }, (_name, q) => {
-    // Tokenizing is linear: 100 kB takes about 1 s on a shared CI core; a quadratic blow-up would take minutes.
-    throughPrompt(q, 8_000);
+    // Tokenizing is linear: 100 kB takes 1–3.5 s here (2 shared cores); the bound leaves room for
+    // a loaded CI machine, while a quadratic blow-up would take minutes.
+    throughPrompt(q, 15_000);
   });
 
   it('refuses a question with the audio slot twice with a typed error (found by fuzzing)', () => {
