@@ -26,6 +26,8 @@
  * engine dependency: the page reads it without loading the engine.
  */
 
+import { HarkError } from './engine/errors';
+
 export const MODEL_INDEX_FORMAT = 'hark-model-index';
 export const MODEL_INDEX_VERSION = 1;
 export const MODEL_INDEX_FILE = 'index.json';
@@ -61,12 +63,16 @@ const isSize = (value: unknown): value is number => typeof value === 'number' &&
 
 /**
  * Reads a fetched index leniently: entries that are malformed (or whose `path` leaves the
- * `models/` folder) are dropped rather than failing the whole list. Throws only when the document
- * is not a version-1 index at all.
+ * `models/` folder) are dropped rather than failing the whole list. Throws `bundle/manifest-invalid`
+ * only when the document is not a version-1 index at all. (errors.ts has no dependencies, so the
+ * page still reads the index without loading the engine.)
  */
 export function readModelIndex(json: unknown): ModelIndexEntry[] {
   if (!isRecord(json) || json.format !== MODEL_INDEX_FORMAT || json.formatVersion !== MODEL_INDEX_VERSION || !Array.isArray(json.models)) {
-    throw new Error(`not a ${MODEL_INDEX_FORMAT} version ${MODEL_INDEX_VERSION} document`);
+    throw new HarkError(
+      'bundle/manifest-invalid',
+      `This site's list of models (${MODEL_INDEX_FILE}) is not a ${MODEL_INDEX_FORMAT} version ${MODEL_INDEX_VERSION} document, so no bundles are offered from it.`,
+    );
   }
   const entries: ModelIndexEntry[] = [];
   for (const item of json.models) {
@@ -74,10 +80,13 @@ export function readModelIndex(json: unknown): ModelIndexEntry[] {
     const { name, path, label, description, randomWeights, bytes, variants } = item;
     if (typeof name !== 'string' || typeof path !== 'string' || typeof label !== 'string' || !isSize(bytes) || !isRecord(variants)) continue;
     if (!/^[a-z0-9][a-z0-9._-]*\/$/.test(path)) continue;
-    const cleanVariants: Record<string, ModelIndexVariant> = {};
-    for (const [variant, spec] of Object.entries(variants)) {
-      if (isRecord(spec) && isSize(spec.bytes)) cleanVariants[variant] = { bytes: spec.bytes, tested: spec.tested === true };
-    }
+    // Object.fromEntries defines own properties: a variant named "__proto__" stays data instead
+    // of replacing the object's prototype (as `cleanVariants[name] = …` would).
+    const cleanVariants: Record<string, ModelIndexVariant> = Object.fromEntries(
+      Object.entries(variants)
+        .filter((e): e is [string, Record<string, unknown> & { bytes: number }] => isRecord(e[1]) && isSize(e[1].bytes))
+        .map(([variant, spec]) => [variant, { bytes: spec.bytes, tested: spec.tested === true }]),
+    );
     entries.push({
       name,
       path,

@@ -68,3 +68,17 @@ export function isSerializedHarkError(value: unknown): value is SerializedHarkEr
     typeof (value as { message?: unknown }).message === 'string'
   );
 }
+
+/**
+ * Untrusted text (a property name, a file name, a value from a file) made safe to quote in a
+ * message: control characters and lone surrogates become \uXXXX escapes and anything past `max`
+ * characters is cut with "…", so a hostile file cannot make a message unreadable or huge.
+ */
+export function printable(text: string, max = 80): string {
+  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
+  return cut.replace(
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}

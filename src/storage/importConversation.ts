@@ -6,6 +6,7 @@
  */
 import { Validator, type OutputUnit, type Schema } from '@cfworker/json-schema';
 import { base64ToBytes } from '../audio/wavEncode';
+import { printable } from '../engine/errors';
 import { EXPORT_FORMAT, EXPORT_VERSION, newId, type ConversationExport, type StoredConversation, type StoredMessage, type StoredRecording } from './history';
 
 /** Larger than any export of a 10-minute recording (48 kHz stereo WAV in base64 is ~155 MB). */
@@ -101,7 +102,9 @@ export class ImportError extends Error {
 function describe(errors: readonly OutputUnit[]): string {
   // The deepest errors say the most ("/conversation/messages/0/role: …"); list a few.
   const leaves = errors.filter((e) => !errors.some((f) => f !== e && f.keywordLocation.startsWith(`${e.keywordLocation}/`)));
-  const shown = leaves.slice(0, 3).map((e) => `${e.instanceLocation.replace(/^#/, '') || '(the whole file)'}: ${e.error.replace(/\.$/, '')}`);
+  const shown = leaves
+    .slice(0, 3)
+    .map((e) => `${printable(e.instanceLocation.replace(/^#/, ''), 120) || '(the whole file)'}: ${printable(e.error.replace(/\.$/, ''), 200)}`);
   return shown.join('; ') + (leaves.length > 3 ? ` (and ${leaves.length - 3} more)` : '');
 }
 
@@ -112,7 +115,9 @@ export interface ImportedConversation {
 }
 
 /** Checks an export file's text and turns it into records to store; throws ImportError. */
-export function readConversationExport(fileText: string, fileName: string): ImportedConversation {
+export function readConversationExport(fileText: string, rawFileName: string): ImportedConversation {
+  // The name is quoted in messages: escaped and cut short, whatever the file is called.
+  const fileName = printable(rawFileName, 120);
   let json: unknown;
   try {
     json = JSON.parse(fileText);
@@ -126,7 +131,14 @@ export function readConversationExport(fileText: string, fileName: string): Impo
     throw new ImportError(`“${fileName}” has no recording in it (it was deleted before the export), so there is nothing to reopen.`);
   }
   validator ??= new Validator(CONVERSATION_EXPORT_SCHEMA as unknown as Schema, '2020-12', false);
-  const result = validator.validate(json);
+  let result: ReturnType<Validator['validate']>;
+  try {
+    result = validator.validate(json);
+  } catch {
+    // cfworker's validator throws on some JSON.parse output (a key with a lone surrogate, which it
+    // cannot URI-encode into an error location).
+    throw new ImportError(`“${fileName}” is damaged or was changed (it holds text that is not valid Unicode), so it was not imported. Export the conversation again and import that file.`);
+  }
   if (!result.valid) {
     throw new ImportError(`“${fileName}” is damaged or was changed, so it was not imported (${describe(result.errors)}). Export the conversation again and import that file.`);
   }

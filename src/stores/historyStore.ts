@@ -26,6 +26,7 @@ import {
   type StoredMessage,
   type StoredRecording,
 } from '../storage/history';
+import { printable } from '../engine/errors';
 import { ImportError, MAX_IMPORT_BYTES, readConversationExport } from '../storage/importConversation';
 import { onNewRecording, useAudioStore, type NewRecordingEvent } from './audioStore';
 import { storedBeamStats, storedBeams } from './beams';
@@ -411,7 +412,7 @@ export const useHistoryStore = create<HistoryStore>((set, get) => ({
   async importFromFile(file) {
     try {
       if (file.size > MAX_IMPORT_BYTES) {
-        throw new ImportError(`“${file.name}” is ${Math.round(file.size / 1e6)} MB: larger than any Hark export, so it was not read. Choose a file saved with Export.`);
+        throw new ImportError(`“${printable(file.name, 120)}” is ${Math.round(file.size / 1e6)} MB: larger than any Hark export, so it was not read. Choose a file saved with Export.`);
       }
       const imported = readConversationExport(await file.text(), file.name);
       await queueWrite(async () => {

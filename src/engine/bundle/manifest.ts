@@ -7,7 +7,7 @@
 import { Validator, type OutputUnit, type Schema } from '@cfworker/json-schema';
 import manifestSchema from '../../../models/manifest.schema.json';
 import type { Backend } from '../device';
-import { HarkError } from '../errors';
+import { HarkError, printable } from '../errors';
 import type { LocalizationDefaults } from '../localize/types';
 
 export const MANIFEST_FILE = 'manifest.json';
@@ -250,9 +250,9 @@ function leafErrors(errors: readonly OutputUnit[]): string[] {
   return leaves.map((e) => {
     const extra = /^Property "(.*)" does not match additional properties schema\.$/.exec(e.error);
     if (e.keyword === 'additionalProperties' && extra) {
-      return `${pointer(`${e.instanceLocation}/${extra[1]}`)}: unknown property "${extra[1]}"`;
+      return `${printable(pointer(`${e.instanceLocation}/${extra[1]}`))}: unknown property "${printable(extra[1]!)}"`;
     }
-    return `${pointer(e.instanceLocation)}: ${e.error.replace(/\.$/, '')}`;
+    return `${printable(pointer(e.instanceLocation))}: ${printable(e.error.replace(/\.$/, ''), 300)}`;
   });
 }
 
@@ -289,20 +289,33 @@ export function parseManifest(json: unknown): Manifest {
       { formatVersion: version, supported: FORMAT_VERSION },
     );
   }
-  const result = schemaValidator().validate(json);
-  const name = typeof record.name === 'string' ? record.name : undefined;
+  let result: ReturnType<Validator['validate']>;
+  try {
+    result = schemaValidator().validate(json);
+  } catch (error) {
+    // cfworker's validator throws on some JSON.parse output, e.g. a property name holding a lone
+    // surrogate ("\ud800", which it cannot URI-encode into an error location).
+    throw invalid([`(root): the validator could not read it (${printable(error instanceof Error ? error.message : String(error))})`]);
+  }
+  // Quoted in messages only when it is a valid bundle name (anything else may be hostile text).
+  const name = typeof record.name === 'string' && /^[a-z0-9][a-z0-9._-]{0,99}$/.test(record.name) ? record.name : undefined;
   if (!result.valid) throw invalid(leafErrors(result.errors), name);
 
   const manifest = json as Manifest;
   const problems: string[] = [];
   const listed = new Set<string>();
   manifest.files.forEach((file, i) => {
+    // The schema's pattern keeps paths relative, without '..', '%', '\\' or ':'; the store also
+    // needs every '/'-separated segment to be a real name (no empty or '.' segment).
+    if (file.path.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+      problems.push(`/files/${i}/path: "${file.path}" is not a plain relative path (empty or "." segment)`);
+    }
     if (listed.has(file.path)) problems.push(`/files/${i}/path: "${file.path}" is listed twice`);
     listed.add(file.path);
   });
   for (const [variant] of variantEntries(manifest)) {
     for (const path of variantFiles(manifest, variant)) {
-      if (!listed.has(path)) problems.push(`/variants/${variant}: needs "${path}", which is not in /files`);
+      if (!listed.has(path)) problems.push(`/variants/${variant}: needs "${printable(path)}", which is not in /files`);
     }
   }
   if (manifest.reasoning && !manifest.reasoning.forcedClose.includes(manifest.reasoning.thinkClose)) {
@@ -364,7 +377,7 @@ export function variantFileEntries(manifest: Manifest, variant: string): FileEnt
   const byPath = new Map(manifest.files.map((f) => [f.path, f]));
   return variantFiles(manifest, variant).map((path) => {
     const entry = byPath.get(path);
-    if (!entry) throw invalid([`/variants/${variant}: needs "${path}", which is not in /files`], manifest.name);
+    if (!entry) throw invalid([`/variants/${variant}: needs "${printable(path)}", which is not in /files`], manifest.name);
     return entry;
   });
 }

@@ -10,6 +10,7 @@
  * Follow-up turns continue in Vicuna's format: the previous answer, then [</s>], then the next
  * "USER: Q\nASSISTANT:" tokenized on its own; the audio stays in the KV cache.
  */
+import { HarkError } from '../errors';
 import type { TextTokenizer } from './tokenizer';
 
 export interface PromptFormat {
@@ -41,7 +42,12 @@ export function promptParts(tokenizer: TextTokenizer, question: string, format: 
   const text = fill(format.template, userTextFor(question, format));
   const pieces = text.split(format.audioSlot);
   if (pieces.length !== 2) {
-    throw new Error(`a prompt must contain ${format.audioSlot} exactly once, got ${pieces.length - 1}`);
+    // A question typed with the slot twice (or a task prompt without it): a user's input, so a typed error.
+    throw new HarkError(
+      'engine/inference-failed',
+      `The question contains ${format.audioSlot} ${pieces.length - 1} times; it marks where the recording goes and may appear at most once (a prompt must contain ${format.audioSlot} exactly once). Remove the extra ones and ask again.`,
+      { slots: pieces.length - 1 },
+    );
   }
   return { before: [format.bosTokenId, ...tokenizer.encode(pieces[0]!)], after: tokenizer.encode(pieces[1]!) };
 }
