@@ -7,6 +7,9 @@
 import { Validator, type OutputUnit, type Schema } from '@cfworker/json-schema';
 import { base64ToBytes } from '../audio/wavEncode';
 import { printable } from '../engine/errors';
+
+/** For the stores' own messages about import files (they may not import src/engine themselves). */
+export { printable };
 import { EXPORT_FORMAT, EXPORT_VERSION, newId, type ConversationExport, type StoredConversation, type StoredMessage, type StoredRecording } from './history';
 
 /** Larger than any export of a 10-minute recording (48 kHz stereo WAV in base64 is ~155 MB). */

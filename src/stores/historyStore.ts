@@ -26,8 +26,7 @@ import {
   type StoredMessage,
   type StoredRecording,
 } from '../storage/history';
-import { printable } from '../engine/errors';
-import { ImportError, MAX_IMPORT_BYTES, readConversationExport } from '../storage/importConversation';
+import { ImportError, MAX_IMPORT_BYTES, printable, readConversationExport } from '../storage/importConversation';
 import { onNewRecording, useAudioStore, type NewRecordingEvent } from './audioStore';
 import { storedBeamStats, storedBeams } from './beams';
 import { RESUME_NOTE, useConversationStore, type AnswerSettings, type AnswerStats, type ChatMessage, type LabelChoice, type SavedMessage } from './conversationStore';
