@@ -21,6 +21,7 @@
  * Other flags: --steps N (decode steps timed), --contexts 128,1024,2048, --no-peer,
  * --job-limit S (seconds per job; --quick gives webgpu-node jobs 60 s, else 15 min; chromium-webgpu
  * 20 min; 7B/13B and encoders 30 min), --big-prompt N (tokens of the 7B/13B jobs' one decoder step, default 1),
+ * --big-measure (time the 7B/13B like the others, prefill + decode per context: for a real GPU),
  * --encode-runs N (encodes of the 30 s clip; default 1 on wasm, 2 on WebGPU, the last reported),
  * --ttft-prefill (run the 7B prefill of the 30 s prompt on a software adapter too; by default it
  * runs only on a real GPU: on SwiftShader it takes far longer than a job limit),
@@ -41,7 +42,10 @@ import { fileURLToPath } from 'node:url';
 import { renderEncoderTable, renderLegend, renderTable } from './bench/table';
 import type { BenchBackend, EncoderInfo, EncoderJobResult, EncoderJobSpec, JobResult, JobSpec, ModelInfo, Precision } from './bench/types';
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
+// HARK_BENCH_REPO: the repository when this file runs bundled elsewhere (the GPU kit, scripts/bench/gpuKit.ts).
+const REPO = process.env.HARK_BENCH_REPO ?? join(dirname(fileURLToPath(import.meta.url)), '..');
+/** The GPU kit's folder of bundled job scripts (job.mjs, encoderJob.mjs): jobs run without tsx there. */
+const BUNDLED_JOBS = process.env.HARK_BENCH_BUNDLE_DIR;
 const CACHE = join(REPO, '.bench-cache');
 const PYTHON = process.env.HARK_PYTHON ?? '/usr/bin/python3';
 const BUILDER_SOURCES = [
@@ -76,6 +80,8 @@ interface Options {
   explicitPrecisions: boolean;
   /** Per-job time limit in seconds (--job-limit). */
   jobLimitS?: number;
+  /** Measure the 7B/13B geometry like the others (prefill + decode per context) instead of load + one step (--big-measure: a real GPU). */
+  bigMeasure: boolean;
   /** Prompt tokens of the 7B/13B jobs' one decoder step (--big-prompt, 1 to 31). */
   bigPrompt: number;
   /** Encodes of the 30 s clip per encoders job (--encode-runs; default 1 on wasm, 2 on WebGPU). */
@@ -95,6 +101,7 @@ function parseArgs(argv: string[]): Options {
     peer: true,
     explicitPrecisions: false,
     bigPrompt: 1,
+    bigMeasure: false,
     ttftPrefillOnSoftware: false,
     encodersAsBuilt: false,
   };
@@ -122,6 +129,7 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--out') options.out = value();
     else if (arg === '--job-limit') options.jobLimitS = Number(value());
     else if (arg === '--big-prompt') options.bigPrompt = Number(value());
+    else if (arg === '--big-measure') options.bigMeasure = true;
     else if (arg === '--encode-runs') options.encodeRuns = Number(value());
     else if (arg === '--ttft-prefill') options.ttftPrefillOnSoftware = true;
     else if (arg === '--encoders-as-built') options.encodersAsBuilt = true;
@@ -219,7 +227,8 @@ function runProcess<R>(script: string, spec: { resultPath: string }, timeoutMs: 
   const specPath = `${spec.resultPath}.spec.json`;
   writeFileSync(specPath, JSON.stringify(spec));
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, specPath], {
+    const args = BUNDLED_JOBS ? [join(BUNDLED_JOBS, script.split('/').at(-1)!.replace(/\.ts$/, '.mjs')), specPath] : ['--import', 'tsx', script, specPath];
+    const child = spawn(process.execPath, args, {
       cwd: REPO,
       env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -338,6 +347,7 @@ async function main(): Promise<void> {
     }
     const info = ensureModel(model);
     const big = BIG_MODELS.has(model);
+    const loadOnly = big && !options.bigMeasure;
     for (const precision of options.precisions) {
       if (!info.variants[precision]) continue;
       for (const backend of options.backends) {
@@ -351,14 +361,14 @@ async function main(): Promise<void> {
           backend,
           modelDir: join(CACHE, model),
           repoRoot: REPO,
-          contexts: big ? [] : contexts,
+          contexts: loadOnly ? [] : contexts,
           steps,
           peer: options.peer && !big && info.peer !== null,
-          loadOnly: big,
-          loadOnlyPrompt: big ? options.bigPrompt : undefined,
+          loadOnly,
+          loadOnlyPrompt: loadOnly ? options.bigPrompt : undefined,
           resultPath: join(CACHE, 'results', `${model}-${precision}-${backend}-${process.pid}.json`),
         };
-        if (!big) contexts.forEach((c) => allContexts.add(c));
+        if (!loadOnly) contexts.forEach((c) => allContexts.add(c));
         process.stderr.write(`${stamp()} ${model} ${precision} on ${backend} ...\n`);
         results.push(await runJob(spec, jobLimitMs(options, big, backend)));
       }

@@ -4,7 +4,8 @@
  * the engine's DecoderRunner, and prints per generated token: graph runs, compute dispatches
  * (kernels), queue submits, GPU buffers created, CPU→GPU writes, GPU→CPU read-backs (mapAsync)
  * and wall time — for the graph with and without the q|k|v fusion and for the fixed-capacity vs
- * the growing KV cache, so each lever of the decode loop is seen on its own.
+ * the growing KV cache, so each lever of the decode loop is seen on its own; then the floor under a
+ * step (scripts/bench/floor.ts: a GPU round trip, one graph run's fixed cost, one more kernel's).
  *
  *   npm run bench:breakdown [-- --steps 8]
  */
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { installGpuCounters, onPipelineCreated, perUnit, snapshot, type GpuCounts } from './gpuCounters';
 import { setupNodeWebGpu, withSwiftShaderFallback } from './nodeWebgpu';
 
-const root = new URL('../..', import.meta.url).pathname;
+const root = process.env.HARK_BENCH_REPO ?? new URL('../..', import.meta.url).pathname;
 const bundle = join(root, 'models/bundles/salmonn-tiny');
 const cache = join(root, '.bench-cache/breakdown');
 const stepsArg = process.argv.indexOf('--steps');
@@ -43,7 +44,8 @@ async function main(): Promise<void> {
   withSwiftShaderFallback();
   const adapter = await setupNodeWebGpu();
   installGpuCounters();
-  register('./ortWebgpuAlias.mjs', import.meta.url);
+  // Bundled (the GPU kit), the alias was applied at bundle time.
+  if (!process.env.HARK_BENCH_BUNDLE_DIR) register('./ortWebgpuAlias.mjs', import.meta.url);
   const { ort, sessionOptions } = await import('../../src/engine/ortRuntime');
   const { configureOrtForNodeWebGpu } = await import('./nodeWebgpu');
   const { DecoderRunner, decoderOutputLocations, embedOutputLocations } = await import('../../src/engine/llm/decoder');
@@ -92,6 +94,8 @@ async function main(): Promise<void> {
     const c = r.counts;
     console.log(`| ${r.graph} q|k|v | ${r.kv} | ${r.runs} | ${c.dispatches} | ${c.submits} | ${c.createBuffer} | ${c.writeBuffer} (${Math.round(c.writeBufferBytes)}) | ${c.mapAsync} | ${c.createPipeline} | ${r.msPerToken.toFixed(1)} |`);
   }
+  const { measureFloor, renderFloor } = await import('./floor');
+  console.log(`\nThe floor under a step (scripts/bench/floor.ts), same device:\n\n${renderFloor(await measureFloor(ort))}`);
   process.exit(0);
 }
 

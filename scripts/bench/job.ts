@@ -78,7 +78,8 @@ async function main(): Promise<void> {
     const { ort } = await import('../../src/engine/ortRuntime');
     const { configureOrtForNodeWebGpu } = await import('./nodeWebgpu');
     const { shareOrtWithTransformers } = await import('./peer');
-    if (gpuBackend) configureOrtForNodeWebGpu(ort.env);
+    // Bundled (the GPU kit) ORT is the WebGPU build on every backend: it needs its binary named.
+    if (gpuBackend || process.env.HARK_BENCH_BUNDLE_DIR) configureOrtForNodeWebGpu(ort.env);
     const read = async (path: string) => new Uint8Array(await readFile(path));
     const peerRecord = shareOrtWithTransformers(ort, read);
     const wasmPaths = ort.env.wasm.wasmPaths;

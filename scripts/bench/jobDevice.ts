@@ -22,7 +22,8 @@ export async function setupJobDevice(backend: 'wasm' | 'webgpu-node', progress: 
   progress('bandwidth');
   const name = [adapter.vendor, adapter.architecture, adapter.description].filter(Boolean).join(' ');
   // The engine imports plain 'onnxruntime-web': give it the WebGPU build, as the app's Vite alias does.
-  register('./ortWebgpuAlias.mjs', import.meta.url);
+  // Bundled (the GPU kit), the alias was applied at bundle time.
+  if (!process.env.HARK_BENCH_BUNDLE_DIR) register('./ortWebgpuAlias.mjs', import.meta.url);
   return {
     label: adapter.isSoftware ? `SwiftShader (software), dawn.node` : `${name}, dawn.node`,
     software: adapter.isSoftware || adapter.isFallbackAdapter,

@@ -101,6 +101,7 @@ export async function measure(env: MeasureEnv, spec: Omit<JobSpec, 'resultPath'>
     const ours = await openOurs(env.read, root, files, info, backend, `${spec.repoRoot}/models/tokenizer`, !spec.loadOnly);
     out.loadMs = ours.loadMs;
     env.progress('ours loaded');
+    env.log(`  ${spec.model} ${spec.precision} ${spec.backend}: prefill self-check: ${ours.attentionCheck}`);
     const longest = Math.max(SHORT_PROMPT, spec.loadOnlyPrompt ?? 1, ...spec.contexts.map((c) => promptLength(c, spec.steps)));
     const prompt = randomPrompt(longest, g.vocabSize);
     if (spec.loadOnly) {

@@ -90,7 +90,7 @@ export function setupNodeWebGpu(options: NodeWebGpuOptions = {}): Promise<NodeWe
 async function install(options: NodeWebGpuOptions): Promise<NodeWebGpuInfo> {
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
-  const gpu = create(options.dawnFlags ?? []);
+  const gpu = create(options.dawnFlags ?? (process.env.HARK_DAWN_FLAGS ?? '').split(',').filter(Boolean));
   Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   patchWriteBuffer();
   hideAdapterFeatures(gpu, options.hideFeatures ?? (process.env.HARK_WEBGPU_HIDE_FEATURES ?? '').split(',').filter(Boolean));
@@ -184,6 +184,8 @@ export interface OrtWasmEnv {
 
 /** Path of onnxruntime-web's asyncify wasm (the binary of its WebGPU build). */
 export function ortWebGpuWasmPath(): string {
+  // The GPU kit (scripts/bench/gpuKit.ts) runs bundled, without node_modules: it names the file.
+  if (process.env.HARK_ORT_WASM) return process.env.HARK_ORT_WASM;
   const require = createRequire(import.meta.url);
   const main = require.resolve('onnxruntime-web/webgpu');
   return join(dirname(main), 'ort-wasm-simd-threaded.asyncify.wasm');

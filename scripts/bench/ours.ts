@@ -6,7 +6,7 @@
  * (files come through a `ReadFile`).
  */
 import type { Backend } from '../../src/engine/device';
-import { checkPrefillAttention, usesFusedRotary } from '../../src/engine/llm/attentionCheck';
+import { checkPrefillAttention, describeAttentionCheck, usesFusedRotary } from '../../src/engine/llm/attentionCheck';
 import { DecoderRunner, decoderOutputLocations, embedOutputLocations } from '../../src/engine/llm/decoder';
 import { generate } from '../../src/engine/llm/generate';
 import { argmax } from '../../src/engine/llm/sampling';
@@ -19,6 +19,8 @@ export interface OursModel {
   embed: (ids: number[]) => Promise<Float32Array>;
   tokenizer: TextTokenizer;
   loadMs: number;
+  /** What the engine's prefill self-check decided (chunking or not), or why it did not run. */
+  attentionCheck: string;
   release(): Promise<void>;
 }
 
@@ -99,6 +101,7 @@ export async function openOurs(
     embed,
     tokenizer,
     loadMs,
+    attentionCheck: check ? describeAttentionCheck(check) : backend === 'webgpu' ? 'not run (load-and-one-step job)' : 'not needed (wasm)',
     release: async () => {
       await embedSession.release();
       await decoderSession.release();

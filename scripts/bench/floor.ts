@@ -1,0 +1,102 @@
+/**
+ * The floor under a decode step: what WebGPU and onnxruntime-web cost before any model work.
+ * `npm run bench:breakdown` prints it after its per-token table, so a step's wall time can be
+ * split into (a) the GPU→CPU round trip every generated token needs, (b) one graph run's fixed
+ * cost, (c) the cost of each further kernel, and (d) the model's own work.
+ *
+ * - round trip: a 4-byte copy into a MAP_READ buffer, submit, mapAsync, unmap — the shortest
+ *   "ask the GPU, get a number back" there is (a decode step does this once, for its token/logits);
+ * - empty submit: submit of an empty command buffer + onSubmittedWorkDone;
+ * - ORT, 1 kernel: a one-node graph (Add of a [1, 4] input and a constant), input from the CPU,
+ *   output read back to the CPU: one session.run's fixed cost;
+ * - ORT, 65 kernels: the same with 64 more Adds chained; (65 − 1) ÷ 64 = the cost of one more kernel.
+ *
+ * Hand-written because no library measures this; the graphs come from src/engine/onnxBuilder.ts.
+ */
+import { buildOnnxModel, TensorType, type NodeSpec } from '../../src/engine/onnxBuilder';
+import type { ort as OrtModule } from '../../src/engine/ortRuntime';
+
+type Ort = typeof OrtModule;
+
+export interface FloorRow {
+  what: string;
+  msEach: number;
+  repeats: number;
+}
+
+function chainGraph(kernels: number): Uint8Array {
+  const nodes: NodeSpec[] = Array.from({ length: kernels }, (_, i) => ({
+    op: 'Add',
+    inputs: [i === 0 ? 'x' : `h${i}`, 'c'],
+    outputs: [i === kernels - 1 ? 'y' : `h${i + 1}`],
+  }));
+  return buildOnnxModel({
+    nodes,
+    inputs: [{ name: 'x', type: TensorType.FLOAT, dims: [1, 4] }],
+    outputs: [{ name: 'y', type: TensorType.FLOAT, dims: [1, 4] }],
+    initializers: [{ name: 'c', dims: [1, 4], data: new Float32Array([1, 2, 3, 4]) }],
+    opset: 17,
+  });
+}
+
+async function timeEach(repeats: number, body: () => Promise<void>): Promise<number> {
+  for (let i = 0; i < 3; i++) await body(); // warm-up: pipelines, buffer pools
+  const started = performance.now();
+  for (let i = 0; i < repeats; i++) await body();
+  return (performance.now() - started) / repeats;
+}
+
+/** Times the floor on `navigator.gpu`'s device and on ORT's WebGPU EP (ORT configured by the caller). */
+export async function measureFloor(ort: Ort, repeats = 50): Promise<FloorRow[]> {
+  const rows: FloorRow[] = [];
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new Error('no WebGPU adapter');
+  const device = await adapter.requestDevice();
+  const source = device.createBuffer({ size: 16, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.STORAGE });
+  const readback = device.createBuffer({ size: 16, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+  rows.push({
+    what: 'WebGPU round trip (copy 4 B, submit, mapAsync, unmap)',
+    repeats,
+    msEach: await timeEach(repeats, async () => {
+      const encoder = device.createCommandEncoder();
+      encoder.copyBufferToBuffer(source, 0, readback, 0, 4);
+      device.queue.submit([encoder.finish()]);
+      await readback.mapAsync(GPUMapMode.READ, 0, 4);
+      readback.unmap();
+    }),
+  });
+  rows.push({
+    what: 'WebGPU empty submit + onSubmittedWorkDone',
+    repeats,
+    msEach: await timeEach(repeats, async () => {
+      device.queue.submit([device.createCommandEncoder().finish()]);
+      await device.queue.onSubmittedWorkDone();
+    }),
+  });
+  source.destroy();
+  readback.destroy();
+  device.destroy();
+
+  const input = () => new ort.Tensor('float32', new Float32Array([1, 1, 1, 1]), [1, 4]);
+  const runs: Record<number, number> = {};
+  for (const kernels of [1, 65]) {
+    const session = await ort.InferenceSession.create(chainGraph(kernels), { executionProviders: ['webgpu'], graphOptimizationLevel: 'disabled' });
+    runs[kernels] = await timeEach(repeats, async () => {
+      const { y } = await session.run({ x: input() });
+      await y!.getData();
+      y!.dispose();
+    });
+    await session.release();
+    rows.push({ what: `ORT session.run, ${kernels} kernel${kernels > 1 ? 's' : ''} (input from and output to the CPU)`, repeats, msEach: runs[kernels]! });
+  }
+  rows.push({ what: 'ORT, one more kernel ((65 − 1) ÷ 64)', repeats, msEach: (runs[65]! - runs[1]!) / 64 });
+  return rows;
+}
+
+export function renderFloor(rows: FloorRow[]): string {
+  return [
+    '| floor | ms each | repeats |',
+    '| --- | --- | --- |',
+    ...rows.map((r) => `| ${r.what} | ${r.msEach.toFixed(3)} | ${r.repeats} |`),
+  ].join('\n');
+}

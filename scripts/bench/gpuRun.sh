@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs the bench on a GPU machine from the kit that `npm run bench:gpu-kit` packs into .gpukit/
+# (scripts/bench/gpuKit.ts says what is in it). From the folder that holds .gpukit:
+#
+#   bash .gpukit/run.sh [stage...]      stages: info breakdown small 7b encoders f16 (default: all but f16)
+#
+# Unpacks Node, dawn.node, ORT's wasm and the Vulkan loader (Debian debs), recreates the bench
+# models' large data files with random weights (models/bench_data_plan.py), then runs each stage
+# with a time limit and writes its table to $OUT (or /tmp/hark-out).
+set -uo pipefail
+KIT="$(cd "$(dirname "$0")" && pwd)"
+W=/tmp/hark
+OUT="${OUT:-/tmp/hark-out}"
+mkdir -p "$OUT"
+T0=$(date +%s)
+say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$OUT/run.log"; }
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(info 7b breakdown encoders small)
+
+if [ ! -x "$W/bin/node" ]; then
+  if [ -z "${HARK_KIT_NO_GL:-}" ]; then # HARK_KIT_NO_GL=1: a machine with its own Vulkan loader (a dry run here)
+    for f in "$KIT"/gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+  fi
+  mkdir -p "$W/bin" "$W/repo"
+  xz -dc "$KIT/bin/node.xz" > "$W/bin/node" && chmod +x "$W/bin/node"
+  cp -r "$KIT/jobs" "$W/jobs"
+  xz -dc "$KIT/bin/dawn.node.xz" > "$W/jobs/node_modules/webgpu/dist/linux-x64/dawn.node"
+  xz -dc "$KIT/bin/ort-wasm-simd-threaded.asyncify.wasm.xz" > "$W/jobs/ort-wasm-simd-threaded.asyncify.wasm"
+  cp -r "$KIT/repo/." "$W/repo/"
+  say "unpacked; filling the bench models' data with random weights"
+  python3 "$W/repo/models/bench_data_plan.py" fill --root "$W/repo" "$KIT/data-plan.json" 2>&1 | tail -3
+  say "filled"
+fi
+
+export VK_ICD_FILENAMES="${VK_ICD_FILENAMES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}"
+export XDG_RUNTIME_DIR=/tmp HARK_BENCH_REPO="$W/repo" HARK_BENCH_BUNDLE_DIR="$W/jobs" HARK_BENCH_VERBOSE=1
+export HARK_ORT_WASM="$W/jobs/ort-wasm-simd-threaded.asyncify.wasm"
+NODE="$W/bin/node"
+run() { # name, limit in s, command...
+  local name=$1 limit=$2; shift 2
+  say "stage $name (limit ${limit} s): $*"
+  timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
+  say "stage $name exit $?"
+  grep -v '^ *\[' "$OUT/$name.txt" | grep -v onnxruntime | tail -40
+}
+
+for stage in "${stages[@]}"; do
+  case "$stage" in
+    info) nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$OUT/run.log" ;;
+    breakdown) run breakdown 60 "$NODE" "$W/jobs/breakdown.mjs" --steps 32 ;;
+    small) run small 150 "$NODE" "$W/jobs/bench.mjs" --models tiny,medium --backends webgpu-node --contexts 128,1024,2048,4096 --steps 16 ;;
+    7b) run 7b 120 "$NODE" "$W/jobs/bench.mjs" --models 7b --backends webgpu-node --big-measure --contexts 128,1024,2048 --steps 16 ;;
+    encoders) run encoders 100 "$NODE" "$W/jobs/bench.mjs" --models encoders --backends webgpu-node --precisions int4 --encode-runs 3 ;;
+    f16) HARK_DAWN_FLAGS=enable-dawn-features=vulkan_enable_f16_on_nvidia run f16 120 "$NODE" "$W/jobs/breakdown.mjs" --steps 16 ;;
+    *) say "unknown stage $stage" ;;
+  esac
+done
+say "done"
