@@ -41,6 +41,7 @@ interface Row {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--floor-only')) return floorOnly();
   withSwiftShaderFallback();
   const adapter = await setupNodeWebGpu();
   installGpuCounters();
@@ -94,8 +95,22 @@ async function main(): Promise<void> {
     const c = r.counts;
     console.log(`| ${r.graph} q|k|v | ${r.kv} | ${r.runs} | ${c.dispatches} | ${c.submits} | ${c.createBuffer} | ${c.writeBuffer} (${Math.round(c.writeBufferBytes)}) | ${c.mapAsync} | ${c.createPipeline} | ${r.msPerToken.toFixed(1)} |`);
   }
-  const { measureFloor, renderFloor } = await import('./floor');
-  console.log(`\nThe floor under a step (scripts/bench/floor.ts), same device:\n\n${renderFloor(await measureFloor(ort))}`);
+  const { measureFloor, measureGpuResidentRuns, renderFloor } = await import('./floor');
+  const floor = [...(await measureFloor(ort)), ...(await measureGpuResidentRuns(ort))];
+  console.log(`\nThe floor under a step (scripts/bench/floor.ts), same device:\n\n${renderFloor(floor)}`);
+  process.exit(0);
+}
+
+/** The floor tables alone (`--floor-only`): no model, seconds even on a software adapter. */
+async function floorOnly(): Promise<void> {
+  withSwiftShaderFallback();
+  await setupNodeWebGpu();
+  if (!process.env.HARK_BENCH_BUNDLE_DIR) register('./ortWebgpuAlias.mjs', import.meta.url);
+  const { ort } = await import('../../src/engine/ortRuntime');
+  const { configureOrtForNodeWebGpu } = await import('./nodeWebgpu');
+  configureOrtForNodeWebGpu(ort.env);
+  const { measureFloor, measureGpuResidentRuns, renderFloor } = await import('./floor');
+  console.log(renderFloor([...(await measureFloor(ort)), ...(await measureGpuResidentRuns(ort))]));
   process.exit(0);
 }
 

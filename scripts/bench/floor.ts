@@ -93,6 +93,60 @@ export async function measureFloor(ort: Ort, repeats = 50): Promise<FloorRow[]> 
   return rows;
 }
 
+/**
+ * One graph run with everything on the GPU (input a GPU buffer, output into a GPU buffer, nothing
+ * read back), without and with ORT's graph capture (`enableGraphCapture`: the first run records
+ * the kernels, later runs replay them without ORT re-dispatching each one). Tells whether capture
+ * works on this ORT/WebGPU build and what it saves per kernel.
+ */
+export async function measureGpuResidentRuns(ort: Ort, repeats = 50): Promise<FloorRow[]> {
+  const rows: FloorRow[] = [];
+  const dims = [1, 4];
+  for (const kernels of [1, 65]) {
+    for (const capture of [false, true]) {
+      const what = `ORT session.run, ${kernels} kernel${kernels > 1 ? 's' : ''}, GPU in/out, no read-back${capture ? ', graph capture' : ''}`;
+      try {
+        const session = await ort.InferenceSession.create(chainGraph(kernels), {
+          executionProviders: ['webgpu'],
+          graphOptimizationLevel: 'disabled',
+          preferredOutputLocation: 'gpu-buffer',
+          ...(capture ? { enableGraphCapture: true } : {}),
+        });
+        const device = (await ort.env.webgpu.device) as GPUDevice;
+        const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+        const inBuffer = device.createBuffer({ size: 16, usage });
+        const outBuffer = device.createBuffer({ size: 16, usage });
+        device.queue.writeBuffer(inBuffer, 0, new Float32Array([1, 1, 1, 1]));
+        const x = ort.Tensor.fromGpuBuffer(inBuffer, { dataType: 'float32', dims });
+        const y = ort.Tensor.fromGpuBuffer(outBuffer, { dataType: 'float32', dims });
+        const msEach = await timeEach(repeats, async () => {
+          await session.run({ x }, { y });
+        });
+        const check = await readFloats(device, outBuffer);
+        const expected = 1 + kernels; // each Add adds c[0] = 1 to element 0
+        await session.release();
+        inBuffer.destroy();
+        outBuffer.destroy();
+        rows.push({ what: `${what}${check[0] === expected ? '' : ` (WRONG: y[0] = ${check[0]}, expected ${expected})`}`, repeats, msEach });
+      } catch (error) {
+        rows.push({ what: `${what}: failed (${(error instanceof Error ? error.message : String(error)).slice(0, 160)})`, repeats: 0, msEach: Number.NaN });
+      }
+    }
+  }
+  return rows;
+}
+
+async function readFloats(device: GPUDevice, buffer: GPUBuffer): Promise<Float32Array> {
+  const staging = device.createBuffer({ size: buffer.size, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+  const encoder = device.createCommandEncoder();
+  encoder.copyBufferToBuffer(buffer, 0, staging, 0, buffer.size);
+  device.queue.submit([encoder.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const data = new Float32Array(staging.getMappedRange().slice(0));
+  staging.destroy();
+  return data;
+}
+
 export function renderFloor(rows: FloorRow[]): string {
   return [
     '| floor | ms each | repeats |',

@@ -2,7 +2,8 @@
 # Runs the bench on a GPU machine from the kit that `npm run bench:gpu-kit` packs into .gpukit/
 # (scripts/bench/gpuKit.ts says what is in it). From the folder that holds .gpukit:
 #
-#   bash .gpukit/run.sh [stage...]      stages: info breakdown small 7b encoders f16 (default: all but f16)
+#   bash .gpukit/run.sh [stage...]      stages: info 7b breakdown floor encoders small f16
+#                                       (default: info 7b breakdown encoders small)
 #
 # Unpacks Node, dawn.node, ORT's wasm and the Vulkan loader (Debian debs), recreates the bench
 # models' large data files with random weights (models/bench_data_plan.py), then runs each stage
@@ -49,6 +50,7 @@ for stage in "${stages[@]}"; do
   case "$stage" in
     info) nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$OUT/run.log" ;;
     breakdown) run breakdown 60 "$NODE" "$W/jobs/breakdown.mjs" --steps 32 ;;
+    floor) run floor 60 "$NODE" "$W/jobs/breakdown.mjs" --floor-only ;;
     small) run small 150 "$NODE" "$W/jobs/bench.mjs" --models tiny,medium --backends webgpu-node --contexts 128,1024,2048,4096 --steps 16 ;;
     7b) run 7b 120 "$NODE" "$W/jobs/bench.mjs" --models 7b --backends webgpu-node --big-measure --contexts 128,1024,2048 --steps 16 ;;
     encoders) run encoders 100 "$NODE" "$W/jobs/bench.mjs" --models encoders --backends webgpu-node --precisions int4 --encode-runs 3 ;;
