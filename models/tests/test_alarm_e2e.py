@@ -107,3 +107,28 @@ def test_greedy_with_budget(pipeline, wave, prompt) -> None:
     for i, want in enumerate(r.ids):
         if r.forced_at is None or not (r.forced_at <= i < r.forced_at + len(forced)):
             assert int(chosen[i].argmax()) == want
+
+
+def test_cli(tmp_path, capsys) -> None:
+    """alarm_ask.py on the tiny checkpoints, a WAV file and a tokenizer.json in Qwen3's format
+    (byte-level pieces of all 256 bytes, Qwen3's added tokens at their real ids)."""
+    import json
+    import wave as wavefile
+
+    import alarm_ask
+    from alarm.tokenizer import bytes_to_unicode
+
+    paths = tiny.write_tiny_alarm(tmp_path / "ckpt", seed=2)
+    table = bytes_to_unicode()
+    spec = {"model": {"type": "BPE", "vocab": {table[b]: b for b in range(256)}, "merges": []},
+            "added_tokens": [{"id": i, "content": t} for t, i in ADDED.items()]}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    with wavefile.open(str(tmp_path / "a.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes((torch.sin(torch.arange(8000) * 0.1) * 8000).to(torch.int16).numpy().tobytes())
+    assert alarm_ask.main(["--qwen3", str(paths.qwen3), "--alarm", str(paths.alarm), "--whisper-config",
+                           str(paths.whisper_config), "--tokenizer", str(tmp_path / "tokenizer.json"),
+                           "--audio", str(tmp_path / "a.wav"), "--question", "What?", "--budget", "2",
+                           "--max-answer-tokens", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("thoughts:") and "\nanswer:" in out
