@@ -6,8 +6,8 @@
         --question "What is happening here?" [--budget 1024] [--max-answer-tokens 512]
 
 The audio must be a 16 kHz mono 16-bit PCM WAV. Prints the thoughts, then the answer (the text
-between <answer> and </answer> when the model writes them). Real checkpoints need about 19 GB of
-RAM in fp32 (Qwen3 4.0 B + Whisper 0.64 B parameters + ALARM's copy of the embedding).
+between <answer> and </answer> when the model writes them). Real checkpoints need about 20 GB of
+RAM in fp32 (Qwen3 4.0 B + Whisper 0.64 B parameters + ALARM's copy of the embedding: 20 GB).
 """
 
 from __future__ import annotations
