@@ -2,16 +2,16 @@
 
     /usr/bin/python3 models/make_tiny_alarm.py OUT_DIR [--seed 0]
 
-writes (about 40 MB; Qwen3's real 151,936-row vocabulary dominates even at width 32)
+writes (about 20 MB; Qwen3's real 151,936-row vocabulary dominates even at width 32)
 
     OUT/qwen3/config.json, generation_config.json,     HF Qwen/Qwen3-4B-Thinking-2507 layout: bf16
         model-00001-of-00002.safetensors, ...-00002,   shards + index, tied embeddings (no lm_head),
         model.safetensors.index.json                   explicit head_dim != hidden / heads, q/k norms
     OUT/alarm/config.json, model.safetensors          Blinorot/AL-Whisper-Instruct-R layout
                                                         (Qwen3AudioWrappedForCausalLM.save_pretrained):
-                                                        the LLM copy (same tensors as qwen3/), the
+                                                        the LLM copy (same bf16 tensors as qwen3/), the
                                                         Whisper encoder, the adapter (BatchNorm with
-                                                        running statistics), the two separators; fp32
+                                                        running statistics), the two separators (fp32)
     OUT/whisper/config.json                            the tiny Whisper's HF config (ALARM's config does
                                                         not carry it; real runs use whisper-large-v3's)
 
@@ -233,7 +233,9 @@ def write_tiny_alarm(out: Path, seed: int = 0, s: TinyAlarmSizes = SIZES) -> Tin
     adir = out / "alarm"
     adir.mkdir(parents=True, exist_ok=True)
     _write_json(adir / "config.json", alarm_hf_config(s))
-    sd: StateDict = {k: v.to(torch.bfloat16).float() for k, v in qwen.items()}  # the same (bf16) values
+    # train.py loads Qwen3 with torch_dtype="auto" (bf16) and assigns its tensors into the model,
+    # while the audio side is built in fp32: the saved file mixes bf16 and fp32 tensors
+    sd: StateDict = {k: v.to(torch.bfloat16) for k, v in qwen.items()}
     sd.update(whisper_encoder_state(s, init, "model.audio_encoder.encoders.whisper.encoder."))
     sd.update(whisper_adapter_state(s, init, "model.audio_adapter.adapters.whisper."))
     sd["model.audio_start_emb"] = init.normal(1, s.hidden_size, std=1.0)
