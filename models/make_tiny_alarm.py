@@ -1,0 +1,262 @@
+"""Write tiny random checkpoints in the exact layouts of ALARM's single-encoder downloads.
+
+    /usr/bin/python3 models/make_tiny_alarm.py OUT_DIR [--seed 0]
+
+writes (about 20 MB; Qwen3's real 151,936-row vocabulary dominates even at width 32)
+
+    OUT/qwen3/config.json, generation_config.json,     HF Qwen/Qwen3-4B-Thinking-2507 layout: bf16
+        model-00001-of-00002.safetensors, ...-00002,   shards + index, tied embeddings (no lm_head),
+        model.safetensors.index.json                   explicit head_dim != hidden / heads, q/k norms
+    OUT/alarm/config.json, model.safetensors          Blinorot/AL-Whisper-Instruct-R layout
+                                                        (Qwen3AudioWrappedForCausalLM.save_pretrained):
+                                                        the LLM copy (same bf16 tensors as qwen3/), the
+                                                        Whisper encoder, the adapter (BatchNorm with
+                                                        running statistics), the two separators (fp32)
+    OUT/whisper/config.json                            the tiny Whisper's HF config (ALARM's config does
+                                                        not carry it; real runs use whisper-large-v3's)
+
+Keys are written out one by one from the official layouts (not from the reference modules), so
+alarm/checkpoints.py is tested against an independent statement of them. Deterministic in the seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, NamedTuple
+
+import torch
+from torch import Tensor
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from salmonn import safetensors_io  # noqa: E402
+
+StateDict = Dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class TinyAlarmSizes:
+    # Qwen3 (real 4B: hidden 2560, 36 layers, 32 heads / 8 kv heads, head_dim 128, ffn 9728)
+    vocab_size: int = 151936  # the real one: real token ids (151667 <think> ...) stay valid
+    hidden_size: int = 32
+    intermediate_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    head_dim: int = 16  # != 32 / 4, as Qwen3-4B's 128 != 2560 / 32
+    rope_theta: float = 5_000_000.0
+    # Whisper (real large-v3: d 1280, 32 layers, 20 heads, ffn 5120; 128 mel bins, 1500 positions kept)
+    whisper_d_model: int = 64
+    whisper_layers: int = 4
+    whisper_heads: int = 4
+    whisper_ffn: int = 128
+    whisper_mel_bins: int = 128
+    whisper_positions: int = 1500
+    # adapter (real: layers [7, 15, 23, 31], encoder 1280 -> adapter 1024 -> LLM 2560, BatchNorm)
+    audio_encoder_layers: tuple = (1, 2, 3)  # like ALARM: not the last (final-LayerNorm) state
+    adapter_embedding_dim: int = 48
+
+
+SIZES = TinyAlarmSizes()
+
+
+class TinyAlarmPaths(NamedTuple):
+    root: Path
+    qwen3: Path
+    alarm: Path
+    whisper_config: Path
+
+
+class Init:
+    def __init__(self, seed: int) -> None:
+        self.g = torch.Generator().manual_seed(seed)
+
+    def normal(self, *shape: int, std: float) -> Tensor:
+        return torch.randn(*shape, generator=self.g) * std
+
+    def weight(self, n_out: int, *n_in: int) -> Tensor:
+        return self.normal(n_out, *n_in, std=1.0 / math.sqrt(math.prod(n_in)))
+
+    def bias(self, n: int) -> Tensor:
+        return self.normal(n, std=0.02)
+
+    def norm_weight(self, n: int) -> Tensor:
+        return 1.0 + self.normal(n, std=0.1)
+
+
+def qwen3_hf_config(s: TinyAlarmSizes) -> dict:
+    return {
+        "architectures": ["Qwen3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+        "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": s.head_dim, "hidden_act": "silu",
+        "hidden_size": s.hidden_size, "initializer_range": 0.02, "intermediate_size": s.intermediate_size,
+        "max_position_embeddings": 262144, "max_window_layers": s.num_hidden_layers, "model_type": "qwen3",
+        "num_attention_heads": s.num_attention_heads, "num_hidden_layers": s.num_hidden_layers,
+        "num_key_value_heads": s.num_key_value_heads, "rms_norm_eps": 1e-06, "rope_scaling": None,
+        "rope_theta": s.rope_theta, "sliding_window": None, "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16", "use_cache": True, "use_sliding_window": False, "vocab_size": s.vocab_size,
+    }
+
+
+def qwen3_state(s: TinyAlarmSizes, init: Init) -> StateDict:
+    sd: StateDict = {"model.embed_tokens.weight": init.normal(s.vocab_size, s.hidden_size, std=1.0)}
+    h, d = s.hidden_size, s.head_dim
+    for i in range(s.num_hidden_layers):
+        p = f"model.layers.{i}."
+        sd[p + "input_layernorm.weight"] = init.norm_weight(h)
+        sd[p + "self_attn.q_proj.weight"] = init.weight(s.num_attention_heads * d, h)
+        sd[p + "self_attn.k_proj.weight"] = init.weight(s.num_key_value_heads * d, h)
+        sd[p + "self_attn.v_proj.weight"] = init.weight(s.num_key_value_heads * d, h)
+        sd[p + "self_attn.o_proj.weight"] = init.weight(h, s.num_attention_heads * d)
+        sd[p + "self_attn.q_norm.weight"] = init.norm_weight(d)
+        sd[p + "self_attn.k_norm.weight"] = init.norm_weight(d)
+        sd[p + "post_attention_layernorm.weight"] = init.norm_weight(h)
+        sd[p + "mlp.gate_proj.weight"] = init.weight(s.intermediate_size, h)
+        sd[p + "mlp.up_proj.weight"] = init.weight(s.intermediate_size, h)
+        sd[p + "mlp.down_proj.weight"] = init.weight(h, s.intermediate_size)
+    sd["model.norm.weight"] = init.norm_weight(h)
+    return sd
+
+
+def whisper_hf_config(s: TinyAlarmSizes) -> dict:
+    return {
+        "architectures": ["WhisperForConditionalGeneration"], "model_type": "whisper",
+        "d_model": s.whisper_d_model, "encoder_layers": s.whisper_layers,
+        "encoder_attention_heads": s.whisper_heads, "encoder_ffn_dim": s.whisper_ffn,
+        "num_mel_bins": s.whisper_mel_bins, "max_source_positions": s.whisper_positions,
+        "decoder_layers": 1, "decoder_attention_heads": s.whisper_heads, "decoder_ffn_dim": s.whisper_ffn,
+    }
+
+
+def whisper_encoder_state(s: TinyAlarmSizes, init: Init, prefix: str) -> StateDict:
+    d = s.whisper_d_model
+    sd: StateDict = {
+        prefix + "conv1.weight": init.weight(d, s.whisper_mel_bins, 3), prefix + "conv1.bias": init.bias(d),
+        prefix + "conv2.weight": init.weight(d, d, 3), prefix + "conv2.bias": init.bias(d),
+    }
+    # the sinusoid table Whisper stores as a (frozen) embedding
+    half = d // 2
+    inv = torch.exp(-math.log(10000.0) / (half - 1) * torch.arange(half))
+    t = torch.arange(s.whisper_positions)[:, None] * inv[None]
+    sd[prefix + "embed_positions.weight"] = torch.cat([t.sin(), t.cos()], dim=1)
+    for i in range(s.whisper_layers):
+        p = f"{prefix}layers.{i}."
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            sd[p + f"self_attn.{proj}.weight"] = init.weight(d, d)
+            if proj != "k_proj":
+                sd[p + f"self_attn.{proj}.bias"] = init.bias(d)
+        for norm in ("self_attn_layer_norm", "final_layer_norm"):
+            sd[p + f"{norm}.weight"] = init.norm_weight(d)
+            sd[p + f"{norm}.bias"] = init.bias(d)
+        sd[p + "fc1.weight"], sd[p + "fc1.bias"] = init.weight(s.whisper_ffn, d), init.bias(s.whisper_ffn)
+        sd[p + "fc2.weight"], sd[p + "fc2.bias"] = init.weight(d, s.whisper_ffn), init.bias(d)
+    sd[prefix + "layer_norm.weight"], sd[prefix + "layer_norm.bias"] = init.norm_weight(d), init.bias(d)
+    return sd
+
+
+def batch_norm(sd: StateDict, init: Init, name: str, n: int) -> None:
+    sd[name + ".weight"], sd[name + ".bias"] = init.norm_weight(n), init.bias(n)
+    sd[name + ".running_mean"] = init.normal(n, std=0.1)
+    sd[name + ".running_var"] = 0.5 + torch.rand(n, generator=init.g)
+    sd[name + ".num_batches_tracked"] = torch.tensor(1234, dtype=torch.int64)
+
+
+def whisper_adapter_state(s: TinyAlarmSizes, init: Init, prefix: str) -> StateDict:
+    e, a, h = s.whisper_d_model, s.adapter_embedding_dim, s.hidden_size
+    sd: StateDict = {prefix + "layer_fusion.layer_weights": init.normal(len(s.audio_encoder_layers), std=0.5)}
+    sd[prefix + "adapter.input_proj.weight"], sd[prefix + "adapter.input_proj.bias"] = init.weight(a, e), init.bias(a)
+    sd[prefix + "adapter.downsampler.0.0.weight"] = init.weight(2 * a, a, 3)
+    sd[prefix + "adapter.downsampler.0.0.bias"] = init.bias(2 * a)
+    batch_norm(sd, init, prefix + "adapter.downsampler.0.2", 2 * a)
+    sd[prefix + "adapter.downsampler.1.0.weight"] = init.weight(a, 2 * a, 4)
+    sd[prefix + "adapter.downsampler.1.0.bias"] = init.bias(a)
+    batch_norm(sd, init, prefix + "adapter.downsampler.1.2", a)
+    sd[prefix + "llm_proj.weight"], sd[prefix + "llm_proj.bias"] = init.weight(h, a), init.bias(h)
+    return sd
+
+
+def alarm_hf_config(s: TinyAlarmSizes) -> dict:
+    """Qwen3's fields plus what train.py copies from src/configs/model/whisper_batch.yaml."""
+    cfg = qwen3_hf_config(s)
+    cfg.update({
+        "architectures": ["Qwen3AudioWrappedForCausalLM"], "model_type": "qwen3_audio", "torch_dtype": "float32",
+        "use_explicit_audio_tokens": False, "audio_sep_d_embed": s.hidden_size,
+        "audio_encoder_configs": [{"encoder_name": "whisper"}],
+        "audio_adapter_configs": [{
+            "encoder_name": "whisper", "adapter_name": "downsampler_conformer",
+            "layer_fusion_config": {"layer_fusion_type": "weighted_average"},
+            "audio_encoder_layers": list(s.audio_encoder_layers), "norm_type": "batch", "pre_average": True,
+            "downsampler_depth": 1, "use_conformer": False, "encoder_embedding_dim": s.whisper_d_model,
+            "adapter_embedding_dim": s.adapter_embedding_dim, "llm_embedding_dim": s.hidden_size,
+        }],
+        "audio_fusion_config": {"fusion_type": "sum"},
+        "audio_postprocessing_config": {"postprocessing_type": "identity"},
+    })
+    return cfg
+
+
+def _write_json(path: Path, obj: object) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def write_sharded(directory: Path, sd: StateDict, n_shards: int) -> None:
+    keys = list(sd)
+    per = math.ceil(len(keys) / n_shards)
+    weight_map = {}
+    for i in range(n_shards):
+        name = f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors"
+        part = {k: sd[k] for k in keys[i * per:(i + 1) * per]}
+        safetensors_io.save_file(part, directory / name, metadata={"format": "pt"})
+        weight_map.update({k: name for k in part})
+    total = sum(t.numel() * t.element_size() for t in sd.values())
+    _write_json(directory / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+
+
+def write_tiny_alarm(out: Path, seed: int = 0, s: TinyAlarmSizes = SIZES) -> TinyAlarmPaths:
+    out = Path(out)
+    init = Init(seed)
+    qwen = qwen3_state(s, init)
+
+    qdir = out / "qwen3"
+    qdir.mkdir(parents=True, exist_ok=True)
+    _write_json(qdir / "config.json", qwen3_hf_config(s))
+    _write_json(qdir / "generation_config.json", {
+        "bos_token_id": 151643, "do_sample": True, "eos_token_id": [151645, 151643], "pad_token_id": 151643,
+        "temperature": 0.6, "top_k": 20, "top_p": 0.95})
+    write_sharded(qdir, {k: v.to(torch.bfloat16) for k, v in qwen.items()}, n_shards=2)
+
+    adir = out / "alarm"
+    adir.mkdir(parents=True, exist_ok=True)
+    _write_json(adir / "config.json", alarm_hf_config(s))
+    # train.py loads Qwen3 with torch_dtype="auto" (bf16) and assigns its tensors into the model,
+    # while the audio side is built in fp32: the saved file mixes bf16 and fp32 tensors
+    sd: StateDict = {k: v.to(torch.bfloat16) for k, v in qwen.items()}
+    sd.update(whisper_encoder_state(s, init, "model.audio_encoder.encoders.whisper.encoder."))
+    sd.update(whisper_adapter_state(s, init, "model.audio_adapter.adapters.whisper."))
+    sd["model.audio_start_emb"] = init.normal(1, s.hidden_size, std=1.0)
+    sd["model.audio_end_emb"] = init.normal(1, s.hidden_size, std=1.0)
+    safetensors_io.save_file(sd, adir / "model.safetensors", metadata={"format": "pt"})
+
+    wdir = out / "whisper"
+    wdir.mkdir(parents=True, exist_ok=True)
+    _write_json(wdir / "config.json", whisper_hf_config(s))
+    _write_json(out / "tiny_manifest.json", {"seed": seed, "sizes": asdict(s)})
+    return TinyAlarmPaths(out, qdir, adir, wdir / "config.json")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    paths = write_tiny_alarm(args.out, args.seed)
+    print(f"wrote {paths.root}")
+
+
+if __name__ == "__main__":
+    main()
