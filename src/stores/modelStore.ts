@@ -4,10 +4,11 @@
  * and the storage quota.
  */
 import { create } from 'zustand';
+import { modelHostRefusal } from '../csp';
 import { engineClient, type ModelSource } from '../engineClient';
 import { MODEL_INDEX_FILE, readModelIndex, type ModelIndexEntry } from '../modelIndex';
 import { inEngineLane } from './engineLane';
-import { errorCode, errorMessage, isEngineError, type BackendPreference, type BundleSummary, type ModelInfo, type ProgressInfo } from './engineTypes';
+import { errorCode, errorMessage, isEngineError, type BackendPreference, type EngineError, type BundleSummary, type ModelInfo, type ProgressInfo } from './engineTypes';
 import { useNoticeStore } from './noticeStore';
 import { BUNDLED_MODEL_SOURCE, useSettingsStore } from './settingsStore';
 
@@ -234,6 +235,9 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       }
     };
     try {
+      // The build's Content-Security-Policy would block the download: say so before fetching.
+      const refusal = typeof source === 'string' && typeof location !== 'undefined' ? modelHostRefusal(source, location.origin) : null;
+      if (refusal) throw { name: 'HarkError', code: 'bundle/host-not-allowed', message: refusal } satisfies EngineError;
       // An answer in progress would keep the lane busy: stop it first.
       engineClient().cancel();
       let info: ModelInfo;
