@@ -42,6 +42,14 @@ export interface PausedLoad {
   percent: number;
 }
 
+/** A load that failed (download, storage or start): what `retry()` loads again. */
+export interface FailedLoad {
+  source: ModelSource;
+  label: string;
+  backend: BackendPreference;
+  variant?: string;
+}
+
 /** A bundle listed in the site's `models/index.json`, with the source string that loads it. */
 export interface SiteModel extends ModelIndexEntry {
   /** e.g. "/models/salmonn-tiny/" (the folder on this site, as `load()` takes it). */
@@ -74,6 +82,8 @@ interface ModelStore {
   note: string | null;
   /** The paused download, until it is resumed or another model is loaded. */
   paused: PausedLoad | null;
+  /** The last load, when it failed (cleared by the next load): "Try again" loads it again. */
+  failed: FailedLoad | null;
   /** `pause()` was asked for and the load has not stopped yet. */
   pausing: boolean;
   /** The source being loaded now (null for a local folder or when nothing loads). */
@@ -96,6 +106,8 @@ interface ModelStore {
   pause(): void;
   /** Loads the paused download again: each file continues where it stopped (HTTP Range). */
   resume(): Promise<boolean>;
+  /** Loads the failed load again: downloaded files are kept, so it continues where it stopped. */
+  retry(): Promise<boolean>;
   refreshModels(): Promise<void>;
   deleteModel(key: string): Promise<void>;
   refreshStorage(): Promise<void>;
@@ -165,6 +177,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
   error: null,
   note: null,
   paused: null,
+  failed: null,
   pausing: false,
   loadingSource: null,
   models: [],
@@ -195,6 +208,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       error: null,
       note: null,
       paused: null,
+      failed: null,
       pausing: false,
       loadingSource: typeof source === 'string' ? source : null,
       progress: { phase: 'starting', source: label, loaded: 0, total: 0, percent: 0, bytesPerSecond: null, etaSeconds: null, files: {}, fromCache: null },
@@ -253,10 +267,14 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         fallbackNote = `The ${failedVariant} variant could not run on ${info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'} here, so the fp32 variant is used.`;
       }
       // A pause that came after the files were complete changed nothing: the model is loaded.
+      const notKept =
+        info.storedOnDevice === false
+          ? 'This browser lets Hark store no files here (for example in a private window): the model is kept in memory only, until the page closes, and is downloaded again next time.'
+          : null;
       set((s) => ({
         status: 'ready',
         info,
-        note: fallbackNote,
+        note: [fallbackNote, notKept].filter((n) => n !== null).join(' ') || null,
         source: typeof source === 'string' ? source : null,
         loadId: s.loadId + 1,
         progress: null,
@@ -302,6 +320,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       const keptPrevious = previous !== null && code.startsWith('bundle/');
       const message = errorMessage(error);
       set({
+        failed: code === 'bundle/host-not-allowed' ? null : { source, label, backend, variant: options.variant },
         status: keptPrevious ? 'ready' : 'error',
         info: keptPrevious ? previous : null,
         source: keptPrevious ? previousSource : null,
@@ -352,6 +371,12 @@ export const useModelStore = create<ModelStore>((set, get) => ({
     const { paused, status } = get();
     if (!paused || status === 'loading') return false;
     return get().load(paused.source, { backend: paused.backend, variant: paused.variant, label: paused.label });
+  },
+
+  async retry() {
+    const { failed, status } = get();
+    if (!failed || status === 'loading') return false;
+    return get().load(failed.source, { backend: failed.backend, variant: failed.variant, label: failed.label });
   },
 
   async refreshModels() {

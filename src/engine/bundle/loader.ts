@@ -154,6 +154,43 @@ function storageError(error: unknown, file: string): HarkError {
   );
 }
 
+/** "4.36 MB": decimal units, as the app shows sizes (src/ui/format.ts). */
+function bytesText(bytes: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`;
+}
+
+/**
+ * The storage quota ran out: how much the variant still needs, how much this site may still store
+ * (the browser's estimate), and that what was downloaded is kept for the next try.
+ */
+async function quotaError(cause: HarkError, store: BundleStore, needed: number, kept: number): Promise<HarkError> {
+  let estimate: { usage: number; quota: number } | null = null;
+  try {
+    estimate = (await store.estimate?.()) ?? null;
+  } catch {
+    // No estimate: say what is known.
+  }
+  const available = estimate ? Math.max(0, estimate.quota - estimate.usage) : null;
+  const room =
+    estimate && available !== null
+      ? `this site may store only ${bytesText(available)} more (${bytesText(estimate.usage)} of its ${bytesText(estimate.quota)} are used)`
+      : 'the browser gives this site no more room';
+  return new HarkError(
+    'bundle/storage',
+    `There is no room to store the model: it needs ${bytesText(needed)} more, and ${room}. ` +
+      `Free disk space or delete other models in the model manager, then load it again: ` +
+      (kept > 0 ? `the ${bytesText(kept)} already downloaded are kept and the download continues from there.` : 'nothing of it was kept.'),
+    { ...cause.details, quota: true, neededBytes: needed, ...(available !== null ? { availableBytes: available, quotaBytes: estimate!.quota, usageBytes: estimate!.usage } : {}) },
+  );
+}
+
 function hashMismatch(file: string, expected: FileEntry, size: number, sha256: string): HarkError {
   const what = size !== expected.size ? `${size} bytes instead of ${expected.size}` : `SHA-256 ${sha256} instead of ${expected.sha256}`;
   return new HarkError(
@@ -568,6 +605,10 @@ async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): P
     await Promise.all(Array.from({ length: concurrency }, worker));
     if (failure !== undefined) {
       if (signal?.aborted) throw abortedError();
+      if (isHarkError(failure) && failure.code === 'bundle/storage' && failure.details?.quota === true) {
+        const stored = Object.values(files).reduce((sum, f) => sum + f.loaded, 0);
+        throw await quotaError(failure, store, total - stored, stored);
+      }
       if (isHarkError(failure)) throw failure;
       throw storageError(failure, 'a bundle file');
     }
