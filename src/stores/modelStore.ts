@@ -193,6 +193,9 @@ export const useModelStore = create<ModelStore>((set, get) => ({
     const previousSource = get().source;
     const speed = speedMeter();
     let fallbackNote: string | null = null;
+    /** Files fetched during a load that found the model stored: damaged copies, replaced. */
+    const fetched = new Set<string>();
+    let repairNote: string | null = null;
     const request: LoadRequest = { backend, variant: options.variant, pauseRequested: false };
     currentLoad = request;
     /** The engine call, unless a pause came while it waited in the lane. */
@@ -241,7 +244,14 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         case 'progress':
           if (current.phase === 'verifying') set({ progress: { ...current, phase: 'downloading' } });
           break;
+        case 'download':
+          fetched.add(event.file);
+          break;
         case 'ready':
+          if (event.fromCache && fetched.size > 0) {
+            const names = [...fetched].sort().join(', ');
+            repairNote = `${fetched.size === 1 ? 'A stored file was' : `${fetched.size} stored files were`} damaged on this device (${names}) and downloaded again.`;
+          }
           set({ progress: { ...current, phase: 'initialising', percent: 100, loaded: current.total, etaSeconds: 0, fromCache: event.fromCache } });
           break;
         default:
@@ -274,7 +284,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       set((s) => ({
         status: 'ready',
         info,
-        note: [fallbackNote, notKept].filter((n) => n !== null).join(' ') || null,
+        note: [fallbackNote, repairNote, notKept].filter((n) => n !== null).join(' ') || null,
         source: typeof source === 'string' ? source : null,
         loadId: s.loadId + 1,
         progress: null,
