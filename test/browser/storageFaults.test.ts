@@ -133,7 +133,12 @@ describe('storage faults (production build, UI)', () => {
       await alert.waitFor({ timeout: 10_000 });
       const message = (await alert.textContent()) ?? '';
       console.info(`[storageFaults] ${message}`);
-      expect(message).toMatch(/^Could not load \/m1\/salmonn-tiny\/; still using .+\. There is no room to store the model: it needs [\d.]+ [KM]B more, and this site may store only [\d.]+ [KM]?B more \([\d.]+ [KM]B of its [\d.]+ [KM]B are used\)\. Free disk space or delete other models in the model manager, then load it again: /);
+      // The browser's estimate (what "available" is) does not follow the protocol's override, so
+      // here it is larger than what is needed: the message says the disk is probably full. Where
+      // the estimate is smaller it says "this site may store only … more (… of its … are used)".
+      expect(message).toMatch(
+        /^Could not load \/m1\/salmonn-tiny\/; still using .+\. There is no room to store the model: it needs [\d.]+ [KM]B more, and (this site may store only [\d.]+ [KMG]?B more \([\d.]+ [KMG]?B of its [\d.]+ [KMG]?B are used\)|the browser refused to store more although it estimates [\d.]+ [KMG]?B of room for this site: the device's disk is probably full)\. Free disk space or delete other models in the model manager, then load it again: the [\d.]+ [KM]B already downloaded are kept and the download continues from there\.$/,
+      );
       const needed = /it needs ([\d.]+) ([KM])B more/.exec(message)!;
       const neededBytes = Number(needed[1]) * (needed[2] === 'M' ? 1e6 : 1e3);
       expect(neededBytes).toBeGreaterThan(0);
@@ -141,6 +146,13 @@ describe('storage faults (production build, UI)', () => {
       // The model in use before stays and answers.
       expect(await page.getByTestId('model-status').getAttribute('data-state')).toBe('ready');
       expect(await askSample(page)).toBe('done');
+      // The full quota may also stop the history from keeping the recording: said in words.
+      const banner = page.getByTestId('error-message');
+      if ((await banner.count()) > 0 && (await banner.getAttribute('data-scope')) === 'history') {
+        expect(await banner.textContent()).toBe(
+          'Could not save to this device’s history: there is no room left for this site. Free disk space, or delete stored models (Settings → Models) or old conversations; this conversation stays on screen until the page closes.',
+        );
+      }
       const before = proxy.log.slice(mark).filter((e) => e.path.startsWith('/m1/'));
 
       // Room again: Try again fetches only what is missing (complete files stay, parts resume).
@@ -149,7 +161,7 @@ describe('storage faults (production build, UI)', () => {
       await page.getByTestId('model-retry').click();
       await page.getByTestId('model-failed').waitFor({ state: 'detached', timeout: 90_000 });
       expect(await settled(page)).toBe('ready');
-      expect(await page.getByTestId('error-message').count()).toBe(0);
+      expect(await page.locator('[data-testid="error-message"][data-scope="model"]').count()).toBe(0);
       const after = proxy.log.slice(retryMark).filter((e) => e.path.startsWith('/m1/') && !e.path.endsWith('/manifest.json'));
       const fetchedAfter = after.reduce((sum, e) => sum + e.bytes, 0);
       console.info(
@@ -168,7 +180,8 @@ describe('storage faults (production build, UI)', () => {
     const context = await browser.newContext({ serviceWorkers: 'block', viewport: { width: 1280, height: 900 } });
     const errors = collectConsoleErrors(context);
     await context.addInitScript(() => {
-      delete (StorageManager.prototype as Partial<StorageManager>).getDirectory;
+      // (Also runs in about:blank, which is no secure context: no StorageManager there.)
+      if (typeof StorageManager !== 'undefined') delete (StorageManager.prototype as Partial<StorageManager>).getDirectory;
       Object.defineProperty(window, 'indexedDB', { value: undefined, configurable: true });
     });
     // The engine worker (a module) gets the same, ahead of its own code.

@@ -178,10 +178,11 @@ async function quotaError(cause: HarkError, store: BundleStore, needed: number, 
     // No estimate: say what is known.
   }
   const available = estimate ? Math.max(0, estimate.quota - estimate.usage) : null;
-  const room =
-    estimate && available !== null
-      ? `this site may store only ${bytesText(available)} more (${bytesText(estimate.usage)} of its ${bytesText(estimate.quota)} are used)`
-      : 'the browser gives this site no more room';
+  let room: string;
+  if (!estimate || available === null) room = 'the browser gives this site no more room';
+  else if (available < needed) room = `this site may store only ${bytesText(available)} more (${bytesText(estimate.usage)} of its ${bytesText(estimate.quota)} are used)`;
+  // The browser's estimate is only an estimate: the device's disk can fill up before it.
+  else room = `the browser refused to store more although it estimates ${bytesText(available)} of room for this site: the device's disk is probably full`;
   return new HarkError(
     'bundle/storage',
     `There is no room to store the model: it needs ${bytesText(needed)} more, and ${room}. ` +
@@ -606,7 +607,16 @@ async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): P
     if (failure !== undefined) {
       if (signal?.aborted) throw abortedError();
       if (isHarkError(failure) && failure.code === 'bundle/storage' && failure.details?.quota === true) {
-        const stored = Object.values(files).reduce((sum, f) => sum + f.loaded, 0);
+        // What is really on disk now (bytes in flight when a write failed may not be).
+        let stored = 0;
+        for (const entry of entries) {
+          try {
+            const size = await store.size(key, entry.path);
+            stored += size === entry.size ? size : Math.min(entry.size, (await store.partialSize(key, entry.path)) ?? 0);
+          } catch {
+            // Unreadable: counted as not kept.
+          }
+        }
         throw await quotaError(failure, store, total - stored, stored);
       }
       if (isHarkError(failure)) throw failure;
