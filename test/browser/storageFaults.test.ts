@@ -139,6 +139,25 @@ describe('storage faults (production build, UI)', () => {
       expect(message).toMatch(
         /^Could not load \/m1\/salmonn-tiny\/; still using .+\. There is no room to store the model: it needs [\d.]+ [KM]B more, and (this site may store only [\d.]+ [KMG]?B more \([\d.]+ [KMG]?B of its [\d.]+ [KMG]?B are used\)|the browser refused to store more although it estimates [\d.]+ [KMG]?B of room for this site: the device's disk is probably full)\. Free disk space or delete other models in the model manager, then load it again: the [\d.]+ [KM]B already downloaded are kept and the download continues from there\.$/,
       );
+      const keptMatch = /the ([\d.]+) ([KM])B already downloaded are kept/.exec(message)!;
+      const kept = Number(keptMatch[1]) * (keptMatch[2] === 'M' ? 1e6 : 1e3);
+      // Kept: complete files and parts in the store, no more than was sent.
+      const m1Files = await page.evaluate(async () => {
+        const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('hark-bundles');
+        const out: string[] = [];
+        for await (const [name, entry] of (root as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries()) {
+          if (!decodeURIComponent(name).includes('/m1/')) continue;
+          const walk = async (dir: FileSystemDirectoryHandle, prefix: string): Promise<void> => {
+            for await (const [n, e] of (dir as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries()) {
+              if (e.kind === 'directory') await walk(e as FileSystemDirectoryHandle, `${prefix}${n}/`);
+              else out.push(prefix + n);
+            }
+          };
+          await walk(entry as FileSystemDirectoryHandle, '');
+        }
+        return out;
+      });
+      expect(m1Files).toContain('manifest.json');
       const needed = /it needs ([\d.]+) ([KM])B more/.exec(message)!;
       const neededBytes = Number(needed[1]) * (needed[2] === 'M' ? 1e6 : 1e3);
       expect(neededBytes).toBeGreaterThan(0);
@@ -171,6 +190,9 @@ describe('storage faults (production build, UI)', () => {
           .join(', ')})`,
       );
       expect(fetchedAfter).toBeLessThan(total);
+      // What the message said was kept was not fetched again (to the message's rounding).
+      expect(fetchedAfter).toBeLessThanOrEqual(total - kept + 10_000);
+      expect(kept + neededBytes).toBeGreaterThan(total - 20_000);
       await cdp.detach();
       expect(errors).toEqual([]);
     });
