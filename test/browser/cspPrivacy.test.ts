@@ -179,6 +179,21 @@ describe('production build: Content-Security-Policy and privacy over a whole ses
     await expect.poll(() => engineWorker!.evaluate(() => [...new Set((self as unknown as { __cspViolations: string[] }).__cspViolations)])).toEqual([
       'connect-src https://worker-blocked.example.com/m/manifest.json',
     ]);
+    // And a model download the policy blocks is reported as such by the engine (not "offline?").
+    const workerLoad = await page.evaluate(async (url) => {
+      const worker = new Worker(url, { type: 'module' });
+      try {
+        return await new Promise<unknown>((resolve) => {
+          worker.onmessage = (event: MessageEvent<{ id: string; value: unknown }>) => event.data?.id === 'csp-1' && resolve(event.data.value);
+          const args = ['https://worker-blocked.example.com/m/', {}, undefined].map((value) => ({ type: 'RAW', value }));
+          worker.postMessage({ id: 'csp-1', type: 'APPLY', path: ['loadModel'], argumentList: args });
+        });
+      } finally {
+        worker.terminate();
+      }
+    }, engineWorker!.url());
+    expect(workerLoad).toMatchObject({ ok: false, error: { code: 'bundle/host-not-allowed' } });
+    expect((workerLoad as { error: { message: string } }).error.message).toContain('may only download models from this site, huggingface.co');
 
     await context.close();
 

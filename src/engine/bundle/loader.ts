@@ -14,6 +14,7 @@
  * Aborting (`signal`) throws `bundle/aborted` and keeps `.part` files for the next load.
  */
 import { createSHA256, type IHasher } from 'hash-wasm';
+import { modelHostRefusal } from '../../csp';
 import { HarkError, isHarkError } from '../errors';
 import {
   MANIFEST_FILE,
@@ -313,6 +314,10 @@ async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): P
       } catch (error) {
         if (signal?.aborted) throw abortedError(url);
         throwIfAborted(url);
+        // The built app's Content-Security-Policy blocks hosts it does not name: say that, not "offline?".
+        const self = (globalThis as { location?: { origin: string } }).location?.origin;
+        const refusal = self ? modelHostRefusal(url, self) : null;
+        if (refusal) throw new HarkError('bundle/host-not-allowed', refusal, { url });
         throw fetchFailed(url, `network error: ${(error as Error)?.message ?? String(error)}`);
       }
       return response;
