@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import react from '@vitejs/plugin-react';
 import { defineConfig, type Plugin } from 'vite';
 import { VitePWA } from 'vite-plugin-pwa';
+import { contentSecurityPolicy, DEFAULT_MODEL_HOSTS, parseModelHosts } from './src/csp';
 import { ORT_WEBGPU_WASM_FILES } from './src/engine/ortAssets';
 import { serveBundles } from './vite/serveBundles';
 
@@ -19,6 +20,35 @@ const isolationHeaders = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
 };
+
+/**
+ * The production build's Content-Security-Policy (src/csp.ts): the hosts models may come from are
+ * Hugging Face's plus `HARK_MODEL_HOSTS` (read when building).
+ */
+const MODEL_HOSTS = [...DEFAULT_MODEL_HOSTS, ...parseModelHosts(process.env.HARK_MODEL_HOSTS)];
+const modelHostsDefine = { __HARK_MODEL_HOSTS__: JSON.stringify(MODEL_HOSTS) };
+
+/**
+ * Production builds only (the dev server's HMR needs inline script): writes the policy into
+ * index.html as the first element of <head> (a meta policy covers only what follows it), and tells
+ * the app which model hosts it allows. `vite preview` also sends it as a header (see `preview`).
+ */
+function contentSecurityPolicyMeta(): Plugin {
+  return {
+    name: 'hark-csp',
+    apply: 'build',
+    config: () => ({ define: modelHostsDefine }),
+    transformIndexHtml: {
+      order: 'post',
+      handler: (html) => {
+        const meta = `<meta http-equiv="Content-Security-Policy" content="${contentSecurityPolicy(MODEL_HOSTS).replace(/'/g, '&#39;')}" />`;
+        const charset = /<meta charset="[^"]*" \/>/i;
+        if (!charset.test(html)) throw new Error('index.html: the Content-Security-Policy goes after <meta charset>, which is missing');
+        return html.replace(charset, (tag) => `${tag}\n    ${meta}`);
+      },
+    },
+  };
+}
 
 /**
  * Serves onnxruntime-web's wasm binary and its loader from our own origin under `ort/` (dev) and
@@ -102,7 +132,12 @@ function pwa(): Plugin[] {
       // Workbox's debug build is chosen by NODE_ENV, which test runners set to 'test': always ship
       // (and test) the production service worker.
       buildPlugins: {
-        vite: [{ name: 'hark-sw-production', config: () => ({ define: { 'process.env.NODE_ENV': JSON.stringify('production') } }) }],
+        vite: [
+          {
+            name: 'hark-sw-production',
+            config: () => ({ define: { 'process.env.NODE_ENV': JSON.stringify('production'), ...modelHostsDefine } }),
+          },
+        ],
       },
     },
     // The icons are matched by globPatterns already; listing them twice would only duplicate entries.
@@ -112,7 +147,7 @@ function pwa(): Plugin[] {
 }
 
 export default defineConfig({
-  plugins: [react(), ortWasmAssets(), serveBundles(), pwa()],
+  plugins: [react(), ortWasmAssets(), serveBundles(), pwa(), contentSecurityPolicyMeta()],
   resolve: {
     // The engine imports plain 'onnxruntime-web' so Node gets ORT's Node build; in the browser we
     // want the WebGPU build (native WebGPU EP + wasm CPU fallback in one binary).
@@ -125,6 +160,7 @@ export default defineConfig({
   // transformers.js first imported by the worker) makes the dev server re-optimise and reload.
   optimizeDeps: { entries: ['index.html', 'workers/*.ts', 'test/browser/harness/*.html'] },
   server: { headers: isolationHeaders },
-  preview: { headers: isolationHeaders },
+  // The built app's policy as a header too: a <meta> policy does not reach the engine worker.
+  preview: { headers: { ...isolationHeaders, 'Content-Security-Policy': contentSecurityPolicy(MODEL_HOSTS, { header: true }) } },
   build: { target: 'es2022', chunkSizeWarningLimit: 2048 },
 });

@@ -8,7 +8,8 @@
  *   engine's own fetches (`cache: 'no-store'`, stored in OPFS by the bundle store) go straight to
  *   the network and the bytes are kept exactly once.
  * - Navigations fall back to the precached `index.html` (except under `models/`).
- * - Every response it serves carries COOP `same-origin` + COEP `require-corp`. Cache Storage keeps
+ * - Every response it serves carries COOP `same-origin` + COEP `require-corp` and the build's
+ *   Content-Security-Policy (src/csp.ts). Cache Storage keeps
  *   the headers the server sent when precaching, but adding them here keeps the page (and the
  *   engine worker) cross-origin isolated — needed for wasm threads — even where the static host
  *   sends no such headers: after the first visit the service worker supplies them.
@@ -21,6 +22,7 @@
 import { clientsClaim, type WorkboxPlugin } from 'workbox-core';
 import { addPlugins, cleanupOutdatedCaches, createHandlerBoundToURL, precacheAndRoute, type PrecacheEntry } from 'workbox-precaching';
 import { NavigationRoute, registerRoute } from 'workbox-routing';
+import { contentSecurityPolicy, policyModelHosts } from './csp';
 
 /** The few service-worker globals used here (the project's lib is DOM, not WebWorker). */
 interface HarkServiceWorkerScope {
@@ -34,6 +36,9 @@ declare const self: HarkServiceWorkerScope;
 const ISOLATION_HEADERS: Record<string, string> = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
+  // The build's Content-Security-Policy (src/csp.ts): with it on the engine worker's script, the
+  // worker's downloads are held to the same connect-src as the page, on any static host.
+  'Content-Security-Policy': contentSecurityPolicy(policyModelHosts() ?? [], { header: true }),
 };
 
 /** Returns the response with COOP/COEP set (a copy when any header is missing). */

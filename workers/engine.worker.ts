@@ -6,7 +6,7 @@
 import * as Comlink from 'comlink';
 import { listBundles, deleteBundle, type BundleSummary, type ProgressInfo } from '../src/engine/bundle/loader';
 import { parseBundleSource, type BundleSource } from '../src/engine/bundle/source';
-import { OpfsBundleStore } from '../src/engine/bundle/store';
+import { DeviceBundleStore } from '../src/engine/bundle/store';
 import type { DecodedAudio } from '../src/engine/audio/wav';
 import { probeDevice, type DeviceReport } from '../src/engine/device';
 import { HarkEngine, type AnswerResult, type AudioInfo, type BackendPreference, type ClassifyResult, type ModelInfo, type ResumeResult, type ResumeTurn } from '../src/engine/engine';
@@ -18,7 +18,8 @@ import { envelope, type Envelope } from './protocol';
 // ORT's wasm files are served by the app itself (see vite.config.ts), never by a CDN.
 configureOrt({ wasmBaseUrl: new URL(`${import.meta.env.BASE_URL}ort/`, self.location.origin).href });
 
-const store = new OpfsBundleStore();
+// OPFS, or memory where the browser refuses it (a private window): see `storedOnDevice`.
+const store = new DeviceBundleStore();
 const engine = new HarkEngine({ store });
 
 export interface WorkerDeviceReport extends DeviceReport {
@@ -65,12 +66,17 @@ const api = {
     input: ModelSource,
     options: { backend?: BackendPreference; variant?: string },
     onProgress?: (info: ProgressInfo) => void,
-  ): Promise<Envelope<ModelInfo>> {
+  ): Promise<Envelope<ModelInfo & { storedOnDevice: boolean }>> {
     // Registered synchronously, before any await: an abortLoad posted after this call always
     // finds it (comlink delivers calls in order).
     const controller = new AbortController();
     loading = controller;
-    return envelope(() => engine.loadModel(source(input), { ...options, onProgress, signal: controller.signal })).finally(() => {
+    return envelope(async () => {
+      const info = await engine.loadModel(source(input), { ...options, onProgress, signal: controller.signal });
+      /** False where the browser lets the site store no files: the model is gone when the page closes. */
+      const storedOnDevice = await store.persistent();
+      return { ...info, storedOnDevice };
+    }).finally(() => {
       if (loading === controller) loading = null;
     });
   },

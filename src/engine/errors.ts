@@ -20,6 +20,8 @@ export type HarkErrorCode =
   | 'bundle/hash-mismatch'
   | 'bundle/missing-file'
   | 'bundle/storage'
+  /** The built app's Content-Security-Policy does not allow the model's host (src/csp.ts). */
+  | 'bundle/host-not-allowed'
   | 'bundle/aborted'
   // inference
   | 'engine/not-ready'

@@ -80,11 +80,28 @@ function queueWrite<T>(work: () => Promise<T>): Promise<T> {
   return run;
 }
 
-/** A write nobody waits for: a failure still reaches the person. */
+/** A storage failure in words (IndexedDB's errors often carry an empty message). */
+function historyWriteError(error: unknown): string {
+  const { name, message } = (error ?? {}) as { name?: string; message?: string };
+  if (name === 'QuotaExceededError') {
+    return 'there is no room left for this site. Free disk space, or delete stored models (Settings → Models) or old conversations; this conversation stays on screen until the page closes.';
+  }
+  return `${message || name || 'the browser refused the write'}. Check the browser’s site-data settings and free disk space; this conversation stays on screen until the page closes.`;
+}
+
+/**
+ * A write nobody waits for: a failure still reaches the person, unless this browser keeps no
+ * history at all (no IndexedDB, e.g. a private window): the History panel says so once, instead
+ * of an error for every recording and answer.
+ */
 function writeInBackground(work: () => Promise<unknown>): Promise<void> {
-  return queueWrite(work).then(
+  const historyOff = (): boolean => useHistoryStore.getState().available === false || typeof indexedDB === 'undefined';
+  return queueWrite(() => (historyOff() ? Promise.resolve() : work())).then(
     () => undefined,
-    (error: unknown) => useNoticeStore.getState().showError('history', error, 'Could not save to this device’s history:'),
+    (error: unknown) => {
+      if (historyOff()) return;
+      useNoticeStore.getState().showError('history', historyWriteError(error), 'Could not save to this device’s history:');
+    },
   );
 }
 

@@ -4,10 +4,11 @@
  * and the storage quota.
  */
 import { create } from 'zustand';
+import { modelHostRefusal } from '../csp';
 import { engineClient, type ModelSource } from '../engineClient';
 import { MODEL_INDEX_FILE, readModelIndex, type ModelIndexEntry } from '../modelIndex';
 import { inEngineLane } from './engineLane';
-import { errorCode, errorMessage, isEngineError, type BackendPreference, type BundleSummary, type ModelInfo, type ProgressInfo } from './engineTypes';
+import { errorCode, errorMessage, isEngineError, type BackendPreference, type EngineError, type BundleSummary, type ModelInfo, type ProgressInfo } from './engineTypes';
 import { useNoticeStore } from './noticeStore';
 import { BUNDLED_MODEL_SOURCE, useSettingsStore } from './settingsStore';
 
@@ -39,6 +40,14 @@ export interface PausedLoad {
   total: number;
   /** 0–100 */
   percent: number;
+}
+
+/** A load that failed (download, storage or start): what `retry()` loads again. */
+export interface FailedLoad {
+  source: ModelSource;
+  label: string;
+  backend: BackendPreference;
+  variant?: string;
 }
 
 /** A bundle listed in the site's `models/index.json`, with the source string that loads it. */
@@ -73,6 +82,8 @@ interface ModelStore {
   note: string | null;
   /** The paused download, until it is resumed or another model is loaded. */
   paused: PausedLoad | null;
+  /** The last load, when it failed (cleared by the next load): "Try again" loads it again. */
+  failed: FailedLoad | null;
   /** `pause()` was asked for and the load has not stopped yet. */
   pausing: boolean;
   /** The source being loaded now (null for a local folder or when nothing loads). */
@@ -95,6 +106,8 @@ interface ModelStore {
   pause(): void;
   /** Loads the paused download again: each file continues where it stopped (HTTP Range). */
   resume(): Promise<boolean>;
+  /** Loads the failed load again: downloaded files are kept, so it continues where it stopped. */
+  retry(): Promise<boolean>;
   refreshModels(): Promise<void>;
   deleteModel(key: string): Promise<void>;
   refreshStorage(): Promise<void>;
@@ -164,6 +177,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
   error: null,
   note: null,
   paused: null,
+  failed: null,
   pausing: false,
   loadingSource: null,
   models: [],
@@ -179,6 +193,9 @@ export const useModelStore = create<ModelStore>((set, get) => ({
     const previousSource = get().source;
     const speed = speedMeter();
     let fallbackNote: string | null = null;
+    /** Files fetched during a load that found the model stored: damaged copies, replaced. */
+    const fetched = new Set<string>();
+    let repairNote: string | null = null;
     const request: LoadRequest = { backend, variant: options.variant, pauseRequested: false };
     currentLoad = request;
     /** The engine call, unless a pause came while it waited in the lane. */
@@ -194,6 +211,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       error: null,
       note: null,
       paused: null,
+      failed: null,
       pausing: false,
       loadingSource: typeof source === 'string' ? source : null,
       progress: { phase: 'starting', source: label, loaded: 0, total: 0, percent: 0, bytesPerSecond: null, etaSeconds: null, files: {}, fromCache: null },
@@ -226,7 +244,14 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         case 'progress':
           if (current.phase === 'verifying') set({ progress: { ...current, phase: 'downloading' } });
           break;
+        case 'download':
+          fetched.add(event.file);
+          break;
         case 'ready':
+          if (event.fromCache && fetched.size > 0) {
+            const names = [...fetched].sort().join(', ');
+            repairNote = `${fetched.size === 1 ? 'A stored file was' : `${fetched.size} stored files were`} damaged on this device (${names}) and downloaded again.`;
+          }
           set({ progress: { ...current, phase: 'initialising', percent: 100, loaded: current.total, etaSeconds: 0, fromCache: event.fromCache } });
           break;
         default:
@@ -234,6 +259,9 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       }
     };
     try {
+      // The build's Content-Security-Policy would block the download: say so before fetching.
+      const refusal = typeof source === 'string' && typeof location !== 'undefined' ? modelHostRefusal(source, location.origin) : null;
+      if (refusal) throw { name: 'HarkError', code: 'bundle/host-not-allowed', message: refusal } satisfies EngineError;
       // An answer in progress would keep the lane busy: stop it first.
       engineClient().cancel();
       let info: ModelInfo;
@@ -249,10 +277,14 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         fallbackNote = `The ${failedVariant} variant could not run on ${info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'} here, so the fp32 variant is used.`;
       }
       // A pause that came after the files were complete changed nothing: the model is loaded.
+      const notKept =
+        info.storedOnDevice === false
+          ? 'This browser lets Hark store no files here (for example in a private window): the model is kept in memory only, until the page closes, and is downloaded again next time.'
+          : null;
       set((s) => ({
         status: 'ready',
         info,
-        note: fallbackNote,
+        note: [fallbackNote, repairNote, notKept].filter((n) => n !== null).join(' ') || null,
         source: typeof source === 'string' ? source : null,
         loadId: s.loadId + 1,
         progress: null,
@@ -298,6 +330,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       const keptPrevious = previous !== null && code.startsWith('bundle/');
       const message = errorMessage(error);
       set({
+        failed: code === 'bundle/host-not-allowed' ? null : { source, label, backend, variant: options.variant },
         status: keptPrevious ? 'ready' : 'error',
         info: keptPrevious ? previous : null,
         source: keptPrevious ? previousSource : null,
@@ -348,6 +381,12 @@ export const useModelStore = create<ModelStore>((set, get) => ({
     const { paused, status } = get();
     if (!paused || status === 'loading') return false;
     return get().load(paused.source, { backend: paused.backend, variant: paused.variant, label: paused.label });
+  },
+
+  async retry() {
+    const { failed, status } = get();
+    if (!failed || status === 'loading') return false;
+    return get().load(failed.source, { backend: failed.backend, variant: failed.variant, label: failed.label });
   },
 
   async refreshModels() {

@@ -140,6 +140,21 @@ function PausedDownload() {
   );
 }
 
+/** "Try again" for the load that failed: files already downloaded are kept and not fetched again. */
+function FailedLoadRetry() {
+  const failed = useModelStore((s) => s.failed);
+  const retry = useModelStore((s) => s.retry);
+  if (!failed) return null;
+  return (
+    <div className="failed-load" data-testid="model-failed">
+      <p className="small">Loading {failed.label} failed. Files already downloaded are kept: trying again continues where it stopped.</p>
+      <button type="button" className="button small" data-testid="model-retry" onClick={() => void retry()}>
+        Try again
+      </button>
+    </div>
+  );
+}
+
 function CurrentModel() {
   const info = useModelStore((s) => s.info);
   const status = useModelStore((s) => s.status);
@@ -152,6 +167,7 @@ function CurrentModel() {
     return (
       <div className="current-model">
         <p className="muted">{error ?? 'No model is loaded.'}</p>
+        <FailedLoadRetry />
         <button type="button" className="button small" onClick={() => void load(BUNDLED_MODEL_SOURCE)}>
           Load the bundled test model
         </button>
@@ -162,6 +178,8 @@ function CurrentModel() {
     <div className="current-model" data-testid="current-model">
       {/* A download paused while this model stayed in use. */}
       <PausedDownload />
+      {/* A load that failed while this model stayed in use. */}
+      <FailedLoadRetry />
       <p className="model-name">
         <strong>{info.label}</strong>
         {info.randomWeights && <span className="badge warn">random weights</span>}

@@ -466,12 +466,12 @@ describe('cross-origin isolation from the service worker', () => {
     const second = await page.reload();
     await waitForApp(page);
     expect(second?.fromServiceWorker()).toBe(true);
-    const isolation = await page.evaluate(async () => {
-      const worker = new Worker(URL.createObjectURL(new Blob(['postMessage(crossOriginIsolated)'], { type: 'text/javascript' })));
-      const inWorker = await new Promise((resolve) => (worker.onmessage = (e) => resolve(e.data)));
-      worker.terminate();
-      return { page: crossOriginIsolated, worker: inWorker, sharedArrayBuffer: typeof SharedArrayBuffer === 'function' };
-    });
+    // The app's own engine worker (the built app's Content-Security-Policy allows no blob: workers).
+    const engineWorker = page.workers().find((w) => /\/assets\/engine\.worker-[\w-]+\.js$/.test(w.url())) ?? (await page.waitForEvent('worker', { timeout: 60_000 }));
+    const isolation = {
+      ...(await page.evaluate(() => ({ page: crossOriginIsolated, sharedArrayBuffer: typeof SharedArrayBuffer === 'function' }))),
+      worker: await engineWorker.evaluate(() => crossOriginIsolated),
+    };
     expect(isolation).toEqual({ page: true, worker: true, sharedArrayBuffer: true });
     await context.close();
     expect(errors).toEqual([]);

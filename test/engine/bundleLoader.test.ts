@@ -375,6 +375,51 @@ describe('loadBundle over HTTP into a FsBundleStore', () => {
     expect(server.log).toContainEqual({ path, range: 'bytes=300000-', status: 206 });
   });
 
+  it('says how many bytes are needed and how many the site may still store when the quota runs out, and resumes with room', async () => {
+    /** The directory store with a quota: appends past it fail as a browser's do. */
+    class QuotaStore extends FsBundleStore {
+      quota = 1_500_000;
+      /** Bytes appended so far (model files only: the manifest's few KB are left out). */
+      used = 0;
+      async estimate(): Promise<{ usage: number; quota: number }> {
+        return { usage: this.used, quota: this.quota };
+      }
+      override async openPartial(k: string, path: string, options?: { truncate?: boolean }) {
+        const writer = await super.openPartial(k, path, options);
+        const self = this;
+        return {
+          get length() {
+            return writer.length;
+          },
+          async append(chunk: Uint8Array) {
+            if (path !== 'manifest.json' && self.used + chunk.byteLength > self.quota) throw Object.assign(new Error('quota'), { name: 'QuotaExceededError' });
+            await writer.append(chunk);
+            if (path !== 'manifest.json') self.used += chunk.byteLength;
+          },
+          close: () => writer.close(),
+        };
+      }
+    }
+    const quotaStore = new QuotaStore(dir);
+    const total = variantBytes(manifest, 'int4');
+    const error = await caught(loadBundle(source, { store: quotaStore, variant: 'int4', concurrency: 1 }));
+    expect(error.code).toBe('bundle/storage');
+    const { usage } = await quotaStore.estimate();
+    const keptFiles = (await quotaStore.list())[0]!.files.filter((f) => f.path !== 'manifest.json');
+    const kept = keptFiles.reduce((sum, f) => sum + f.bytes, 0);
+    expect(error.details).toMatchObject({ quota: true, neededBytes: total - kept, availableBytes: 1_500_000 - usage, quotaBytes: 1_500_000, usageBytes: usage });
+    expect(error.message).toMatch(
+      /^There is no room to store the model: it needs [\d.]+ MB more, and this site may store only [\d.]+ KB more \([\d.]+ MB of its 1\.50 MB are used\)\. Free disk space or delete other models in the model manager, then load it again: the [\d.]+ MB already downloaded are kept and the download continues from there\.$/,
+    );
+    // With room, the next load fetches only the rest: complete files stay, the part resumes.
+    quotaStore.quota = 1e9;
+    server.log.length = 0;
+    await loadBundle(source, { store: quotaStore, variant: 'int4' });
+    const refetched = server.log.filter((e) => e.path !== 'manifest.json');
+    expect(refetched.some((e) => e.range !== undefined && e.status === 206)).toBe(true);
+    for (const file of keptFiles.filter((f) => f.complete)) expect(refetched.map((e) => e.path)).not.toContain(file.path);
+  });
+
   it('loads another variant on request and lists/deletes stored bundles', async () => {
     await firstLoad();
     server.log.length = 0;

@@ -14,6 +14,7 @@
  * Aborting (`signal`) throws `bundle/aborted` and keeps `.part` files for the next load.
  */
 import { createSHA256, type IHasher } from 'hash-wasm';
+import { modelHostRefusal } from '../../csp';
 import { HarkError, isHarkError } from '../errors';
 import {
   MANIFEST_FILE,
@@ -154,6 +155,44 @@ function storageError(error: unknown, file: string): HarkError {
   );
 }
 
+/** "4.36 MB": decimal units, as the app shows sizes (src/ui/format.ts). */
+function bytesText(bytes: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`;
+}
+
+/**
+ * The storage quota ran out: how much the variant still needs, how much this site may still store
+ * (the browser's estimate), and that what was downloaded is kept for the next try.
+ */
+async function quotaError(cause: HarkError, store: BundleStore, needed: number, kept: number): Promise<HarkError> {
+  let estimate: { usage: number; quota: number } | null = null;
+  try {
+    estimate = (await store.estimate?.()) ?? null;
+  } catch {
+    // No estimate: say what is known.
+  }
+  const available = estimate ? Math.max(0, estimate.quota - estimate.usage) : null;
+  let room: string;
+  if (!estimate || available === null) room = 'the browser gives this site no more room';
+  else if (available < needed) room = `this site may store only ${bytesText(available)} more (${bytesText(estimate.usage)} of its ${bytesText(estimate.quota)} are used)`;
+  // The browser's estimate is only an estimate: the device's disk can fill up before it.
+  else room = `the browser refused to store more although it estimates ${bytesText(available)} of room for this site: the device's disk is probably full`;
+  return new HarkError(
+    'bundle/storage',
+    `There is no room to store the model: it needs ${bytesText(needed)} more, and ${room}. ` +
+      `Free disk space or delete other models in the model manager, then load it again: ` +
+      (kept > 0 ? `the ${bytesText(kept)} already downloaded are kept and the download continues from there.` : 'nothing of it was kept.'),
+    { ...cause.details, quota: true, neededBytes: needed, ...(available !== null ? { availableBytes: available, quotaBytes: estimate!.quota, usageBytes: estimate!.usage } : {}) },
+  );
+}
+
 function hashMismatch(file: string, expected: FileEntry, size: number, sha256: string): HarkError {
   const what = size !== expected.size ? `${size} bytes instead of ${expected.size}` : `SHA-256 ${sha256} instead of ${expected.sha256}`;
   return new HarkError(
@@ -275,6 +314,10 @@ async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): P
       } catch (error) {
         if (signal?.aborted) throw abortedError(url);
         throwIfAborted(url);
+        // The built app's Content-Security-Policy blocks hosts it does not name: say that, not "offline?".
+        const self = (globalThis as { location?: { origin: string } }).location?.origin;
+        const refusal = self ? modelHostRefusal(url, self) : null;
+        if (refusal) throw new HarkError('bundle/host-not-allowed', refusal, { url });
         throw fetchFailed(url, `network error: ${(error as Error)?.message ?? String(error)}`);
       }
       return response;
@@ -568,6 +611,19 @@ async function loadUnlocked(source: BundleSource, options: LoadBundleOptions): P
     await Promise.all(Array.from({ length: concurrency }, worker));
     if (failure !== undefined) {
       if (signal?.aborted) throw abortedError();
+      if (isHarkError(failure) && failure.code === 'bundle/storage' && failure.details?.quota === true) {
+        // What is really on disk now (bytes in flight when a write failed may not be).
+        let stored = 0;
+        for (const entry of entries) {
+          try {
+            const size = await store.size(key, entry.path);
+            stored += size === entry.size ? size : Math.min(entry.size, (await store.partialSize(key, entry.path)) ?? 0);
+          } catch {
+            // Unreadable: counted as not kept.
+          }
+        }
+        throw await quotaError(failure, store, total - stored, stored);
+      }
       if (isHarkError(failure)) throw failure;
       throw storageError(failure, 'a bundle file');
     }

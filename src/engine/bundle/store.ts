@@ -62,6 +62,8 @@ export interface BundleStore {
   deleteFile(key: string, path: string): Promise<void>;
   deleteBundle(key: string): Promise<void>;
   list(): Promise<StoredBundle[]>;
+  /** Storage use and quota of this origin, where the store can tell (OPFS). */
+  estimate?(): Promise<{ usage: number; quota: number } | null>;
 }
 
 export const PART_SUFFIX = '.part';
@@ -707,4 +709,77 @@ function writableWriter(writable: Writable, initialLength: number): PartialWrite
       }
     },
   };
+}
+
+// ------------------------------------------------------------------------------------------------
+// The worker's store: OPFS where the browser allows it, else memory
+
+/**
+ * The Origin Private File System when this browser lets the site use it, else memory: some
+ * private windows and older browsers have no OPFS, or refuse it (`getDirectory()` rejects). Then
+ * models still load and answer, but live only as long as the worker; `persistent()` says which.
+ */
+export class DeviceBundleStore implements BundleStore {
+  private current: BundleStore | null = null;
+  private readonly chosen: Promise<BundleStore>;
+
+  constructor(options: OpfsStoreOptions = {}) {
+    this.chosen = (async (): Promise<BundleStore> => {
+      if (opfsAvailable()) {
+        const opfs = new OpfsBundleStore(options);
+        try {
+          await opfs.list(); // opens (creates) the store's folder: fails where OPFS is refused
+          return opfs;
+        } catch {
+          // Refused (e.g. SecurityError in a private window): fall through to memory.
+        }
+      }
+      return new MemoryBundleStore();
+    })().then((store) => (this.current = store));
+  }
+
+  /** 'opfs' until the check has answered otherwise. */
+  get kind(): 'opfs' | 'fs' | 'memory' {
+    return this.current?.kind ?? 'opfs';
+  }
+
+  /** Whether models are kept on the device (false: in memory, until the worker ends). */
+  async persistent(): Promise<boolean> {
+    return (await this.chosen).kind !== 'memory';
+  }
+
+  async size(key: string, path: string): Promise<number | null> {
+    return (await this.chosen).size(key, path);
+  }
+  async partialSize(key: string, path: string): Promise<number | null> {
+    return (await this.chosen).partialSize(key, path);
+  }
+  async readFile(key: string, path: string): Promise<Uint8Array> {
+    return (await this.chosen).readFile(key, path);
+  }
+  async readBlob(key: string, path: string): Promise<Blob> {
+    return (await this.chosen).readBlob(key, path);
+  }
+  async *readChunks(key: string, path: string, options?: { partial?: boolean }): AsyncIterable<Uint8Array> {
+    yield* (await this.chosen).readChunks(key, path, options);
+  }
+  async openPartial(key: string, path: string, options?: { truncate?: boolean }): Promise<PartialWriter> {
+    return (await this.chosen).openPartial(key, path, options);
+  }
+  async completeFile(key: string, path: string): Promise<void> {
+    return (await this.chosen).completeFile(key, path);
+  }
+  async deleteFile(key: string, path: string): Promise<void> {
+    return (await this.chosen).deleteFile(key, path);
+  }
+  async deleteBundle(key: string): Promise<void> {
+    return (await this.chosen).deleteBundle(key);
+  }
+  async list(): Promise<StoredBundle[]> {
+    return (await this.chosen).list();
+  }
+  async estimate(): Promise<{ usage: number; quota: number } | null> {
+    const store = await this.chosen;
+    return store instanceof OpfsBundleStore ? store.estimate() : null;
+  }
 }
