@@ -18,7 +18,8 @@ Models:
             the peer layout is written here.
     medium  random weights (seed 0): hidden 1024, 8 layers, 8 heads (head_dim 128, 8 KV heads),
             intermediate 2816, vocab 32000, LoRA r8 on q_proj/v_proj; fp32 and int4.
-    7b, 13b Vicuna-7B / -13B geometry, int4 only, no peer. Their int4 weights are random packed
+    7b, 13b Vicuna-7B / -13B geometry, int4 only, no peer (7b-nolora: the 7B without its LoRA path,
+            what a LoRA merged into the weights costs). Their int4 weights are random packed
             bytes and random scales made per tensor (never fp32: 7B would need 27 GB) and streamed
             into the external data files while the graph is built (onnx_decoder.ExternalDataWriter).
             Random rather than zero bytes: zeros can flatter a kernel's timing.
@@ -68,6 +69,7 @@ class RandomModel:
     precisions: tuple[str, ...]
     peer: bool
     streamed: bool  # int4 bytes made directly (no fp32 weights in memory)
+    lora: bool = True  # False: no LoRA path in the graph (what a LoRA merged into the weights costs)
 
 
 RANDOM_MODELS = {
@@ -75,6 +77,8 @@ RANDOM_MODELS = {
                                       num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=4096),
                           ("fp32", "int4"), peer=True, streamed=False),
     "7b": RandomModel(LlamaConfig(max_position_embeddings=4096), ("int4",), peer=False, streamed=True),
+    # The 7B without the LoRA path: the decode cost of a graph whose LoRA is merged into q|k|v.
+    "7b-nolora": RandomModel(LlamaConfig(max_position_embeddings=4096), ("int4",), peer=False, streamed=True, lora=False),
     "13b": RandomModel(LlamaConfig(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40,
                                    num_attention_heads=40, num_key_value_heads=40, max_position_embeddings=4096),
                        ("int4",), peer=False, streamed=True),
@@ -92,7 +96,7 @@ def linear_shapes(config: LlamaConfig) -> dict[str, tuple[int, int]]:
     return shapes
 
 
-def small_shapes(config: LlamaConfig) -> dict[str, tuple[int, ...]]:
+def small_shapes(config: LlamaConfig, lora: bool = True) -> dict[str, tuple[int, ...]]:
     """Norm weights and LoRA matrices: small fp32 tensors in every precision."""
     h, kv = config.hidden_size, config.num_key_value_heads * config.head_dim
     out = {"q_proj": h, "v_proj": kv}
@@ -100,7 +104,7 @@ def small_shapes(config: LlamaConfig) -> dict[str, tuple[int, ...]]:
     for n in range(config.num_hidden_layers):
         shapes[f"model.layers.{n}.input_layernorm.weight"] = (h,)
         shapes[f"model.layers.{n}.post_attention_layernorm.weight"] = (h,)
-        for target in LORA_TARGETS:
+        for target in LORA_TARGETS if lora else ():
             shapes[f"model.layers.{n}.self_attn.{target}.lora_A"] = (LORA_RANK, h)
             shapes[f"model.layers.{n}.self_attn.{target}.lora_B"] = (out[target], LORA_RANK)
     return shapes
@@ -124,9 +128,9 @@ class RandomInt4Weights(Mapping):
     """A lazy state dict: each Linear weight is made on access as random int4 bytes + scales
     (QuantizedLinear), the small tensors as fp32. Nothing is kept, so memory stays at one tensor."""
 
-    def __init__(self, config: LlamaConfig, seed: int) -> None:
+    def __init__(self, config: LlamaConfig, seed: int, lora: bool = True) -> None:
         self.linears = linear_shapes(config)
-        self.small = small_shapes(config)
+        self.small = small_shapes(config, lora)
         self.seed = seed
 
     def __getitem__(self, key: str) -> object:
@@ -221,7 +225,7 @@ def build_random(folder: Path, name: str, spec: RandomModel, key: str, seed: int
     onnx_dir = folder / "onnx"
     graphs, decoders = {}, {}
     if spec.streamed:
-        weights: Mapping[str, object] = RandomInt4Weights(config, seed)
+        weights: Mapping[str, object] = RandomInt4Weights(config, seed, spec.lora)
         table = (0.02 * np.random.default_rng(seed).standard_normal((config.vocab_size, config.hidden_size),
                                                                     dtype=np.float32))
     else:

@@ -14,7 +14,7 @@
  *   npm run bench -- --models encoders --backends wasm   # time to first token only
  *   npm run bench -- --13b             # also Vicuna-13B geometry (8.6 GB of int4 data, webgpu-node)
  *
- * --models: tiny, medium, 7b, 13b, encoders (the audio side: Whisper-large-v2 encoder, BEATs and
+ * --models: tiny, medium, 7b, 7b-nolora (no LoRA path: a merged LoRA's cost), 13b, encoders (the audio side: Whisper-large-v2 encoder, BEATs and
  *   the window Q-Former at real geometry, built by models/build_bench_encoders.py; int4 unless
  *   --precisions names others: fp32 Whisper-large is 2.5 GB).
  * --backends: wasm, webgpu-node (dawn.node), chromium-webgpu (headless Chromium; decoders only).
@@ -64,7 +64,7 @@ const ENCODER_SOURCES = [
   'models/salmonn/onnx_decoder.py',
   'models/salmonn/bundle.py',
 ];
-const BIG_MODELS = new Set(['7b', '13b']);
+const BIG_MODELS = new Set(['7b', '7b-nolora', '13b']);
 /** The pseudo-model of --models for the audio side at real geometry (time to first token, 30 s clip). */
 const ENCODERS = 'encoders';
 

@@ -31,7 +31,7 @@ import { build, type Plugin } from 'esbuild';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const KIT = join(REPO, '.gpukit');
-const MODELS = ['tiny', 'medium', '7b', 'encoders', 'breakdown'];
+const MODELS = ['tiny', 'medium', '7b', '7b-nolora', 'encoders', 'breakdown'];
 const SMALL = 1 << 20; // data files under this travel as they are
 
 /** The engine imports plain 'onnxruntime-web': give it the WebGPU build, as the app's Vite alias does. */
