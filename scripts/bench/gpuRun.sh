@@ -35,7 +35,7 @@ if [ ! -x "$W/bin/node" ]; then
 fi
 
 export VK_ICD_FILENAMES="${VK_ICD_FILENAMES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}"
-export XDG_RUNTIME_DIR=/tmp HARK_BENCH_REPO="$W/repo" HARK_BENCH_BUNDLE_DIR="$W/jobs" HARK_BENCH_VERBOSE=1
+export HARK_BENCH_NO_BUILD=1 XDG_RUNTIME_DIR=/tmp HARK_BENCH_REPO="$W/repo" HARK_BENCH_BUNDLE_DIR="$W/jobs" HARK_BENCH_VERBOSE=1
 export HARK_ORT_WASM="$W/jobs/ort-wasm-simd-threaded.asyncify.wasm"
 NODE="$W/bin/node"
 run() { # name, limit in s, command...
