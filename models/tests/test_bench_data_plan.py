@@ -1,0 +1,80 @@
+"""The GPU kit's data plans (models/bench_data_plan.py): a plan describes every external tensor, a
+fill recreates files of the same layout with finite, small floats and random bytes, and the same
+tensor name gets the same contents in two graphs (the bench's peer twin)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+MODELS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(MODELS))
+
+import bench_data_plan  # noqa: E402
+
+
+def save_graph(folder: Path, name: str, tensors: dict[str, np.ndarray]) -> Path:
+    """A graph whose initializers all live in `<name>.onnx_data`."""
+    inits = [numpy_helper.from_array(value, key) for key, value in tensors.items()]
+    nodes = [helper.make_node("Identity", [key], [f"{key}_out"]) for key in tensors]
+    graph = helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(f"{k}_out", TensorProto.UNDEFINED, None) for k in tensors], inits)
+    model = helper.make_model(graph)
+    path = folder / f"{name}.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=f"{name}.onnx_data", size_threshold=0)
+    return path
+
+
+def test_plan_then_fill_recreates_the_layout(tmp_path: Path) -> None:
+    src = tmp_path / "src" / "m"
+    src.mkdir(parents=True)
+    tensors = {"w.q4": np.arange(4096, dtype=np.uint8), "w.scales": np.ones(512, np.float32), "norm": np.ones(64, np.float16)}
+    save_graph(src, "a", tensors)
+    save_graph(src, "b", {"w.q4": np.zeros(4096, np.uint8)})  # same name, same length: a "peer twin"
+    out = subprocess.run([sys.executable, str(MODELS / "bench_data_plan.py"), "plan", "--out", str(tmp_path / "plan.json"),
+                          "--min-bytes", "0", "m"], cwd=src.parent, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    paths = {entry["path"]: entry for entry in plan["files"]}
+    assert set(paths) == {"m/a.onnx_data", "m/b.onnx_data"}
+    assert sorted(t[3] for t in paths["m/a.onnx_data"]["tensors"]) == sorted(tensors)
+
+    filled = tmp_path / "filled"
+    run = subprocess.run([sys.executable, str(MODELS / "bench_data_plan.py"), "fill", "--root", str(filled), str(tmp_path / "plan.json")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    for path, entry in paths.items():
+        assert (filled / path).stat().st_size == entry["size"] == (src.parent / path).stat().st_size
+    # The filled graph loads with its new data: floats finite and small, bytes spread out.
+    (filled / "m" / "a.onnx").write_bytes((src / "a.onnx").read_bytes())
+    (filled / "m" / "b.onnx").write_bytes((src / "b.onnx").read_bytes())
+    a = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(filled / "m" / "a.onnx")).graph.initializer}
+    b = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(filled / "m" / "b.onnx")).graph.initializer}
+    assert a["w.scales"].dtype == np.float32 and np.isfinite(a["w.scales"]).all() and 0.005 < a["w.scales"].std() < 0.05
+    assert a["norm"].dtype == np.float16 and np.isfinite(a["norm"]).all()
+    assert len(np.unique(a["w.q4"])) > 200
+    np.testing.assert_array_equal(a["w.q4"], b["w.q4"])  # seeded by name
+    assert not np.array_equal(a["w.q4"], tensors["w.q4"])  # new contents, not a copy
+
+
+def test_externalize_moves_inline_weights(tmp_path: Path) -> None:
+    folder = tmp_path / "encoders"
+    (folder / "onnx").mkdir(parents=True)
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((512, 600)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [512, 600])], [weight])
+    onnx.save_model(helper.make_model(graph), str(folder / "onnx" / "enc.onnx"))
+    info = {"variants": {"int4": {"speechEncoder": {"path": "onnx/enc.onnx", "externalData": []}}}}
+    (folder / "bench.json").write_text(json.dumps(info))
+    bench_data_plan.externalize(folder)
+    entry = json.loads((folder / "bench.json").read_text())["variants"]["int4"]["speechEncoder"]
+    assert entry["externalData"] == ["enc.onnx_data"]
+    assert (folder / "onnx" / "enc.onnx").stat().st_size < 10_000
+    loaded = onnx.load(str(folder / "onnx" / "enc.onnx"))
+    np.testing.assert_array_equal(numpy_helper.to_array(loaded.graph.initializer[0]), numpy_helper.to_array(weight))
