@@ -2,7 +2,7 @@
 # Runs the bench on a GPU machine from the kit that `npm run bench:gpu-kit` packs into .gpukit/
 # (scripts/bench/gpuKit.ts says what is in it). From the folder that holds .gpukit:
 #
-#   bash .gpukit/run.sh [stage...]      stages: info 7b lora breakdown floor encoders small f16
+#   bash .gpukit/run.sh [stage...]      stages: info 7b lora pair breakdown floor encoders small f16
 #                                       (default: info 7b breakdown encoders small)
 #
 # Unpacks Node, dawn.node, ORT's wasm and the Vulkan loader (Debian debs), recreates the bench
@@ -54,6 +54,7 @@ for stage in "${stages[@]}"; do
     small) run small 150 "$NODE" "$W/jobs/bench.mjs" --models tiny,medium --backends webgpu-node --contexts 128,1024,2048,4096 --steps 16 ;;
     7b) run 7b 120 "$NODE" "$W/jobs/bench.mjs" --models 7b --backends webgpu-node --big-measure --contexts 128,1024,2048 --steps 16 ;;
     lora) run lora 200 "$NODE" "$W/jobs/bench.mjs" --models 7b,7b-nolora,7b,7b-nolora --backends webgpu-node --big-measure --contexts 128 --steps 32 ;;
+    pair) run pair 240 "$NODE" "$W/jobs/pair.mjs" --a 7b --b 7b-nolora --rounds 5 --steps 16 ;;
     encoders) run encoders 100 "$NODE" "$W/jobs/bench.mjs" --models encoders --backends webgpu-node --precisions int4 --encode-runs 3 ;;
     f16) HARK_DAWN_FLAGS=enable-dawn-features=vulkan_enable_f16_on_nvidia run f16 120 "$NODE" "$W/jobs/breakdown.mjs" --steps 16 ;;
     *) say "unknown stage $stage" ;;

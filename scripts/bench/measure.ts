@@ -8,9 +8,9 @@
  * imports transformers.js, which picks its ORT when first imported).
  */
 import * as tjs from '@huggingface/transformers';
-import { createRng } from '../../src/engine/llm/sampling';
 import type { ort as OrtModule } from '../../src/engine/ortRuntime';
 import { openOurs, runOurs, stepOurs, type ReadFile } from './ours';
+import { randomPrompt } from './randomPrompt';
 import { openPeer, type PeerRecord } from './peer';
 import type { JobSpec, ModelInfo, PeerResult, RunTiming } from './types';
 
@@ -24,11 +24,7 @@ export function promptLength(context: number, steps: number): number {
   return context - steps - 1;
 }
 
-/** Fixed pseudo-random token ids (mulberry32, seed 1234), avoiding the special ids 0-2. */
-export function randomPrompt(length: number, vocab: number, seed = 1234): number[] {
-  const next = createRng(seed);
-  return Array.from({ length }, () => 3 + Math.floor(next() * (vocab - 3)));
-}
+export { randomPrompt } from './randomPrompt';
 
 export interface MeasureEnv {
   ort: typeof OrtModule;
