@@ -47,16 +47,18 @@ async function main(): Promise<void> {
   const { randomPrompt } = await import('./randomPrompt');
   const read = async (path: string) => new Uint8Array(await readFile(path));
   const engineBackend = backend === 'wasm' ? 'wasm' : 'webgpu';
-  const models = await Promise.all(
-    [a, b].map(async (name) => {
-      const dir = join(CACHE, name);
-      const info = JSON.parse(readFileSync(join(dir, 'bench.json'), 'utf8')) as ModelInfo;
-      const files = info.variants[precision];
-      if (!files) throw new Error(`${name} has no ${precision} variant`);
-      const ours = await openOurs(read, files.fromRepoRoot ? REPO : dir, files, info, engineBackend, join(REPO, 'models/tokenizer'));
-      return { name, info, ours, ms: [] as number[], ids: [] as number[] };
-    }),
-  );
+  const openModel = async (name: string) => {
+    const dir = join(CACHE, name);
+    const info = JSON.parse(readFileSync(join(dir, 'bench.json'), 'utf8')) as ModelInfo;
+    const files = info.variants[precision];
+    if (!files) throw new Error(`${name} has no ${precision} variant`);
+    const ours = await openOurs(read, files.fromRepoRoot ? REPO : dir, files, info, engineBackend, join(REPO, 'models/tokenizer'));
+    return { name, info, ours, ms: [] as number[], ids: [] as number[] };
+  };
+  // One after the other: ORT refuses to create two WebGPU sessions at once ("another WebGPU EP
+  // inference session is being created", seen on the H200).
+  const models = [await openModel(a)];
+  models.push(await openModel(b));
   const g = models[0]!.info.geometry;
   const prompt = randomPrompt(promptTokens, g.vocabSize);
   for (const m of models) await runOurs(m.ours, prompt.slice(0, 16), 4, m.info.geometry.loraScale, m.info.geometry.maxPositions); // shaders
