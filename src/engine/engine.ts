@@ -317,7 +317,20 @@ export class HarkEngine {
     });
     const decodeMs = performance.now() - t;
     t = performance.now();
-    const tokens = await model.audio.encode(prepared, onChunk);
+    // Busy while encoding (ask() and the like refuse meanwhile); cancel() stops it between windows.
+    const controller = new AbortController();
+    this.running = controller;
+    let tokens: AudioTokens;
+    try {
+      tokens = await model.audio.encode(prepared, onChunk, controller.signal);
+    } catch (error) {
+      if (controller.signal.aborted) {
+        throw new HarkError('engine/cancelled', 'Listening to the recording was stopped. Press “Listen again” to have the model hear it, or open another recording.');
+      }
+      throw error;
+    } finally {
+      this.running = null;
+    }
     this.conversation?.dispose();
     this.conversation = this.newConversationFor(model, tokens.data);
     this.audioInfo = {

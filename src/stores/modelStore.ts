@@ -4,7 +4,7 @@
  * and the storage quota.
  */
 import { create } from 'zustand';
-import { engineClient, type ModelSource } from '../engineClient';
+import { engineClient, type EngineRestart, type ModelSource } from '../engineClient';
 import { MODEL_INDEX_FILE, readModelIndex, type ModelIndexEntry } from '../modelIndex';
 import { inEngineLane } from './engineLane';
 import { errorCode, errorMessage, isEngineError, type BackendPreference, type BundleSummary, type ModelInfo, type ProgressInfo } from './engineTypes';
@@ -81,7 +81,13 @@ interface ModelStore {
   /** The bundles this site serves under `models/` (empty when it publishes no index). */
   siteModels: SiteModel[];
   storage: StorageInfo;
-  load(source?: ModelSource, options?: { backend?: BackendPreference; variant?: string; label?: string }): Promise<boolean>;
+  load(source?: ModelSource, options?: { backend?: BackendPreference; variant?: string; label?: string; keepBackendSetting?: boolean }): Promise<boolean>;
+  /**
+   * After the engine's worker died or lost its GPU (src/engineClient.ts restarted it): loads the
+   * model again in the new worker (from this device's cache) on the same backend; after a lost
+   * GPU, where WebGPU cannot start again, on WebAssembly, and says so.
+   */
+  recover(event: EngineRestart): Promise<boolean>;
   /**
    * The start-up load: the model last used, unless its download was paused (then it stays paused
    * across the reload until the user resumes it). A download paused while another model was in
@@ -261,7 +267,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         loadingSource: null,
       }));
       if (typeof source === 'string') useSettingsStore.getState().setModelSource(source);
-      if (options.backend) useSettingsStore.getState().setBackend(options.backend);
+      if (options.backend && !options.keepBackendSetting) useSettingsStore.getState().setBackend(options.backend);
       useNoticeStore
         .getState()
         .announce(`${info.label} is ready on ${info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}.${info.backendAdvice ? ` ${info.backendAdvice}` : ''}`);
@@ -329,6 +335,36 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       useSettingsStore.getState().setPausedDownload(saved);
     }
     return loaded;
+  },
+
+  async recover(event) {
+    const { source, info, status } = get();
+    if (!event.restarted) {
+      set({ status: 'error', info: null, progress: null, error: event.message, loadingSource: null });
+      useNoticeStore.getState().showError('model', new Error(event.message));
+      return false;
+    }
+    // Nothing was loaded (or it was a local folder, which cannot be read again unasked): the new
+    // worker waits for the person to pick a model, as at start-up.
+    if (!info || status === 'paused') return false;
+    const what = event.reason === 'device-lost' ? 'the GPU stopped working' : 'the engine stopped unexpectedly';
+    const backend = useSettingsStore.getState().backend;
+    const loaded = await get().load(source ?? undefined, { label: info.label });
+    if (loaded) {
+      const now = get().info!;
+      set({ note: `Restarted after ${what}: the model was loaded again from this device on ${now.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}.` });
+      useNoticeStore.getState().announce(`${now.label} is ready again after ${what}. Ask your question again.`);
+      return true;
+    }
+    if (event.reason !== 'device-lost' || backend === 'wasm') return false;
+    // WebGPU did not come back: WebAssembly runs the same model on the CPU (slower), for this session.
+    const failed = get().error ?? 'it failed to start';
+    const onCpu = await get().load(source ?? undefined, { backend: 'wasm', label: info.label, keepBackendSetting: true });
+    if (onCpu) {
+      set({ note: `WebGPU could not be started again after the GPU stopped working (${failed}), so the model now runs on WebAssembly (CPU), which is slower. Reload the page to try WebGPU again.` });
+      useNoticeStore.getState().showError('model', new Error(get().note!));
+    }
+    return onCpu;
   },
 
   pause() {

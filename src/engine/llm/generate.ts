@@ -117,7 +117,7 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
   const text = new IncrementalText(tokenizer);
   const promptTokens = request.prefill.length / decoder.shape.hiddenSize;
 
-  let { logits, cache } = await guarded(() => decoder.step(request.prefill, request.cache, params.loraScale));
+  let { logits, cache } = await guarded(() => decoder.step(request.prefill, request.cache, params.loraScale, signal));
   const prefillMs = now() - started;
   request.onFirstLogits?.(logits.slice());
   let firstTokenAt = 0;
@@ -228,6 +228,7 @@ export async function guarded(run: () => Promise<StepResult>): Promise<StepResul
   try {
     return await run();
   } catch (error) {
+    if (error instanceof HarkError) throw error;
     throw new HarkError(
       'engine/inference-failed',
       `The language model failed while generating (${error instanceof Error ? error.message : String(error)}). ` +
