@@ -18,7 +18,7 @@ import { HarkError } from './engine/errors';
 import type { TokenEvent } from './engine/llm/generate';
 import type { LocalizeOptions, LocalizeProgress } from './engine/localize/types';
 import type { AskParams, ClassifyParams, EngineWorkerApi, ModelSource, SetAudioOptions, WorkerEvent } from '../workers/engine.worker';
-import { unwrap } from '../workers/protocol';
+import { deviceLostMessage, unwrap, workerCrashedMessage } from '../workers/protocol';
 
 export type { AskParams, ClassifyParams, ModelSource } from '../workers/engine.worker';
 
@@ -44,16 +44,8 @@ function newWorker(): Worker {
 /** The message of a call that failed because the worker died or the GPU was lost. */
 function failure(reason: EngineRestart['reason'], detail: string): HarkError {
   return reason === 'device-lost'
-    ? new HarkError(
-        'engine/device-lost',
-        `The GPU stopped working (the browser reported the WebGPU device lost: ${detail}). Hark restarted the engine and is loading the model again; your conversation and recording are kept. Ask again when the model is ready.`,
-        { detail },
-      )
-    : new HarkError(
-        'engine/worker-crashed',
-        `The engine stopped unexpectedly (${detail}). Hark restarted it and is loading the model again from this device; your conversation and recording are kept. Ask again when the model is ready.`,
-        { detail },
-      );
+    ? new HarkError('engine/device-lost', deviceLostMessage(detail), { detail })
+    : new HarkError('engine/worker-crashed', workerCrashedMessage(detail), { detail });
 }
 
 /**
@@ -91,7 +83,9 @@ export function createEngineClient(worker?: Worker) {
     w.addEventListener('error', (event) => {
       // An error nothing caught inside the worker: its state can no longer be trusted.
       event.preventDefault();
-      generation.kill('crashed', event.message ? `an error inside it: ${event.message}` : 'an error inside it');
+      // A lost GPU can also surface as an error: its own report, if it follows at once, says more.
+      const detail = event.message ? `an error inside it: ${event.message}` : 'an error inside it';
+      setTimeout(() => generation.kill('crashed', detail), 200);
     });
     w.addEventListener('message', (event: MessageEvent) => {
       const data = event.data as WorkerEvent | undefined;

@@ -14,7 +14,7 @@ import type { GenerationParams, TokenEvent } from '../src/engine/llm/generate';
 import type { LocalizationResult, LocalizeOptions, LocalizeProgress } from '../src/engine/localize/types';
 import { configureOrt, ort } from '../src/engine/ortRuntime';
 import { HarkError } from '../src/engine/errors';
-import { envelope, type Envelope } from './protocol';
+import { deviceLostMessage, envelope, type Envelope } from './protocol';
 
 // ORT's wasm files are served by the app itself (see vite.config.ts), never by a CDN.
 configureOrt({ wasmBaseUrl: new URL(`${import.meta.env.BASE_URL}ort/`, self.location.origin).href });
@@ -75,7 +75,7 @@ function onDevice<T>(work: () => Promise<T>): () => Promise<T> {
       const gpuFailure = !(error instanceof HarkError) || error.code === 'engine/inference-failed';
       if (gpuFailure && !deviceLost && (await ortDevice())) await new Promise((r) => setTimeout(r, 300));
       if (deviceLost) {
-        throw new HarkError('engine/device-lost', `The GPU stopped working (the browser reported the WebGPU device lost: ${deviceLost.message}). Hark is restarting the engine.`, deviceLost);
+        throw new HarkError('engine/device-lost', deviceLostMessage(deviceLost.message), deviceLost);
       }
       throw error;
     }

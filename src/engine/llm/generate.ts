@@ -119,6 +119,9 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
 
   let { logits, cache } = await guarded(() => decoder.step(request.prefill, request.cache, params.loraScale, signal));
   const prefillMs = now() - started;
+  // A Stop sent while the prompt was read (on WebAssembly the run does not return to the event
+  // loop) is let in before the first token, so it is not written.
+  if (signal) await yieldToEventLoop();
   request.onFirstLogits?.(logits.slice());
   let firstTokenAt = 0;
   const ids: number[] = [];
