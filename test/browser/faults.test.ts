@@ -267,30 +267,33 @@ describe('faults: the engine worker dies, the GPU is lost', () => {
 
       // Stop while the model reads the first prompt (the recording's 88 audio tokens and the
       // question, fed in chunks of 31 on this adapter): it stops between chunks, releasing the
-      // half-built KV cache, instead of reading to the end.
-      await page.getByTestId('new-conversation').click();
-      await expect.poll(() => page.getByTestId('answer-1').count()).toBe(0);
-      await ask(page, 'What is this?');
-      expect(await waitForState(page, 'answer-1', ['waiting', 'streaming', 'done'])).toBe('waiting');
-      await page.waitForTimeout(1000);
-      let t = performance.now();
-      await clickInPage(page, 'stop-button');
-      expect(await waitForState(page, 'answer-1', ['stopped', 'done', 'error'], 60_000)).toBe('stopped');
-      const stopMs = performance.now() - t;
-      expect(await page.getByTestId('answer-1').getAttribute('data-tokens')).toBe('0');
-      expect(await page.locator('.bubble.assistant').last().textContent()).toContain('Stopped before the first word.');
-      const stopped = await liveBuffers(worker);
-      // Nothing is busy: the same question again is read to the end and answered.
-      t = performance.now();
-      await ask(page, 'What is this?');
-      expect(await waitForState(page, 'answer-2', ['done', 'stopped', 'error'])).toBe('done');
-      const answerMs = performance.now() - t;
-      const again = await liveBuffers(worker);
-      console.log(`[faults] gpu: prefill stopped in ${stopMs.toFixed(0)} ms, a whole 1-token answer took ${answerMs.toFixed(0)} ms; buffers after the stop ${JSON.stringify(stopped)}, after the answer ${JSON.stringify(again)}`);
-      expect(stopMs).toBeLessThan(answerMs * 0.6);
-      // The stopped prompt left no buffer behind: the same answer as the first holds no more.
-      expect(stopped.live).toBeLessThanOrEqual(baseline.live);
-      expect(again.live).toBeLessThanOrEqual(baseline.live);
+      // half-built KV cache, instead of reading to the end. Three times over: the GPU buffers
+      // alive after each round (stop, then the same question answered) stay the same.
+      const rounds: number[] = [];
+      for (let round = 0; round < 3; round++) {
+        await page.getByTestId('new-conversation').click();
+        await expect.poll(() => page.getByTestId('answer-1').count()).toBe(0);
+        await ask(page, 'What is this?');
+        expect(await waitForState(page, 'answer-1', ['waiting', 'streaming', 'done'])).toBe('waiting');
+        await page.waitForTimeout(1000);
+        let t = performance.now();
+        await clickInPage(page, 'stop-button');
+        expect(await waitForState(page, 'answer-1', ['stopped', 'done', 'error'], 60_000)).toBe('stopped');
+        const stopMs = performance.now() - t;
+        expect(await page.getByTestId('answer-1').getAttribute('data-tokens')).toBe('0');
+        expect(await page.locator('.bubble.assistant').last().textContent()).toContain('Stopped before the first word.');
+        // Nothing is busy: the same question again is read to the end and answered.
+        t = performance.now();
+        await ask(page, 'What is this?');
+        expect(await waitForState(page, 'answer-2', ['done', 'stopped', 'error'])).toBe('done');
+        const answerMs = performance.now() - t;
+        const after = await liveBuffers(worker);
+        rounds.push(after.live);
+        console.log(`[faults] gpu: round ${round + 1}: prefill stopped in ${stopMs.toFixed(0)} ms, a whole 1-token answer took ${answerMs.toFixed(0)} ms; buffers ${JSON.stringify(after)}`);
+        expect(stopMs).toBeLessThan(answerMs * 0.6);
+      }
+      expect(rounds[2]).toBeLessThanOrEqual(rounds[0]!);
+      expect(rounds[1]).toBeLessThanOrEqual(rounds[0]!);
 
       const firstAnswer = await page.getByTestId('answer-2').textContent();
       const recording = await page.getByTestId('recording-meta').textContent();
