@@ -344,13 +344,13 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       useNoticeStore.getState().showError('model', new Error(event.message));
       return false;
     }
-    // Nothing was loaded (or it was a local folder, which cannot be read again unasked): the new
-    // worker waits for the person to pick a model, as at start-up.
-    if (!info || status === 'paused') return false;
+    // Nothing was loaded or being loaded (a load the dead worker was doing failed with the reason:
+    // status 'error'), or a download is paused: the new worker waits, as at start-up.
+    if ((!info && status !== 'error') || status === 'paused') return false;
     const what = event.reason === 'device-lost' ? 'the GPU stopped working' : 'the engine stopped unexpectedly';
     const backend = useSettingsStore.getState().backend;
     // The same variant as before: its files are on this device (another would be downloaded).
-    const loaded = await get().load(source ?? undefined, { label: info.label, variant: info.variant });
+    const loaded = await get().load(source ?? undefined, info ? { label: info.label, variant: info.variant } : {});
     if (loaded) {
       const now = get().info!;
       set({ note: `Restarted after ${what}: the model was loaded again from this device on ${now.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}.` });
@@ -360,7 +360,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
     if (event.reason !== 'device-lost' || backend === 'wasm') return false;
     // WebGPU did not come back: WebAssembly runs the same model on the CPU (slower), for this session.
     const failed = get().error ?? 'it failed to start';
-    const onCpu = await get().load(source ?? undefined, { backend: 'wasm', variant: info.variant, label: info.label, keepBackendSetting: true });
+    const onCpu = await get().load(source ?? undefined, { backend: 'wasm', keepBackendSetting: true, ...(info ? { variant: info.variant, label: info.label } : {}) });
     if (onCpu) {
       set({ note: `WebGPU could not be started again after the GPU stopped working (${failed}), so the model now runs on WebAssembly (CPU), which is slower. Reload the page to try WebGPU again.` });
       useNoticeStore.getState().showError('model', new Error(get().note!));
