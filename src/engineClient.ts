@@ -152,8 +152,8 @@ export function createEngineClient(worker?: Worker) {
     async localize(eventText: string, options: LocalizeOptions & { captureVector?: boolean } = {}, onProgress?: (progress: LocalizeProgress) => void) {
       return unwrap(await call((r) => r.localize(eventText, options, onProgress ? Comlink.proxy(onProgress) : undefined)));
     },
-    /** Stops what the engine is doing: an answer, a search, or listening to a recording. */
-    cancel: () => call((r) => r.cancel()),
+    /** Stops what the engine is doing: an answer, a search, or listening to a recording ('answers': not the listening). */
+    cancel: (scope: 'all' | 'answers' = 'all'): Promise<void> => call((r) => r.cancel(scope)).catch(() => {}), // nothing to stop in a worker that is gone
     /** Stops a model download in progress (bypasses any queue, like cancel); see the worker. */
     abortLoad: () => call((r) => r.abortLoad()),
     async resumeConversation(turns: ResumeTurn[], options: { loraScale?: number } = {}) {

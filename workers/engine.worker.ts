@@ -212,8 +212,8 @@ const api = {
     return envelope(onDevice(() => engine.resumeConversation(turns, options)));
   },
 
-  cancel(): void {
-    engine.cancel();
+  cancel(scope: 'all' | 'answers' = 'all'): void {
+    engine.cancel(scope);
   },
 
   /** The name of the lock this worker holds while it lives (null where Web Locks are missing). */

@@ -197,6 +197,8 @@ export class HarkEngine {
   private conversation: Conversation | null = null;
   private audioInfo: AudioInfo | null = null;
   private running: AbortController | null = null;
+  /** The work running is setAudio's encoding (cancel('answers') leaves it be). */
+  private encoding = false;
   private decoderSteps = 0;
   /** The WebGPU attention self-check, once per head layout for this engine's lifetime. */
   private readonly attentionChecks = new Map<string, Promise<AttentionCheckResult>>();
@@ -320,6 +322,7 @@ export class HarkEngine {
     // Busy while encoding (ask() and the like refuse meanwhile); cancel() stops it between windows.
     const controller = new AbortController();
     this.running = controller;
+    this.encoding = true;
     let tokens: AudioTokens;
     try {
       tokens = await model.audio.encode(prepared, onChunk, controller.signal);
@@ -330,6 +333,7 @@ export class HarkEngine {
       throw error;
     } finally {
       this.running = null;
+      this.encoding = false;
     }
     this.conversation?.dispose();
     this.conversation = this.newConversationFor(model, tokens.data);
@@ -581,8 +585,12 @@ export class HarkEngine {
     return { turn: conversation.turns, positions: conversation.positions, exactTurns };
   }
 
-  /** Stops the answer being generated (within one decode step); the conversation stays usable. */
-  cancel(): void {
+  /**
+   * Stops the answer being generated (within one decode step; the conversation stays usable), a
+   * search, or the recording being encoded (between 30 s windows). 'answers': not the encoding.
+   */
+  cancel(scope: 'all' | 'answers' = 'all'): void {
+    if (scope === 'answers' && this.encoding) return;
     this.running?.abort();
   }
 

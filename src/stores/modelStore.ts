@@ -240,8 +240,11 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       }
     };
     try {
-      // An answer in progress would keep the lane busy: stop it first.
-      engineClient().cancel();
+      // An answer in progress would keep the lane busy: stop it first (a recording being listened
+      // to is heard to the end, as before; the new model hears it again).
+      void engineClient()
+        .cancel('answers')
+        .catch(() => {});
       let info: ModelInfo;
       try {
         info = await loadInLane(options.variant);
