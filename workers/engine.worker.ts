@@ -13,7 +13,8 @@ import { HarkEngine, type AnswerResult, type AudioInfo, type BackendPreference, 
 import type { GenerationParams, TokenEvent } from '../src/engine/llm/generate';
 import type { LocalizationResult, LocalizeOptions, LocalizeProgress } from '../src/engine/localize/types';
 import { configureOrt, ort } from '../src/engine/ortRuntime';
-import { envelope, type Envelope } from './protocol';
+import { HarkError } from '../src/engine/errors';
+import { deviceLostMessage, envelope, type Envelope } from './protocol';
 
 // ORT's wasm files are served by the app itself (see vite.config.ts), never by a CDN.
 configureOrt({ wasmBaseUrl: new URL(`${import.meta.env.BASE_URL}ort/`, self.location.origin).href });
@@ -21,6 +22,66 @@ configureOrt({ wasmBaseUrl: new URL(`${import.meta.env.BASE_URL}ort/`, self.loca
 // OPFS, or memory where the browser refuses it (a private window): see `storedOnDevice`.
 const store = new DeviceBundleStore();
 const engine = new HarkEngine({ store });
+
+/** What the worker tells the page outside of comlink's replies (see src/engineClient.ts). */
+export type WorkerEvent = { harkEvent: 'device-lost'; message: string; reason: string };
+
+/**
+ * A Web Lock held for as long as this worker lives: the page asks for the same lock and is granted
+ * it only once the worker is gone (terminated, closed, crashed), which is how it notices.
+ */
+const lifeLock: Promise<string | null> = new Promise((resolve) => {
+  const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined;
+  if (!locks) return resolve(null);
+  const name = `hark-engine-alive-${crypto.randomUUID()}`;
+  locks.request(name, () => {
+    resolve(name);
+    return new Promise<never>(() => {});
+  }).catch(() => resolve(null));
+});
+
+/** The WebGPU device onnxruntime uses, once lost (null while it works or before it exists). */
+let deviceLost: { message: string; reason: string } | null = null;
+const watchedDevices = new WeakSet<object>();
+
+/**
+ * Watches the GPUDevice onnxruntime created (ort.env.webgpu.device): when the browser reports it
+ * lost (a driver reset, the GPU process crashed, or destroy()), the page is told at once. This
+ * worker's onnxruntime cannot create another device, so the page replaces the worker.
+ */
+/** The GPUDevice onnxruntime set in env.webgpu.device (a promise of it in some builds); null before. */
+function ortDevice(): Promise<GPUDevice | null> {
+  const value = (ort.env.webgpu as unknown as { device?: GPUDevice | Promise<GPUDevice> }).device;
+  return value ? Promise.resolve(value).catch(() => null) : Promise.resolve(null);
+}
+
+async function watchDevice(): Promise<void> {
+  const device = await ortDevice();
+  if (!device || typeof device !== 'object' || !('lost' in device) || watchedDevices.has(device)) return;
+  watchedDevices.add(device);
+  void device.lost.then((info) => {
+    deviceLost = { message: info.message || 'no reason given', reason: String(info.reason) };
+    const event: WorkerEvent = { harkEvent: 'device-lost', ...deviceLost };
+    self.postMessage(event);
+  });
+}
+
+/** Work on the GPU: a failure after the device was lost says so, not "inference failed". */
+function onDevice<T>(work: () => Promise<T>): () => Promise<T> {
+  return async () => {
+    try {
+      return await work();
+    } catch (error) {
+      // The device's lost promise settles a moment after the run that hit it fails.
+      const gpuFailure = !(error instanceof HarkError) || error.code === 'engine/inference-failed';
+      if (gpuFailure && !deviceLost && (await ortDevice())) await new Promise((r) => setTimeout(r, 300));
+      if (deviceLost) {
+        throw new HarkError('engine/device-lost', deviceLostMessage(deviceLost.message), deviceLost);
+      }
+      throw error;
+    }
+  };
+}
 
 export interface WorkerDeviceReport extends DeviceReport {
   ortVersion: string;
@@ -73,6 +134,7 @@ const api = {
     loading = controller;
     return envelope(async () => {
       const info = await engine.loadModel(source(input), { ...options, onProgress, signal: controller.signal });
+      if (info.backend === 'webgpu') await watchDevice();
       /** False where the browser lets the site store no files: the model is gone when the page closes. */
       const storedOnDevice = await store.persistent();
       return { ...info, storedOnDevice };
@@ -99,7 +161,7 @@ const api = {
     options: SetAudioOptions = {},
     onChunk?: (done: number, total: number) => void,
   ): Promise<Envelope<{ info: AudioInfo; stages: StageCapture[] }>> {
-    return envelope(async () => {
+    return envelope(onDevice(async () => {
       const stages: StageCapture[] = [];
       if (options.captureStages) engine.inspectAudioStages((chunk, stage, data) => stages.push({ chunk, stage, data: data.slice() }));
       try {
@@ -108,7 +170,7 @@ const api = {
       } finally {
         if (options.captureStages) engine.inspectAudioStages(null);
       }
-    });
+    }));
   },
 
   ask(
@@ -116,7 +178,7 @@ const api = {
     params: AskParams,
     onToken?: (event: TokenEvent) => void,
   ): Promise<Envelope<AnswerResult & { firstLogits?: Float32Array }>> {
-    return envelope(async () => {
+    return envelope(onDevice(async () => {
       const { captureFirstLogits, ...generation } = params;
       let firstLogits: Float32Array | undefined;
       const answer = await engine.ask(question, {
@@ -126,12 +188,12 @@ const api = {
         onFirstLogits: captureFirstLogits ? (logits) => (firstLogits = logits) : undefined,
       });
       return firstLogits ? { ...answer, firstLogits } : answer;
-    });
+    }));
   },
 
   /** The answer picked from `choices`, with every label's probability; cancel() stops it (engine/cancelled). */
   classify(question: string, options: ClassifyParams): Promise<Envelope<ClassifyResult>> {
-    return envelope(() => engine.classify(question, options));
+    return envelope(onDevice(() => engine.classify(question, options)));
   },
 
   /** Where in the current recording an event happens; cancel() stops it (engine/cancelled). */
@@ -150,11 +212,16 @@ const api = {
   },
 
   resumeConversation(turns: ResumeTurn[], options: { loraScale?: number } = {}): Promise<Envelope<ResumeResult>> {
-    return envelope(() => engine.resumeConversation(turns, options));
+    return envelope(onDevice(() => engine.resumeConversation(turns, options)));
   },
 
-  cancel(): void {
-    engine.cancel();
+  cancel(scope: 'all' | 'answers' = 'all'): void {
+    engine.cancel(scope);
+  },
+
+  /** The name of the lock this worker holds while it lives (null where Web Locks are missing). */
+  lifeLock(): Promise<string | null> {
+    return lifeLock;
   },
 
   newConversation(): Promise<Envelope<void>> {

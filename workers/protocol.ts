@@ -33,3 +33,13 @@ export function unwrap<T>(result: Envelope<T>): T {
   }
   throw new Error('malformed error from the inference worker');
 }
+
+/** What a person reads when the WebGPU device was lost (the worker and the client say the same). */
+export function deviceLostMessage(detail: string): string {
+  return `The GPU stopped working (the browser reported the WebGPU device lost: ${detail}). Hark restarted the engine and is loading the model again; your conversation and recording are kept. Ask again when the model is ready.`;
+}
+
+/** What a person reads when the engine's worker died or threw an error nothing caught. */
+export function workerCrashedMessage(detail: string): string {
+  return `The engine stopped unexpectedly (${detail}). Hark restarted it and is loading the model again from this device; your conversation and recording are kept. Ask again when the model is ready.`;
+}

@@ -3,6 +3,7 @@
  * fbank → BEATs, then the window Q-Former connector (88 tokens per chunk); chunks concatenated in
  * order, with a start/end time for every token (for localisation features and the UI).
  */
+import { yieldToEventLoop } from './llm/generate';
 import type { Backend } from './device';
 import type { PreparedAudio } from './audio/prepare';
 import { tokenTimeMap } from './audio/prepare';
@@ -51,6 +52,9 @@ export class AudioTokenizer {
     const pieces: Float32Array[] = [];
     const { connector: spec, speechEncoder } = this.manifest.architecture;
     for (const [index, chunk] of prepared.chunks.entries()) {
+      // On WebAssembly a window can be encoded without this thread returning to its event loop:
+      // let a waiting cancel message in between windows.
+      if (index > 0 && signal) await yieldToEventLoop();
       if (signal?.aborted) throw new HarkError('engine/cancelled', 'Encoding the recording was cancelled.');
       onChunk?.(index, prepared.chunks.length);
       let t = performance.now();

@@ -197,6 +197,8 @@ export class HarkEngine {
   private conversation: Conversation | null = null;
   private audioInfo: AudioInfo | null = null;
   private running: AbortController | null = null;
+  /** The work running is setAudio's encoding (cancel('answers') leaves it be). */
+  private encoding = false;
   private decoderSteps = 0;
   /** The WebGPU attention self-check, once per head layout for this engine's lifetime. */
   private readonly attentionChecks = new Map<string, Promise<AttentionCheckResult>>();
@@ -317,7 +319,22 @@ export class HarkEngine {
     });
     const decodeMs = performance.now() - t;
     t = performance.now();
-    const tokens = await model.audio.encode(prepared, onChunk);
+    // Busy while encoding (ask() and the like refuse meanwhile); cancel() stops it between windows.
+    const controller = new AbortController();
+    this.running = controller;
+    this.encoding = true;
+    let tokens: AudioTokens;
+    try {
+      tokens = await model.audio.encode(prepared, onChunk, controller.signal);
+    } catch (error) {
+      if (controller.signal.aborted) {
+        throw new HarkError('engine/cancelled', 'Listening to the recording was stopped. Press “Listen again” to have the model hear it, or open another recording.');
+      }
+      throw error;
+    } finally {
+      this.running = null;
+      this.encoding = false;
+    }
     this.conversation?.dispose();
     this.conversation = this.newConversationFor(model, tokens.data);
     this.audioInfo = {
@@ -568,8 +585,12 @@ export class HarkEngine {
     return { turn: conversation.turns, positions: conversation.positions, exactTurns };
   }
 
-  /** Stops the answer being generated (within one decode step); the conversation stays usable. */
-  cancel(): void {
+  /**
+   * Stops the answer being generated (within one decode step; the conversation stays usable), a
+   * search, or the recording being encoded (between 30 s windows). 'answers': not the encoding.
+   */
+  cancel(scope: 'all' | 'answers' = 'all'): void {
+    if (scope === 'answers' && this.encoding) return;
     this.running?.abort();
   }
 

@@ -30,7 +30,10 @@ export type HarkErrorCode =
   | 'engine/backend-unavailable'
   | 'engine/inference-failed'
   | 'engine/cancelled'
-  | 'engine/busy';
+  | 'engine/busy'
+  // the engine's worker (src/engineClient.ts)
+  | 'engine/device-lost'
+  | 'engine/worker-crashed';
 
 export class HarkError extends Error {
   override readonly name = 'HarkError';

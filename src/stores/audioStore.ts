@@ -76,7 +76,8 @@ function rememberRate(key: string, seconds: number): void {
   }
 }
 
-export type EncodeStatus = 'empty' | 'decoding' | 'waiting-model' | 'encoding' | 'ready' | 'error';
+/** 'stopped': listening was stopped with Stop (encode() starts it again). */
+export type EncodeStatus = 'empty' | 'decoding' | 'waiting-model' | 'encoding' | 'ready' | 'error' | 'stopped';
 
 interface AudioStore {
   recording: Recording | null;
@@ -93,6 +94,8 @@ interface AudioStore {
   setRecorded(audio: PcmAudio, options?: Pick<OpenOptions, 'name' | 'restoredFrom'>): Promise<void>;
   /** Sends the current recording to the engine (again, e.g. after a model change). */
   encode(): Promise<void>;
+  /** Stops listening to the recording (between 30 s windows); `encode()` starts again. */
+  stopEncoding(): void;
   loadSamples(): Promise<void>;
   clear(): void;
 }
@@ -314,11 +317,24 @@ export const useAudioStore = create<AudioStore>((set, get) => {
         useNoticeStore.getState().announce(`The recording is ready (${Math.round(info.durationSeconds)} seconds). Ask a question about it.`);
       } catch (error) {
         if (get().recording?.id !== recording.id) return;
+        if (errorCode(error) === 'engine/cancelled') {
+          set({ status: 'stopped', progress: null, error: null });
+          useNoticeStore.getState().announce('Listening stopped. Press “Listen again” to have the model hear the recording.');
+          return;
+        }
         set({ status: 'error', progress: null, error: error instanceof Error ? error.message : String(error) });
         useNoticeStore.getState().showError('audio', error);
       } finally {
         if (encodingId === recording.id) encodingId = null;
       }
+    },
+
+    stopEncoding() {
+      if (get().status !== 'encoding') return;
+      // Straight to the worker (the lane is busy with this very encode): it stops between windows.
+      void engineClient()
+        .cancel()
+        .catch(() => {});
     },
 
     async loadSamples() {

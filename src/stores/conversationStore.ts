@@ -141,6 +141,11 @@ interface ConversationStore {
   /** A note shown at the top of the next recording's conversation (once). */
   noteForNextRecording(text: string): void;
   newConversation(): Promise<void>;
+  /**
+   * The engine's worker was restarted (it died or lost its GPU): it holds no conversation now, so
+   * the one on screen is re-read before the next question, as after a reload.
+   */
+  engineRestarted(): void;
   /** The engine forgot the conversation (new recording or model). */
   reset(reason: 'recording' | 'model', detail?: string): void;
   /**
@@ -332,6 +337,18 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       notices.announce(stopped ? 'Stopped.' : result.stats.stopReason === 'context-full' ? 'The answer filled the conversation. Start a new conversation to ask more.' : 'Answer complete.');
     } catch (error) {
       ended = true;
+      if (errorCode(error) === 'engine/cancelled') {
+        // Stopped before the first word (while the model read the question): the engine started
+        // the conversation over, so the turns before this one are re-read before the next question.
+        set((s) => ({
+          phase: 'idle',
+          engineTurns: 0,
+          messages: updateAssistant(s.messages, answerId, () => ({ status: 'stopped' })),
+        }));
+        pendingResume = resumableTurns(get().messages.filter((m) => m.id !== userId && m.id !== answerId));
+        notices.announce('Stopped.');
+        return;
+      }
       const message = errorMessage(error);
       set((s) => ({
         phase: 'idle',
@@ -488,6 +505,16 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     } catch (error) {
       useNoticeStore.getState().showError('answer', error, 'Could not start a new conversation.');
     }
+  },
+
+  engineRestarted() {
+    set((s) => ({
+      phase: 'idle',
+      engineTurns: 0,
+      // An answer the dead worker was writing ends where it was (its call failed with the reason).
+      messages: s.messages.map((m) => (m.role === 'assistant' && (m.status === 'waiting' || m.status === 'streaming') ? { ...m, status: 'error' as const, error: m.error ?? 'The engine stopped while writing this answer.' } : m)),
+    }));
+    pendingResume = resumableTurns(get().messages);
   },
 
   reset(reason, detail) {

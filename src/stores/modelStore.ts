@@ -5,7 +5,7 @@
  */
 import { create } from 'zustand';
 import { modelHostRefusal } from '../csp';
-import { engineClient, type ModelSource } from '../engineClient';
+import { engineClient, type EngineRestart, type ModelSource } from '../engineClient';
 import { MODEL_INDEX_FILE, readModelIndex, type ModelIndexEntry } from '../modelIndex';
 import { inEngineLane } from './engineLane';
 import { errorCode, errorMessage, isEngineError, type BackendPreference, type EngineError, type BundleSummary, type ModelInfo, type ProgressInfo } from './engineTypes';
@@ -92,7 +92,13 @@ interface ModelStore {
   /** The bundles this site serves under `models/` (empty when it publishes no index). */
   siteModels: SiteModel[];
   storage: StorageInfo;
-  load(source?: ModelSource, options?: { backend?: BackendPreference; variant?: string; label?: string }): Promise<boolean>;
+  load(source?: ModelSource, options?: { backend?: BackendPreference; variant?: string; label?: string; keepBackendSetting?: boolean }): Promise<boolean>;
+  /**
+   * After the engine's worker died or lost its GPU (src/engineClient.ts restarted it): loads the
+   * model again in the new worker (from this device's cache) on the same backend; after a lost
+   * GPU, where WebGPU cannot start again, on WebAssembly, and says so.
+   */
+  recover(event: EngineRestart): Promise<boolean>;
   /**
    * The start-up load: the model last used, unless its download was paused (then it stays paused
    * across the reload until the user resumes it). A download paused while another model was in
@@ -262,8 +268,11 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       // The build's Content-Security-Policy would block the download: say so before fetching.
       const refusal = typeof source === 'string' && typeof location !== 'undefined' ? modelHostRefusal(source, location.origin) : null;
       if (refusal) throw { name: 'HarkError', code: 'bundle/host-not-allowed', message: refusal } satisfies EngineError;
-      // An answer in progress would keep the lane busy: stop it first.
-      engineClient().cancel();
+      // An answer in progress would keep the lane busy: stop it first (a recording being listened
+      // to is heard to the end, as before; the new model hears it again).
+      void engineClient()
+        .cancel('answers')
+        .catch(() => {});
       let info: ModelInfo;
       try {
         info = await loadInLane(options.variant);
@@ -293,7 +302,7 @@ export const useModelStore = create<ModelStore>((set, get) => ({
         loadingSource: null,
       }));
       if (typeof source === 'string') useSettingsStore.getState().setModelSource(source);
-      if (options.backend) useSettingsStore.getState().setBackend(options.backend);
+      if (options.backend && !options.keepBackendSetting) useSettingsStore.getState().setBackend(options.backend);
       useNoticeStore
         .getState()
         .announce(`${info.label} is ready on ${info.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}.${info.backendAdvice ? ` ${info.backendAdvice}` : ''}`);
@@ -362,6 +371,37 @@ export const useModelStore = create<ModelStore>((set, get) => ({
       useSettingsStore.getState().setPausedDownload(saved);
     }
     return loaded;
+  },
+
+  async recover(event) {
+    const { source, info, status } = get();
+    if (!event.restarted) {
+      set({ status: 'error', info: null, progress: null, error: event.message, loadingSource: null });
+      useNoticeStore.getState().showError('model', new Error(event.message));
+      return false;
+    }
+    // Nothing was loaded or being loaded (a load the dead worker was doing failed with the reason:
+    // status 'error'), or a download is paused: the new worker waits, as at start-up.
+    if ((!info && status !== 'error') || status === 'paused') return false;
+    const what = event.reason === 'device-lost' ? 'the GPU stopped working' : 'the engine stopped unexpectedly';
+    const backend = useSettingsStore.getState().backend;
+    // The same variant as before: its files are on this device (another would be downloaded).
+    const loaded = await get().load(source ?? undefined, info ? { label: info.label, variant: info.variant } : {});
+    if (loaded) {
+      const now = get().info!;
+      set({ note: `Restarted after ${what}: the model was loaded again from this device on ${now.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}.` });
+      useNoticeStore.getState().announce(`${now.label} is ready again after ${what}. Ask your question again.`);
+      return true;
+    }
+    if (event.reason !== 'device-lost' || backend === 'wasm') return false;
+    // WebGPU did not come back: WebAssembly runs the same model on the CPU (slower), for this session.
+    const failed = get().error ?? 'it failed to start';
+    const onCpu = await get().load(source ?? undefined, { backend: 'wasm', keepBackendSetting: true, ...(info ? { variant: info.variant, label: info.label } : {}) });
+    if (onCpu) {
+      set({ note: `WebGPU could not be started again after the GPU stopped working (${failed}), so the model now runs on WebAssembly (CPU), which is slower. Reload the page to try WebGPU again.` });
+      useNoticeStore.getState().showError('model', new Error(get().note!));
+    }
+    return onCpu;
   },
 
   pause() {

@@ -3,12 +3,14 @@
  * and the conversation, so the recording is encoded again; a new recording starts a new chat;
  * either forgets what "Find in recording" found.
  */
+import { engineClient } from '../engineClient';
 import { onNewRecording, useAudioStore } from './audioStore';
 import { useConversationStore } from './conversationStore';
 import { useDeviceStore } from './deviceStore';
 import { useHistoryStore } from './historyStore';
 import { useLocalizeStore } from './localizeStore';
 import { useModelStore } from './modelStore';
+import { useNoticeStore } from './noticeStore';
 
 let started = false;
 
@@ -37,6 +39,17 @@ export function startSession(): void {
   // A question asked while the recording is searched goes out when the search ends.
   useLocalizeStore.subscribe((state, previous) => {
     if (state.phase !== previous.phase) sendQueued();
+  });
+  // The engine's worker died or lost its GPU and a new one took over (src/engineClient.ts): after
+  // the calls that failed have settled (next task), the conversation is kept to be re-read, and the
+  // model is loaded again from this device's cache (its new loadId re-encodes the recording).
+  engineClient().onRestart((event) => {
+    if (useConversationStore.getState().phase === 'idle') useNoticeStore.getState().showError('engine', new Error(event.message));
+    setTimeout(() => {
+      useConversationStore.getState().engineRestarted();
+      useLocalizeStore.getState().reset();
+      void useModelStore.getState().recover(event);
+    }, 0);
   });
   void useDeviceStore.getState().probe();
   void useAudioStore.getState().loadSamples();

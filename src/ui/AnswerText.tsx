@@ -38,7 +38,7 @@ export function AnswerText({ message, testId }: { message: Assistant; testId: st
   });
 
   return (
-    <p ref={box} className="bubble-text answer-text" data-testid={testId} data-state={message.status} data-tokens={message.stats.tokens} data-revisions={revisions}>
+    <p ref={box} className="bubble-text answer-text" data-testid={testId} data-state={message.status} data-tokens={message.stats.tokens} data-prompt-tokens={message.stats.promptTokens ?? undefined} data-revisions={revisions}>
       {message.text !== '' && (
         // A new key per revision restarts the fade on the replaced text.
         <span key={revisions} className={revisions > revisionsAtMount ? 'answer-revised' : undefined}>

@@ -254,6 +254,7 @@ export function Chat() {
     if (modelStatus === 'error' || modelStatus === 'paused') return { blocked: 'No model is loaded: load one under Models, then ask again.' };
     if (!hasRecording && audioStatus !== 'decoding') return { blocked: 'There is nothing to ask about yet: record, open a file or pick a sample first.' };
     if (audioStatus === 'error') return { blocked: 'The model could not listen to this recording: open another one, then ask again.' };
+    if (audioStatus === 'stopped') return { blocked: 'Listening to the recording was stopped: press “Listen again” (or open another recording), then ask.' };
     if (modelStatus !== 'ready') return { until: 'the model has loaded' };
     if (audioStatus !== 'ready') return { until: 'the recording is ready' };
     return null;

@@ -20,6 +20,7 @@ function classifyBlockedReason(state: { answering: boolean; finding: boolean; mo
   if (state.modelStatus !== 'ready') return state.modelStatus === 'loading' || state.modelStatus === 'idle' ? 'The model is loading: Classify works once it is ready.' : 'No model is loaded: load one under Models, then classify.';
   if (!state.hasRecording) return 'There is nothing to classify yet: record, open a file or pick a sample first.';
   if (state.audioStatus === 'error') return 'The model could not listen to this recording: open another one, then classify.';
+  if (state.audioStatus === 'stopped') return 'Listening to the recording was stopped: press “Listen again”, then classify.';
   if (state.audioStatus !== 'ready') return 'The recording is being prepared: Classify works once it is ready.';
   return null;
 }

@@ -166,6 +166,9 @@ function EncodeStatus() {
     case 'error':
       text = 'The model could not listen to this recording.';
       break;
+    case 'stopped':
+      text = 'Listening was stopped, so there is nothing to ask about yet.';
+      break;
     default:
       return null;
   }
@@ -180,6 +183,16 @@ function EncodeStatus() {
           {' · '}
           {timing}
         </span>
+      )}
+      {status === 'encoding' && (
+        <button type="button" className="button small" data-testid="encode-stop" onClick={() => useAudioStore.getState().stopEncoding()}>
+          Stop
+        </button>
+      )}
+      {(status === 'stopped' || status === 'error') && modelStatus === 'ready' && (
+        <button type="button" className="button small" data-testid="encode-again" onClick={() => void useAudioStore.getState().encode()}>
+          Listen again
+        </button>
       )}
     </div>
   );

@@ -122,7 +122,7 @@ export interface FindConditions {
   /** The loaded model can localize (its bundle has a steering probe). */
   modelCanLocalize: boolean;
   hasRecording: boolean;
-  audioStatus: 'empty' | 'decoding' | 'waiting-model' | 'encoding' | 'ready' | 'error';
+  audioStatus: 'empty' | 'decoding' | 'waiting-model' | 'encoding' | 'ready' | 'error' | 'stopped';
   /** An answer is being written (the engine does one thing at a time). */
   answering: boolean;
 }
@@ -137,6 +137,7 @@ export function findBlockedReason(c: FindConditions): string | null {
   if (!c.modelCanLocalize) return NO_PROBE_REASON;
   if (!c.hasRecording) return 'Record, open a file or pick a sample first, then find events in it.';
   if (c.audioStatus === 'error') return 'The model could not listen to this recording: open another one to find events in it.';
+  if (c.audioStatus === 'stopped') return 'Listening to the recording was stopped: press “Listen again”, then Find.';
   if (c.audioStatus !== 'ready') return 'The model is still listening to the recording: Find is ready when it has.';
   if (c.answering) return 'An answer is being written: Find is ready when it is finished (or stopped).';
   return null;

@@ -22,6 +22,7 @@
  * never read it back.
  */
 import type { Backend } from '../device';
+import { HarkError } from '../errors';
 import { ort } from '../ortRuntime';
 import { FixedKvCache, type KvCapacityPolicy } from './fixedKvCache';
 import { GrowingKvCache, presentNames, type KvCache, type KvType } from './kvCache';
@@ -148,12 +149,17 @@ export class DecoderRunner {
    * Runs `embeds` ([n × hidden] rows) after `cache`, in chunks of at most `maxChunk` rows;
    * returns the last row's logits and the new cache. `cache` is consumed: callers must not reuse it.
    */
-  async step(embeds: Float32Array, cache: KvCache, loraScale: number): Promise<StepResult> {
+  async step(embeds: Float32Array, cache: KvCache, loraScale: number, signal?: AbortSignal): Promise<StepResult> {
     const hidden = this.shape.hiddenSize;
     const n = embeds.length / hidden;
     if (!Number.isInteger(n) || n < 1) throw new Error(`embeddings length ${embeds.length} is not a multiple of ${hidden}`);
     let result: StepResult | undefined;
     for (let start = 0; start < n; start += this.maxChunk) {
+      // A prompt fed in chunks stops between them; the half-fed cache is released.
+      if (result && signal?.aborted) {
+        result.cache.dispose();
+        throw new HarkError('engine/cancelled', 'The answer was stopped while the model read the question; the conversation starts over from the recording.');
+      }
       const end = Math.min(n, start + this.maxChunk);
       const rows = embeds.subarray(start * hidden, end * hidden);
       result = await this.run(new ort.Tensor('float32', rows, [1, end - start, hidden]), result?.cache ?? cache, loraScale);

@@ -117,8 +117,11 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
   const text = new IncrementalText(tokenizer);
   const promptTokens = request.prefill.length / decoder.shape.hiddenSize;
 
-  let { logits, cache } = await guarded(() => decoder.step(request.prefill, request.cache, params.loraScale));
+  let { logits, cache } = await guarded(() => decoder.step(request.prefill, request.cache, params.loraScale, signal));
   const prefillMs = now() - started;
+  // A Stop sent while the prompt was read (on WebAssembly the run does not return to the event
+  // loop) is let in before the first token, so it is not written.
+  if (signal) await yieldToEventLoop();
   request.onFirstLogits?.(logits.slice());
   let firstTokenAt = 0;
   const ids: number[] = [];
@@ -228,6 +231,7 @@ export async function guarded(run: () => Promise<StepResult>): Promise<StepResul
   try {
     return await run();
   } catch (error) {
+    if (error instanceof HarkError) throw error;
     throw new HarkError(
       'engine/inference-failed',
       `The language model failed while generating (${error instanceof Error ? error.message : String(error)}). ` +
