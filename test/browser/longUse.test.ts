@@ -38,11 +38,19 @@ const BASELINE_AFTER = CHECKPOINT_EVERY;
  * Flatness bounds against the baseline checkpoint. GPU buffers: onnxruntime's WebGPU allocator
  * keeps freed buffers in size buckets for reuse and the KV cache is one buffer per layer sized for
  * the conversation, so the count may move by a few, never by one per question (a leak of one
- * buffer per question would add 20 by question 30 and 90 by question 100).
+ * buffer per question would add 8 by question 12 in CI and 90 by question 100). Their bytes: the
+ * same slack in size (the tiny model's KV cache of a conversation is well under 1 MB), so a leaked
+ * encoder output or a cache kept per conversation shows even when it is one buffer.
  */
 const MAX_EXTRA_GPU_BUFFERS = 4;
-/** Worker JS heap after GC: 4 MB of slack for V8's own caches; a 128 kB leak per question would exceed it by question 42. */
+const MAX_GPU_GROWTH_BYTES = 8 * 1024 * 1024;
+/**
+ * Worker JS heap after GC: 4 MB of slack for V8's own caches (a 128 kB leak per question, one
+ * vocabulary-sized logits row, would exceed it by question 42). Array buffers (the heap's backing
+ * stores, onnxruntime's wasm memory among them, which never shrinks): 8 MB.
+ */
 const MAX_HEAP_GROWTH_BYTES = 4 * 1024 * 1024;
+const MAX_ARRAY_BUFFER_GROWTH_BYTES = 8 * 1024 * 1024;
 /** Decode steps take ~0.5 s each on a software WebGPU adapter: short answers keep the run short. */
 const MAX_NEW_TOKENS = 2;
 
@@ -315,13 +323,16 @@ describe('long use', () => {
         if (done >= BASELINE_AFTER && (done % CHECKPOINT_EVERY === 0 || done === QUESTIONS)) await measure(done);
       }
 
-      console.log(`[long use] ${QUESTIONS} questions on WebGPU in ${seconds()} s (baseline after question ${BASELINE_AFTER}):`);
+      const totals = await gpuBuffers(worker);
+      console.log(`[long use] ${QUESTIONS} questions (${RECORDINGS} recording${RECORDINGS === 1 ? '' : 's'}) on WebGPU in ${seconds()} s, baseline after question ${BASELINE_AFTER}; GPU buffers created ${totals.created}, destroyed ${totals.destroyed}:`);
       console.table(checkpoints);
       const [baseline, ...later] = checkpoints;
       expect(baseline, `at least ${BASELINE_AFTER} questions are needed for a baseline`).toBeDefined();
       for (const point of later) {
         expect(point.liveBuffers, `live GPU buffers after question ${point.question}`).toBeLessThanOrEqual(baseline!.liveBuffers + MAX_EXTRA_GPU_BUFFERS);
+        expect(point.liveBufferMB - baseline!.liveBufferMB, `live GPU buffer growth (MB) after question ${point.question}`).toBeLessThanOrEqual(mb(MAX_GPU_GROWTH_BYTES));
         expect(point.heapUsedMB - baseline!.heapUsedMB, `worker JS heap growth (MB) after question ${point.question}`).toBeLessThanOrEqual(mb(MAX_HEAP_GROWTH_BYTES));
+        expect(point.arrayBuffersMB - baseline!.arrayBuffersMB, `worker array buffer growth (MB) after question ${point.question}`).toBeLessThanOrEqual(mb(MAX_ARRAY_BUFFER_GROWTH_BYTES));
       }
     } finally {
       await context.close();
