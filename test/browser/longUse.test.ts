@@ -24,7 +24,9 @@ import { chooseBackendInSettings, collectConsoleErrors, launchChromium } from '.
 /**
  * Questions in the WebGPU run: 12 in `npm test`, 100 in `npm run test:long-use`. On the software
  * adapter here each recording costs over a minute to encode (one 30 s window of Whisper) and the
- * first prompt of a conversation 6–20 s, so CI runs one recording and the full run three.
+ * first prompt of a conversation 6–20 s, so CI runs one recording and the full run three. Measured
+ * here (2 shared cores): 12 questions 2.5–4 min, most of it the model load, the one encode and the
+ * first prompt; 100 questions about 11 min.
  */
 const QUESTIONS = Number(process.env.HARK_LONG_USE_QUESTIONS ?? 12);
 const RECORDINGS = QUESTIONS >= 30 ? 3 : 1;
