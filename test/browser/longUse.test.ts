@@ -156,7 +156,11 @@ class WorkerDevtools {
   send<T>(method: string, params: Record<string, unknown> = {}): Promise<T> {
     const id = this.next++;
     const reply = new Promise<unknown>((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    void this.cdp.send('Target.sendMessageToTarget', { sessionId: this.sessionId!, message: JSON.stringify({ id, method, params }) });
+    // A message that cannot be delivered (the worker gone) fails the call instead of leaving it waiting.
+    this.cdp.send('Target.sendMessageToTarget', { sessionId: this.sessionId!, message: JSON.stringify({ id, method, params }) }).catch((error: Error) => {
+      this.pending.get(id)?.reject(error);
+      this.pending.delete(id);
+    });
     return reply as Promise<T>;
   }
 
