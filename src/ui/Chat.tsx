@@ -313,7 +313,17 @@ export function Chat() {
   };
 
   const wait = notYet();
-  const queuedUntil = wait && 'until' in wait ? wait.until : null;
+  /**
+   * What the queued question waits for. Listening stopped is a wait the person must end ("Listen
+   * again" sends it once heard): said so, rather than the vague "when it can be", which read as
+   * stuck after a Stop during a long recording.
+   */
+  const queuedWhen =
+    wait && 'until' in wait
+      ? `when ${wait.until}`
+      : audioStatus === 'stopped'
+        ? 'once the recording has been listened to: press “Listen again” (or open another recording)'
+        : 'when it can be';
 
   let placeholder = 'Ask about the recording…';
   if (!hasRecording) placeholder = 'Record or open audio first, then ask about it…';
@@ -432,7 +442,7 @@ export function Chat() {
       {queued ? (
         <p id="composer-help" className="composer-help queued-note" data-testid="queued-question">
           <span>
-            “{withoutAudioSlot(queued.prompt)}” will be sent when {queuedUntil ?? 'it can be'}.
+            “{withoutAudioSlot(queued.prompt)}” will be sent {queuedWhen}.
           </span>{' '}
           <button type="button" className="link-button" onClick={() => unqueue()}>
             Cancel
