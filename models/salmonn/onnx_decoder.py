@@ -106,6 +106,33 @@ MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 INT4_LINEARS = PROJECTIONS + MLP_PROJECTIONS  # plus lm_head
 
 
+@dataclass(frozen=True)
+class LlmFlavor:
+    """What sets an LLM apart from SALMONN's LLaMA in the decoder graph (the defaults are LLaMA's,
+    whose graphs stay byte-identical). Qwen3 (ALARM) sets all of them:
+
+    qk_norm              per-head RMSNorm of q and k (`self_attn.q_norm` / `k_norm`, weight
+                         [head_dim]) between the projection and the rotary embedding
+    tie_word_embeddings  no `lm_head.weight`: the head is `model.embed_tokens.weight`
+    lora_input           the `lora_scale` input exists (False: no LoRA, and LoRA weights are refused)
+    graph_name, config_key  the graph's name and the metadata key holding the config
+    """
+
+    qk_norm: bool = False
+    tie_word_embeddings: bool = False
+    lora_input: bool = True
+    graph_name: str = "salmonn_llama_decoder"
+    config_key: str = "llama_config"
+
+
+LLAMA = LlmFlavor()
+
+
+def qwen3_flavor(tie_word_embeddings: bool = True) -> LlmFlavor:
+    return LlmFlavor(qk_norm=True, tie_word_embeddings=tie_word_embeddings, lora_input=False,
+                     graph_name="qwen3_decoder", config_key="qwen3_config")
+
+
 def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -437,6 +464,7 @@ def build_decoder_model(
     fuse_qkv: bool = True,
     external_data: Optional[ExternalDataWriter] = None,
     probe_layer: Optional[int] = None,
+    flavor: LlmFlavor = LLAMA,
 ) -> onnx.ModelProto:
     """Decoder graph (see module doc) from the reference decoder's state dict.
 
@@ -460,6 +488,8 @@ def build_decoder_model(
       weights do not fit in memory; save with `external_data.finish(model)`, not `save_model`).
       `weights` may then be a lazy Mapping (values made on access; `in` must not make them) and,
       for int4 precisions, the linear weights may be `QuantizedLinear`s.
+    flavor: the LLM's departures from LLaMA (LlmFlavor; `qwen3_flavor()` for Qwen3). `config`
+      may then be any dataclass with LlamaConfig's field names and a `head_dim` (Qwen3Config).
     """
     _check_precision(precision)
     dtype = compute_dtype(precision)
@@ -470,6 +500,8 @@ def build_decoder_model(
     hidden, heads, kv_heads, head_dim = (config.hidden_size, config.num_attention_heads,
                                          config.num_key_value_heads, config.head_dim)
     eps = float(config.rms_norm_eps)
+    if not flavor.lora_input and (lora or any(k.endswith(".lora_A") for k in weights)):
+        raise ValueError("LoRA weights given to a decoder without a lora_scale input (flavor.lora_input is False)")
     g = _GraphBuilder(external_data)
 
     def w(key: str) -> Union[np.ndarray, QuantizedLinear]:
@@ -563,6 +595,27 @@ def build_decoder_model(
             residual, pending = new_residual, None
         return out
 
+    def head_norm(y: str, weight_key: str, n_heads: int, prefix: str) -> str:
+        """Qwen3's per-head RMSNorm: y [B, T, n_heads * head_dim] viewed as [B, T, n_heads, head_dim],
+        normalized over head_dim with weight [head_dim], then flattened back."""
+        gamma = g.init(weight_key, _as_dtype(w(weight_key), dtype, weight_key))
+        by_head = g.init(f"const_shape_heads_{n_heads}", np.array([0, 0, n_heads, head_dim], dtype=np.int64))
+        flat = g.init(f"const_shape_flat_{n_heads}", np.array([0, 0, n_heads * head_dim], dtype=np.int64))
+        (heads_view,) = g.node("Reshape", [y, by_head], [f"{prefix}/Reshape/output_0"], name=f"{prefix}/Reshape")
+        (normed,) = g.node("SimplifiedLayerNormalization", [heads_view, gamma], [f"{prefix}/norm/output_0"],
+                           name=f"{prefix}/SimplifiedLayerNorm", axis=-1, epsilon=eps, stash_type=1)
+        return g.node("Reshape", [normed, flat], [f"{prefix}/output_0"], name=f"{prefix}/Reshape_flat")[0]
+
+    def qk_normed_qkv(qkv: str, p: str, n: str) -> str:
+        """The packed q|k|v with q and k head-normed (v untouched), still packed for GroupQueryAttention."""
+        sizes = g.init("const_qkv_split", np.array([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim],
+                                                   dtype=np.int64))
+        q, k, v = g.node("Split", [qkv, sizes], [f"{n}/attn/qkv_split/output_{j}" for j in range(3)],
+                         name=f"{n}/attn/qkv_split", axis=-1)
+        q = head_norm(q, f"{p}.self_attn.q_norm.weight", heads, f"{n}/attn/q_norm")
+        k = head_norm(k, f"{p}.self_attn.k_norm.weight", kv_heads, f"{n}/attn/k_norm")
+        return g.node("Concat", [q, k, v], [f"{n}/attn/qkv_normed/output_0"], name=f"{n}/attn/qkv_normed", axis=-1)[0]
+
     outputs_present: list[str] = []
     for i in range(config.num_hidden_layers):
         p = f"model.layers.{i}"
@@ -581,6 +634,8 @@ def build_decoder_model(
         gqa = f"{n}/attn/GroupQueryAttention"
         if fuse_qkv and head_dim % 16 == 0:  # GQA's fused rotary needs head_size % 16 == 0
             qkv = fused_qkv(x, p, f"{n}/attn/qkv_proj")
+            if flavor.qk_norm:
+                qkv = qk_normed_qkv(qkv, p, n)
             (attn,) = g.node("GroupQueryAttention",
                              [qkv, "", "", past_k, past_v, "seqlens_k", "total_seq_len", cos_name, sin_name],
                              [f"{gqa}/output_0", present_k, present_v], name=gqa, domain=MS,
@@ -595,6 +650,9 @@ def build_decoder_model(
                     delta = lora_delta(x, key, f"{n}/attn/{name}")
                     (y,) = g.node("Add", [y, delta], [f"{n}/attn/{name}/Add/output_0"], name=f"{n}/attn/{name}/Add")
                 proj[name] = y
+            if flavor.qk_norm:
+                proj["q_proj"] = head_norm(proj["q_proj"], f"{p}.self_attn.q_norm.weight", heads, f"{n}/attn/q_norm")
+                proj["k_proj"] = head_norm(proj["k_proj"], f"{p}.self_attn.k_norm.weight", kv_heads, f"{n}/attn/k_norm")
             (q_rot,) = g.node("RotaryEmbedding", [proj["q_proj"], "position_ids", cos_name, sin_name],
                               [f"{n}/attn/q_rotary/output_0"], name=f"{n}/attn/q_rotary/RotaryEmbedding",
                               domain=MS, interleaved=0, num_heads=heads)
@@ -620,11 +678,12 @@ def build_decoder_model(
 
     x = norm("model.norm.weight", "/model/norm")
     x = _keep_last_positions(g, x)
+    head_key = "model.embed_tokens.weight" if flavor.tie_word_embeddings else "lm_head.weight"
     if half:
-        _linear(g, x, w("lm_head.weight"), "/lm_head", precision, block_size, accuracy_level, max_tensor_bytes,
+        _linear(g, x, w(head_key), "/lm_head", precision, block_size, accuracy_level, max_tensor_bytes,
                 cast_to=TensorProto.FLOAT, cast_output="logits")
     else:
-        logits_raw = linear(x, "lm_head.weight", "/lm_head")
+        logits_raw = linear(x, head_key, "/lm_head")
         g.node("Identity", [logits_raw], ["logits"], name="/lm_head/Identity")
     g.check_sizes(max_tensor_bytes)
 
@@ -639,18 +698,19 @@ def build_decoder_model(
     for i in range(config.num_hidden_layers):
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", ftype, kv_shape_past))
-    inputs.append(helper.make_tensor_value_info("lora_scale", f32, []))
+    if flavor.lora_input:
+        inputs.append(helper.make_tensor_value_info("lora_scale", f32, []))
     inputs.append(helper.make_tensor_value_info("num_logits_to_keep", i64, []))
     outputs = [helper.make_tensor_value_info("logits", f32, ["batch_size", "num_logits", config.vocab_size])]
     outputs += [helper.make_tensor_value_info(name, ftype, kv_shape_present) for name in outputs_present]
     if probe_layer is not None:
         outputs.append(helper.make_tensor_value_info("probe_hidden", f32, ["batch_size", "sequence_length", hidden]))
 
-    graph = helper.make_graph(g.nodes, "salmonn_llama_decoder", inputs, outputs)
+    graph = helper.make_graph(g.nodes, flavor.graph_name, inputs, outputs)
     graph.initializer.extend(g.initializers)
     meta = {
         "precision": precision,
-        "llama_config": json.dumps(asdict(config), sort_keys=True),
+        flavor.config_key: json.dumps(asdict(config), sort_keys=True),
         "max_positions": str(max_positions),
         "lora_projections": json.dumps(lora_projs),
         "lora_default_scale": "" if lora_default_scale is None else repr(float(lora_default_scale)),
