@@ -1,13 +1,15 @@
 """ONNX graphs of ALARM's single-encoder model (AL-Whisper-Instruct-R), named as in
 docs/bundle-format-2.md:
 
-    encoder.whisper  input_features f32 [1, n_mels, 3000] -> encoder_out f32 [1, 1500, E]
-                     Whisper large-v3 run up to the deepest chosen layer; the adapter's
-                     softmax-weighted average of the chosen hidden states is folded in (it acts
-                     per frame, so averaging per chunk before the trim equals ALARM's order).
-    adapter.whisper  frames f32 [1, T, E] -> adapted f32 [1, ceil(T / 2), D], T dynamic:
-                     input_proj, even-length padding, conv downsampler (+ norms), llm_proj, run
-                     once per recording on the chunks' concatenated outputs trimmed to T frames.
+    encoder.whisper  input_features f32 [1, n_mels, 3000] -> encoder_out f32 [1, 1500, A]
+                     Whisper large-v3 run up to the deepest chosen layer, then the adapter's
+                     per-frame steps folded in: the softmax-weighted average of the chosen hidden
+                     states and input_proj (E -> A, the adapter width). Both act frame by frame,
+                     so running them per chunk before the trim equals ALARM's order.
+    adapter.whisper  frames f32 [1, T, A] -> adapted f32 [1, ceil(T / 2), D], T dynamic:
+                     even-length padding (a zero frame AFTER input_proj, as ALARM pads), the conv
+                     downsampler (+ norms) and llm_proj, run once per recording on the chunks'
+                     concatenated outputs trimmed to T frames (its convolutions cross chunks).
     embedTokens      ALARM's own copy of embed_tokens (salmonn/onnx_decoder.build_embed_graph).
     decoder          Qwen3 with KV cache (build_decoder_model with qwen3_flavor: per-head q/k
                      RMSNorm, grouped KV heads, rope theta, tied head, no lora_scale input).
@@ -28,7 +30,7 @@ from salmonn.export import export_traced
 from salmonn.onnx_decoder import (MAX_TENSOR_BYTES, build_decoder_model, build_embed_graph,
                                   qwen3_flavor)
 
-from .adapter import AlarmAdapter
+from .adapter import AlarmAdapter, ConvDownsampler, pad_to_even
 from .model import AlarmAudio
 from .qwen3 import Qwen3Decoder
 from .whisper_v3 import hidden_states
@@ -38,46 +40,56 @@ ADAPTER_INPUT, ADAPTER_OUTPUT = "frames", "adapted"
 INPUT_FRAMES = 3000
 
 
-class WhisperLayerAverage(nn.Module):
-    """One 30 s chunk's mel [1, n_mels, 3000] -> the fused hidden states [1, 1500, E]."""
+def _conv_adapter(audio: AlarmAudio, encoder_name: str) -> AlarmAdapter:
+    adapter: AlarmAdapter = audio.adapters[encoder_name]
+    if not isinstance(adapter.adapter, ConvDownsampler) or adapter.adapter.downsampler is None:
+        raise ValueError(f"adapter {encoder_name!r} is not a conv downsampler (only AL-Whisper's is exported yet)")
+    return adapter
+
+
+class EncoderChunk(nn.Module):
+    """One 30 s chunk's mel [1, n_mels, 3000] -> fused hidden states through input_proj [1, 1500, A]."""
 
     def __init__(self, audio: AlarmAudio, encoder_name: str = "whisper") -> None:
         super().__init__()
+        adapter = _conv_adapter(audio, encoder_name)
         self.encoder = audio.whisper
-        adapter: AlarmAdapter = audio.adapters[encoder_name]
         self.layers: Sequence[int] = adapter.cfg.audio_encoder_layers
         self.fusion = adapter.layer_fusion  # None for a single layer
+        self.input_proj = adapter.adapter.input_proj  # None when E == A
 
     def forward(self, mel: Tensor) -> Tensor:
         states = hidden_states(self.encoder, mel, self.layers)  # [L, 1, 1500, E]
-        return states[0] if self.fusion is None else self.fusion(states)
+        x = states[0] if self.fusion is None else self.fusion(states)
+        return x if self.input_proj is None else self.input_proj(x)
 
 
-class AdapterAfterFusion(nn.Module):
-    """The adapter from its fused input on: [1, T, E] -> [1, ceil(T / 2), D]."""
+class AdapterRecording(nn.Module):
+    """The rest of the adapter, over a whole recording: [1, T, A] -> [1, ceil(T / 2), D]."""
 
     def __init__(self, audio: AlarmAudio, encoder_name: str = "whisper") -> None:
         super().__init__()
-        adapter: AlarmAdapter = audio.adapters[encoder_name]
-        self.adapter = adapter.adapter
+        adapter = _conv_adapter(audio, encoder_name)
+        self.downsampler = adapter.adapter.downsampler
         self.llm_proj = adapter.llm_proj
 
     def forward(self, frames: Tensor) -> Tensor:
-        x = frames if self.adapter is None else self.adapter(frames)
+        x = self.downsampler(pad_to_even(frames).transpose(1, 2)).transpose(1, 2)
         return x if self.llm_proj is None else self.llm_proj(x)
 
 
 def export_whisper_encoder(audio: AlarmAudio, precision: str = "fp32") -> onnx.ModelProto:
     """`encoder.whisper`; fixed shapes (one 30 s chunk)."""
     mel = torch.zeros(1, audio.whisper_cfg.num_mel_bins, INPUT_FRAMES)
-    return export_traced(WhisperLayerAverage(audio), (mel,), [ENCODER_INPUT], [ENCODER_OUTPUT], {}, precision)
+    return export_traced(EncoderChunk(audio), (mel,), [ENCODER_INPUT], [ENCODER_OUTPUT], {}, precision)
 
 
 def export_whisper_adapter(audio: AlarmAudio, precision: str = "fp32") -> onnx.ModelProto:
     """`adapter.whisper`; T dynamic (traced at an odd T, so the even padding is in the graph)."""
-    frames = torch.zeros(1, 875, audio.whisper_cfg.d_model)  # 35 s: two chunks, odd
+    width = audio.adapters["whisper"].cfg.adapter_embedding_dim
+    frames = torch.zeros(1, 875, width)  # 35 s: two chunks, odd
     axes = {ADAPTER_INPUT: {1: "frames"}, ADAPTER_OUTPUT: {1: "adapted_frames"}}
-    return export_traced(AdapterAfterFusion(audio), (frames,), [ADAPTER_INPUT], [ADAPTER_OUTPUT], axes, precision)
+    return export_traced(AdapterRecording(audio), (frames,), [ADAPTER_INPUT], [ADAPTER_OUTPUT], axes, precision)
 
 
 def export_embed_tokens(embed_tokens: Tensor, precision: str = "fp32",
