@@ -9,8 +9,14 @@ boundary vectors, the Qwen3 tokenizer, the Whisper feature config and `manifest.
     onnx/decoder_model_merged{,_fp16,_q4,_q4f16}.onnx (+ .onnx_data)   decoder (Qwen3, KV cache)
 
 As for SALMONN (salmonn/bundle.py), fp16/int4f16 change only the LLM graphs and reuse the fp32 /
-int4 audio graphs. The decoder's tied LM head is a second copy of the embedding table (the two
-graphs are separate ONNX sessions).
+int4 audio graphs.
+
+Tied LM head: Qwen3's head is its embedding table, and ALARM's embed_tokens (which embedTokens
+holds) is a frozen copy of it. When the two are equal and the table is one tensor (not split for
+max_tensor_bytes), the decoder stores no copy: its head reads the table's bytes from
+embed_tokens{suffix}.onnx_data, which the decoder's `externalData` then lists too (int4: the
+GatherBlockQuantized packing is MatMulNBits' packing of the same rows). Otherwise the decoder
+holds its own copy.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ import numpy as np
 import torch
 
 from salmonn.bundle import AUDIO_PRECISION, SUFFIX, WHISPER_PREPROCESSOR, _save_graph, list_files
-from salmonn.onnx_decoder import MAX_TENSOR_BYTES, save_model
+import onnx
+
+from salmonn.onnx_decoder import MAX_TENSOR_BYTES, embed_table_tensors, save_model
 from salmonn.reasoning import ReasoningTemplate, alarm_template
 from salmonn.whisper import WhisperConfig
 
@@ -154,12 +162,17 @@ def write_graphs(ref: AlarmReference, out: Path, precision: str, max_positions: 
             graphs[key] = _graph_entry(_save_graph(export(ref.audio, audio_precision), path, False), out)
     else:
         graphs.update(audio_graphs)
-    embed = export_embed_tokens(ref.embed_tokens, precision, max_tensor_bytes)
-    graphs["embedTokens"] = _graph_entry(
-        _save_graph(embed, onnx_dir / f"{GRAPH_FILES['embedTokens']}{suffix}.onnx", False), out)
-    decoder = export_qwen3_decoder(ref.decoder, precision, max_positions, max_tensor_bytes)
+    embed_path = onnx_dir / f"{GRAPH_FILES['embedTokens']}{suffix}.onnx"
+    embed_files = save_model(export_embed_tokens(ref.embed_tokens, precision, max_tensor_bytes), embed_path)
+    graphs["embedTokens"] = _graph_entry(embed_files, out)
+    shared = None
+    if ref.decoder.config.tie_word_embeddings and torch.equal(ref.embed_tokens, ref.decoder.model.embed_tokens.weight):
+        shared = embed_table_tensors(onnx.load(str(embed_path), load_external_data=False))
+    decoder = export_qwen3_decoder(ref.decoder, precision, max_positions, max_tensor_bytes, shared_head=shared)
     graphs["decoder"] = _graph_entry(
         save_model(decoder, onnx_dir / f"{GRAPH_FILES['decoder']}{suffix}.onnx", external_data=True), out)
+    if shared is not None:
+        graphs["decoder"]["externalData"] += sorted({t.location for t in shared.values()})
     return graphs
 
 

@@ -20,14 +20,14 @@ swap: every Linear becomes MatMulNBits, convolutions and norms stay fp32).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import onnx
 import torch
 from torch import Tensor, nn
 
 from salmonn.export import export_traced
-from salmonn.onnx_decoder import (MAX_TENSOR_BYTES, build_decoder_model, build_embed_graph,
+from salmonn.onnx_decoder import (MAX_TENSOR_BYTES, ExternalTensor, build_decoder_model, build_embed_graph,
                                   qwen3_flavor)
 
 from .adapter import AlarmAdapter, ConvDownsampler, pad_to_even
@@ -98,8 +98,11 @@ def export_embed_tokens(embed_tokens: Tensor, precision: str = "fp32",
 
 
 def export_qwen3_decoder(decoder: Qwen3Decoder, precision: str = "fp32", max_positions: Optional[int] = None,
-                         max_tensor_bytes: int = MAX_TENSOR_BYTES) -> onnx.ModelProto:
+                         max_tensor_bytes: int = MAX_TENSOR_BYTES,
+                         shared_head: Optional[Mapping[str, ExternalTensor]] = None) -> onnx.ModelProto:
+    """shared_head: the saved embedTokens graph's table (onnx_decoder.embed_table_tensors), read
+    by the tied head in place of a second copy; only when that table IS the decoder's embedding."""
     cfg = decoder.config
     return build_decoder_model(cfg, decoder.state_dict(), precision, max_positions=max_positions,
                                max_tensor_bytes=max_tensor_bytes,
-                               flavor=qwen3_flavor(cfg.tie_word_embeddings))
+                               flavor=qwen3_flavor(cfg.tie_word_embeddings), shared_head=shared_head)

@@ -247,6 +247,36 @@ class ExternalDataWriter:
         return self.written
 
 
+@dataclass(frozen=True)
+class ExternalTensor:
+    """An initializer whose bytes already lie in another graph's external data file: a tied LM
+    head reads the embedding graph's table (same file, same offset) instead of a second copy."""
+
+    location: str
+    offset: int
+    length: int
+    dims: tuple[int, ...]
+    data_type: int
+
+    @classmethod
+    def of(cls, tensor: onnx.TensorProto) -> "ExternalTensor":
+        if tensor.data_location != TensorProto.EXTERNAL:
+            raise ValueError(f"{tensor.name}: not stored as external data")
+        entries = {e.key: e.value for e in tensor.external_data}
+        return cls(entries["location"], int(entries.get("offset", 0)), int(entries["length"]), tuple(tensor.dims),
+                   tensor.data_type)
+
+    def proto(self, name: str, dims: Optional[tuple[int, ...]] = None) -> onnx.TensorProto:
+        """The initializer `name` over these bytes, viewed with `dims` (same element count)."""
+        tensor = onnx.TensorProto(name=name, data_type=self.data_type, dims=list(dims or self.dims))
+        if int(np.prod(tensor.dims)) != int(np.prod(self.dims)):
+            raise ValueError(f"{name}: dims {tensor.dims} do not cover {self.dims}")
+        tensor.data_location = TensorProto.EXTERNAL
+        for k, v in (("location", self.location), ("offset", str(self.offset)), ("length", str(self.length))):
+            tensor.external_data.append(onnx.StringStringEntryProto(key=k, value=v))
+        return tensor
+
+
 class _GraphBuilder:
     """Collects nodes/initializers in insertion order (stable names, stable bytes).
 
@@ -268,6 +298,13 @@ class _GraphBuilder:
         if self._sink is not None and self._sink.wants(tensor.raw_data):
             self._sink.write(tensor)
         self.initializers.append(tensor)
+        return name
+
+    def external(self, name: str, tensor: ExternalTensor, dims: Optional[tuple[int, ...]] = None) -> str:
+        """An initializer over bytes in another graph's data file (nothing is written here)."""
+        if name not in self._init_names:
+            self._init_names.add(name)
+            self.initializers.append(tensor.proto(name, dims))
         return name
 
     def node(self, op: str, inputs: list[str], outputs: list[str], name: str, domain: str = "", **attrs) -> list[str]:
@@ -433,6 +470,40 @@ def swiglu_mlp(g: _GraphBuilder, x: str, project: Callable[[str, str, str], str]
     return project(prod, "down_proj", f"{n}/mlp/down_proj")
 
 
+def embed_table_tensors(embed: onnx.ModelProto) -> Optional[dict[str, ExternalTensor]]:
+    """The table initializers of a saved `build_embed_graph` model (loaded without its data), for
+    `shared_head`; None when the table was split into parts (then the head keeps its own copy)."""
+    tensors = {t.name: t for t in embed.graph.initializer}
+    for names in (["model.embed_tokens.weight"], ["model.embed_tokens.weight_Q4", "model.embed_tokens.weight_scales"]):
+        if all(n in tensors for n in names):
+            return {n: ExternalTensor.of(tensors[n]) for n in names}
+    return None
+
+
+def _shared_head(g: _GraphBuilder, x: str, table: Mapping[str, ExternalTensor], precision: str, vocab: int,
+                 hidden: int, block_size: int) -> None:
+    """logits = x E^T from the embedding graph's own bytes (see build_decoder_model's shared_head)."""
+    if precision in INT4_PRECISIONS:
+        n_blocks = -(-hidden // block_size)
+        packed = g.external("lm_head.shared_Q4", table["model.embed_tokens.weight_Q4"], (vocab, n_blocks, block_size // 2))
+        scales = g.external("lm_head.shared_scales", table["model.embed_tokens.weight_scales"], (vocab * n_blocks,))
+        out = "logits" if precision == "int4" else "/lm_head/MatMulNBits/output_0"
+        g.node("MatMulNBits", [x, packed, scales], [out], name="/lm_head/MatMulNBits", domain=MS,
+               K=hidden, N=vocab, bits=4, block_size=block_size)
+    else:
+        weight = g.external("lm_head.shared_weight", table["model.embed_tokens.weight"])  # [vocab, hidden]
+        rows = g.init("/lm_head/rows_shape", np.array([-1, hidden], dtype=np.int64))
+        (flat,) = g.node("Reshape", [x, rows], ["/lm_head/Reshape/output_0"], name="/lm_head/Reshape")
+        (gemm,) = g.node("Gemm", [flat, weight], ["/lm_head/Gemm/output_0"], name="/lm_head/Gemm", transB=1)
+        (shape,) = g.node("Shape", [x], ["/lm_head/Shape/output_0"], name="/lm_head/Shape", end=2)
+        v = g.init("/lm_head/vocab", np.array([vocab], dtype=np.int64))
+        (target,) = g.node("Concat", [shape, v], ["/lm_head/Concat/output_0"], name="/lm_head/Concat", axis=0)
+        out = "logits" if precision == "fp32" else "/lm_head/Reshape_back/output_0"
+        g.node("Reshape", [gemm, target], [out], name="/lm_head/Reshape_back")
+    if out != "logits":
+        g.node("Cast", [out], ["logits"], name="/lm_head/Cast", to=TensorProto.FLOAT)
+
+
 def _keep_last_positions(g: _GraphBuilder, x: str) -> str:
     """x[:, -num_logits_to_keep:, :]: the final norm's rows that reach lm_head.
 
@@ -465,6 +536,7 @@ def build_decoder_model(
     external_data: Optional[ExternalDataWriter] = None,
     probe_layer: Optional[int] = None,
     flavor: LlmFlavor = LLAMA,
+    shared_head: Optional[Mapping[str, ExternalTensor]] = None,
 ) -> onnx.ModelProto:
     """Decoder graph (see module doc) from the reference decoder's state dict.
 
@@ -490,6 +562,11 @@ def build_decoder_model(
       for int4 precisions, the linear weights may be `QuantizedLinear`s.
     flavor: the LLM's departures from LLaMA (LlmFlavor; `qwen3_flavor()` for Qwen3). `config`
       may then be any dataclass with LlamaConfig's field names and a `head_dim` (Qwen3Config).
+    shared_head: with tied embeddings, the embedding graph's table as saved (initializer name ->
+      ExternalTensor, see `embed_table_tensors`): the head reads those bytes from the embed graph's
+      data file instead of holding a copy (fp32/fp16: Gemm with transB on the [vocab, hidden]
+      table; int4: MatMulNBits on the same packed bytes, whose layout GatherBlockQuantized shares).
+      The caller lists that data file among the decoder's external data.
     """
     _check_precision(precision)
     dtype = compute_dtype(precision)
@@ -679,7 +756,11 @@ def build_decoder_model(
     x = norm("model.norm.weight", "/model/norm")
     x = _keep_last_positions(g, x)
     head_key = "model.embed_tokens.weight" if flavor.tie_word_embeddings else "lm_head.weight"
-    if half:
+    if shared_head is not None:
+        if not flavor.tie_word_embeddings:
+            raise ValueError("shared_head needs tied word embeddings")
+        _shared_head(g, x, shared_head, precision, config.vocab_size, hidden, block_size)
+    elif half:
         _linear(g, x, w(head_key), "/lm_head", precision, block_size, accuracy_level, max_tensor_bytes,
                 cast_to=TensorProto.FLOAT, cast_output="logits")
     else:
