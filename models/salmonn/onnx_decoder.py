@@ -72,6 +72,12 @@ Limits (from GroupQueryAttention): the attention mask is only used through seqle
 batch must be right-padded (or unpadded); causal masking is implicit. Batch 1 with an all-ones
 mask (SALMONN's case) is exact. position_ids must be < max_positions (cos/sin cache rows).
 
+Other LLMs (`flavor=`, an LlmFlavor; `qwen3_flavor()` for ALARM's Qwen3): per-head q/k RMSNorm
+between the packed projection and GroupQueryAttention's rotary (Split, Reshape to heads,
+SimplifiedLayerNormalization over head_dim, Concat back), a tied LM head (optionally reading the
+embedding graph's data file: `shared_head`), and no `lora_scale` input. The LLaMA defaults build
+exactly the graphs above.
+
 Weights come from the reference `LlamaDecoder.state_dict()` (HF names; LoRA as
 `...{q,v}_proj.lora_A` [r, in] / `lora_B` [out, r]). `save_model` writes deterministic bytes:
 fixed tensor order and node names, external data in `{name}.onnx_data`, `{name}.onnx_data_1`, ...
