@@ -51,6 +51,9 @@ class TinyAlarmSizes:
     num_key_value_heads: int = 2
     head_dim: int = 16  # != 32 / 4, as Qwen3-4B's 128 != 2560 / 32
     rope_theta: float = 5_000_000.0
+    # Small token embeddings, as in a trained model: with the tied head, std 1 embeddings dominate
+    # the residual stream and greedy decoding repeats one token forever (a useless golden).
+    embed_std: float = 0.1
     # Whisper (real large-v3: d 1280, 32 layers, 20 heads, ffn 5120; 128 mel bins, 1500 positions kept)
     whisper_d_model: int = 64
     whisper_layers: int = 4
@@ -104,7 +107,7 @@ def qwen3_hf_config(s: TinyAlarmSizes) -> dict:
 
 
 def qwen3_state(s: TinyAlarmSizes, init: Init) -> StateDict:
-    sd: StateDict = {"model.embed_tokens.weight": init.normal(s.vocab_size, s.hidden_size, std=1.0)}
+    sd: StateDict = {"model.embed_tokens.weight": init.normal(s.vocab_size, s.hidden_size, std=s.embed_std)}
     h, d = s.hidden_size, s.head_dim
     for i in range(s.num_hidden_layers):
         p = f"model.layers.{i}."
@@ -176,7 +179,9 @@ def whisper_adapter_state(s: TinyAlarmSizes, init: Init, prefix: str) -> StateDi
     sd[prefix + "adapter.downsampler.1.0.weight"] = init.weight(a, 2 * a, 4)
     sd[prefix + "adapter.downsampler.1.0.bias"] = init.bias(a)
     batch_norm(sd, init, prefix + "adapter.downsampler.1.2", a)
-    sd[prefix + "llm_proj.weight"], sd[prefix + "llm_proj.bias"] = init.weight(h, a), init.bias(h)
+    # audio embeddings on the scale of the token embeddings (as training makes them)
+    sd[prefix + "llm_proj.weight"] = init.weight(h, a) * s.embed_std
+    sd[prefix + "llm_proj.bias"] = init.bias(h) * s.embed_std
     return sd
 
 
@@ -238,8 +243,8 @@ def write_tiny_alarm(out: Path, seed: int = 0, s: TinyAlarmSizes = SIZES) -> Tin
     sd: StateDict = {k: v.to(torch.bfloat16) for k, v in qwen.items()}
     sd.update(whisper_encoder_state(s, init, "model.audio_encoder.encoders.whisper.encoder."))
     sd.update(whisper_adapter_state(s, init, "model.audio_adapter.adapters.whisper."))
-    sd["model.audio_start_emb"] = init.normal(1, s.hidden_size, std=1.0)
-    sd["model.audio_end_emb"] = init.normal(1, s.hidden_size, std=1.0)
+    sd["model.audio_start_emb"] = init.normal(1, s.hidden_size, std=s.embed_std)
+    sd["model.audio_end_emb"] = init.normal(1, s.hidden_size, std=s.embed_std)
     safetensors_io.save_file(sd, adir / "model.safetensors", metadata={"format": "pt"})
 
     wdir = out / "whisper"

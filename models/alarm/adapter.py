@@ -30,7 +30,6 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 ADAPTER_NAMES = ("downsampler_conformer", "mlp", "identity")
@@ -120,6 +119,15 @@ class ChannelLayerNorm(nn.Module):
         return self.norm(x.transpose(1, 2)).transpose(1, 2)
 
 
+def pad_to_even(x: Tensor) -> Tensor:
+    """[B, T, C] -> [B, T + (T % 2), C]: one zero frame at the end when T is odd.
+
+    Written without a Python branch on T (append a zero frame, keep the first 2 * ceil(T / 2)),
+    so that torch.onnx traces it with T dynamic: the adapter graph runs on any recording length."""
+    padded = torch.cat([x, torch.zeros_like(x[:, :1])], dim=1)
+    return padded[:, : (x.shape[1] + 1) // 2 * 2]
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     return nn.BatchNorm1d(channels) if kind == "batch" else ChannelLayerNorm(channels)
 
@@ -145,8 +153,7 @@ class ConvDownsampler(nn.Module):
         """[B, T, encoder_dim] -> [B, ceil(T / 2) (per depth), adapter_dim]."""
         if self.input_proj is not None:
             x = self.input_proj(x)
-        if x.shape[1] % 2 != 0:
-            x = F.pad(x, (0, 0, 0, 1))  # one zero frame at the end
+        x = pad_to_even(x)
         if self.downsampler is None:
             return x
         return self.downsampler(x.transpose(1, 2)).transpose(1, 2)

@@ -242,3 +242,23 @@ def whisper_config_from_file(path: PathLike) -> WhisperConfig:
     """A WhisperConfig from an HF Whisper config.json (e.g. openai/whisper-large-v3's)."""
     with open(path, encoding="utf-8") as f:
         return WhisperConfig.from_hf_config(json.load(f))
+
+
+class AlarmReference(NamedTuple):
+    """The PyTorch reference of a single-encoder ALARM model: what a bundle is converted from."""
+
+    audio: AlarmAudio
+    embed_tokens: Tensor  # ALARM's own copy [vocab, hidden]: the prompt text's embeddings
+    decoder: Qwen3Decoder
+
+
+def build_reference(qwen3_dir: PathLike, alarm_dir: PathLike, whisper_config: Optional[PathLike] = None) -> AlarmReference:
+    """Both downloads through the strict loaders (fp32); whisper_config: an HF Whisper config.json
+    (default: whisper-large-v3's numbers, which ALARM's code hard-codes)."""
+    whisper = WHISPER_LARGE_V3 if whisper_config is None else whisper_config_from_file(whisper_config)
+    audio, embed = build_alarm_audio(alarm_dir, whisper)
+    decoder = build_qwen3(qwen3_dir).eval()
+    if embed.shape != decoder.model.embed_tokens.weight.shape:
+        raise CheckpointError(f"{alarm_dir}: embed_tokens {list(embed.shape)} differs in shape from the Qwen3 "
+                              f"checkpoint's {list(decoder.model.embed_tokens.weight.shape)}")
+    return AlarmReference(audio.eval(), embed, decoder)

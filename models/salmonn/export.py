@@ -109,6 +109,13 @@ def _export(module: nn.Module, precision: str, trace: Callable[[nn.Module], onnx
     raise ValueError(f"precision must be 'fp32' or 'int4', got {precision!r}")
 
 
+def export_traced(module: nn.Module, args: tuple, input_names: list[str], output_names: list[str],
+                  dynamic_axes: dict[str, dict[int, str]], precision: str = "fp32") -> onnx.ModelProto:
+    """Any reference module traced to ONNX in `precision` ("fp32", or "int4": Linear weights as
+    MatMulNBits, see the module doc); for other models' audio graphs (ALARM's)."""
+    return _export(module, precision, lambda m: _trace_to_onnx(m, args, input_names, output_names, dynamic_axes))
+
+
 def export_speech_encoder(encoder: WhisperEncoder, precision: str = "fp32") -> onnx.ModelProto:
     """input_features f32 [1, mels, 3000] -> speech_embeds f32 [1, 1500, width]; fixed shapes."""
     mel = torch.zeros(1, encoder.cfg.num_mel_bins, encoder.cfg.input_frames)

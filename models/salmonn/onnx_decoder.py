@@ -72,6 +72,12 @@ Limits (from GroupQueryAttention): the attention mask is only used through seqle
 batch must be right-padded (or unpadded); causal masking is implicit. Batch 1 with an all-ones
 mask (SALMONN's case) is exact. position_ids must be < max_positions (cos/sin cache rows).
 
+Other LLMs (`flavor=`, an LlmFlavor; `qwen3_flavor()` for ALARM's Qwen3): per-head q/k RMSNorm
+between the packed projection and GroupQueryAttention's rotary (Split, Reshape to heads,
+SimplifiedLayerNormalization over head_dim, Concat back), a tied LM head (optionally reading the
+embedding graph's data file: `shared_head`), and no `lora_scale` input. The LLaMA defaults build
+exactly the graphs above.
+
 Weights come from the reference `LlamaDecoder.state_dict()` (HF names; LoRA as
 `...{q,v}_proj.lora_A` [r, in] / `lora_B` [out, r]). `save_model` writes deterministic bytes:
 fixed tensor order and node names, external data in `{name}.onnx_data`, `{name}.onnx_data_1`, ...
@@ -104,6 +110,33 @@ MS = "com.microsoft"
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 INT4_LINEARS = PROJECTIONS + MLP_PROJECTIONS  # plus lm_head
+
+
+@dataclass(frozen=True)
+class LlmFlavor:
+    """What sets an LLM apart from SALMONN's LLaMA in the decoder graph (the defaults are LLaMA's,
+    whose graphs stay byte-identical). Qwen3 (ALARM) sets all of them:
+
+    qk_norm              per-head RMSNorm of q and k (`self_attn.q_norm` / `k_norm`, weight
+                         [head_dim]) between the projection and the rotary embedding
+    tie_word_embeddings  no `lm_head.weight`: the head is `model.embed_tokens.weight`
+    lora_input           the `lora_scale` input exists (False: no LoRA, and LoRA weights are refused)
+    graph_name, config_key  the graph's name and the metadata key holding the config
+    """
+
+    qk_norm: bool = False
+    tie_word_embeddings: bool = False
+    lora_input: bool = True
+    graph_name: str = "salmonn_llama_decoder"
+    config_key: str = "llama_config"
+
+
+LLAMA = LlmFlavor()
+
+
+def qwen3_flavor(tie_word_embeddings: bool = True) -> LlmFlavor:
+    return LlmFlavor(qk_norm=True, tie_word_embeddings=tie_word_embeddings, lora_input=False,
+                     graph_name="qwen3_decoder", config_key="qwen3_config")
 
 
 def _check_precision(precision: str) -> None:
@@ -220,6 +253,36 @@ class ExternalDataWriter:
         return self.written
 
 
+@dataclass(frozen=True)
+class ExternalTensor:
+    """An initializer whose bytes already lie in another graph's external data file: a tied LM
+    head reads the embedding graph's table (same file, same offset) instead of a second copy."""
+
+    location: str
+    offset: int
+    length: int
+    dims: tuple[int, ...]
+    data_type: int
+
+    @classmethod
+    def of(cls, tensor: onnx.TensorProto) -> "ExternalTensor":
+        if tensor.data_location != TensorProto.EXTERNAL:
+            raise ValueError(f"{tensor.name}: not stored as external data")
+        entries = {e.key: e.value for e in tensor.external_data}
+        return cls(entries["location"], int(entries.get("offset", 0)), int(entries["length"]), tuple(tensor.dims),
+                   tensor.data_type)
+
+    def proto(self, name: str, dims: Optional[tuple[int, ...]] = None) -> onnx.TensorProto:
+        """The initializer `name` over these bytes, viewed with `dims` (same element count)."""
+        tensor = onnx.TensorProto(name=name, data_type=self.data_type, dims=list(dims or self.dims))
+        if int(np.prod(tensor.dims)) != int(np.prod(self.dims)):
+            raise ValueError(f"{name}: dims {tensor.dims} do not cover {self.dims}")
+        tensor.data_location = TensorProto.EXTERNAL
+        for k, v in (("location", self.location), ("offset", str(self.offset)), ("length", str(self.length))):
+            tensor.external_data.append(onnx.StringStringEntryProto(key=k, value=v))
+        return tensor
+
+
 class _GraphBuilder:
     """Collects nodes/initializers in insertion order (stable names, stable bytes).
 
@@ -241,6 +304,13 @@ class _GraphBuilder:
         if self._sink is not None and self._sink.wants(tensor.raw_data):
             self._sink.write(tensor)
         self.initializers.append(tensor)
+        return name
+
+    def external(self, name: str, tensor: ExternalTensor, dims: Optional[tuple[int, ...]] = None) -> str:
+        """An initializer over bytes in another graph's data file (nothing is written here)."""
+        if name not in self._init_names:
+            self._init_names.add(name)
+            self.initializers.append(tensor.proto(name, dims))
         return name
 
     def node(self, op: str, inputs: list[str], outputs: list[str], name: str, domain: str = "", **attrs) -> list[str]:
@@ -406,6 +476,40 @@ def swiglu_mlp(g: _GraphBuilder, x: str, project: Callable[[str, str, str], str]
     return project(prod, "down_proj", f"{n}/mlp/down_proj")
 
 
+def embed_table_tensors(embed: onnx.ModelProto) -> Optional[dict[str, ExternalTensor]]:
+    """The table initializers of a saved `build_embed_graph` model (loaded without its data), for
+    `shared_head`; None when the table was split into parts (then the head keeps its own copy)."""
+    tensors = {t.name: t for t in embed.graph.initializer}
+    for names in (["model.embed_tokens.weight"], ["model.embed_tokens.weight_Q4", "model.embed_tokens.weight_scales"]):
+        if all(n in tensors for n in names):
+            return {n: ExternalTensor.of(tensors[n]) for n in names}
+    return None
+
+
+def _shared_head(g: _GraphBuilder, x: str, table: Mapping[str, ExternalTensor], precision: str, vocab: int,
+                 hidden: int, block_size: int) -> None:
+    """logits = x E^T from the embedding graph's own bytes (see build_decoder_model's shared_head)."""
+    if precision in INT4_PRECISIONS:
+        n_blocks = -(-hidden // block_size)
+        packed = g.external("lm_head.shared_Q4", table["model.embed_tokens.weight_Q4"], (vocab, n_blocks, block_size // 2))
+        scales = g.external("lm_head.shared_scales", table["model.embed_tokens.weight_scales"], (vocab * n_blocks,))
+        out = "logits" if precision == "int4" else "/lm_head/MatMulNBits/output_0"
+        g.node("MatMulNBits", [x, packed, scales], [out], name="/lm_head/MatMulNBits", domain=MS,
+               K=hidden, N=vocab, bits=4, block_size=block_size)
+    else:
+        weight = g.external("lm_head.shared_weight", table["model.embed_tokens.weight"])  # [vocab, hidden]
+        rows = g.init("/lm_head/rows_shape", np.array([-1, hidden], dtype=np.int64))
+        (flat,) = g.node("Reshape", [x, rows], ["/lm_head/Reshape/output_0"], name="/lm_head/Reshape")
+        (gemm,) = g.node("Gemm", [flat, weight], ["/lm_head/Gemm/output_0"], name="/lm_head/Gemm", transB=1)
+        (shape,) = g.node("Shape", [x], ["/lm_head/Shape/output_0"], name="/lm_head/Shape", end=2)
+        v = g.init("/lm_head/vocab", np.array([vocab], dtype=np.int64))
+        (target,) = g.node("Concat", [shape, v], ["/lm_head/Concat/output_0"], name="/lm_head/Concat", axis=0)
+        out = "logits" if precision == "fp32" else "/lm_head/Reshape_back/output_0"
+        g.node("Reshape", [gemm, target], [out], name="/lm_head/Reshape_back")
+    if out != "logits":
+        g.node("Cast", [out], ["logits"], name="/lm_head/Cast", to=TensorProto.FLOAT)
+
+
 def _keep_last_positions(g: _GraphBuilder, x: str) -> str:
     """x[:, -num_logits_to_keep:, :]: the final norm's rows that reach lm_head.
 
@@ -437,6 +541,8 @@ def build_decoder_model(
     fuse_qkv: bool = True,
     external_data: Optional[ExternalDataWriter] = None,
     probe_layer: Optional[int] = None,
+    flavor: LlmFlavor = LLAMA,
+    shared_head: Optional[Mapping[str, ExternalTensor]] = None,
 ) -> onnx.ModelProto:
     """Decoder graph (see module doc) from the reference decoder's state dict.
 
@@ -460,6 +566,13 @@ def build_decoder_model(
       weights do not fit in memory; save with `external_data.finish(model)`, not `save_model`).
       `weights` may then be a lazy Mapping (values made on access; `in` must not make them) and,
       for int4 precisions, the linear weights may be `QuantizedLinear`s.
+    flavor: the LLM's departures from LLaMA (LlmFlavor; `qwen3_flavor()` for Qwen3). `config`
+      may then be any dataclass with LlamaConfig's field names and a `head_dim` (Qwen3Config).
+    shared_head: with tied embeddings, the embedding graph's table as saved (initializer name ->
+      ExternalTensor, see `embed_table_tensors`): the head reads those bytes from the embed graph's
+      data file instead of holding a copy (fp32/fp16: Gemm with transB on the [vocab, hidden]
+      table; int4: MatMulNBits on the same packed bytes, whose layout GatherBlockQuantized shares).
+      The caller lists that data file among the decoder's external data.
     """
     _check_precision(precision)
     dtype = compute_dtype(precision)
@@ -470,6 +583,8 @@ def build_decoder_model(
     hidden, heads, kv_heads, head_dim = (config.hidden_size, config.num_attention_heads,
                                          config.num_key_value_heads, config.head_dim)
     eps = float(config.rms_norm_eps)
+    if not flavor.lora_input and (lora or any(k.endswith(".lora_A") for k in weights)):
+        raise ValueError("LoRA weights given to a decoder without a lora_scale input (flavor.lora_input is False)")
     g = _GraphBuilder(external_data)
 
     def w(key: str) -> Union[np.ndarray, QuantizedLinear]:
@@ -563,6 +678,27 @@ def build_decoder_model(
             residual, pending = new_residual, None
         return out
 
+    def head_norm(y: str, weight_key: str, n_heads: int, prefix: str) -> str:
+        """Qwen3's per-head RMSNorm: y [B, T, n_heads * head_dim] viewed as [B, T, n_heads, head_dim],
+        normalized over head_dim with weight [head_dim], then flattened back."""
+        gamma = g.init(weight_key, _as_dtype(w(weight_key), dtype, weight_key))
+        by_head = g.init(f"const_shape_heads_{n_heads}", np.array([0, 0, n_heads, head_dim], dtype=np.int64))
+        flat = g.init(f"const_shape_flat_{n_heads}", np.array([0, 0, n_heads * head_dim], dtype=np.int64))
+        (heads_view,) = g.node("Reshape", [y, by_head], [f"{prefix}/Reshape/output_0"], name=f"{prefix}/Reshape")
+        (normed,) = g.node("SimplifiedLayerNormalization", [heads_view, gamma], [f"{prefix}/norm/output_0"],
+                           name=f"{prefix}/SimplifiedLayerNorm", axis=-1, epsilon=eps, stash_type=1)
+        return g.node("Reshape", [normed, flat], [f"{prefix}/output_0"], name=f"{prefix}/Reshape_flat")[0]
+
+    def qk_normed_qkv(qkv: str, p: str, n: str) -> str:
+        """The packed q|k|v with q and k head-normed (v untouched), still packed for GroupQueryAttention."""
+        sizes = g.init("const_qkv_split", np.array([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim],
+                                                   dtype=np.int64))
+        q, k, v = g.node("Split", [qkv, sizes], [f"{n}/attn/qkv_split/output_{j}" for j in range(3)],
+                         name=f"{n}/attn/qkv_split", axis=-1)
+        q = head_norm(q, f"{p}.self_attn.q_norm.weight", heads, f"{n}/attn/q_norm")
+        k = head_norm(k, f"{p}.self_attn.k_norm.weight", kv_heads, f"{n}/attn/k_norm")
+        return g.node("Concat", [q, k, v], [f"{n}/attn/qkv_normed/output_0"], name=f"{n}/attn/qkv_normed", axis=-1)[0]
+
     outputs_present: list[str] = []
     for i in range(config.num_hidden_layers):
         p = f"model.layers.{i}"
@@ -581,6 +717,8 @@ def build_decoder_model(
         gqa = f"{n}/attn/GroupQueryAttention"
         if fuse_qkv and head_dim % 16 == 0:  # GQA's fused rotary needs head_size % 16 == 0
             qkv = fused_qkv(x, p, f"{n}/attn/qkv_proj")
+            if flavor.qk_norm:
+                qkv = qk_normed_qkv(qkv, p, n)
             (attn,) = g.node("GroupQueryAttention",
                              [qkv, "", "", past_k, past_v, "seqlens_k", "total_seq_len", cos_name, sin_name],
                              [f"{gqa}/output_0", present_k, present_v], name=gqa, domain=MS,
@@ -595,6 +733,9 @@ def build_decoder_model(
                     delta = lora_delta(x, key, f"{n}/attn/{name}")
                     (y,) = g.node("Add", [y, delta], [f"{n}/attn/{name}/Add/output_0"], name=f"{n}/attn/{name}/Add")
                 proj[name] = y
+            if flavor.qk_norm:
+                proj["q_proj"] = head_norm(proj["q_proj"], f"{p}.self_attn.q_norm.weight", heads, f"{n}/attn/q_norm")
+                proj["k_proj"] = head_norm(proj["k_proj"], f"{p}.self_attn.k_norm.weight", kv_heads, f"{n}/attn/k_norm")
             (q_rot,) = g.node("RotaryEmbedding", [proj["q_proj"], "position_ids", cos_name, sin_name],
                               [f"{n}/attn/q_rotary/output_0"], name=f"{n}/attn/q_rotary/RotaryEmbedding",
                               domain=MS, interleaved=0, num_heads=heads)
@@ -620,11 +761,16 @@ def build_decoder_model(
 
     x = norm("model.norm.weight", "/model/norm")
     x = _keep_last_positions(g, x)
-    if half:
-        _linear(g, x, w("lm_head.weight"), "/lm_head", precision, block_size, accuracy_level, max_tensor_bytes,
+    head_key = "model.embed_tokens.weight" if flavor.tie_word_embeddings else "lm_head.weight"
+    if shared_head is not None:
+        if not flavor.tie_word_embeddings:
+            raise ValueError("shared_head needs tied word embeddings")
+        _shared_head(g, x, shared_head, precision, config.vocab_size, hidden, block_size)
+    elif half:
+        _linear(g, x, w(head_key), "/lm_head", precision, block_size, accuracy_level, max_tensor_bytes,
                 cast_to=TensorProto.FLOAT, cast_output="logits")
     else:
-        logits_raw = linear(x, "lm_head.weight", "/lm_head")
+        logits_raw = linear(x, head_key, "/lm_head")
         g.node("Identity", [logits_raw], ["logits"], name="/lm_head/Identity")
     g.check_sizes(max_tensor_bytes)
 
@@ -639,18 +785,19 @@ def build_decoder_model(
     for i in range(config.num_hidden_layers):
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", ftype, kv_shape_past))
-    inputs.append(helper.make_tensor_value_info("lora_scale", f32, []))
+    if flavor.lora_input:
+        inputs.append(helper.make_tensor_value_info("lora_scale", f32, []))
     inputs.append(helper.make_tensor_value_info("num_logits_to_keep", i64, []))
     outputs = [helper.make_tensor_value_info("logits", f32, ["batch_size", "num_logits", config.vocab_size])]
     outputs += [helper.make_tensor_value_info(name, ftype, kv_shape_present) for name in outputs_present]
     if probe_layer is not None:
         outputs.append(helper.make_tensor_value_info("probe_hidden", f32, ["batch_size", "sequence_length", hidden]))
 
-    graph = helper.make_graph(g.nodes, "salmonn_llama_decoder", inputs, outputs)
+    graph = helper.make_graph(g.nodes, flavor.graph_name, inputs, outputs)
     graph.initializer.extend(g.initializers)
     meta = {
         "precision": precision,
-        "llama_config": json.dumps(asdict(config), sort_keys=True),
+        flavor.config_key: json.dumps(asdict(config), sort_keys=True),
         "max_positions": str(max_positions),
         "lora_projections": json.dumps(lora_projs),
         "lora_default_scale": "" if lora_default_scale is None else repr(float(lora_default_scale)),

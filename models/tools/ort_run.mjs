@@ -73,9 +73,13 @@ function externalDataFor(modelPath) {
   const dir = path.dirname(modelPath);
   const base = path.basename(modelPath);
   const stem = base.replace(/\.onnx$/, '');
+  // Also another graph's data file that this model's tensors point into (a tied LM head reading
+  // the embedding graph's table): its name appears verbatim in the model's external-data entries.
+  const model = fs.readFileSync(modelPath).toString('latin1');
+  const named = (f) => /\.onnx_data(_\d+)?$/.test(f) && model.includes(f);
   return fs
     .readdirSync(dir)
-    .filter((f) => f.startsWith(`${base}_data`) || f.startsWith(`${stem}.onnx_data`))
+    .filter((f) => f.startsWith(`${base}_data`) || f.startsWith(`${stem}.onnx_data`) || named(f))
     .sort()
     .map((f) => ({ path: f, data: new Uint8Array(fs.readFileSync(path.join(dir, f))) }));
 }
