@@ -208,8 +208,8 @@ export class AudioTokenizer {
       const perChunk = 'perChunk' in fusion.tokens ? fusion.tokens.perChunk : 0;
       data = concatRows(pieces, 1, pieces.reduce((n, p) => n + p.length, 0));
       numTokens = prepared.chunks.length * perChunk;
-      const window = fusion.window ?? { frames: 1, stride: 1 };
-      timeMap = tokenTimeMap(prepared.chunks.length, perChunk, window.frames, window.stride, this.audio.encoderFrameSeconds, this.audio.chunkSeconds);
+      const windows = fusion.window ?? { frames: 1, stride: 1 };
+      timeMap = tokenTimeMap(prepared.chunks.length, perChunk, windows.frames, windows.stride, this.audio.encoderFrameSeconds, this.audio.chunkSeconds);
     } else {
       // unsupportedParts() let only "sum" over a single encoder through.
       const encoder = encoders[0]!;
