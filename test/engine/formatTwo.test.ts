@@ -198,3 +198,105 @@ describe('format 2 prompt additions on the tiny graphs: audio boundaries, no BOS
     }
   });
 });
+
+/**
+ * The recording-scoped path (ALARM's shape) on the tiny graphs: the Whisper encoder per chunk,
+ * then a conv-downsampler adapter graph (built here: Conv1d 64→32, kernel 2, stride 2, one zero
+ * frame of end padding, so T' = ceil(T / 2)) over the concatenated chunk outputs trimmed to the
+ * real frames, "sum" fusion over one encoder, and the melFrames / 4 token rule. Checked against the
+ * same computation done here in plain TypeScript from the goldens' encoder outputs.
+ */
+describe('format 2, recording scope: encoder per chunk → adapter per recording → sum → melFrames rule (wasm, fp32)', () => {
+  const ENC = v1.architecture.speechEncoder.width; // 64
+  const hidden = v1.architecture.llm.hiddenSize; // 32
+  const weight = Float32Array.from({ length: hidden * ENC * 2 }, (_, i) => 0.05 * Math.cos(0.3 + i * 1.7));
+  const bias = Float32Array.from({ length: hidden }, (_, i) => 0.01 * i);
+  const engine = new HarkEngine({ store: new MemoryBundleStore() });
+  let folder = '';
+
+  beforeAll(async () => {
+    const { buildOnnxModel, TensorType } = await import('../helpers/onnxBuilder');
+    const adapter = buildOnnxModel({
+      nodes: [
+        { op: 'Transpose', inputs: ['frames'], outputs: ['channels'], attributes: { perm: [0, 2, 1] } },
+        { op: 'Conv', inputs: ['channels', 'W', 'B'], outputs: ['down'], attributes: { kernel_shape: [2], strides: [2], pads: [0, 1] } },
+        { op: 'Transpose', inputs: ['down'], outputs: ['adapted'], attributes: { perm: [0, 2, 1] } },
+      ],
+      inputs: [{ name: 'frames', type: TensorType.FLOAT, dims: [1, 'T', ENC] }],
+      outputs: [{ name: 'adapted', type: TensorType.FLOAT, dims: [1, 'U', hidden] }],
+      initializers: [
+        { name: 'W', dims: [hidden, ENC, 2], data: weight },
+        { name: 'B', dims: [hidden], data: bias },
+      ],
+    });
+    const manifest = formatTwoOf(v1);
+    const whisper = manifest.pipeline.encoders[0]!;
+    manifest.pipeline.encoders = [whisper];
+    manifest.pipeline.adapters = [{ encoder: 'whisper', type: 'conv-downsampler', graph: 'adapter.whisper', input: 'frames', output: 'adapted', downsample: 2, width: hidden }];
+    manifest.pipeline.fusion = { type: 'sum', scope: 'recording', inputs: { whisper: 'adapted' }, width: hidden, tokens: { perSecond: 25, from: 'melFrames', divisor: 4, min: 1 } };
+    for (const variant of Object.values(manifest.variants)) {
+      if (!variant) continue;
+      delete variant.graphs['encoder.beats'];
+      delete variant.graphs.connector;
+      variant.graphs['adapter.whisper'] = { path: 'onnx/adapter_whisper.onnx', externalData: [] };
+    }
+    folder = bundleFolder(manifest, { 'onnx/adapter_whisper.onnx': adapter });
+    const info = await engine.loadModel(tinyBundleFiles(folder), { backend: 'wasm', variant: 'fp32' });
+    expect(info.capabilities).toMatchObject({ encoders: [{ name: 'whisper', type: 'whisper' }], fusion: 'sum' });
+  }, 120_000);
+  afterAll(async () => {
+    await engine.unload();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  /** The adapter in plain TypeScript: [T × ENC] → [ceil(T / 2) × hidden]. */
+  function adapt(frames: Float32Array, t: number): Float32Array {
+    const rows = Math.ceil(t / 2);
+    const out = new Float32Array(rows * hidden);
+    for (let r = 0; r < rows; r++) {
+      for (let o = 0; o < hidden; o++) {
+        let sum = bias[o]!;
+        for (let k = 0; k < 2; k++) {
+          const f = 2 * r + k;
+          if (f >= t) continue;
+          for (let c = 0; c < ENC; c++) sum += weight[(o * ENC + c) * 2 + k]! * frames[f * ENC + c]!;
+        }
+        out[r * hidden + o] = sum;
+      }
+    }
+    return out;
+  }
+
+  for (const name of ['one_second', 'long_35s']) {
+    it(`${name}: chunk outputs concatenated and trimmed, adapted once, cut to max(1, floor(melFrames / 4)) rows`, async () => {
+      const input = golden.inputs[name]!;
+      const before = engine.counters.graphs;
+      const captured = new Map<string, Float32Array>();
+      engine.inspectAudioStages((chunk, stage, data) => captured.set(`${chunk}:${stage}`, data.slice()));
+      const audio = await engine.setAudio(wav(input));
+      engine.inspectAudioStages(null);
+
+      // the reference: melFrames from the chunk lengths (30 s pieces, a short last one padded to 1 s)
+      const chunkLengths = Array.from({ length: input.chunks }, (_, c) => Math.max(16000, Math.min(480000, input.samples - c * 480000)));
+      const melFrames = chunkLengths.reduce((n, len) => n + Math.ceil(len / 160), 0);
+      const real = Math.floor(melFrames / 2);
+      const encoded = concatFloat32(input.precisions.fp32.stages.map((s) => goldenArray(s.speech).data)).subarray(0, real * ENC);
+      const expected = adapt(encoded, real).subarray(0, Math.max(1, Math.floor(melFrames / 4)) * hidden);
+
+      expect(audio.numTokens).toBe(Math.max(1, Math.floor(melFrames / 4)));
+      expect(audio.timeMap.length).toBe(2 * audio.numTokens);
+      expect(audio.timeMap[2 * audio.numTokens - 1]).toBeCloseTo(audio.numTokens / 25, 9);
+      const tokens = captured.get('-1:tokens')!;
+      expect(tokens.length).toBe(expected.length);
+      expect(relativeMaxError(tokens, expected)).toBeLessThan(1e-4);
+      expect(captured.get('-1:adapter.whisper')!.length).toBe(Math.ceil(real / 2) * hidden);
+      const after = engine.counters.graphs;
+      expect((after['encoder.whisper'] ?? 0) - (before['encoder.whisper'] ?? 0)).toBe(input.chunks);
+      expect((after['adapter.whisper'] ?? 0) - (before['adapter.whisper'] ?? 0)).toBe(1);
+
+      // and the LLM answers from them
+      const answer = await engine.ask(input.prompt, { maxNewTokens: 3 });
+      expect(answer.stats.promptTokens).toBe(1 + input.promptIds.before.length + audio.numTokens + input.promptIds.after.length);
+    });
+  }
+});
