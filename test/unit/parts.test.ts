@@ -58,7 +58,8 @@ function alarmLike(): ManifestV2 {
       adapters: [
         { encoder: 'whisper', type: 'conv-downsampler', graph: 'adapter.whisper', input: 'frames', output: 'adapted', downsample: 2, width: HIDDEN, details: { norm: 'batch', depth: 1, llmProj: true } },
       ],
-      fusion: { type: 'sum', scope: 'recording', inputs: { whisper: 'adapted' }, width: HIDDEN, tokens: { perSecond: 25, from: 'melFrames', divisor: 4, min: 1 } },
+      // as models/alarm/bundle.py writes it: "sum" over one encoder has no graph, inputs or output
+      fusion: { type: 'sum', scope: 'recording', width: HIDDEN, tokens: { perSecond: 25, from: 'melFrames', divisor: 4, min: 1 } },
       audioBoundaries: { path: 'audio_boundaries.f32', shape: [2, HIDDEN] },
       llm: { type: 'qwen3', vocabSize: 151936, hiddenSize: HIDDEN, intermediateSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, maxPositions: 40960, ropeTheta: 5e6, rmsNormEps: 1e-6, qkNorm: true, tieWordEmbeddings: true },
       lora: null,
@@ -145,7 +146,7 @@ describe('format 2: an ALARM-shaped pipeline', () => {
 
   it('refuses fusions this app cannot run yet at load (unsupportedParts), though the manifest is valid', () => {
     const perceiver = alarmLike();
-    perceiver.pipeline.fusion = { ...perceiver.pipeline.fusion, type: 'perceiver', graph: 'connector' };
+    perceiver.pipeline.fusion = { ...perceiver.pipeline.fusion, type: 'perceiver', graph: 'connector', inputs: { whisper: 'adapted' } };
     perceiver.variants.fp32!.graphs.connector = { path: 'onnx/decoder.onnx', externalData: [] };
     const parts = modelParts(parseManifest(asJson(perceiver)));
     expect(unsupportedParts(parts)).toMatch(/"perceiver" fusion is not supported/);
@@ -172,9 +173,10 @@ describe('format 2: broken pipelines are refused, each with a pointer to the pro
     ['adapters before a chunk fusion', (m) => (m.pipeline.fusion.scope = 'chunk'), '/pipeline/fusion/scope'],
     ['a fused graph missing for two encoders', (m) => {
       m.pipeline.encoders.push({ ...m.pipeline.encoders[0]!, name: 'beats' });
-      m.pipeline.fusion.inputs.beats = 'b';
+      m.pipeline.fusion.inputs = { whisper: 'adapted', beats: 'b' };
     }, '/pipeline/fusion/graph: missing'],
-    ['a window Q-Former without its window', (m) => (m.pipeline.fusion = { ...m.pipeline.fusion, type: 'window-qformer', graph: 'connector' }), '/pipeline/fusion/window'],
+    ['a window Q-Former without its window', (m) => (m.pipeline.fusion = { ...m.pipeline.fusion, type: 'window-qformer', graph: 'connector', inputs: { whisper: 'adapted' } }), '/pipeline/fusion/window'],
+    ['a fusion graph without its inputs', (m) => (m.pipeline.fusion = { ...m.pipeline.fusion, type: 'perceiver', graph: 'connector' }), '/pipeline/fusion/inputs: encoder "whisper" feeds nothing'],
     ['an unknown LLM type', (m) => ((m.pipeline.llm as { type: string }).type = 'mistral'), '/pipeline/llm/type'],
     ['an LLM without qkNorm', (m) => delete (m.pipeline.llm as Partial<ManifestV2['pipeline']['llm']>).qkNorm, '/pipeline/llm'],
     ['a missing lora (null must be said)', (m) => delete (m.pipeline as Partial<ManifestV2['pipeline']>).lora, '/pipeline'],

@@ -283,8 +283,8 @@ export interface FusionSpecV2 {
   scope: 'chunk' | 'recording';
   /** Absent for "sum" over a single encoder (identity). */
   graph?: 'connector';
-  /** Encoder name → the graph's input name. */
-  inputs: Record<string, string>;
+  /** Encoder name → the graph's input name; absent for "sum" over a single encoder (no graph). */
+  inputs?: Record<string, string>;
   output?: string;
   width: number;
   /** window-qformer: encoder frames per window and between windows (the time map). */

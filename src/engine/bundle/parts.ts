@@ -201,7 +201,7 @@ function partsOfV2(manifest: ManifestV2): ModelParts {
       type: pipeline.fusion.type,
       scope: pipeline.fusion.scope,
       graph: pipeline.fusion.graph ?? null,
-      inputs: pipeline.fusion.inputs,
+      inputs: pipeline.fusion.inputs ?? {},
       output: pipeline.fusion.output ?? 'audio_tokens',
       width: pipeline.fusion.width,
       window: pipeline.fusion.window ?? null,

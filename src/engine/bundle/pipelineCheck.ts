@@ -29,11 +29,15 @@ export function pipelineProblems(manifest: ManifestV2): string[] {
     }
   });
 
-  for (const input of Object.keys(fusion.inputs)) {
+  // A fusion graph names its input per encoder; "sum" over one encoder (no graph) needs none.
+  const inputs = fusion.inputs ?? {};
+  for (const input of Object.keys(inputs)) {
     if (!names.has(input)) problems.push(`/pipeline/fusion/inputs: names encoder "${printable(input)}", which the pipeline does not have (encoders: ${[...names].join(', ')})`);
   }
-  for (const name of names) {
-    if (!(name in fusion.inputs)) problems.push(`/pipeline/fusion/inputs: encoder "${name}" feeds nothing (every encoder must be one of the fusion's inputs)`);
+  if (fusion.graph !== undefined || fusion.inputs !== undefined) {
+    for (const name of names) {
+      if (!(name in inputs)) problems.push(`/pipeline/fusion/inputs: encoder "${name}" feeds nothing (every encoder must be one of the fusion's inputs)`);
+    }
   }
   if (fusion.graph === undefined && !(fusion.type === 'sum' && encoders.length === 1)) {
     problems.push('/pipeline/fusion/graph: missing; only "sum" over a single encoder runs without a graph');
