@@ -10,6 +10,7 @@
  *
  * with a start/end time for every embedding (for localisation and the UI).
  */
+import { concatFloat32 } from './llm/conversation';
 import { yieldToEventLoop } from './llm/generate';
 import type { Backend } from './device';
 import type { PreparedAudio } from './audio/prepare';
@@ -91,6 +92,7 @@ export function realFrames(encoder: EncoderPart, chunks: readonly Float32Array[]
   return Math.ceil(samples / sampleRate / encoder.frameSeconds - 1e-9);
 }
 
+/** The first `rows` rows of `pieces` (each [n × width]) laid end to end. */
 function concatRows(pieces: readonly Float32Array[], width: number, rows: number): Float32Array {
   const out = new Float32Array(rows * width);
   let offset = 0;
@@ -206,7 +208,7 @@ export class AudioTokenizer {
     let timeMap: Float64Array;
     if (fusion.scope === 'chunk') {
       const perChunk = 'perChunk' in fusion.tokens ? fusion.tokens.perChunk : 0;
-      data = concatRows(pieces, 1, pieces.reduce((n, p) => n + p.length, 0));
+      data = concatFloat32(pieces);
       numTokens = prepared.chunks.length * perChunk;
       const windows = fusion.window ?? { frames: 1, stride: 1 };
       timeMap = tokenTimeMap(prepared.chunks.length, perChunk, windows.frames, windows.stride, this.audio.encoderFrameSeconds, this.audio.chunkSeconds);
