@@ -99,9 +99,8 @@ async function main(): Promise<number> {
       `load ${ms(loadMs)}`,
       `audio ${audio.durationSeconds.toFixed(2)} s in ${audio.chunks} chunk(s), decode ${ms(t.decodeMs)}`,
       `features ${ms(t.featuresMs)}`,
-      `speech encoder ${ms(t.speechEncoderMs)}`,
-      `audio encoder ${ms(t.audioEncoderMs)}`,
-      `connector ${ms(t.connectorMs)}`,
+      // every audio graph the model's parts ran (encoder.whisper, adapter.whisper, connector, …)
+      ...Object.entries(t.graphsMs).map(([graph, time]) => `${graph} ${ms(time)}`),
       `prefill ${s.promptTokens} tokens ${ms(s.prefillMs)}`,
       `time to first token ${ms(s.timeToFirstTokenMs)}`,
       `decode ${s.generatedTokens} tokens, ${s.decodeTokensPerSecond.toFixed(1)} tok/s (${s.stopReason})`,

@@ -91,7 +91,8 @@ export type ModelSource = string | { kind: 'files'; files: Map<string, Blob> };
 
 export interface StageCapture {
   chunk: number;
-  stage: 'mel' | 'fbank' | 'speech' | 'audio' | 'tokens';
+  /** 'mel' / 'fbank', an encoder's name, 'adapter.<encoder>' or 'tokens' (see StageInspector). */
+  stage: string;
   data: Float32Array;
 }
 

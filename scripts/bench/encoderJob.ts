@@ -165,9 +165,22 @@ async function main(): Promise<void> {
     result.missing = AUDIO_GRAPHS.filter((name) => !sessions[name]);
     // The engine's AudioTokenizer when all three graphs exist; it reads only them and the
     // manifest's architecture + audio fields. A partial build is timed stage by stage instead.
+    // The engine's graph names for SALMONN's parts (bundle/parts.ts maps format 1 onto them).
+    const { modelParts } = await import('../../src/engine/bundle/parts');
+    const partsSessions = { 'encoder.whisper': sessions.speechEncoder, 'encoder.beats': sessions.audioEncoder, connector: sessions.connector };
+    const features = [
+      { stage: 'mel' as const, compute: async (chunk: Float32Array) => ({ data: await mel.compute(chunk), dims: [1, mel.featureSize, mel.frames] }) },
+      { stage: 'fbank' as const, compute: async (chunk: Float32Array) => { const f = fbank.compute(chunk); return { data: f.data, dims: [1, f.frames, BEATS_FBANK.numMelBins] }; } },
+    ];
+    const parts = modelParts({
+      formatVersion: 1,
+      architecture: { ...info.architecture, llm: {}, lora: null },
+      audio: info.audio,
+      features: { whisper: { hopLength: 160 }, fbank: BEATS_FBANK },
+    } as unknown as Manifest);
     const tokenizer =
       result.missing.length === 0
-        ? new AudioTokenizer(sessions as unknown as GraphSessions, mel, fbank, { architecture: info.architecture, audio: info.audio } as unknown as Manifest, backend)
+        ? new AudioTokenizer(partsSessions as unknown as GraphSessions, features, parts, info.audio, backend)
         : undefined;
     const encode = async () => {
       if (tokenizer) return tokenizer.encode(prepared);

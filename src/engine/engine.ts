@@ -10,16 +10,16 @@
  */
 import { decodeWav, type DecodedAudio } from './audio/wav';
 import { prepareAudio } from './audio/prepare';
-import { AudioTokenizer, type AudioTokens, type StageCounts, type StageInspector } from './audioTokens';
+import { AudioTokenizer, unsupportedParts, type AudioTokens, type StageCounts, type StageInspector } from './audioTokens';
 import { loadBundle, type LoadedBundle, type ProgressCallback } from './bundle/loader';
 import { getVariant, pickVariant, type Manifest, type ReasoningSpec } from './bundle/manifest';
+import { modelParts, partGraphNames, variantGraphKey, type ModelParts } from './bundle/parts';
 import { parseBundleSource, type BundleSource } from './bundle/source';
 import type { BundleStore } from './bundle/store';
 import { backendAdvice, probeDevice, type Backend, type DeviceReport } from './device';
 import { HarkError } from './errors';
-import { KaldiFbank } from './features/kaldiFbank';
-import { WhisperMel } from './features/whisperMel';
-import { openGraph, openGraphs, releaseGraphs, type GraphSessions } from './graphs';
+import { encoderFeatures } from './features/encoderFeatures';
+import { openGraph, openGraphs, releaseGraphs, sessionOf, type GraphSessions } from './graphs';
 import { localizeEvent, type LocalizeSettings } from './localize/localizer';
 import { ProbeRunner } from './localize/probe';
 import type { LocalizationDefaults, LocalizationResult, LocalizeRequest } from './localize/types';
@@ -72,7 +72,20 @@ export interface ModelInfo {
   localization: LocalizationDefaults | null;
   /** A reasoning model's markers and default thinking budget (manifest `reasoning`); null: it answers directly. */
   reasoning: ReasoningSpec | null;
+  /** What the model has, for the UI to show only the controls that apply. */
+  capabilities: ModelCapabilities;
   loadMs: number;
+}
+
+export interface ModelCapabilities {
+  /** The decoder takes a LoRA scale (SALMONN); false: the scale does nothing and is not shown. */
+  hasLora: boolean;
+  /** The encoders, by name and type (e.g. whisper/whisper, beats/beats). */
+  encoders: { name: string; type: string }[];
+  /** How the encoders are combined ("window-qformer", "sum", …). */
+  fusion: string;
+  /** The LLM's family ("llama", "qwen3"). */
+  llm: string;
 }
 
 export interface PrefillInfo {
@@ -166,6 +179,7 @@ export interface ClassifyResult {
 interface LoadedModel {
   bundle: LoadedBundle;
   manifest: Manifest;
+  parts: ModelParts;
   backend: Backend;
   sessions: GraphSessions;
   tokenizer: TextTokenizer;
@@ -174,6 +188,8 @@ interface LoadedModel {
   info: ModelInfo;
   /** Localization's probe graph, opened on first use. */
   probe?: Promise<ProbeRunner>;
+  /** [2 × hidden]: row 0 goes before the audio embeddings, row 1 after (format 2's audioBoundaries); null: none. */
+  boundaries: Float32Array | null;
 }
 
 /** An earlier question and its answer, as stored (the answer's token ids when known). */
@@ -215,7 +231,7 @@ export class HarkEngine {
 
   /** How often each audio stage and the decoder ran since the model was loaded. */
   get counters(): StageCounts & { decoderSteps: number } {
-    return { ...(this.model?.audio.counts ?? { speechEncoder: 0, audioEncoder: 0, connector: 0 }), decoderSteps: this.decoderSteps };
+    return { ...(this.model?.audio.counts ?? { graphs: {}, speechEncoder: 0, audioEncoder: 0, connector: 0 }), decoderSteps: this.decoderSteps };
   }
 
   async loadModel(source: BundleSource | string, options: LoadModelOptions = {}): Promise<ModelInfo> {
@@ -232,19 +248,23 @@ export class HarkEngine {
     });
     await this.unload();
     const manifest = bundle.manifest;
+    const parts = modelParts(manifest);
+    const unsupported = unsupportedParts(parts);
+    if (unsupported) {
+      throw new HarkError('bundle/unsupported-model', `This Hark cannot run the model "${manifest.label}" yet: ${unsupported}. Update the app, or choose another model.`, {
+        fusion: parts.fusion.type,
+      });
+    }
     const variant = getVariant(manifest, bundle.variant);
-    const sessions = await openGraphs(
-      { variant: bundle.variant, graphs: variant.graphs, readFile: (path) => bundle.readFile(path) },
-      backend,
-      manifest.architecture.llm.numLayers,
-    );
+    const { llm } = parts;
+    const graphs = partGraphNames(parts).map((name): [string, { path: string; externalData: string[] }] => [name, variant.graphs[variantGraphKey(manifest, name)]!]);
+    const sessions = await openGraphs({ variant: bundle.variant, graphs, readFile: (path) => bundle.readFile(path) }, backend, llm.numLayers);
     const tokenizer = createTokenizer(
       await bundle.readJson<object>(manifest.tokenizer.tokenizerJson),
       await bundle.readJson<object>(manifest.tokenizer.tokenizerConfig),
     );
-    const mel = new WhisperMel(await bundle.readJson<Record<string, unknown>>(manifest.features.whisper.preprocessorConfig));
-    const fbank = new KaldiFbank(manifest.features.fbank);
-    const { llm } = manifest.architecture;
+    const features = await Promise.all(parts.encoders.map((e) => encoderFeatures(e.features, (path) => bundle.readJson<Record<string, unknown>>(path))));
+    const boundaries = parts.audioBoundaries ? await readBoundaries(bundle, parts.audioBoundaries.path, llm.hiddenSize) : null;
     const maxPositions = Math.min(llm.maxPositions, this.options.maxContextTokens ?? Number.POSITIVE_INFINITY);
     const prefill = await this.prefillFor(backend, {
       numHeads: llm.numHeads,
@@ -252,9 +272,9 @@ export class HarkEngine {
       headDim: llm.headDim,
       ...(usesFusedRotary(llm.headDim) ? { rotaryTheta: llm.ropeTheta } : {}),
     });
-    const decoder = new DecoderRunner(sessions.decoder, llm, {
+    const decoder = new DecoderRunner(sessionOf(sessions, parts.decoderGraph), llm, {
       backend,
-      embedTokens: sessions.embedTokens,
+      embedTokens: sessionOf(sessions, parts.embedGraph),
       maxPositions,
       maxChunk: prefill.chunk ?? Number.POSITIVE_INFINITY,
     });
@@ -279,7 +299,8 @@ export class HarkEngine {
         topP: generation.topP,
         repetitionPenalty: generation.repetitionPenalty,
         stopTokenIds: generation.stopTokenIds,
-        loraScale: manifest.architecture.lora.defaultScale,
+        // Without LoRA the scale is never fed (the decoder has no lora_scale input).
+        loraScale: parts.lora?.defaultScale ?? 0,
         seed: 0,
         numBeams: generation.numBeams ?? 1,
         lengthPenalty: generation.lengthPenalty ?? 1,
@@ -287,17 +308,25 @@ export class HarkEngine {
       },
       localization: manifest.localization && variant.graphs.probe && decoder.hasProbeHidden ? manifest.localization : null,
       reasoning: manifest.reasoning ?? null,
+      capabilities: {
+        hasLora: parts.lora !== null,
+        encoders: parts.encoders.map((e) => ({ name: e.name, type: e.type })),
+        fusion: parts.fusion.type,
+        llm: llm.type,
+      },
       loadMs: performance.now() - started,
     };
     this.model = {
       bundle,
       manifest,
+      parts,
       backend,
       sessions,
       tokenizer,
       decoder,
-      audio: new AudioTokenizer(sessions, mel, fbank, manifest, backend),
+      audio: new AudioTokenizer(sessions, features, parts, manifest.audio, backend),
       info,
+      boundaries,
     };
     return info;
   }
@@ -336,7 +365,7 @@ export class HarkEngine {
       this.encoding = false;
     }
     this.conversation?.dispose();
-    this.conversation = this.newConversationFor(model, tokens.data);
+    this.conversation = this.newConversationFor(model, withBoundaries(tokens.data, model.boundaries));
     this.audioInfo = {
       durationSeconds: tokens.durationSeconds,
       chunks: tokens.chunks,
@@ -506,14 +535,16 @@ export class HarkEngine {
           probe,
           promptEmbeds: async (question) => {
             const parts = promptParts(model.tokenizer, question, model.manifest.prompt);
+            // conversation.audioTokens holds the audio boundaries, when the model has them, around the audio.
             const embeds = concatFloat32([await embed(parts.before), conversation.audioTokens, await embed(parts.after)]);
-            const positions = parts.before.length + numAudio + parts.after.length;
+            const boundaryRows = model.boundaries ? 1 : 0;
+            const positions = parts.before.length + numAudio + 2 * boundaryRows + parts.after.length;
             if (positions > model.info.maxPositions) {
               throw new HarkError('engine/context-overflow', `This recording is too long to search: the model can attend to ${model.info.maxPositions} tokens and the search prompt needs ${positions}.`, {
                 maxPositions: model.info.maxPositions, needed: positions,
               });
             }
-            return { embeds, audioStart: parts.before.length };
+            return { embeds, audioStart: parts.before.length + boundaryRows };
           },
           numAudio,
           timeMap: audio.timeMap,
@@ -641,7 +672,7 @@ export class HarkEngine {
 
   /** Token ids → their embedding rows ([n × hidden]) through the model's embedding graph. */
   private embedder(model: LoadedModel): (ids: number[]) => Promise<Float32Array> {
-    const embedTokens = model.sessions.embedTokens;
+    const embedTokens = sessionOf(model.sessions, model.parts.embedGraph);
     return async (ids) => {
       if (ids.length === 0) return new Float32Array(0);
       const input = new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]);
@@ -662,7 +693,7 @@ export class HarkEngine {
     const files = getVariant(model.manifest, model.info.variant).graphs.probe!;
     const backend: Backend = model.backend === 'webgpu' && defaults.layers.length > 1 && model.info.prefill.chunk !== null ? 'wasm' : model.backend;
     model.probe ??= openGraph({ readFile: (path) => model.bundle.readFile(path) }, files, backend).then(
-      (session) => new ProbeRunner(session, { layers: defaults.layers.length, hiddenSize: model.manifest.architecture.llm.hiddenSize, numHeads: model.manifest.architecture.llm.numHeads }),
+      (session) => new ProbeRunner(session, { layers: defaults.layers.length, hiddenSize: model.parts.llm.hiddenSize, numHeads: model.parts.llm.numHeads }),
     );
     const pending = model.probe;
     pending.catch(() => {
@@ -719,6 +750,23 @@ export class HarkEngine {
       summary: describeAttentionCheck(result),
     };
   }
+}
+
+/** The audio embeddings between the model's boundary rows (as they are fed), or as they are without them. */
+function withBoundaries(audio: Float32Array, boundaries: Float32Array | null): Float32Array {
+  if (!boundaries) return audio;
+  const hidden = boundaries.length / 2;
+  return concatFloat32([boundaries.subarray(0, hidden), audio, boundaries.subarray(hidden)]);
+}
+
+/** Format 2's audioBoundaries file: float32 little-endian [2, hidden]. */
+async function readBoundaries(bundle: LoadedBundle, path: string, hidden: number): Promise<Float32Array> {
+  const bytes = await bundle.readFile(path);
+  if (bytes.byteLength !== 2 * hidden * 4) {
+    throw new HarkError('bundle/hash-mismatch', `${path} has ${bytes.byteLength} bytes, expected ${2 * hidden * 4} (float32 [2, ${hidden}]): the bundle is damaged. Delete the model and load it again.`, { file: path });
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Float32Array.from({ length: 2 * hidden }, (_, i) => view.getFloat32(i * 4, true));
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

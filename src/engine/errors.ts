@@ -16,6 +16,8 @@ export type HarkErrorCode =
   // bundles
   | 'bundle/manifest-invalid'
   | 'bundle/unsupported-version'
+  /** A valid bundle with a part this app cannot run yet (e.g. a Perceiver fusion). */
+  | 'bundle/unsupported-model'
   | 'bundle/fetch-failed'
   | 'bundle/hash-mismatch'
   | 'bundle/missing-file'

@@ -1,13 +1,15 @@
 /**
- * The five ONNX graphs of a bundle variant as onnxruntime-web sessions on one backend.
- * On WebGPU the encoders' outputs stay on the GPU (they only feed the connector) and the
- * decoder's KV cache stays on the GPU (see llm/decoder.ts).
+ * The ONNX graphs a model's parts run (bundle/parts.ts: encoders, adapters, connector,
+ * embedTokens, decoder) as onnxruntime-web sessions on one backend, keyed by graph name.
+ * On WebGPU the encoders' outputs stay on the GPU (they feed the connector) and the decoder's
+ * KV cache stays on the GPU (see llm/decoder.ts).
  */
 import type { Backend } from './device';
 import { HarkError } from './errors';
 import { decoderOutputLocations, embedOutputLocations } from './llm/decoder';
 import { ort, sessionOptions } from './ortRuntime';
 
+/** Format 1's graph names (the bench opens SALMONN's audio graphs by them). */
 export const GRAPH_NAMES = ['speechEncoder', 'audioEncoder', 'connector', 'embedTokens', 'decoder'] as const;
 export type GraphName = (typeof GRAPH_NAMES)[number];
 
@@ -19,11 +21,20 @@ export interface GraphFiles {
 /** What opening graphs needs from a loaded bundle. */
 export interface GraphBundle {
   variant: string;
-  graphs: Record<GraphName, GraphFiles>;
+  /** The graphs to open, by name, in opening order. */
+  graphs: [string, GraphFiles][];
   readFile(path: string): Promise<Uint8Array>;
 }
 
-export type GraphSessions = Record<GraphName, ort.InferenceSession>;
+/** Sessions by graph name ("encoder.whisper", "connector", "decoder", …). */
+export type GraphSessions = Record<string, ort.InferenceSession>;
+
+/** The session of `name`: a missing one is a programming error (the parts name what was opened). */
+export function sessionOf(sessions: GraphSessions, name: string): ort.InferenceSession {
+  const session = sessions[name];
+  if (!session) throw new Error(`graph "${name}" was not opened`);
+  return session;
+}
 
 function folderOf(path: string): string {
   const at = path.lastIndexOf('/');
@@ -31,9 +42,9 @@ function folderOf(path: string): string {
 }
 
 /** Where each graph's outputs live (exported for the bench, which opens the audio graphs alone). */
-export function graphOutputOptions(name: GraphName, backend: Backend, numLayers: number): ort.InferenceSession.SessionOptions {
+export function graphOutputOptions(name: string, backend: Backend, numLayers: number): ort.InferenceSession.SessionOptions {
   if (backend !== 'webgpu') return {};
-  if (name === 'speechEncoder' || name === 'audioEncoder') return { preferredOutputLocation: 'gpu-buffer' };
+  if (name === 'speechEncoder' || name === 'audioEncoder' || name.startsWith('encoder.')) return { preferredOutputLocation: 'gpu-buffer' };
   if (name === 'decoder') return decoderOutputLocations(backend, numLayers);
   if (name === 'embedTokens') return embedOutputLocations(backend);
   return {};
@@ -58,13 +69,13 @@ export async function openGraphs(
   bundle: GraphBundle,
   backend: Backend,
   numLayers: number,
-  onGraph?: (name: GraphName, index: number, count: number) => void,
+  onGraph?: (name: string, index: number, count: number) => void,
 ): Promise<GraphSessions> {
-  const sessions: Partial<GraphSessions> = {};
+  const sessions: GraphSessions = {};
   try {
-    for (const [index, name] of GRAPH_NAMES.entries()) {
-      onGraph?.(name, index, GRAPH_NAMES.length);
-      sessions[name] = await openGraph(bundle, bundle.graphs[name], backend, graphOutputOptions(name, backend, numLayers));
+    for (const [index, [name, files]] of bundle.graphs.entries()) {
+      onGraph?.(name, index, bundle.graphs.length);
+      sessions[name] = await openGraph(bundle, files, backend, graphOutputOptions(name, backend, numLayers));
     }
   } catch (error) {
     await Promise.all(Object.values(sessions).map((s) => s.release()));
@@ -77,9 +88,9 @@ export async function openGraphs(
       { backend, variant: bundle.variant },
     );
   }
-  return sessions as GraphSessions;
+  return sessions;
 }
 
 export async function releaseGraphs(sessions: GraphSessions): Promise<void> {
-  await Promise.all(GRAPH_NAMES.map((name) => sessions[name].release()));
+  await Promise.all(Object.values(sessions).map((session) => session.release()));
 }

@@ -46,18 +46,22 @@ function AnswerMeta({ message }: { message: Assistant }) {
   );
 }
 
-/** "LoRA scale 0.50 · greedy · at most 200 new tokens · repetition penalty 1.00". */
-function describeSettings(message: Assistant): string {
+/**
+ * "LoRA scale 0.50 · greedy · at most 200 new tokens · repetition penalty 1.00"; without the LoRA
+ * scale for a model that has no LoRA (the scale did nothing).
+ */
+function describeSettings(message: Assistant, hasLora: boolean): string {
   const settings = message.settings;
   if (!settings) return `LoRA scale ${message.loraScale.toFixed(2)} (the other settings of this older answer were not recorded)`;
   const decoding = decodingSummary(settings);
   const thinking = settings.thinkingBudget !== undefined ? ` · thinking budget ${settings.thinkingBudget} tokens` : '';
-  return `LoRA scale ${settings.loraScale.toFixed(2)} · ${decoding} · at most ${settings.maxNewTokens} new tokens${thinking} · repetition penalty ${settings.repetitionPenalty.toFixed(2)}${message.model ? ` · ${message.model}` : ''}`;
+  return `${hasLora ? `LoRA scale ${settings.loraScale.toFixed(2)} · ` : ''}${decoding} · at most ${settings.maxNewTokens} new tokens${thinking} · repetition penalty ${settings.repetitionPenalty.toFixed(2)}${message.model ? ` · ${message.model}` : ''}`;
 }
 
 /** Copy, Regenerate (the last answer) and the settings that produced it, under a finished answer. */
 function AnswerActions({ message, isLast, busy }: { message: Assistant; isLast: boolean; busy: boolean }) {
   const regenerate = useConversationStore((s) => s.regenerate);
+  const hasLora = useModelStore((s) => s.info?.capabilities.hasLora ?? true);
   const announce = useNoticeStore((s) => s.announce);
   const showError = useNoticeStore((s) => s.showError);
   const [copied, setCopied] = useState(false);
@@ -96,7 +100,7 @@ function AnswerActions({ message, isLast, busy }: { message: Assistant; isLast: 
       <details className="answer-settings small">
         <summary>Settings</summary>
         <p className="muted" data-testid="answer-settings">
-          {describeSettings(message)}
+          {describeSettings(message, hasLora)}
         </p>
       </details>
     </div>

@@ -198,8 +198,8 @@ export function FindInRecording({ recordingId, onPlayFrom, evidenceId }: { recor
             </p>
           )}
           <p className="muted small" data-testid="find-details">
-            Took {formatMs(result.ms)} · {describeLayers(result.layers)}, steering strength {result.alpha}, span {result.widthSeconds.toFixed(1)} s, LoRA scale{' '}
-            {result.loraScale.toFixed(2)}
+            Took {formatMs(result.ms)} · {describeLayers(result.layers)}, steering strength {result.alpha}, span {result.widthSeconds.toFixed(1)} s
+            {(info?.capabilities.hasLora ?? true) && `, LoRA scale ${result.loraScale.toFixed(2)}`}
           </p>
           {info?.randomWeights && (
             <p className="muted small">This test model has random weights, so where it points means nothing: it shows the whole path working.</p>

@@ -294,7 +294,9 @@ export function SettingsPanel() {
       <h2 id="settings-heading" className="section-title">
         Answer settings
       </h2>
-      <Slider
+      {/* Only models with LoRA (SALMONN) have a scale to set; for the others it would do nothing. */}
+      {(info?.capabilities.hasLora ?? true) && (
+        <Slider
           label="LoRA scale"
           settingKey="loraScale"
           value={values.loraScale}
@@ -306,6 +308,7 @@ export function SettingsPanel() {
           testId="lora-scale"
           help="Lower values can wake up abilities such as storytelling (SALMONN's activation tuning)."
         />
+      )}
       <MaxTokens value={values.maxNewTokens} defaultValue={defaults.maxNewTokens} />
       {info?.reasoning && values.thinkingBudget !== undefined && (
         <ThinkingBudget value={values.thinkingBudget} defaultValue={info.reasoning.defaultThinkingBudget} />

@@ -1,19 +1,28 @@
 /**
- * The bundle manifest (`manifest.json`, format version 1): TypeScript types mirroring
- * `models/manifest.schema.json`, validation against that schema (no eval, so it runs under a
- * strict CSP and in workers), and the two questions the loader asks of a manifest: which files
- * does a variant need, and which variant suits this device.
+ * The bundle manifest (`manifest.json`, format versions 1 and 2): TypeScript types mirroring
+ * `models/manifest.schema.json` (format 1: SALMONN's fixed architecture) and
+ * `models/manifest.v2.schema.json` (format 2: a declared pipeline, docs/bundle-format-2.md),
+ * validation against those schemas (no eval, so it runs under a strict CSP and in workers), and
+ * the two questions the loader asks of a manifest: which files does a variant need, and which
+ * variant suits this device. What the model is made of, whatever the format, is parts.ts's question.
  */
 import { Validator, type OutputUnit, type Schema } from '@cfworker/json-schema';
 import manifestSchema from '../../../models/manifest.schema.json';
+import manifestSchemaV2 from '../../../models/manifest.v2.schema.json';
 import type { Backend } from '../device';
 import { HarkError, printable } from '../errors';
 import type { LocalizationDefaults } from '../localize/types';
+import { modelParts, partGraphNames, variantGraphKey } from './parts';
+import { pipelineProblems } from './pipelineCheck';
 
 export const MANIFEST_FILE = 'manifest.json';
-export const FORMAT_VERSION = 1;
+/** The format versions this app reads. */
+export const FORMAT_VERSIONS: readonly number[] = [1, 2];
+/** The newest of them (what a newer bundle is compared with). */
+export const FORMAT_VERSION = 2;
 
 export type VariantName = 'fp32' | 'fp16' | 'int4' | 'int4f16';
+/** Format 1's five graphs. */
 export type GraphName = 'speechEncoder' | 'audioEncoder' | 'connector' | 'embedTokens' | 'decoder';
 export const GRAPH_NAMES: readonly GraphName[] = ['speechEncoder', 'audioEncoder', 'connector', 'embedTokens', 'decoder'];
 
@@ -28,8 +37,19 @@ export interface Variant {
   /** False for variants that could not be run where the bundle was made. */
   tested: boolean;
   note?: string;
-  /** The five graphs, and localization's steering probe in bundles converted with it. */
+  /**
+   * Format 1: the five graphs, and localization's steering probe in bundles converted with it.
+   * Format 2: keyed by the graph names the pipeline uses ("encoder.<name>", "adapter.<encoder>",
+   * "connector", "embedTokens", "decoder"; optionally "probe").
+   */
   graphs: Record<GraphName, GraphSpec> & { probe?: GraphSpec };
+}
+
+/** A format-2 variant: graphs keyed by any pipeline graph name (parts.ts lists which). */
+export interface VariantV2 {
+  tested: boolean;
+  note?: string;
+  graphs: Record<string, GraphSpec | undefined> & { embedTokens: GraphSpec; decoder: GraphSpec; probe?: GraphSpec };
 }
 
 export interface FileEntry {
@@ -145,6 +165,13 @@ export interface PromptSpec {
   eosTokenId: number;
 }
 
+/** Format 2's prompt: no BOS possible (Qwen3), and an optional system text before the first turn. */
+export interface PromptSpecV2 extends Omit<PromptSpec, 'bosTokenId'> {
+  bosTokenId: number | null;
+  /** Tokenized on its own and placed once before the first turn. */
+  system?: string;
+}
+
 export interface GenerationSpec {
   maxNewTokens: number;
   numBeams?: number;
@@ -192,7 +219,111 @@ export interface TokenizerSpec {
   tokenizerConfig: string;
 }
 
-export interface Manifest {
+/** What both formats share. */
+interface ManifestCommon {
+  format: 'hark-bundle';
+  name: string;
+  /** Short human label shown in the model manager. */
+  label: string;
+  description: string;
+  /** True for test bundles whose weights are random: their answers are meaningless. */
+  randomWeights?: boolean;
+  source?: Record<string, string>;
+  audio: AudioSpec;
+  /** Task prompts shipped with the checkpoint. */
+  tasks: Record<string, string>;
+  generation: GenerationSpec;
+  tokenizer: TokenizerSpec;
+  /** Defaults of event localization; absent in bundles converted before it existed. */
+  localization?: LocalizationDefaults;
+  /** A reasoning LLM's thoughts/answer markers and thinking budget; absent for models that answer directly. */
+  reasoning?: ReasoningSpec;
+  files: FileEntry[];
+}
+
+/** How one chunk's samples become an encoder graph's input (format 2: format 1's feature specs plus a type). */
+export type FeatureSpecV2 = ({ type: 'whisper-mel' } & WhisperFeatureSpec) | ({ type: 'kaldi-fbank' } & FbankFeatureSpec);
+
+export type EncoderType = 'whisper' | 'beats' | 'w2v-bert' | 'sslam' | 'muq';
+
+export interface EncoderSpecV2 {
+  /** Unique; names the graph "encoder.<name>". */
+  name: string;
+  type: EncoderType;
+  features: FeatureSpecV2;
+  /** The encoder's numbers (informative, except `patchSize`: the fewest fbank frames it takes). */
+  architecture: Record<string, number>;
+  /** Which encoder layers the model reads (informative: the graph already combines them). */
+  hiddenLayers?: number[];
+  input: string;
+  /** [1, outputFrames, outputWidth]. */
+  output: string;
+  outputWidth: number;
+  /** Duration of one output frame. */
+  frameSeconds: number;
+}
+
+export interface AdapterSpecV2 {
+  encoder: string;
+  type: 'conv-downsampler' | 'mlp' | 'identity';
+  /** "adapter.<encoder>"; absent for identity. */
+  graph?: string;
+  input?: string;
+  output?: string;
+  /** T' = ceil(T / downsample); default 1. */
+  downsample?: number;
+  width: number;
+  details?: Record<string, number | string | boolean>;
+}
+
+export type TokenCountSpec = { perChunk: number } | { perSecond: number; from: 'melFrames'; divisor: number; min: number };
+
+export interface FusionSpecV2 {
+  type: 'window-qformer' | 'sum' | 'cross-attention' | 'perceiver';
+  scope: 'chunk' | 'recording';
+  /** Absent for "sum" over a single encoder (identity). */
+  graph?: 'connector';
+  /** Encoder name → the graph's input name; absent for "sum" over a single encoder (no graph). */
+  inputs?: Record<string, string>;
+  output?: string;
+  width: number;
+  /** window-qformer: encoder frames per window and between windows (the time map). */
+  window?: { frames: number; stride: number };
+  details?: Record<string, number | string | boolean>;
+  tokens: TokenCountSpec;
+}
+
+export interface LlmSpecV2 extends Omit<LlmSpec, 'type'> {
+  type: 'llama' | 'qwen3';
+  /** Per-head RMSNorm of q and k before RoPE (Qwen3). */
+  qkNorm: boolean;
+  tieWordEmbeddings: boolean;
+}
+
+export interface PipelineSpec {
+  encoders: EncoderSpecV2[];
+  adapters?: AdapterSpecV2[];
+  fusion: FusionSpecV2;
+  /** float32 LE [2, llm.hiddenSize]: row 0 before the audio embeddings, row 1 after. */
+  audioBoundaries?: { path: string; shape: number[] };
+  llm: LlmSpecV2;
+  /** null: no LoRA (no lora_scale input, no slider). */
+  lora: LoraSpec | null;
+}
+
+/** Format 2 (docs/bundle-format-2.md): a model described by its parts. */
+export interface ManifestV2 extends ManifestCommon {
+  formatVersion: 2;
+  family: 'salmonn' | 'alarm';
+  pipeline: PipelineSpec;
+  prompt: PromptSpecV2;
+  variants: Partial<Record<VariantName, VariantV2>>;
+}
+
+export type Manifest = ManifestV1 | ManifestV2;
+
+/** Format 1: Whisper + BEATs → window Q-Former → LLaMA with LoRA. */
+export interface ManifestV1 {
   format: 'hark-bundle';
   formatVersion: 1;
   name: string;
@@ -220,10 +351,16 @@ export interface Manifest {
   files: FileEntry[];
 }
 
-let validator: Validator | undefined;
-function schemaValidator(): Validator {
-  // shortCircuit=false: collect every error, so the message can name the most specific ones.
-  validator ??= new Validator(manifestSchema as unknown as Schema, '2020-12', false);
+const validators = new Map<number, Validator>();
+/** Format 2's schema for a format-2 manifest; format 1's for anything else (its errors are the familiar ones). */
+function schemaValidator(version: unknown): Validator {
+  const v = version === 2 ? 2 : 1;
+  let validator = validators.get(v);
+  if (!validator) {
+    // shortCircuit=false: collect every error, so the message can name the most specific ones.
+    validator = new Validator((v === 2 ? manifestSchemaV2 : manifestSchema) as unknown as Schema, '2020-12', false);
+    validators.set(v, validator);
+  }
   return validator;
 }
 
@@ -279,19 +416,20 @@ export function parseManifest(json: unknown): Manifest {
   }
   const record = json as Record<string, unknown>;
   const version = record.formatVersion;
-  if (record.format === 'hark-bundle' && typeof version === 'number' && version !== FORMAT_VERSION) {
+  if (record.format === 'hark-bundle' && typeof version === 'number' && !FORMAT_VERSIONS.includes(version)) {
     const newer = version > FORMAT_VERSION;
+    const reads = `versions ${FORMAT_VERSIONS.join(' and ')}`;
     throw new HarkError(
       'bundle/unsupported-version',
       newer
-        ? `This model bundle uses format version ${version}, made for a newer Hark (this app reads version ${FORMAT_VERSION}): update the app, then load the bundle again.`
-        : `This model bundle uses format version ${version}, which this Hark no longer reads (it reads version ${FORMAT_VERSION}): convert the model again with the current models/convert.py.`,
-      { formatVersion: version, supported: FORMAT_VERSION },
+        ? `This model bundle uses format version ${version}, made for a newer Hark (this app reads ${reads}): update the app, then load the bundle again.`
+        : `This model bundle uses format version ${version}, which this Hark no longer reads (it reads ${reads}): convert the model again with the current models/convert.py.`,
+      { formatVersion: version, supported: FORMAT_VERSIONS.join(',') },
     );
   }
   let result: ReturnType<Validator['validate']>;
   try {
-    result = schemaValidator().validate(json);
+    result = schemaValidator(version).validate(json);
   } catch (error) {
     // cfworker's validator throws on some JSON.parse output, e.g. a property name holding a lone
     // surrogate ("\ud800", which it cannot URI-encode into an error location).
@@ -313,6 +451,9 @@ export function parseManifest(json: unknown): Manifest {
     if (listed.has(file.path)) problems.push(`/files/${i}/path: "${file.path}" is listed twice`);
     listed.add(file.path);
   });
+  if (manifest.formatVersion === 2) problems.push(...pipelineProblems(manifest));
+  // variantFiles reads the parts, which a format-2 manifest with pipeline problems may not have.
+  if (problems.length > 0) throw invalid(problems, manifest.name);
   for (const [variant] of variantEntries(manifest)) {
     for (const path of variantFiles(manifest, variant)) {
       if (!listed.has(path)) problems.push(`/variants/${variant}: needs "${printable(path)}", which is not in /files`);
@@ -325,8 +466,8 @@ export function parseManifest(json: unknown): Manifest {
   return manifest;
 }
 
-function variantEntries(manifest: Manifest): [VariantName, Variant][] {
-  return Object.entries(manifest.variants).filter((e): e is [VariantName, Variant] => e[1] !== undefined);
+function variantEntries(manifest: Manifest): [VariantName, VariantV2][] {
+  return Object.entries(manifest.variants).filter((e): e is [VariantName, VariantV2] => e[1] !== undefined);
 }
 
 /** Resolves a graph's external-data reference (relative to the graph's folder) to a bundle path. */
@@ -342,8 +483,8 @@ export function externalDataPath(graphPath: string, reference: string): string {
   return out.join('/');
 }
 
-export function getVariant(manifest: Manifest, variant: string): Variant {
-  const spec = (manifest.variants as Record<string, Variant | undefined>)[variant];
+export function getVariant(manifest: Manifest, variant: string): VariantV2 {
+  const spec = (manifest.variants as Record<string, VariantV2 | undefined>)[variant];
   if (!spec) {
     throw new HarkError(
       'bundle/missing-file',
@@ -355,20 +496,32 @@ export function getVariant(manifest: Manifest, variant: string): Variant {
 }
 
 /**
- * Every file a variant needs, without duplicates: its five graphs, each followed by its external
+ * Every file a variant needs, without duplicates: the graphs its parts name (encoders, adapters,
+ * connector, embedTokens, decoder: format 1's five in their order), each followed by its external
  * data, then the localization probe where the bundle has one (downloaded with the rest, so that
- * finding an event works offline too), then the tokenizer files and the Whisper preprocessor config.
+ * finding an event works offline too), then the tokenizer files, the Whisper preprocessor configs
+ * and the audio boundaries.
  */
 export function variantFiles(manifest: Manifest, variant: string): string[] {
   const spec = getVariant(manifest, variant);
+  const parts = modelParts(manifest);
   const files: string[] = [];
-  for (const graph of GRAPH_NAMES) {
-    const g = spec.graphs[graph];
-    files.push(g.path, ...g.externalData.map((ref) => externalDataPath(g.path, ref)));
+  const add = (graph: GraphSpec): void => {
+    files.push(graph.path, ...graph.externalData.map((ref) => externalDataPath(graph.path, ref)));
+  };
+  for (const name of partGraphNames(parts)) {
+    const graph = spec.graphs[variantGraphKey(manifest, name)];
+    if (!graph) {
+      throw invalid([`/variants/${variant}/graphs: has no "${printable(name)}" graph, which the model's parts need`], manifest.name);
+    }
+    add(graph);
   }
-  const probe = spec.graphs.probe;
-  if (probe) files.push(probe.path, ...probe.externalData.map((ref) => externalDataPath(probe.path, ref)));
-  files.push(manifest.tokenizer.tokenizerJson, manifest.tokenizer.tokenizerConfig, manifest.features.whisper.preprocessorConfig);
+  if (spec.graphs.probe) add(spec.graphs.probe);
+  files.push(manifest.tokenizer.tokenizerJson, manifest.tokenizer.tokenizerConfig);
+  for (const encoder of parts.encoders) {
+    if (encoder.features.type === 'whisper-mel') files.push(encoder.features.preprocessorConfig);
+  }
+  if (parts.audioBoundaries) files.push(parts.audioBoundaries.path);
   return [...new Set(files)];
 }
 

@@ -3,7 +3,8 @@
  *
  * Graph I/O (transformers.js naming, see models/salmonn/onnx_decoder.py): inputs_embeds f32
  * [1, n, H], attention_mask i64 [1, total], position_ids i64 [1, n], past_key_values.{i}.key/value
- * [1, kvHeads, past, headDim] (f32, or f16 for fp16-compute variants), lora_scale f32 scalar,
+ * [1, kvHeads, past, headDim] (f32, or f16 for fp16-compute variants), lora_scale f32 scalar (only
+ * in models with LoRA: a model without it has no such input and the scale is ignored),
  * num_logits_to_keep i64 scalar → logits f32 [1, k, vocab], present.{i}.key/value.
  *
  * What a run costs beyond the GPU's own work is what this module keeps small:
@@ -92,6 +93,8 @@ export class DecoderRunner {
   /** Graph runs so far (decoder and embedding), for diagnostics and benchmarks. */
   runs = 0;
   private readonly keepsLogits: boolean;
+  /** The graph has a LoRA scale input (SALMONN); without LoRA (format 2's `lora: null`) it has none. */
+  private readonly takesLoraScale: boolean;
   /** Outputs fetched by every run: all but `probe_hidden`. */
   private readonly stepOutputs: string[];
 
@@ -105,6 +108,7 @@ export class DecoderRunner {
     this.kvLayout = options.kvLayout ?? (options.backend === 'webgpu' ? 'fixed' : 'growing');
     this.maxChunk = options.maxChunk ?? Number.POSITIVE_INFINITY;
     this.keepsLogits = session.inputNames.includes('num_logits_to_keep');
+    this.takesLoraScale = session.inputNames.includes('lora_scale');
     this.stepOutputs = session.outputNames.filter((name) => name !== PROBE_HIDDEN);
   }
 
@@ -239,9 +243,9 @@ export class DecoderRunner {
       inputs_embeds: embeds,
       attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * total).fill(1n), [batch, total]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: batch * n }, (_, i) => BigInt(cache.length + (i % n))), [batch, n]),
-      lora_scale: new ort.Tensor('float32', new Float32Array([loraScale]), []),
       ...(await cache.pastFeeds(n)),
     };
+    if (this.takesLoraScale) feeds.lora_scale = new ort.Tensor('float32', new Float32Array([loraScale]), []);
     if (this.keepsLogits) feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
     const presents = cache.presentFetches();
     const names = withHidden ? [...this.stepOutputs, PROBE_HIDDEN] : this.stepOutputs;

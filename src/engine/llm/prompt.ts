@@ -1,10 +1,13 @@
 /**
- * SALMONN prompt assembly, mirroring models/salmonn/prompt.py token for token:
+ * Prompt assembly, mirroring models/salmonn/prompt.py (SALMONN) and models/alarm/prompt.py (ALARM)
+ * token for token:
  *
  *   template.format(userText.format(question))  e.g.  "USER: <Speech><SpeechHere></Speech> Q\nASSISTANT:"
  *
  * is split at the audio slot and each half is tokenized on its own without special tokens (so
- * each gets its own leading "▁"). The LLM input is [BOS] + before + audio tokens + after.
+ * each gets its own leading "▁"). The LLM input is [BOS] + system + before + audio tokens + after,
+ * where BOS is absent when the format has none (Qwen3) and `system` (format 2, e.g. ALARM's
+ * "<|im_start|>system\n…<|im_end|>\n") is tokenized on its own too, once before the first turn.
  * SALMONN's task prompts already contain the slot; a free-text question gets the userText prefix.
  *
  * Follow-up turns continue in Vicuna's format: the previous answer, then [</s>], then the next
@@ -17,12 +20,15 @@ export interface PromptFormat {
   template: string;
   userText: string;
   audioSlot: string;
-  bosTokenId: number;
+  /** null: the model has no BOS (Qwen3). */
+  bosTokenId: number | null;
   eosTokenId: number;
+  /** Text placed once before the first turn, tokenized on its own. */
+  system?: string;
 }
 
 export interface PromptParts {
-  /** [BOS] + tokens before the audio slot. */
+  /** [BOS] + the system text's tokens + tokens before the audio slot. */
   before: number[];
   after: number[];
 }
@@ -49,7 +55,9 @@ export function promptParts(tokenizer: TextTokenizer, question: string, format: 
       { slots: pieces.length - 1 },
     );
   }
-  return { before: [format.bosTokenId, ...tokenizer.encode(pieces[0]!)], after: tokenizer.encode(pieces[1]!) };
+  const bos = format.bosTokenId === null ? [] : [format.bosTokenId];
+  const system = format.system ? tokenizer.encode(format.system) : [];
+  return { before: [...bos, ...system, ...tokenizer.encode(pieces[0]!)], after: tokenizer.encode(pieces[1]!) };
 }
 
 /** Tokens that start a follow-up turn: [</s>] + "USER: Q\nASSISTANT:" tokenized alone. */

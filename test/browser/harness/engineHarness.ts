@@ -46,6 +46,9 @@ export interface ParityReport {
  * first-step logits are always compared); fewer keeps the slow software-GPU runs short.
  * `otherScales` false: the default scale only (one prompt run instead of three).
  */
+/** The goldens' names of the engine's stages (encoder outputs are reported by encoder name). */
+const GOLDEN_STAGE: Record<string, 'speech' | 'audio' | 'tokens'> = { whisper: 'speech', beats: 'audio', tokens: 'tokens' };
+
 async function parity(name: string, precision: 'fp32' | 'int4', greedyTokens: number, tokensAtOtherScales = greedyTokens, otherScales = true): Promise<ParityReport> {
   const index = await goldenIndex();
   const input = index.inputs[name]!;
@@ -57,7 +60,7 @@ async function parity(name: string, precision: 'fp32' | 'int4', greedyTokens: nu
     const ref =
       capture.stage === 'mel' || capture.stage === 'fbank'
         ? input.features[capture.chunk]![capture.stage]
-        : input.precisions[precision].stages[capture.chunk]![capture.stage];
+        : input.precisions[precision].stages[capture.chunk]![GOLDEN_STAGE[capture.stage]!];
     stageErrors[`${capture.chunk}:${capture.stage}`] = relativeMaxError(capture.data, await goldenArray(ref.file));
   }
   const runs: ParityReport['runs'] = [];

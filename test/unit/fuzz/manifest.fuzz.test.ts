@@ -10,9 +10,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseManifest, variantFiles, type Manifest } from '../../../src/engine/bundle/manifest';
+import { parseManifest, variantFiles, type Manifest, type ManifestV1 } from '../../../src/engine/bundle/manifest';
 import { fileUrl } from '../../../src/engine/bundle/source';
 import { pathSegments } from '../../../src/engine/bundle/store';
+import { formatTwoOf } from '../../helpers/formatTwo';
 import { TINY_BUNDLE_DIR } from '../../helpers/golden';
 import { expectHarkError, fuzzParams, fuzzTimeout, guarded, hostileText } from './harness';
 
@@ -50,6 +51,9 @@ function paths(value: unknown, prefix: (string | number)[] = []): (string | numb
   return out;
 }
 const TINY_PATHS = paths(tiny()).filter((p) => p.length > 0);
+/** The tiny manifest as format 2 (a declared pipeline over the same files). */
+const tinyV2 = (): Record<string, unknown> => JSON.parse(JSON.stringify(formatTwoOf(tiny() as unknown as ManifestV1))) as Record<string, unknown>;
+const TINY_V2_PATHS = paths(tinyV2()).filter((p) => p.length > 0);
 
 /** Paths that leave a bundle's folder, or are not plain relative paths at all. */
 const ESCAPING_PATHS = [
@@ -92,15 +96,16 @@ const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
   hostileText(64),
 );
 
-const mutatedManifest = fc
-  .array(fc.record({ at: fc.nat({ max: TINY_PATHS.length - 1 }), op: fc.constantFrom('set', 'set', 'delete', 'rename'), value: hostileValue, key: hostileText(12) }), {
+/** `base()` with one to three fields set to hostile values, deleted or renamed. */
+const mutatedManifest = (base: () => Record<string, unknown>, basePaths: (string | number)[][]) => fc
+  .array(fc.record({ at: fc.nat({ max: basePaths.length - 1 }), op: fc.constantFrom('set', 'set', 'delete', 'rename'), value: hostileValue, key: hostileText(12) }), {
     minLength: 1,
     maxLength: 3,
   })
   .map((mutations) => {
-    const json = tiny();
+    const json = base();
     for (const { at, op, value, key } of mutations) {
-      const path = TINY_PATHS[at]!;
+      const path = basePaths[at]!;
       let parent: Record<string | number, unknown> = json;
       for (const k of path.slice(0, -1)) {
         const next = parent[k];
@@ -129,7 +134,15 @@ describe('manifest parsing of hostile input', () => {
   });
 
   it('the real manifest with fields replaced, deleted or renamed', { timeout: fuzzTimeout(CI_RUNS, 20) }, () => {
-    fc.assert(fc.property(mutatedManifest, throughParser), fuzzParams(CI_RUNS));
+    fc.assert(fc.property(mutatedManifest(tiny, TINY_PATHS), throughParser), fuzzParams(CI_RUNS));
+  });
+
+  it('accepts the real manifest rewritten as format 2', () => {
+    checkAccepted(parseManifest(tinyV2()));
+  });
+
+  it('the format-2 manifest with fields replaced, deleted or renamed (pipeline cross-references included)', { timeout: fuzzTimeout(CI_RUNS, 20) }, () => {
+    fc.assert(fc.property(mutatedManifest(tinyV2, TINY_V2_PATHS), throughParser), fuzzParams(CI_RUNS));
   });
 
   it('any file path, set both in /files and where a variant uses it, is accepted only inside the folder', { timeout: fuzzTimeout(CI_RUNS, 20) }, () => {
@@ -166,7 +179,7 @@ describe('manifest parsing of hostile input', () => {
 
 /** The tiny manifest with one file renamed to `path` both in /files and where the int4 variant refers to it. */
 function withFilePath(at: 'graph' | 'externalData' | 'tokenizer' | 'preprocessor', path: string): Record<string, unknown> {
-  const json = tiny() as unknown as Manifest;
+  const json = tiny() as unknown as ManifestV1;
   const rename = (from: string, to: string): void => {
     for (const f of json.files) if (f.path === from) f.path = to;
   };

@@ -1,0 +1,204 @@
+/**
+ * Format 2 (docs/bundle-format-2.md) through parseManifest and modelParts: the tiny SALMONN
+ * manifest rewritten as a declared pipeline gives the same parts and files as format 1, an
+ * ALARM-shaped pipeline (and SpeechVerse's connector, the same shape) is accepted, and each kind of
+ * broken pipeline is refused with a `bundle/manifest-invalid` message that points at it.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseManifest, variantFiles, type ManifestV1, type ManifestV2 } from '../../src/engine/bundle/manifest';
+import { modelParts, partGraphNames } from '../../src/engine/bundle/parts';
+import { unsupportedParts } from '../../src/engine/audioTokens';
+import { HarkError } from '../../src/engine/errors';
+import { formatTwoOf } from '../helpers/formatTwo';
+import { TINY_BUNDLE_DIR } from '../helpers/golden';
+
+const v1 = (): ManifestV1 => JSON.parse(readFileSync(join(TINY_BUNDLE_DIR, 'manifest.json'), 'utf8')) as ManifestV1;
+const v2 = (): ManifestV2 => formatTwoOf(v1());
+
+function refusal(json: unknown): HarkError {
+  try {
+    parseManifest(json);
+  } catch (error) {
+    expect(error).toBeInstanceOf(HarkError);
+    return error as HarkError;
+  }
+  throw new Error('expected parseManifest to refuse it');
+}
+
+const HIDDEN = 32;
+const fakeHash = 'a'.repeat(64);
+
+/**
+ * An ALARM-shaped format-2 manifest (single Whisper-v3 encoder, conv-downsampler adapter, sum
+ * fusion over one encoder, boundaries, Qwen3 without LoRA) over the tiny bundle's common fields.
+ */
+function alarmLike(): ManifestV2 {
+  const base = v2();
+  const graph = (path: string) => ({ path, externalData: [] });
+  const files = ['onnx/encoder_whisper.onnx', 'onnx/adapter_whisper.onnx', 'onnx/embed_tokens.onnx', 'onnx/decoder.onnx', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json'];
+  return {
+    ...base,
+    family: 'alarm',
+    pipeline: {
+      encoders: [
+        {
+          name: 'whisper',
+          type: 'whisper',
+          features: { type: 'whisper-mel', preprocessorConfig: 'preprocessor_config.json', featureSize: 128, samplingRate: 16000, nFft: 400, hopLength: 160, chunkLength: 30 },
+          architecture: { numMelBins: 128, inputFrames: 3000, outputFrames: 1500, width: 64, layers: 4, heads: 4, ffnDim: 128 },
+          hiddenLayers: [1, 2, 3],
+          input: 'input_features',
+          output: 'encoder_out',
+          outputWidth: 64,
+          frameSeconds: 0.02,
+        },
+      ],
+      adapters: [
+        { encoder: 'whisper', type: 'conv-downsampler', graph: 'adapter.whisper', input: 'frames', output: 'adapted', downsample: 2, width: HIDDEN, details: { norm: 'batch', depth: 1, llmProj: true } },
+      ],
+      // as models/alarm/bundle.py writes it: "sum" over one encoder has no graph, inputs or output
+      fusion: { type: 'sum', scope: 'recording', width: HIDDEN, tokens: { perSecond: 25, from: 'melFrames', divisor: 4, min: 1 } },
+      audioBoundaries: { path: 'audio_boundaries.f32', shape: [2, HIDDEN] },
+      llm: { type: 'qwen3', vocabSize: 151936, hiddenSize: HIDDEN, intermediateSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, maxPositions: 40960, ropeTheta: 5e6, rmsNormEps: 1e-6, qkNorm: true, tieWordEmbeddings: true },
+      lora: null,
+    },
+    prompt: {
+      template: '<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n<think>\n',
+      userText: '<AudioHere>{}',
+      audioSlot: '<AudioHere>',
+      bosTokenId: null,
+      eosTokenId: 151645,
+      system: '<|im_start|>system\nYou are an audio-understanding model. Listen to the audio and respond to the query.<|im_end|>\n',
+    },
+    localization: undefined,
+    variants: {
+      fp32: {
+        tested: true,
+        graphs: { 'encoder.whisper': graph(files[0]!), 'adapter.whisper': graph(files[1]!), embedTokens: graph(files[2]!), decoder: graph(files[3]!) },
+      },
+    },
+    files: [...files.map((path) => ({ path, size: 1, sha256: fakeHash })), { path: 'audio_boundaries.f32', size: 2 * HIDDEN * 4, sha256: fakeHash }],
+  };
+}
+
+/** JSON round trip: what parseManifest gets from a file (undefined fields dropped). */
+const asJson = (m: unknown): unknown => JSON.parse(JSON.stringify(m));
+
+describe('format 2: the tiny SALMONN bundle declared as a pipeline', () => {
+  it('parses, and modelParts(v1) equals modelParts(equivalent v2)', () => {
+    const one = parseManifest(v1());
+    const two = parseManifest(asJson(v2()));
+    expect(two.formatVersion).toBe(2);
+    expect(modelParts(two)).toEqual(modelParts(one));
+    expect(partGraphNames(modelParts(one))).toEqual(['encoder.whisper', 'encoder.beats', 'connector', 'embedTokens', 'decoder']);
+    expect(unsupportedParts(modelParts(two))).toBeNull();
+  });
+
+  it('needs the same files, in the same order, for every variant', () => {
+    const one = parseManifest(v1());
+    const two = parseManifest(asJson(v2()));
+    for (const variant of Object.keys(one.variants)) expect(variantFiles(two, variant)).toEqual(variantFiles(one, variant));
+  });
+
+  it('differs from format 1 where it must: a changed number shows in the parts', () => {
+    const changed = v2();
+    changed.pipeline.fusion.tokens = { perChunk: 44 };
+    expect(modelParts(parseManifest(asJson(changed)))).not.toEqual(modelParts(parseManifest(v1())));
+  });
+});
+
+describe('format 2: an ALARM-shaped pipeline', () => {
+  it('is accepted: Qwen3 without BOS or LoRA, a system text, boundaries, the adapter graph in the files', () => {
+    const m = parseManifest(asJson(alarmLike()));
+    const parts = modelParts(m);
+    expect(parts.lora).toBeNull();
+    expect(parts.llm).toMatchObject({ type: 'qwen3', qkNorm: true, tieWordEmbeddings: true });
+    expect(parts.adapters).toEqual([{ encoder: 'whisper', type: 'conv-downsampler', graph: 'adapter.whisper', input: 'frames', output: 'adapted', downsample: 2, width: HIDDEN }]);
+    expect(parts.fusion).toMatchObject({ type: 'sum', scope: 'recording', graph: null });
+    expect(parts.audioBoundaries).toEqual({ path: 'audio_boundaries.f32', shape: [2, HIDDEN] });
+    expect(partGraphNames(parts)).toEqual(['encoder.whisper', 'adapter.whisper', 'embedTokens', 'decoder']);
+    expect(variantFiles(m, 'fp32')).toEqual([
+      'onnx/encoder_whisper.onnx', 'onnx/adapter_whisper.onnx', 'onnx/embed_tokens.onnx', 'onnx/decoder.onnx',
+      'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json', 'audio_boundaries.f32',
+    ]);
+    expect(unsupportedParts(parts)).toBeNull();
+  });
+
+  it("expresses SpeechVerse's connector (weighted layer sum in the encoder graph, Conv1d + LayerNorm downsampling, no boundaries)", () => {
+    const speechVerse = alarmLike();
+    speechVerse.pipeline.encoders[0]!.type = 'w2v-bert';
+    speechVerse.pipeline.encoders[0]!.features = { type: 'kaldi-fbank', waveformScale: 32768, numMelBins: 80, sampleFrequency: 16000, frameLengthMs: 25, frameShiftMs: 10, mean: 0, std: 1, stdMultiplier: 1 };
+    speechVerse.pipeline.encoders[0]!.hiddenLayers = [0, 1, 2, 3, 4, 5];
+    speechVerse.pipeline.adapters![0]!.details = { norm: 'layer', depth: 2, llmProj: true };
+    speechVerse.pipeline.adapters![0]!.downsample = 4;
+    speechVerse.pipeline.fusion.tokens = { perSecond: 12.5, from: 'melFrames', divisor: 8, min: 1 };
+    // the melFrames rule needs whisper-mel features: SpeechVerse counts what its adapter gives
+    expect(refusal(asJson(speechVerse)).message).toContain('/pipeline/fusion/tokens: the melFrames rule needs an encoder with whisper-mel features');
+    speechVerse.pipeline.encoders[0]!.features = alarmLike().pipeline.encoders[0]!.features;
+    delete speechVerse.pipeline.audioBoundaries;
+    speechVerse.files = speechVerse.files.filter((f) => f.path !== 'audio_boundaries.f32');
+    const parts = modelParts(parseManifest(asJson(speechVerse)));
+    expect(parts.adapters[0]).toMatchObject({ type: 'conv-downsampler', downsample: 4 });
+    expect(parts.audioBoundaries).toBeNull();
+  });
+
+  it('refuses fusions this app cannot run yet at load (unsupportedParts), though the manifest is valid', () => {
+    const perceiver = alarmLike();
+    perceiver.pipeline.fusion = { ...perceiver.pipeline.fusion, type: 'perceiver', graph: 'connector', inputs: { whisper: 'adapted' } };
+    perceiver.variants.fp32!.graphs.connector = { path: 'onnx/decoder.onnx', externalData: [] };
+    const parts = modelParts(parseManifest(asJson(perceiver)));
+    expect(unsupportedParts(parts)).toMatch(/"perceiver" fusion is not supported/);
+  });
+});
+
+describe('format 2: broken pipelines are refused, each with a pointer to the problem', () => {
+  const cases: [string, (m: ManifestV2) => void, string][] = [
+    ['an unknown encoder type', (m) => ((m.pipeline.encoders[0] as { type: string }).type = 'hubert'), '/pipeline/encoders/0/type'],
+    ['an unknown feature type', (m) => ((m.pipeline.encoders[0]!.features as { type: string }).type = 'mfcc'), '/pipeline/encoders/0/features/type'],
+    ['an adapter for a missing encoder', (m) => (m.pipeline.adapters![0]!.encoder = 'beats'), '/pipeline/adapters/0/encoder: there is no encoder "beats"'],
+    ['a fusion input naming an unknown encoder', (m) => (m.pipeline.fusion.inputs = { whisper: 'adapted', muq: 'x' }), '/pipeline/fusion/inputs: names encoder "muq"'],
+    ['an encoder feeding no fusion input', (m) => (m.pipeline.fusion.inputs = {}), '/pipeline/fusion/inputs'],
+    ['boundaries of the wrong shape', (m) => (m.pipeline.audioBoundaries!.shape = [2, 64]), '/pipeline/audioBoundaries/shape: [2, 64], expected [2, 32]'],
+    ['boundaries of three rows', (m) => (m.pipeline.audioBoundaries!.shape = [3, HIDDEN]), '/pipeline/audioBoundaries/shape: [3, 32], expected [2, 32]'],
+    ['a boundaries file of the wrong size', (m) => (m.files.at(-1)!.size = 100), '/pipeline/audioBoundaries/path: "audio_boundaries.f32" has 100 bytes'],
+    ['a boundaries file missing from /files', (m) => m.files.pop(), 'needs "audio_boundaries.f32", which is not in /files'],
+    ['two encoders of one name', (m) => m.pipeline.encoders.push({ ...m.pipeline.encoders[0]! }), '/pipeline/encoders/1/name: "whisper" is used by two encoders'],
+    ['a fusion width other than the LLM\'s', (m) => (m.pipeline.fusion.width = 31), '/pipeline/fusion/width: 31'],
+    ['a variant without the adapter graph', (m) => delete m.variants.fp32!.graphs['adapter.whisper'], '/variants/fp32/graphs: has no "adapter.whisper" graph'],
+    ['a variant with a graph nothing runs', (m) => (m.variants.fp32!.graphs.connector = { path: 'onnx/decoder.onnx', externalData: [] }), '/variants/fp32/graphs/connector: the pipeline does not run this graph'],
+    ['a bad graph name', (m) => (m.variants.fp32!.graphs['encoder.Whisper!'] = { path: 'onnx/decoder.onnx', externalData: [] }), '/variants/fp32/graphs'],
+    ['perChunk over a recording', (m) => (m.pipeline.fusion.tokens = { perChunk: 10 }), '/pipeline/fusion/tokens: perChunk needs scope "chunk"'],
+    ['adapters before a chunk fusion', (m) => (m.pipeline.fusion.scope = 'chunk'), '/pipeline/fusion/scope'],
+    ['a fused graph missing for two encoders', (m) => {
+      m.pipeline.encoders.push({ ...m.pipeline.encoders[0]!, name: 'beats' });
+      m.pipeline.fusion.inputs = { whisper: 'adapted', beats: 'b' };
+    }, '/pipeline/fusion/graph: missing'],
+    ['a window Q-Former without its window', (m) => (m.pipeline.fusion = { ...m.pipeline.fusion, type: 'window-qformer', graph: 'connector', inputs: { whisper: 'adapted' } }), '/pipeline/fusion/window'],
+    ['a fusion graph without its inputs', (m) => (m.pipeline.fusion = { ...m.pipeline.fusion, type: 'perceiver', graph: 'connector' }), '/pipeline/fusion/inputs: encoder "whisper" feeds nothing'],
+    ['an unknown LLM type', (m) => ((m.pipeline.llm as { type: string }).type = 'mistral'), '/pipeline/llm/type'],
+    ['an LLM without qkNorm', (m) => delete (m.pipeline.llm as Partial<ManifestV2['pipeline']['llm']>).qkNorm, '/pipeline/llm'],
+    ['a missing lora (null must be said)', (m) => delete (m.pipeline as Partial<ManifestV2['pipeline']>).lora, '/pipeline'],
+    ['an unknown pipeline property', (m) => ((m.pipeline as unknown as Record<string, unknown>).postprocessing = 'identity'), '/pipeline/postprocessing: unknown property "postprocessing"'],
+    ['format 1\'s architecture in format 2', (m) => ((m as unknown as Record<string, unknown>).architecture = v1().architecture), '/architecture: unknown property "architecture"'],
+    ['a BOS outside the vocabulary', (m) => (m.prompt.bosTokenId = 200000), '/prompt/bosTokenId: 200000 is outside the vocabulary'],
+  ];
+  it.each(cases)('%s', (_name, breakIt, expected) => {
+    const m = alarmLike();
+    breakIt(m);
+    const error = refusal(asJson(m));
+    expect(error.code).toBe('bundle/manifest-invalid');
+    expect(error.message).toContain(expected);
+    expect(error.message).toMatch(/^The manifest of bundle "salmonn-tiny" is not valid: .*\. The bundle is damaged/);
+  });
+
+  it('format 1 still refuses format 2 fields (bosTokenId null, system)', () => {
+    const one = v1() as unknown as { prompt: Record<string, unknown> };
+    one.prompt.bosTokenId = null;
+    one.prompt.system = 'x';
+    const error = refusal(one);
+    expect(error.message).toContain('/prompt/bosTokenId');
+    expect(error.message).toContain('/prompt/system: unknown property "system"');
+  });
+});
