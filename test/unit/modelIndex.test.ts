@@ -28,8 +28,10 @@ describe('models/index.json', () => {
     expect(warnings).toEqual([]);
     expect(index.format).toBe(MODEL_INDEX_FORMAT);
     expect(index.formatVersion).toBe(MODEL_INDEX_VERSION);
-    expect(index.models.map((m) => m.name)).toEqual(['salmonn-tiny']);
-    const entry = index.models[0]!;
+    // Sorted by folder name: the tiny ALARM bundle (format 2) and the tiny SALMONN bundle (format 1).
+    expect(index.models.map((m) => m.name)).toEqual(['alarm-tiny', 'salmonn-tiny']);
+    expect(index.models[0]!).toMatchObject({ name: 'alarm-tiny', path: 'alarm-tiny/', randomWeights: true });
+    const entry = index.models[1]!;
     expect(entry).toMatchObject({ name: 'salmonn-tiny', path: 'salmonn-tiny/', label: tiny.label, description: tiny.description, randomWeights: true });
     // The whole bundle: every file the manifest lists, as stored on disk.
     expect(entry.bytes).toBe(tiny.files.reduce((sum, f) => sum + diskSize(f.path), 0));
