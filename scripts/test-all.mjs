@@ -8,9 +8,11 @@
  *      and the check that the committed tiny bundle and goldens are byte-identical to a fresh rebuild;
  * then one plain summary line, `N passed, N failed`, over all runners.
  *
- * Why the overlap: the browser tests spend much of their time waiting on one software-GPU pipeline
- * (SwiftShader) or on the page, leaving a core idle on a 2-core machine; the Python and TypeScript
- * checks (~3.5 min alone) fit in that idle time. Their output is kept and printed after Vitest's.
+ * Why the overlap: parts of the browser phase leave CPU idle on a 2-core machine (seen: 12–27 % of
+ * the CPU idle during engine.test.ts's int4 tests, its GPU process at ~0.6 cores, with other work
+ * running besides); the Python and TypeScript checks (~3.5 min alone) run in that slack instead of
+ * before it. Their output is kept and printed after Vitest's. Not yet measured end to end on a
+ * quiet machine: see docs/ci-time.md.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
