@@ -21,7 +21,7 @@ configureOrt({ wasmBaseUrl: new URL(`${import.meta.env.BASE_URL}ort/`, self.loca
 
 // OPFS, or memory where the browser refuses it (a private window): see `storedOnDevice`.
 const store = new DeviceBundleStore();
-const engine = new HarkEngine({ store });
+const engine = new HarkEngine({ store, onReleasingSessions: markDeviceReleased });
 
 /** What the worker tells the page outside of comlink's replies (see src/engineClient.ts). */
 export type WorkerEvent = { harkEvent: 'device-lost'; message: string; reason: string };
@@ -43,11 +43,24 @@ const lifeLock: Promise<string | null> = new Promise((resolve) => {
 /** The WebGPU device onnxruntime uses, once lost (null while it works or before it exists). */
 let deviceLost: { message: string; reason: string } | null = null;
 const watchedDevices = new WeakSet<object>();
+/** Devices whose sessions the engine released itself: their "destroyed" loss is onnxruntime's cleanup. */
+const releasedDevices = new WeakSet<object>();
+
+/**
+ * Before the engine releases its model's sessions: onnxruntime destroys its WebGPU device with
+ * the last session (and creates a new one for the next model), so that device's loss is expected
+ * and must not restart the worker as a lost GPU would.
+ */
+async function markDeviceReleased(): Promise<void> {
+  const device = await ortDevice();
+  if (device && typeof device === 'object') releasedDevices.add(device);
+}
 
 /**
  * Watches the GPUDevice onnxruntime created (ort.env.webgpu.device): when the browser reports it
- * lost (a driver reset, the GPU process crashed, or destroy()), the page is told at once. This
- * worker's onnxruntime cannot create another device, so the page replaces the worker.
+ * lost (a driver reset, the GPU process crashed, or destroy() from outside), the page is told at
+ * once and replaces the worker. A device onnxruntime destroyed itself after the engine released
+ * its sessions (see markDeviceReleased) is not a loss: the next model gets a new device.
  */
 /** The GPUDevice onnxruntime set in env.webgpu.device (a promise of it in some builds); null before. */
 function ortDevice(): Promise<GPUDevice | null> {
@@ -60,6 +73,7 @@ async function watchDevice(): Promise<void> {
   if (!device || typeof device !== 'object' || !('lost' in device) || watchedDevices.has(device)) return;
   watchedDevices.add(device);
   void device.lost.then((info) => {
+    if (info.reason === 'destroyed' && releasedDevices.has(device)) return;
     deviceLost = { message: info.message || 'no reason given', reason: String(info.reason) };
     const event: WorkerEvent = { harkEvent: 'device-lost', ...deviceLost };
     self.postMessage(event);

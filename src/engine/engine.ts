@@ -42,6 +42,12 @@ export interface EngineOptions {
   maxAudioSeconds?: number;
   /** Cap the conversation length below the model's maximum (tokens), e.g. to bound KV memory. */
   maxContextTokens?: number;
+  /**
+   * Called before the engine releases every session of its model (an unload, or a model switch).
+   * onnxruntime destroys its WebGPU device with the last session and makes a new one for the
+   * next: whoever watches that device for losses must not take this for a lost GPU.
+   */
+  onReleasingSessions?: () => Promise<void> | void;
 }
 
 export interface LoadModelOptions {
@@ -636,7 +642,10 @@ export class HarkEngine {
     this.conversation?.dispose();
     this.conversation = null;
     this.audioInfo = null;
-    if (this.model) await releaseGraphs(this.model.sessions);
+    if (this.model) {
+      await this.options.onReleasingSessions?.();
+      await releaseGraphs(this.model.sessions);
+    }
     const probe = this.model?.probe;
     if (probe) await probe.then((runner) => runner.release(), () => undefined);
     this.model = null;
