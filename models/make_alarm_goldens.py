@@ -22,7 +22,9 @@ and each precision (fp32; int4 = the reference holding exactly the weights of th
     tokens        GREEDY_TOKENS greedy ids (plain greedy: stop ids <|im_end|> / <|endoftext|>, no budget)
 and for the speech clip one reasoning run (salmonn/reasoning.py's rules): thinking budget
 REASONING_BUDGET, then ALARM's forced closing sentence + </think>, then REASONING_ANSWER_TOKENS
-answer tokens.
+answer tokens, and a follow-up question after it (`followUp`): the second turn's prompt built afresh
+as Qwen3's chat template writes a conversation (the first turn written back as its answer only,
+alarm/prompt.py `conversation_texts`), its first-step logits and the same reasoning run on it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ GOLDEN_INPUTS = [
 REASONING_INPUT = "speech"
 REASONING_BUDGET = 4
 REASONING_ANSWER_TOKENS = 8
+FOLLOW_UP_QUESTION = "And what came right after that?"
 
 
 def int4_reference(ref: AlarmReference) -> AlarmReference:
@@ -119,6 +122,8 @@ def golden_for_input(refs: dict[str, AlarmReference], tok: Qwen3Tokenizer, name:
         }
         if name == REASONING_INPUT:
             run["reasoning"] = reasoning_golden(ref, tok, prompt.embeds)
+            history = [(text, tok.decode(run["reasoning"]["tokens"]))]
+            run["followUp"] = follow_up_golden(ref, pipe, tok, wave, history, f"{stem}.follow_up", save)
         entry["precisions"][precision] = run
     return entry
 
@@ -132,6 +137,19 @@ def reasoning_golden(ref: AlarmReference, tok: Qwen3Tokenizer, embeds: torch.Ten
             "thinkingTokens": result.thinking_tokens, "forcedClose": result.forced_close,
             "forcedAt": result.forced_at, "answerStart": result.answer_start,
             "thoughts": result.thoughts, "answer": result.answer}
+
+
+def follow_up_golden(ref: AlarmReference, pipe: AlarmPipeline, tok: Qwen3Tokenizer, wave: torch.Tensor,
+                     history: list[tuple[str, str]], stem: str, save: ArrayWriter) -> dict:
+    """The second turn, its prompt built from scratch (no KV cache): what a follow-up must equal."""
+    prompt = pipe.prompt(wave, FOLLOW_UP_QUESTION, history=history)
+    with torch.no_grad():
+        hidden, _ = ref.decoder.hidden(prompt.embeds, torch.arange(prompt.embeds.shape[1])[None])
+        logits = torch.nn.functional.linear(hidden[:, -1:], ref.decoder.head_weight())
+    run = reasoning_golden(ref, tok, prompt.embeds)
+    return {"question": FOLLOW_UP_QUESTION, "history": [{"question": q, "generated": g} for q, g in history],
+            "mainIds": prompt.main_ids, "promptTokens": int(prompt.embeds.shape[1]),
+            "logits": save(f"{stem}.logits", logits[0, -1]), "reasoning": run}
 
 
 def write_goldens(out: Path, scratch: Path) -> dict:

@@ -41,7 +41,7 @@ from .export import (ADAPTER_INPUT, ADAPTER_OUTPUT, ENCODER_INPUT, ENCODER_OUTPU
                      export_qwen3_decoder, export_whisper_adapter, export_whisper_encoder)
 from .checkpoints import AlarmReference
 from .model import AlarmAudio
-from .prompt import GENERATION_PROMPT, IM_END, IM_START, SYSTEM_PROMPT, system_text
+from .prompt import ASSISTANT_TURN, GENERATION_PROMPT, IM_END, IM_START, SYSTEM_PROMPT, THOUGHTS_END, system_text
 from .qwen3 import STOP_IDS
 
 FORMAT_VERSION = 2
@@ -135,6 +135,9 @@ def prompt_section() -> dict:
         "bosTokenId": None,
         "eosTokenId": STOP_IDS[0],
         "system": system_text(SYSTEM_PROMPT),
+        # follow-ups as Qwen3's chat template writes a conversation (alarm/prompt.py)
+        "history": {"generationPrompt": GENERATION_PROMPT, "assistantTurn": ASSISTANT_TURN,
+                    "thoughtsEnd": THOUGHTS_END},
     }
 
 

@@ -22,7 +22,7 @@ from torch import Tensor
 from salmonn.reasoning import ALARM_DEFAULT_BUDGET, ReasoningResult, alarm_template, reason_greedy
 
 from .model import AlarmAudio
-from .prompt import SYSTEM_PROMPT, assemble_embeddings, system_text, user_texts
+from .prompt import SYSTEM_PROMPT, assemble_embeddings, conversation_texts, system_text
 from .qwen3 import STOP_IDS, Qwen3Decoder
 
 
@@ -60,8 +60,11 @@ class AlarmPipeline:
         return torch.nn.functional.embedding(ids, self.embed_tokens)
 
     @torch.no_grad()
-    def prompt(self, wave: Tensor, question: str, system: str = SYSTEM_PROMPT) -> AlarmPrompt:
-        start, main = user_texts(question)
+    def prompt(self, wave: Tensor, question: str, system: str = SYSTEM_PROMPT,
+               history: Sequence[tuple[str, str]] = ()) -> AlarmPrompt:
+        """The whole prompt for `question`; `history` holds the earlier (question, generated text)
+        turns of the conversation, written back as Qwen3's chat template does (prompt.py)."""
+        start, main = conversation_texts([q for q, _ in history] + [question], [a for _, a in history])
         system_ids, start_ids, main_ids = (self.tok.encode(t) for t in (system_text(system), start, main))
         audio = self.audio(wave)
         embeds = assemble_embeddings(self.embed, system_ids, start_ids, audio,

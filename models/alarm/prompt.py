@@ -13,6 +13,17 @@ The token sequence the LLM reads, for one question about one recording:
              (the rest of that rendering; Qwen3-4B-Thinking-2507's chat template opens the
              thoughts itself, so generation starts inside them)
 
+A later turn (Qwen3's chat template; ALARM's own code is single-turn): an earlier assistant
+turn is written back as its ANSWER only, "<|im_start|>assistant\n" + the generated text after its
+last "</think>" with leading newlines removed + "<|im_end|>\n" (the template drops the reasoning of
+every assistant turn before the last user message). So the text after the audio for question k is
+
+    q1 + "<|im_end|>\n" + [assistant turn of answer i + "<|im_start|>user\n" + q(i+1) + "<|im_end|>\n"]...
+       + "<|im_start|>assistant\n<think>\n"
+
+tokenized as one text, as HF tokenizes a rendered conversation (added tokens split the text, so
+the pieces tokenize the same alone).
+
 The system embeddings come first ("add after audio because audio conditioning is on user prompt
 only", their comment), then start, audio, main. Every id is embedded with the LLM's own
 `embed_tokens`; there is no BOS.
@@ -34,6 +45,16 @@ IM_END = "<|im_end|>"
 GENERATION_PROMPT = IM_START + "assistant\n<think>\n"
 
 
+ASSISTANT_TURN = IM_START + "assistant\n{}" + IM_END + "\n"
+THOUGHTS_END = "</think>"
+
+
+def history_content(generated: str) -> str:
+    """What Qwen3's chat template keeps of an assistant turn's generated text (without its stop
+    token): the part after the last "</think>", leading newlines removed; all of it without one."""
+    return generated.split(THOUGHTS_END)[-1].lstrip("\n")
+
+
 def system_text(system: str = SYSTEM_PROMPT) -> str:
     return f"{IM_START}system\n{system}{IM_END}\n"
 
@@ -43,6 +64,18 @@ def user_texts(question: str) -> tuple[str, str]:
     full = f"{IM_START}user\n{question}{IM_END}\n{GENERATION_PROMPT}"
     start = full.split("\n")[0] + "\n"
     return start, full[len(start):]
+
+
+def conversation_texts(questions: Sequence[str], answers: Sequence[str]) -> tuple[str, str]:
+    """(start, main) for the last of `questions`, after the earlier ones answered with `answers`
+    (generated texts, one fewer than the questions): the audio goes between start and main."""
+    if len(answers) != len(questions) - 1 or not questions:
+        raise ValueError("a conversation needs one answer for every question but the last")
+    start, main = user_texts(questions[0])
+    main = main[: -len(GENERATION_PROMPT)]
+    for answer, question in zip(answers, questions[1:]):
+        main += ASSISTANT_TURN.format(history_content(answer)) + f"{IM_START}user\n{question}{IM_END}\n"
+    return start, main + GENERATION_PROMPT
 
 
 def split_added_tokens(text: str, added: Mapping[str, int]) -> List[object]:

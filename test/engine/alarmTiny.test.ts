@@ -29,6 +29,15 @@ interface ArrayRef {
   file: string;
   shape: number[];
 }
+interface GoldenReasoning {
+  thinkingBudget: number;
+  maxAnswerTokens: number;
+  tokens: number[];
+  thinkingTokens: number;
+  forcedClose: boolean;
+  thoughts: string;
+  answer: string;
+}
 interface AlarmGoldenInput {
   audio: string;
   samples: number;
@@ -45,8 +54,9 @@ interface AlarmGoldenInput {
       stages: { encoderOut: ArrayRef[]; adapted: ArrayRef; audio: ArrayRef };
       logits: ArrayRef;
       tokens: number[];
-      /** Only some inputs have a forced-close run. */
-      reasoning?: { thinkingBudget: number; maxAnswerTokens: number; tokens: number[]; thinkingTokens: number; forcedClose: boolean; thoughts: string; answer: string };
+      /** Only some inputs have a forced-close run, and a follow-up after it. */
+      reasoning?: GoldenReasoning;
+      followUp?: { question: string; mainIds: number[]; promptTokens: number; logits: ArrayRef; reasoning: GoldenReasoning };
     }
   >;
 }
@@ -108,6 +118,33 @@ describe.skipIf(!present)('the tiny ALARM bundle (format 2) vs the ALARM PyTorch
           expect(reasoned.forcedClose).toBe(reasoning.forcedClose);
           expect(reasoned.thoughts).toBe(reasoning.thoughts);
           expect(reasoned.text).toBe(reasoning.answer);
+
+          // a follow-up: the KV cache cut back to the first turn's generation prompt, its answer
+          // written back as Qwen3's chat template does, against the reference's fresh prompt of
+          // the whole conversation
+          const followUp = ref.followUp;
+          if (!followUp) return;
+          let followFirst: Float32Array = new Float32Array(0);
+          const next = await engine.ask(followUp.question, {
+            maxNewTokens: followUp.reasoning.maxAnswerTokens, thinkingBudget: followUp.reasoning.thinkingBudget, doSample: false,
+            onFirstLogits: (l) => (followFirst = l),
+          });
+          expect(logitError(followFirst, array(followUp.logits)), 'follow-up first-step logits').toBeLessThan(1e-3);
+          expect(next.ids).toEqual(followUp.reasoning.tokens);
+          expect(next.thoughts).toBe(followUp.reasoning.thoughts);
+          expect(next.text).toBe(followUp.reasoning.answer);
+
+          // the same after a reload: the first turn re-read from its ids, then the follow-up
+          engine.newConversation();
+          const resumed = await engine.resumeConversation([{ question: input.question, answer: reasoned.text, ids: reasoned.ids }]);
+          expect(resumed.exactTurns).toBe(1);
+          let resumedFirst: Float32Array = new Float32Array(0);
+          const again = await engine.ask(followUp.question, {
+            maxNewTokens: followUp.reasoning.maxAnswerTokens, thinkingBudget: followUp.reasoning.thinkingBudget, doSample: false,
+            onFirstLogits: (l) => (resumedFirst = l),
+          });
+          expect(logitError(resumedFirst, array(followUp.logits)), 'resumed follow-up first-step logits').toBeLessThan(1e-3);
+          expect(again.ids).toEqual(followUp.reasoning.tokens);
         });
       }
     });

@@ -183,6 +183,8 @@ describe('format 2: broken pipelines are refused, each with a pointer to the pro
     ['an unknown pipeline property', (m) => ((m.pipeline as unknown as Record<string, unknown>).postprocessing = 'identity'), '/pipeline/postprocessing: unknown property "postprocessing"'],
     ['format 1\'s architecture in format 2', (m) => ((m as unknown as Record<string, unknown>).architecture = v1().architecture), '/architecture: unknown property "architecture"'],
     ['a BOS outside the vocabulary', (m) => (m.prompt.bosTokenId = 200000), '/prompt/bosTokenId: 200000 is outside the vocabulary'],
+    ['a history whose generation prompt does not end the template', (m) => (m.prompt.history = { generationPrompt: '<|im_start|>assistant\n', assistantTurn: '<|im_start|>assistant\n{}<|im_end|>\n', thoughtsEnd: '</think>' }), '/prompt/history/generationPrompt: the template does not end with it'],
+    ['a history whose assistant turn has no slot', (m) => (m.prompt.history = { generationPrompt: '<think>\n', assistantTurn: '<|im_start|>assistant\n<|im_end|>\n', thoughtsEnd: '</think>' }), '/prompt/history/assistantTurn'],
   ];
   it.each(cases)('%s', (_name, breakIt, expected) => {
     const m = alarmLike();

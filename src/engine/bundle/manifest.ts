@@ -165,11 +165,28 @@ export interface PromptSpec {
   eosTokenId: number;
 }
 
+/**
+ * How a follow-up writes the earlier turn back, for a chat template that rewrites it (Qwen3's keeps
+ * only the answer of an earlier assistant turn, its thoughts dropped): the previous prompt's
+ * `generationPrompt` (the template's tail that opened the assistant turn) and everything generated
+ * after it leave the KV cache, then `assistantTurn` around the generated text after its last
+ * `thoughtsEnd` (leading line breaks removed; all of it without one) and the next question's
+ * template are fed.
+ */
+export interface PromptHistory {
+  generationPrompt: string;
+  /** With {} for the earlier answer, e.g. "<|im_start|>assistant\n{}<|im_end|>\n". */
+  assistantTurn: string;
+  thoughtsEnd: string;
+}
+
 /** Format 2's prompt: no BOS possible (Qwen3), and an optional system text before the first turn. */
 export interface PromptSpecV2 extends Omit<PromptSpec, 'bosTokenId'> {
   bosTokenId: number | null;
   /** Tokenized on its own and placed once before the first turn. */
   system?: string;
+  /** Absent: a follow-up keeps the earlier turn as generated and feeds [eos] + template (Vicuna). */
+  history?: PromptHistory;
 }
 
 export interface GenerationSpec {

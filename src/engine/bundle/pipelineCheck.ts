@@ -66,6 +66,15 @@ export function pipelineProblems(manifest: ManifestV2): string[] {
   if (manifest.prompt.bosTokenId !== null && manifest.prompt.bosTokenId >= llm.vocabSize) {
     problems.push(`/prompt/bosTokenId: ${manifest.prompt.bosTokenId} is outside the vocabulary (${llm.vocabSize} tokens)`);
   }
+  const history = manifest.prompt.history;
+  if (history) {
+    if (!manifest.prompt.template.endsWith(history.generationPrompt)) {
+      problems.push(`/prompt/history/generationPrompt: the template does not end with it (a follow-up cuts it off the previous prompt)`);
+    }
+    if (history.assistantTurn.split('{}').length !== 2) {
+      problems.push(`/prompt/history/assistantTurn: needs exactly one {} for the earlier answer`);
+    }
+  }
 
   // Exactly the graphs the parts run (plus the optional probe): a missing one could not be
   // opened, an extra one would be downloaded for nothing.

@@ -6,11 +6,16 @@
  *
  * A turn answered from a fixed label set (`chooseAnswer`) is fed the same way and its chosen
  * label's ids become the turn's answer, exactly as if the model had generated them.
+ *
+ * A format with a `history` rule (Qwen3's chat template, which keeps only the answer of an earlier
+ * assistant turn) instead cuts the KV cache back to where the previous turn's generation prompt
+ * began, and feeds the previous answer written back as the template writes it, then the next
+ * question: the cache then holds exactly what a fresh prompt of the whole conversation would.
  */
 import { HarkError } from '../errors';
 import type { DecoderRunner, KvCache } from './decoder';
 import { generate, type GenerationParams, type GenerationResult, type TokenEvent } from './generate';
-import { followUpIds, promptParts, type PromptFormat } from './prompt';
+import { followUpIds, historyTurnIds, promptParts, type PromptFormat } from './prompt';
 import type { ReasoningRun } from './reasoning';
 import type { TextTokenizer } from './tokenizer';
 
@@ -57,6 +62,10 @@ export class Conversation {
   private cache: KvCache | null = null;
   private unfed: number[] = [];
   private turnCount = 0;
+  /** History formats: the cache length where the last turn's generation prompt began. */
+  private turnStart = 0;
+  /** History formats: the ids the last turn answered with (generated, or a chosen label's). */
+  private answered: number[] = [];
 
   constructor(
     private readonly deps: ConversationDeps,
@@ -83,6 +92,7 @@ export class Conversation {
   ): Promise<GenerationResult> {
     const { decoder, tokenizer, maxPositions, answerPrefixIds } = this.deps;
     const questionPart = await this.questionEmbeds(question);
+    const turnStart = this.generationPromptStart(questionPart);
     const prefill = answerPrefixIds?.length ? concatFloat32([questionPart, await this.deps.embed(answerPrefixIds)]) : questionPart;
     const prefillLength = prefill.length / decoder.shape.hiddenSize;
     if (this.positions + prefillLength + 1 > maxPositions) {
@@ -105,6 +115,8 @@ export class Conversation {
     }
     this.cache = result.cache;
     this.unfed = result.unfedIds;
+    this.turnStart = turnStart;
+    this.answered = result.ids;
     this.turnCount += 1;
     return result;
   }
@@ -125,6 +137,7 @@ export class Conversation {
     const { decoder, maxPositions } = this.deps;
     const prefill = await this.questionEmbeds(question);
     const promptTokens = prefill.length / decoder.shape.hiddenSize;
+    const turnStart = this.generationPromptStart(prefill);
     if (this.positions + promptTokens + answerRoom > maxPositions) {
       throw new HarkError(
         'engine/context-overflow',
@@ -142,6 +155,8 @@ export class Conversation {
       const chosen = await choose({ logits: step.logits, cache, promptTokens });
       this.cache = cache;
       this.unfed = chosen.answerIds;
+      this.turnStart = turnStart;
+      this.answered = chosen.answerIds;
       this.turnCount += 1;
       return chosen.result;
     } catch (error) {
@@ -162,8 +177,12 @@ export class Conversation {
   async replay(turns: ReplayTurn[], loraScale: number): Promise<void> {
     if (this.turnCount > 0) throw new Error('replay() is only for a conversation without turns');
     const { decoder, embed, maxPositions } = this.deps;
+    const rewrites = this.deps.format.history !== undefined;
     for (const turn of turns) {
-      const embeds = concatFloat32([await this.questionEmbeds(turn.question), await embed(turn.answerIds)]);
+      const question = await this.questionEmbeds(turn.question);
+      const turnStart = this.generationPromptStart(question);
+      // A history format writes the answer back with the next question (questionEmbeds), not here.
+      const embeds = rewrites ? question : concatFloat32([question, await embed(turn.answerIds)]);
       const length = embeds.length / decoder.shape.hiddenSize;
       if (this.positions + length + 1 > maxPositions) {
         throw new HarkError(
@@ -182,6 +201,8 @@ export class Conversation {
         throw new HarkError('engine/inference-failed', `The language model failed while reading the earlier conversation (${error instanceof Error ? error.message : String(error)}).`);
       }
       this.unfed = [];
+      this.turnStart = turnStart;
+      this.answered = turn.answerIds;
       this.turnCount += 1;
     }
   }
@@ -191,11 +212,32 @@ export class Conversation {
     this.cache = null;
   }
 
-  /** What a question feeds: the whole first prompt with the audio, or a follow-up after the unfed tokens. */
+  /**
+   * What a question feeds: the whole first prompt with the audio, or a follow-up after the unfed
+   * tokens — or, for a history format, after cutting the cache back to the previous turn's
+   * generation prompt, the previous answer written back and the question.
+   */
   private async questionEmbeds(question: string): Promise<Float32Array> {
     if (this.turnCount === 0) return this.firstTurnEmbeds(question);
     const { tokenizer, embed, format } = this.deps;
-    return embed([...this.unfed, ...followUpIds(tokenizer, question, format)]);
+    const history = format.history;
+    if (!history) return embed([...this.unfed, ...followUpIds(tokenizer, question, format)]);
+    const ids = historyTurnIds(tokenizer, tokenizer.decode(this.answered), question, { ...format, history });
+    if (this.cache) this.cache = await this.cache.truncate(this.turnStart);
+    this.unfed = [];
+    return embed(ids);
+  }
+
+  /**
+   * History formats: the cache length at which the generation prompt that ends `question` (a
+   * question's fed embeddings, appended at the current length) begins. The template ends with the
+   * generation prompt and the added tokens in it split the text, so its tokens are the last ones.
+   */
+  private generationPromptStart(question: Float32Array): number {
+    const history = this.deps.format.history;
+    if (!history) return 0;
+    const generationPrompt = this.deps.tokenizer.encode(history.generationPrompt).length;
+    return this.positions + question.length / this.deps.decoder.shape.hiddenSize - generationPrompt;
   }
 
   private async firstTurnEmbeds(question: string): Promise<Float32Array> {

@@ -22,7 +22,7 @@
  * the owner's buffers), so the owner makes room for the scratch runs before lending it.
  */
 import { ort } from '../ortRuntime';
-import { checkRowMoves, forEachKv, pastName, presentName, type KvCache, type KvGeometry, type KvType } from './kvCache';
+import { checkRowMoves, checkTruncation, forEachKv, pastName, presentName, type KvCache, type KvGeometry, type KvType } from './kvCache';
 
 export interface KvCapacityPolicy {
   /** Positions are allocated in multiples of this. */
@@ -133,6 +133,14 @@ export class FixedKvCache implements KvCache {
       }
     }
     device.queue.submit([encoder.finish()]);
+  }
+
+  /** Positions past `length` stay in the buffers, unread: attention reads the length from `attention_mask`. */
+  async truncate(length: number): Promise<KvCache> {
+    checkTruncation(length, this.length);
+    const storage = this.requireStorage();
+    this.storage = null; // ownership moves to the new handle
+    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, storage, length, this.lent, this.batch);
   }
 
   /** Bytes of one sequence's row of one layer's key (or value) at `capacity` positions. */

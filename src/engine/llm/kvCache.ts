@@ -18,6 +18,9 @@
  * beams reordered after a step). Both copy on the device that holds the cache: a fixed cache's rows
  * never travel to the CPU.
  *
+ * `truncate(n)` keeps the first n positions (a follow-up of a model whose chat template rewrites the
+ * end of the previous turn, e.g. Qwen3 dropping the thoughts): the handle is consumed like a run's.
+ *
  * `scratch()` lends a handle for runs whose positions are thrown away afterwards (scoring the
  * labels of a fixed answer set, each on top of the same prompt): runs on the lent handle see this
  * cache's positions and append theirs, while this handle keeps its length and stays usable. No
@@ -60,6 +63,15 @@ export interface KvCache {
    * both a source and a destination.
    */
   copyRows(moves: ReadonlyArray<readonly [from: number, to: number]>): Promise<void>;
+  /** The handle holding only the first `length` positions (0 ≤ length ≤ this.length); this one is consumed. */
+  truncate(length: number): Promise<KvCache>;
+}
+
+/** Throws unless `length` is a valid truncation of a cache holding `held` positions. */
+export function checkTruncation(length: number, held: number): void {
+  if (!(Number.isInteger(length) && length >= 0 && length <= held)) {
+    throw new Error(`a KV cache of ${held} positions cannot be cut to ${length}`);
+  }
 }
 
 /** Throws unless `moves` are valid row moves for a cache of `batch` rows (see KvCache.copyRows). */
@@ -168,6 +180,29 @@ export class GrowingKvCache implements KvCache {
       const rowLength = data.length / this.batch;
       for (const [from, to] of moves) data.copyWithin(to * rowLength, from * rowLength, (from + 1) * rowLength);
     }
+  }
+
+  async truncate(length: number): Promise<KvCache> {
+    checkTruncation(length, this.length);
+    const source = this.requireTensors();
+    if (length === this.length) {
+      this.tensors = null; // ownership moves to the new handle
+      return new GrowingKvCache(this.geometry, source, length, this.owned, this.batch);
+    }
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [name, tensor] of Object.entries(source)) {
+      // [batch, kvHeads, positions, headDim]: keep the first `length` rows of every (sequence, head) block.
+      const data = (tensor.location === 'cpu' ? tensor.data : await tensor.getData()) as Float32Array | Uint16Array;
+      const [batch, heads, held, headDim] = tensor.dims as [number, number, number, number];
+      const out = new (data.constructor as Float32ArrayConstructor | Uint16ArrayConstructor)(batch * heads * length * headDim);
+      for (let block = 0; block < batch * heads; block++) {
+        out.set(data.subarray(block * held * headDim, (block * held + length) * headDim), block * length * headDim);
+      }
+      const dims = [batch, heads, length, headDim];
+      tensors[name] = out instanceof Uint16Array ? new ort.Tensor('float16', out, dims) : new ort.Tensor('float32', out as Float32Array, dims);
+    }
+    this.dispose();
+    return new GrowingKvCache(this.geometry, tensors, length, true, this.batch);
   }
 
   private requireTensors(): Record<string, ort.Tensor> {

@@ -11,8 +11,10 @@
  * SALMONN's task prompts already contain the slot; a free-text question gets the userText prefix.
  *
  * Follow-up turns continue in Vicuna's format: the previous answer, then [</s>], then the next
- * "USER: Q\nASSISTANT:" tokenized on its own; the audio stays in the KV cache.
+ * "USER: Q\nASSISTANT:" tokenized on its own; the audio stays in the KV cache. A format with a
+ * `history` rule (Qwen3) writes the earlier turn back instead (conversation.ts, `historyTurnIds`).
  */
+import type { PromptHistory } from '../bundle/manifest';
 import { HarkError } from '../errors';
 import type { TextTokenizer } from './tokenizer';
 
@@ -25,6 +27,8 @@ export interface PromptFormat {
   eosTokenId: number;
   /** Text placed once before the first turn, tokenized on its own. */
   system?: string;
+  /** How a follow-up writes the earlier turn back; absent: [eos] + template after it (Vicuna). */
+  history?: PromptHistory;
 }
 
 export interface PromptParts {
@@ -63,4 +67,21 @@ export function promptParts(tokenizer: TextTokenizer, question: string, format: 
 /** Tokens that start a follow-up turn: [</s>] + "USER: Q\nASSISTANT:" tokenized alone. */
 export function followUpIds(tokenizer: TextTokenizer, question: string, format: PromptFormat): number[] {
   return [format.eosTokenId, ...tokenizer.encode(fill(format.template, question.trim()))];
+}
+
+/**
+ * What a chat template such as Qwen3's keeps of an earlier assistant turn's generated text: the
+ * part after the last `thoughtsEnd`, leading line breaks removed (all of it without one).
+ */
+export function historyContent(generated: string, history: PromptHistory): string {
+  const parts = generated.split(history.thoughtsEnd);
+  return parts[parts.length - 1]!.replace(/^\n+/, '');
+}
+
+/** The earlier answer written back as `assistantTurn`, then the next question's template. */
+export function historyTurnIds(tokenizer: TextTokenizer, generated: string, question: string, format: PromptFormat & { history: PromptHistory }): number[] {
+  return [
+    ...tokenizer.encode(fill(format.history.assistantTurn, historyContent(generated, format.history))),
+    ...tokenizer.encode(fill(format.template, question.trim())),
+  ];
 }
