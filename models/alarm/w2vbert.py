@@ -60,8 +60,8 @@ Real size (W2V_BERT_2_0): 24 layers x 24,180,288 parameters + 165,184 for the fe
 
 Two equivalences the graphs rely on (tested in models/tests/test_alarm_w2vbert.py):
 * the relative-position term is computed as q . E^T over the left + right + 1 rows, then
-  gathered per (i, j) distance: the same numbers as HF's einsum over a [T, T, d] table, with
-  T x T x heads memory instead of T x T x d;
+  gathered per (i, j) distance: the same numbers as HF's einsum over a [T, T, d] table, without
+  that table (576 MB per layer at 1500 frames and d = 64 in fp32);
 * the only masked frame a single recording can have is its very last stacked frame (an odd fbank
   frame count); the depthwise conv is causal and padded keys get -inf-like scores, so running a
   piece cropped to its real frames gives the real frames' exact outputs (`hidden_states` with
@@ -328,6 +328,15 @@ def relative_distance_index(length: int, left: int, right: int, device: Optional
     return torch.clamp(positions[None, :] - positions[:, None], -left, right) + left
 
 
+def pick_distances(per_distance: Tensor, index: Tensor) -> Tensor:
+    """[B, h, T, D] scores per distance row + [T, T] rows -> [B, h, T, T], out[..., i, j] =
+    per_distance[..., i, index[i, j]]. One flat 1-D gather (row i's entries start at i * D), so
+    the graph holds a [T * T] index, not one expanded to every batch and head."""
+    b, h, t, d = per_distance.shape
+    flat = (torch.arange(t, device=index.device)[:, None] * d + index).reshape(-1)
+    return per_distance.reshape(b, h, t * d).index_select(2, flat).view(b, h, t, t)
+
+
 class SelfAttention(nn.Module):
     """Multi-head attention with Shaw-style relative keys ("relative_key")."""
 
@@ -345,8 +354,9 @@ class SelfAttention(nn.Module):
     def _heads(self, x: Tensor) -> Tensor:
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_size).transpose(1, 2)
 
-    def forward(self, x: Tensor, key_bias: Optional[Tensor] = None) -> Tensor:
-        """x [B, T, H]; key_bias [B, 1, 1, T] (0 or a large negative number per key)."""
+    def forward(self, x: Tensor, key_bias: Optional[Tensor] = None, distance_index: Optional[Tensor] = None) -> Tensor:
+        """x [B, T, H]; key_bias [B, 1, 1, T] (0 or a large negative number per key);
+        distance_index [T, T] (`relative_distance_index`, computed here when not given)."""
         q, k, v = self._heads(self.linear_q(x)), self._heads(self.linear_k(x)), self._heads(self.linear_v(x))
         scale = 1.0 / math.sqrt(self.head_size)
         scores = torch.matmul(q, k.transpose(-2, -1)) * scale
@@ -355,8 +365,9 @@ class SelfAttention(nn.Module):
         # the int4 export (which swaps MatMul(x, constant W) of Linear layers) leaves it fp32.
         table = self.distance_embedding.weight.to(q.dtype)
         per_distance = torch.matmul(table, q.transpose(-2, -1)).transpose(-2, -1)  # [B, h, T, D]
-        index = relative_distance_index(x.shape[1], self.left, self.right, x.device)
-        relative = torch.gather(per_distance, 3, index.expand(q.shape[0], self.num_heads, -1, -1))
+        if distance_index is None:
+            distance_index = relative_distance_index(x.shape[1], self.left, self.right, x.device)
+        relative = pick_distances(per_distance, distance_index)
         scores = scores + relative * scale
         if key_bias is not None:
             scores = scores + key_bias
@@ -377,9 +388,10 @@ class ConformerLayer(nn.Module):
         self.ffn2 = FeedForward(cfg)
         self.final_layer_norm = nn.LayerNorm(h, eps=eps)
 
-    def forward(self, x: Tensor, frame_mask: Optional[Tensor] = None, key_bias: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, frame_mask: Optional[Tensor] = None, key_bias: Optional[Tensor] = None,
+                distance_index: Optional[Tensor] = None) -> Tensor:
         x = x + 0.5 * self.ffn1(self.ffn1_layer_norm(x))
-        x = x + self.self_attn(self.self_attn_layer_norm(x), key_bias)
+        x = x + self.self_attn(self.self_attn_layer_norm(x), key_bias, distance_index)
         x = x + self.conv_module(x, frame_mask)
         x = x + 0.5 * self.ffn2(self.ffn2_layer_norm(x))
         return self.final_layer_norm(x)
@@ -414,10 +426,13 @@ class W2VBertEncoder(nn.Module):
         if frame_mask is not None:
             x = x.masked_fill(~frame_mask.bool().unsqueeze(-1), 0.0)
             key_bias = (1.0 - frame_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+        # one [T, T] distance index for every layer (the graph computes it once, not per layer)
+        distance_index = relative_distance_index(x.shape[1], self.cfg.left_max_position_embeddings,
+                                                 self.cfg.right_max_position_embeddings, x.device)
         wanted = set(layers)
         states = {0: x} if 0 in wanted else {}
         for i, layer in enumerate(self.encoder.layers[: max(layers)], start=1):
-            x = layer(x, frame_mask, key_bias)
+            x = layer(x, frame_mask, key_bias, distance_index)
             if i in wanted:
                 states[i] = x
         return torch.stack([states[i] for i in layers])
