@@ -77,18 +77,24 @@ side; for output phase j (0..2) and tap k (0..15): t = (k - 7) / 2 - j / 3, scal
 clamped to [-6, 6]; kernel = sinc(pi t) * cos(pi t / 12)^2 * base_freq / 2; the input is zero-
 padded by 7 before and 9 after, convolved with stride 2, the 3 phases interleaved, and cut to
 ceil(3 n / 2) samples. `resample_16k_to_24k` calls torchaudio itself (ALARM's exact function);
-tests/test_alarm_muq.py checks it against a written-out float64 form of the above.
+`sinc_resample_reference` is the written-out float64 form of the above (the browser's spec), and
+tests/test_alarm_muq.py checks that the two agree (torchaudio 0.13 here; ALARM's 2.x computes the
+same kernel: float64 taps, cast to float32).
 
-Mel front end in the chunk graph (choice): the graph takes the RAW 24 kHz waveform. The STFT op is
-not available in onnxruntime-web's WebGPU EP (and torch.onnx cannot export torch.stft's complex
-output), so the spectrogram is written as plain ops: reflect padding by index Gather, framing by
+Mel front end in the chunk graph (choice): the graph takes the RAW 24 kHz waveform. onnxruntime-web
+1.30's WebGPU EP has no STFT kernel (node_modules/onnxruntime-web/docs/webgpu-operators.md lists
+DFT but not STFT) and torch.onnx cannot export torch.stft's complex output, so the spectrogram is
+written as plain ops: reflect padding by index Gather, framing by
 reshaping into hop-sized blocks and concatenating ceil(n_fft / hop) shifted block views (Slice,
 Concat), one MatMul with a fixed [n_fft, 2 * (n_fft / 2 + 1)] Hann-windowed cos/sin basis, squares,
-a MatMul with the [n_fft / 2 + 1, 128] HTK filter bank, Max + Log (dB), the two scalar stats. All
+a MatMul with the [n_fft / 2 + 1, 128] HTK filter bank, Clip + Log (dB), the two scalar stats. All
 are ops both the wasm and WebGPU EPs run; it costs ~25 GFLOP per 30 s chunk, small next to the
-~0.7 TFLOP of the conv stem. The basis and filter bank are non-persistent buffers (MuQ's own
+conv stem (~0.8 TFLOP: its 512-channel 3x3 conv on the 64 x 1500 map alone is 0.45 TFLOP) and
+the conformer (~0.45 TFLOP). The basis and filter bank are non-persistent buffers (MuQ's own
 MelSTFT is not in the state dict). test_alarm_muq.py checks this path against torchaudio's
-MelSpectrogram + AmplitudeToDB (torch.stft).
+MelSpectrogram + AmplitudeToDB (torch.stft) and the exported graph's op types against that WebGPU
+list. Taking the waveform (not the mel) keeps ALARM's exact resampled samples as the only thing
+the browser computes outside the graph.
 
 Chunk graph inputs: the waveform chunk and the frame mask ALARM's attention mask becomes
 (frame t of a chunk holding n real samples is real iff 960 t < n, i.e. the first ceil(n / 960)
@@ -257,6 +263,31 @@ MUQ_LARGE_MSD_ITER = MuQConfig.from_hf_config({
 def resample_16k_to_24k(wave: Tensor) -> Tensor:
     """ALARM's resampler: torchaudio.transforms.Resample(16000, 24000) with its defaults."""
     return torchaudio.transforms.Resample(INPUT_SAMPLE_RATE, SAMPLE_RATE)(wave)
+
+
+def sinc_resample_kernel(orig: int = 2, new: int = 3, zeros: int = 6, rolloff: float = 0.99) -> Tuple[Tensor, int]:
+    """The windowed-sinc filters of Resample(16000, 24000) (rates reduced by their gcd to 2 -> 3),
+    float64 [new, 2 * width + orig] and the width: phase j, tap k weighs input 2 m + k - width
+    for output 3 m + j. The written-out form the browser ports (ALARM itself calls torchaudio)."""
+    base = min(orig, new) * rolloff
+    width = math.ceil(zeros * orig / base)
+    taps = torch.arange(-width, width + orig, dtype=torch.float64) / orig
+    phases = -torch.arange(new, dtype=torch.float64)[:, None] / new
+    t = ((phases + taps[None, :]) * base).clamp(-zeros, zeros)
+    window = torch.cos(t * math.pi / zeros / 2) ** 2
+    sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(math.pi * t) / (math.pi * t))
+    return sinc * window * base / orig, width
+
+
+def sinc_resample_reference(wave: Tensor) -> Tensor:
+    """16 -> 24 kHz in float64 with `sinc_resample_kernel`: zero-pad by width before and
+    width + 2 after, each phase's dot product every 2 inputs, phases interleaved, ceil(3 n / 2) kept."""
+    kernel, width = sinc_resample_kernel()
+    new, orig = kernel.shape[0], 2
+    padded = F.pad(wave.to(torch.float64), (width, width + orig))
+    windows = padded.unfold(0, kernel.shape[1], orig)  # [m, taps]
+    out = (windows @ kernel.T).reshape(-1)  # [m * new], phase-interleaved
+    return out[: math.ceil(new * wave.numel() / orig)]
 
 
 def muq_features(wave: Tensor) -> Tuple[Tensor, int]:

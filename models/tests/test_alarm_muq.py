@@ -29,10 +29,12 @@ from alarm.export_muq import GRAPH_FILE, MuQChunk, write_muq_encoder
 from alarm.muq import (CHUNK_SAMPLES, MUQ_LARGE_MSD_ITER, SAMPLES_PER_FRAME, ConformerLayer, ConvolutionModule,
                        MuQConfig, MuQEncoder, SelfAttention, encoder_frames, frame_mask, hidden_states,
                        htk_mel_filter_bank, ignored_checkpoint_keys, load_muq_checkpoint, muq_features,
-                       parameter_count, pos_conv_keys, windowed_dft_basis)
+                       parameter_count, pos_conv_keys, sinc_resample_reference,
+                       windowed_dft_basis)
 from alarm.tiny_muq import TINY_MUQ_LAYERS, tiny_muq_config, tiny_muq_encoder, tiny_muq_hf_config, tiny_muq_state
 from salmonn.ort_bridge import OrtSession, node_available
 
+WEBGPU_OPS_DOC = Path(__file__).resolve().parents[2] / "node_modules" / "onnxruntime-web" / "docs" / "webgpu-operators.md"
 SHORT_CHUNK = 9600  # 0.4 s: 40 mel frames, 10 encoder frames (ALARM's chunk is 720000)
 
 
@@ -270,33 +272,12 @@ def test_hidden_state_indexing_follows_transformers() -> None:
 # (2) features
 
 
-def _resample64(wave: torch.Tensor) -> torch.Tensor:
-    """16 -> 24 kHz by torchaudio's documented windowed sinc (width 6, rolloff 0.99, Hann), float64:
-    y[3m + j] = sum_k x[2m + k - 7] * h_j[k]."""
-    orig, new, zeros, rolloff = 2, 3, 6, 0.99
-    base = min(orig, new) * rolloff
-    width = math.ceil(zeros * orig / base)  # 7
-    x = F.pad(wave.double(), (width, width + orig))
-    taps = torch.arange(-width, width + orig, dtype=torch.float64) / orig
-    n = wave.numel()
-    out = torch.zeros(math.ceil(new * n / orig), dtype=torch.float64)
-    for j in range(new):
-        t = ((-j / new + taps) * base).clamp(-zeros, zeros)
-        window = torch.cos(t * math.pi / zeros / 2) ** 2
-        sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(math.pi * t) / (math.pi * t))
-        h = sinc * window * base / orig
-        frames = x.unfold(0, taps.numel(), orig)  # [m, 16]
-        values = frames @ h
-        out[j::new] = values[: out[j::new].numel()]
-    return out
-
-
 def test_resampler_matches_float64_windowed_sinc() -> None:
     wave = music_like(16000 + 7, rate=16000)
     features, length = muq_features(wave)
-    expected = _resample64(wave)
+    expected = sinc_resample_reference(wave)
     assert length == expected.numel() == math.ceil(1.5 * wave.numel())
-    assert (features[:length].double() - expected).abs().max() < 1e-5
+    assert (features[:length].double() - expected).abs().max() < 1e-6  # float32 kernel and conv
 
 
 def test_features_pad_to_30_s_chunks_and_count_real_samples() -> None:
@@ -434,6 +415,10 @@ def test_chunk_graph_matches_pytorch_in_onnxruntime_web(tmp_path: Path) -> None:
     model = onnx.load(str(tmp_path / GRAPH_FILE), load_external_data=False)
     ops = {n.op_type for n in model.graph.node}
     assert not ops & {"STFT", "DFT"}, "the mel front end must not need the STFT / DFT ops"
+    webgpu_ops = WEBGPU_OPS_DOC.read_text().split("\n") if WEBGPU_OPS_DOC.is_file() else None
+    if webgpu_ops is not None:  # onnxruntime-web's own list of WebGPU kernels (Constant becomes an initializer)
+        listed = {line.split("|")[1].strip() for line in webgpu_ops if line.startswith("| ")}
+        assert ops - {"Constant"} <= listed, f"not in the WebGPU EP: {sorted(ops - {'Constant'} - listed)}"
     assert [i.name for i in model.graph.input] == ["input_values", "frame_mask"]
     chunk = MuQChunk(enc, TINY_MUQ_LAYERS, fusion).eval()
     wave = music_like(SHORT_CHUNK, seed=1)[None]
