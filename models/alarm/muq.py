@@ -65,7 +65,9 @@ Facts from github Blinorot/ALARM (src/model/audio/):
   `MuQ.from_pretrained("OpenMuQ/MuQ-large-msd-iter")(chunk, attention_mask=mask,
   output_hidden_states=True)`, hidden states stacked [13, B, 750, 1024] and concatenated in time;
   calc_length = samples // (24000 // 25) = samples // 960.
-* configs/model/alarm_ca.yaml: muq adapter "mlp", audio_encoder_layers [4, 8, 12],
+* configs/model/alarm_ca.yaml: muq adapter "mlp", audio_encoder_layers [4, 8, 12] (indexes of the
+  13 hidden states: outputs of layers 4 and 8, and the final layer_norm of layer 12's output, so
+  all 12 layers and the final LayerNorm run),
   encoder_embedding_dim 1024, hidden_dim 1024: only the weighted layer average is per-chunk work
   that belongs in the encoder graph (adapter.py has the MLP itself).
 
@@ -93,7 +95,8 @@ conv stem (~0.8 TFLOP: its 512-channel 3x3 conv on the 64 x 1500 map alone is 0.
 the conformer (~0.45 TFLOP). The basis and filter bank are non-persistent buffers (MuQ's own
 MelSTFT is not in the state dict). test_alarm_muq.py checks this path against torchaudio's
 MelSpectrogram + AmplitudeToDB (torch.stft) and the exported graph's op types against that WebGPU
-list. Taking the waveform (not the mel) keeps ALARM's exact resampled samples as the only thing
+list. Measured on a 30 s chunk of music-like audio + silence: max |difference| 4.6e-4 of the
+normalised mel (0.009 dB), mean 9e-7; exact (-100 dB) on the zero padding. Taking the waveform (not the mel) keeps ALARM's exact resampled samples as the only thing
 the browser computes outside the graph.
 
 Chunk graph inputs: the waveform chunk and the frame mask ALARM's attention mask becomes
@@ -630,7 +633,10 @@ def pos_conv_keys(cfg: MuQConfig, legacy: bool = False) -> Dict[str, Tuple[int, 
     """The never-called `conformer.pos_conv_embed` (weight norm over dim 2 of a grouped conv)."""
     d, k, groups = cfg.encoder_dim, cfg.num_conv_pos_embeddings, cfg.num_conv_pos_embedding_groups
     p = "model.conformer.pos_conv_embed.conv"
-    g, v = ("weight_g", "weight_v") if legacy else ("parametrizations.weight.original0", "parametrizations.weight.original1")
+    if legacy:  # torch.nn.utils.weight_norm
+        g, v = "weight_g", "weight_v"
+    else:  # torch.nn.utils.parametrizations.weight_norm (transformers picks it when torch has it)
+        g, v = "parametrizations.weight.original0", "parametrizations.weight.original1"
     return {f"{p}.bias": (d,), f"{p}.{g}": (1, 1, k), f"{p}.{v}": (d, d // groups, k)}
 
 

@@ -34,7 +34,8 @@ from alarm.muq import (CHUNK_SAMPLES, MUQ_LARGE_MSD_ITER, SAMPLES_PER_FRAME, Con
 from alarm.tiny_muq import TINY_MUQ_LAYERS, tiny_muq_config, tiny_muq_encoder, tiny_muq_hf_config, tiny_muq_state
 from salmonn.ort_bridge import OrtSession, node_available
 
-WEBGPU_OPS_DOC = Path(__file__).resolve().parents[2] / "node_modules" / "onnxruntime-web" / "docs" / "webgpu-operators.md"
+REPO = Path(__file__).resolve().parents[2]
+WEBGPU_OPS_DOC = REPO / "node_modules" / "onnxruntime-web" / "docs" / "webgpu-operators.md"
 SHORT_CHUNK = 9600  # 0.4 s: 40 mel frames, 10 encoder frames (ALARM's chunk is 720000)
 
 
