@@ -48,7 +48,13 @@ class MuQChunk(nn.Module):
 
 def export_muq_encoder(encoder: MuQEncoder, layers: Sequence[int], fusion: Optional[WeightedAverage],
                        chunk_samples: int = CHUNK_SAMPLES, precision: str = "fp32") -> onnx.ModelProto:
-    """`encoder.muq`; fixed shapes (one chunk; ALARM's is 30 s, tests use shorter ones)."""
+    """`encoder.muq`; fixed shapes (one chunk; ALARM's is 30 s, tests use shorter ones).
+
+    fp32 only: salmonn/export.py's int4 pass turns every MatMul with a constant weight into
+    MatMulNBits and refuses weights that were not fake-quantized Linears, which the front end's
+    DFT basis and filter bank are not (they must stay fp32 anyway)."""
+    if precision != "fp32":
+        raise ValueError(f"encoder.muq is exported in fp32 only, got {precision!r}")
     wave = torch.zeros(1, chunk_samples)
     mask = torch.ones(1, chunk_frames(chunk_samples))
     chunk = MuQChunk(encoder, layers, fusion).eval()
