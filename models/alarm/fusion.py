@@ -11,7 +11,8 @@ Facts from github Blinorot/ALARM (src/):
 * model/audio/fusion_implementations/crossattention.py `CrossAttentionFusion` (checkpoint keys
   under `model.audio_fusion.fusion_model.`):
     - `in_proj.<enc>`: Linear(llm_embedding_dim -> hidden_dim) for the main encoder and every
-      conditional encoder; `out_proj`: Linear(hidden_dim -> llm_embedding_dim).
+      conditional encoder (a ModuleDict: one per name, so a main encoder also listed as
+      conditional has one); `out_proj`: Linear(hidden_dim -> llm_embedding_dim).
     - `condition_modules.<enc>.<i>`: for each conditional encoder (zipped with
       `num_hidden_layers`, so a shorter list silently drops encoders: refused here), that many
       torch `nn.TransformerDecoderLayer(d_model=hidden_dim, nhead=num_attention_heads,
@@ -112,16 +113,18 @@ class CrossAttentionConfig:
         if len(self.num_hidden_layers) != len(self.conditional_encoders):
             raise ValueError(f"num_hidden_layers {list(self.num_hidden_layers)} does not give one depth per "
                              f"conditional encoder {list(self.conditional_encoders)}")
-        names = (self.main_encoder,) + self.conditional_encoders
-        if len(set(names)) != len(names):
-            raise ValueError(f"main_encoder / conditional_encoders name an encoder twice: {list(names)}")
+        if len(set(self.conditional_encoders)) != len(self.conditional_encoders):
+            # ALARM's ModuleDict would keep the last stack and run it once per mention
+            raise ValueError(f"conditional_encoders name an encoder twice: {list(self.conditional_encoders)}")
         if any(n < 0 for n in self.num_hidden_layers):
             raise ValueError(f"num_hidden_layers {list(self.num_hidden_layers)} has a negative depth")
 
     @property
     def encoders(self) -> Tuple[str, ...]:
-        """Every encoder the fusion reads: the main one first, then the conditional ones in order."""
-        return (self.main_encoder,) + self.conditional_encoders
+        """Every encoder the fusion reads, once: the main one first, then the conditional ones in
+        order. The main encoder may also be a conditional one (ALARM's code allows it: both share
+        `in_proj.<main>`)."""
+        return (self.main_encoder,) + tuple(e for e in self.conditional_encoders if e != self.main_encoder)
 
 
 def fusion_config_from_alarm(d: Optional[Mapping[str, Any]]) -> Tuple[str, Optional[CrossAttentionConfig]]:
