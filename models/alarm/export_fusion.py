@@ -12,6 +12,10 @@ The graph does what AudioFusion does around the fusion model: zero-pads every in
 to the longest T (written as a gather from the input with one zero row appended, so that T stays
 dynamic in the trace), builds the key-padding mask from main_length (clamped to >= 1, see
 alarm/fusion.py), runs the decoder layers and out_proj.
+
+int4 (salmonn/export.py's swap: each MatMul with a constant weight becomes MatMulNBits) covers the
+attentions' in_proj_weight too, which is not an nn.Linear: `int4_fusion_reference` fake-quantizes
+it row by row as the Linears are, so the graph and that reference compute with identical weights.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from salmonn.export import export_traced
+from salmonn.export import export_traced, fake_quantize_linears
+from salmonn.int4 import dequantize_int4, quantize_int4
 
-from .fusion import CrossAttentionFusion
+from .fusion import CrossAttentionFusion, MultiheadAttention
 
 LENGTH_INPUT, FUSION_OUTPUT = "main_length", "audio_tokens"
 
@@ -63,9 +68,21 @@ def connector_input_names(fusion: CrossAttentionFusion) -> List[str]:
     return [fusion_input_name(e) for e in fusion.cfg.encoders] + [LENGTH_INPUT]
 
 
+def int4_fusion_reference(fusion: CrossAttentionFusion) -> CrossAttentionFusion:
+    """A copy holding exactly the weights the int4 connector computes with: every Linear weight
+    and every attention in_proj_weight ([3D, D], rows = outputs) as dequantize(quantize_int4(W))."""
+    quantized = fake_quantize_linears(fusion)
+    for module in quantized.modules():
+        if isinstance(module, MultiheadAttention):
+            w = module.in_proj_weight
+            packed, scales = quantize_int4(w.detach())
+            w.data = torch.from_numpy(dequantize_int4(packed, scales, w.shape[1]).copy())
+    return quantized.eval()
+
+
 def export_fusion(fusion: CrossAttentionFusion, precision: str = "fp32") -> onnx.ModelProto:
     """`connector`; every encoder's T dynamic (traced at unequal lengths: 9, 8, 7, ...)."""
-    fusion = fusion.eval()
+    fusion = int4_fusion_reference(fusion) if precision == "int4" else fusion.eval()
     width = fusion.cfg.llm_embedding_dim
     adapted = [torch.zeros(1, 9 - i, width) for i, _ in enumerate(fusion.cfg.encoders)]
     main_length = torch.tensor([8], dtype=torch.int64)

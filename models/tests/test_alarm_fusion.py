@@ -19,7 +19,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from alarm.export_fusion import FusionRecording, connector_input_names, export_fusion, fusion_input_name
+from alarm.export_fusion import (FusionRecording, connector_input_names, export_fusion, fusion_input_name,
+                                 int4_fusion_reference)
 from alarm.fusion import CrossAttentionConfig, CrossAttentionFusion, fuse, fusion_config_from_alarm, pad_outputs
 from salmonn.onnx_decoder import save_model
 from salmonn.ort_bridge import OrtSession, node_available
@@ -283,3 +284,29 @@ def test_connector_graph_one_graph_for_every_length_set(tmp_path):
             assert got.shape == expected.shape == (1, max(lengths.values()), 16)
             err = float(np.abs(got - expected).max() / max(1.0, float(np.abs(expected).max())))
             assert err < 1e-4, f"{lengths}: {err}"
+
+
+@pytest.mark.skipif(not node_available(), reason="node + onnxruntime-web not installed")
+def test_connector_graph_int4(tmp_path):
+    """int4: MatMulNBits for every projection, in_proj_weight included, against the reference
+    holding the same dequantized weights (tolerance of the int4 graph tests)."""
+    fusion = tiny_fusion(seed=11)
+    path = tmp_path / "connector_q4.onnx"
+    model = export_fusion(fusion, "int4")
+    ops = [n.op_type for n in model.graph.node]
+    layers = sum(fusion.cfg.num_hidden_layers)
+    # per layer q, k, v and out_proj of both attentions + the FFN's two; in_proj per encoder; out_proj
+    assert ops.count("MatMulNBits") == layers * (2 * 4 + 2) + 4 + 1
+    assert ops.count("MatMul") == layers * 2 * 2  # only q k^T and weights v (activations by activations)
+    save_model(model, path)
+    reference = int4_fusion_reference(fusion)
+    with OrtSession(path) as session:
+        for lengths, main_length in LENGTH_SETS[:2]:
+            outputs = adapter_outputs(lengths, seed=12)
+            feeds = {fusion_input_name(n): outputs[n].numpy() for n in fusion.cfg.encoders}
+            feeds["main_length"] = np.array([main_length], np.int64)
+            got = session.run(feeds)["audio_tokens"]
+            with torch.no_grad():
+                expected = reference(pad_outputs(outputs), torch.tensor([main_length])).numpy()
+            err = float(np.abs(got - expected).max() / max(1.0, float(np.abs(expected).max())))
+            assert err < 1e-3, f"{lengths}: {err}"
