@@ -15,6 +15,11 @@ writes (about 20 MB; Qwen3's real 151,936-row vocabulary dominates even at width
     OUT/whisper/config.json                            the tiny Whisper's HF config (ALARM's config does
                                                         not carry it; real runs use whisper-large-v3's)
 
+`fused=True` (tests only; the tiny bundle is the single-encoder model) adds ALARM-CA's
+cross-attention fusion (model.audio_fusion.fusion_model.*, src/model/audio/fusion_implementations/
+crossattention.py) with Whisper as the main AND the conditional encoder, which ALARM's code
+allows: the fused path with the one encoder implemented so far.
+
 Keys are written out one by one from the official layouts (not from the reference modules), so
 alarm/checkpoints.py is tested against an independent statement of them. Deterministic in the seed.
 """
@@ -67,6 +72,18 @@ class TinyAlarmSizes:
 
 
 SIZES = TinyAlarmSizes()
+
+
+@dataclass(frozen=True)
+class TinyFusionSizes:
+    # cross-attention fusion (real ALARM-CA: hidden 1024, ffn 4096, 16 heads, 1 layer per encoder)
+    hidden_dim: int = 24
+    ffn_dims: int = 40
+    num_attention_heads: int = 4
+    layers: int = 2
+
+
+FUSION_SIZES = TinyFusionSizes()
 
 
 class TinyAlarmPaths(NamedTuple):
@@ -205,6 +222,38 @@ def alarm_hf_config(s: TinyAlarmSizes) -> dict:
     return cfg
 
 
+def fused_alarm_hf_config(s: TinyAlarmSizes, f: TinyFusionSizes) -> dict:
+    """alarm_hf_config with ALARM-CA's fusion section over the one (Whisper) encoder."""
+    cfg = alarm_hf_config(s)
+    cfg["audio_fusion_config"] = {
+        "fusion_type": "crossattention", "llm_embedding_dim": s.hidden_size, "hidden_dim": f.hidden_dim,
+        "ffn_dims": f.ffn_dims, "dropout": 0.1, "num_attention_heads": f.num_attention_heads,
+        "num_hidden_layers": [f.layers], "main_encoder": "whisper", "conditional_encoders": ["whisper"],
+        "use_skip_connection": False,
+    }
+    return cfg
+
+
+def fusion_state(s: TinyAlarmSizes, f: TinyFusionSizes, init: Init, prefix: str) -> StateDict:
+    """CrossAttentionFusion: in_proj per encoder, torch TransformerDecoderLayer keys, out_proj."""
+    d, h = f.hidden_dim, s.hidden_size
+    sd: StateDict = {}
+    for i in range(f.layers):
+        p = f"{prefix}condition_modules.whisper.{i}."
+        for attn in ("self_attn", "multihead_attn"):
+            sd[p + f"{attn}.in_proj_weight"], sd[p + f"{attn}.in_proj_bias"] = init.weight(3 * d, d), init.bias(3 * d)
+            sd[p + f"{attn}.out_proj.weight"], sd[p + f"{attn}.out_proj.bias"] = init.weight(d, d), init.bias(d)
+        sd[p + "linear1.weight"], sd[p + "linear1.bias"] = init.weight(f.ffn_dims, d), init.bias(f.ffn_dims)
+        sd[p + "linear2.weight"], sd[p + "linear2.bias"] = init.weight(d, f.ffn_dims), init.bias(d)
+        for norm in ("norm1", "norm2", "norm3"):
+            sd[p + f"{norm}.weight"], sd[p + f"{norm}.bias"] = init.norm_weight(d), init.bias(d)
+    sd[prefix + "in_proj.whisper.weight"], sd[prefix + "in_proj.whisper.bias"] = init.weight(d, h), init.bias(d)
+    # the fused embeddings on the scale of the token embeddings, as for the adapter's llm_proj
+    sd[prefix + "out_proj.weight"] = init.weight(h, d) * s.embed_std
+    sd[prefix + "out_proj.bias"] = init.bias(h) * s.embed_std
+    return sd
+
+
 def _write_json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -222,7 +271,8 @@ def write_sharded(directory: Path, sd: StateDict, n_shards: int) -> None:
     _write_json(directory / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
-def write_tiny_alarm(out: Path, seed: int = 0, s: TinyAlarmSizes = SIZES) -> TinyAlarmPaths:
+def write_tiny_alarm(out: Path, seed: int = 0, s: TinyAlarmSizes = SIZES, fused: bool = False,
+                     f: TinyFusionSizes = FUSION_SIZES) -> TinyAlarmPaths:
     out = Path(out)
     init = Init(seed)
     qwen = qwen3_state(s, init)
@@ -237,7 +287,7 @@ def write_tiny_alarm(out: Path, seed: int = 0, s: TinyAlarmSizes = SIZES) -> Tin
 
     adir = out / "alarm"
     adir.mkdir(parents=True, exist_ok=True)
-    _write_json(adir / "config.json", alarm_hf_config(s))
+    _write_json(adir / "config.json", fused_alarm_hf_config(s, f) if fused else alarm_hf_config(s))
     # train.py loads Qwen3 with torch_dtype="auto" (bf16) and assigns its tensors into the model,
     # while the audio side is built in fp32: the saved file mixes bf16 and fp32 tensors
     sd: StateDict = {k: v.to(torch.bfloat16) for k, v in qwen.items()}
@@ -245,12 +295,14 @@ def write_tiny_alarm(out: Path, seed: int = 0, s: TinyAlarmSizes = SIZES) -> Tin
     sd.update(whisper_adapter_state(s, init, "model.audio_adapter.adapters.whisper."))
     sd["model.audio_start_emb"] = init.normal(1, s.hidden_size, std=s.embed_std)
     sd["model.audio_end_emb"] = init.normal(1, s.hidden_size, std=s.embed_std)
+    if fused:  # drawn last: the single-encoder checkpoint's tensors stay those of the same seed
+        sd.update(fusion_state(s, f, init, "model.audio_fusion.fusion_model."))
     safetensors_io.save_file(sd, adir / "model.safetensors", metadata={"format": "pt"})
 
     wdir = out / "whisper"
     wdir.mkdir(parents=True, exist_ok=True)
     _write_json(wdir / "config.json", whisper_hf_config(s))
-    _write_json(out / "tiny_manifest.json", {"seed": seed, "sizes": asdict(s)})
+    _write_json(out / "tiny_manifest.json", {"seed": seed, "sizes": asdict(s), **({"fusion": asdict(f)} if fused else {})})
     return TinyAlarmPaths(out, qdir, adir, wdir / "config.json")
 
 

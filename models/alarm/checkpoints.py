@@ -20,16 +20,24 @@ a missing key or a wrong shape stops with the file and the key's name).
               model.audio_start_emb, model.audio_end_emb   [1, hidden_size].
             "sum" fusion and "identity" postprocessing have no parameters, so no
             model.audio_fusion.* / model.audio_postprocessing.* keys are expected.
+            Fused models (ALARM-CA) hold, generically, per encoder <enc> of the config
+              model.audio_encoder.encoders.<enc>.encoder.*   the object ALARM assigns to the
+                  encoder wrapper's `self.encoder` (alarm/model.py ENCODERS builds it); keys of
+                  modules that never run (the entry's `ignored_checkpoint_keys`) are checked by
+                  name and shape and not read;
+              model.audio_adapter.adapters.<enc>.*   as above;
+              model.audio_fusion.fusion_model.*   CrossAttentionFusion (alarm/fusion.py).
 
 The Whisper width/depth are not in ALARM's config.json (the code hard-codes whisper-large-v3):
-`load_alarm` takes a WhisperConfig, large-v3's by default, and checks every tensor against it.
+`load_alarm` takes a WhisperConfig, large-v3's by default, and checks every tensor against it;
+the other encoders' configs likewise (`encoder_configs`, default: each one's released config).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -48,15 +56,15 @@ from salmonn.checkpoints import (
 )
 from salmonn.whisper import WhisperConfig
 
-from .model import AlarmAudio, AlarmConfig
+from .model import ENCODERS, AlarmAudio, AlarmConfig
 from .qwen3 import Qwen3Config, Qwen3Decoder
 from .whisper_v3 import WHISPER_LARGE_V3
 
 PathLike = Union[str, Path]
 StateDict = Dict[str, Tensor]
 
-ALARM_WHISPER_PREFIX = "model.audio_encoder.encoders.whisper.encoder."
 ALARM_ADAPTER_PREFIX = "model.audio_adapter.adapters."
+ALARM_FUSION_PREFIX = "model.audio_fusion.fusion_model."
 ALARM_SEPARATORS = ("model.audio_start_emb", "model.audio_end_emb")
 EMBED_KEY = "model.embed_tokens.weight"
 LM_HEAD_KEY = "lm_head.weight"
@@ -161,31 +169,51 @@ class AlarmParts(NamedTuple):
     embed_tokens: Tensor  # [vocab, hidden]: ALARM embeds prompt text with its own copy
 
 
-def _audio_key(key: str) -> Optional[str]:
-    """ALARM checkpoint key -> AlarmAudio key, or None for a key outside the audio side."""
-    if key.startswith(ALARM_WHISPER_PREFIX):
-        return "whisper." + key[len(ALARM_WHISPER_PREFIX):]
-    if key.startswith(ALARM_ADAPTER_PREFIX):
-        return "adapters." + key[len(ALARM_ADAPTER_PREFIX):]
-    if key in ALARM_SEPARATORS:
-        return key[len("model."):]
-    return None
+def encoder_prefix(encoder: str) -> str:
+    """Where ALARM's checkpoint keeps one encoder's own module."""
+    return f"model.audio_encoder.encoders.{encoder}.encoder."
 
 
-def _checkpoint_key(ours: str) -> str:
-    if ours.startswith("whisper."):
-        return ALARM_WHISPER_PREFIX + ours[len("whisper."):]
-    if ours.startswith("adapters."):
-        return ALARM_ADAPTER_PREFIX + ours[len("adapters."):]
-    return "model." + ours
+class AudioKeys:
+    """ALARM checkpoint keys <-> AlarmAudio keys for one config (prefix mapping)."""
+
+    def __init__(self, encoders: Iterable[str]) -> None:
+        self.prefixes: List[Tuple[str, str]] = [(encoder_prefix(e), f"encoders.{e}.") for e in encoders]
+        self.prefixes += [(ALARM_ADAPTER_PREFIX, "adapters."), (ALARM_FUSION_PREFIX, "fusion.")]
+
+    def ours(self, key: str) -> Optional[str]:
+        """ALARM checkpoint key -> AlarmAudio key, or None for a key outside the audio side."""
+        for theirs, ours in self.prefixes:
+            if key.startswith(theirs):
+                return ours + key[len(theirs):]
+        if key in ALARM_SEPARATORS:
+            return key[len("model."):]
+        return None
+
+    def checkpoint(self, ours: str) -> str:
+        for theirs, mine in self.prefixes:
+            if ours.startswith(mine):
+                return theirs + ours[len(mine):]
+        return "model." + ours
+
+
+def ignored_keys(cfg: AlarmConfig, encoder_configs: Mapping[str, Any]) -> Dict[str, Tuple[int, ...]]:
+    """Checkpoint keys of encoder modules that never run in ALARM -> their shapes."""
+    out: Dict[str, Tuple[int, ...]] = {}
+    for name in cfg.encoders:
+        for key, shape in ENCODERS[name].ignored_checkpoint_keys(encoder_configs[name]).items():
+            out[encoder_prefix(name) + key] = tuple(shape)
+    return out
 
 
 def load_alarm(
     directory: PathLike, whisper: WhisperConfig = WHISPER_LARGE_V3, dtype: torch.dtype = torch.float32,
+    encoder_configs: Optional[Mapping[str, Any]] = None,
 ) -> AlarmParts:
     """ALARM checkpoint folder -> its config, the audio side's state dict and embed_tokens.
 
-    The LLM copy's other tensors are checked by name and shape from the headers only."""
+    The LLM copy's other tensors, and the encoders' never-run modules, are checked by name and
+    shape from the headers only."""
     directory = Path(directory)
     raw_cfg = _read_json(directory / "config.json")
     try:
@@ -196,45 +224,49 @@ def load_alarm(
     problems = _Problems()
 
     with _on_meta_device():
-        audio = AlarmAudio(cfg, whisper)
+        audio = AlarmAudio(cfg, whisper, encoder_configs)
         llm = Qwen3Decoder(cfg.llm)
-    llm_expected = llm.state_dict()
+    # shapes only: the LLM copy's layers, and the modules of the encoders that never run
+    shape_only = {k: _shape(v) for k, v in llm.state_dict().items()}
+    shape_only.update({k: list(v) for k, v in ignored_keys(cfg, audio.encoder_configs).items()})
+    names = AudioKeys(cfg.encoders)
 
     audio_keys: Dict[str, str] = {}  # ours -> checkpoint key
     for key, entry in folder.entries.items():
-        ours = _audio_key(key)
-        if ours is not None:
-            audio_keys[ours] = key
-        elif key in llm_expected:
-            if _shape_of(entry) != _shape(llm_expected[key]):
+        ours = names.ours(key)
+        if key in shape_only:
+            if _shape_of(entry) != shape_only[key]:
                 problems.add(f"{folder.files[key]}: key {key!r} has shape {_shape_of(entry)}, "
-                             f"expected shape {_shape(llm_expected[key])}")
+                             f"expected shape {shape_only[key]}")
+        elif ours is not None:
+            audio_keys[ours] = key
         elif key == LM_HEAD_KEY and cfg.llm.tie_word_embeddings:
             if _shape_of(entry) != [cfg.llm.vocab_size, cfg.llm.hidden_size]:
                 problems.add(f"{folder.files[key]}: key {key!r} has shape {_shape_of(entry)}, "
                              f"expected shape {[cfg.llm.vocab_size, cfg.llm.hidden_size]}")
         else:
             problems.add(f"{folder.files[key]}: unknown key {key!r} (shape {_shape_of(entry)})")
-    for key, want in llm_expected.items():
+    for key, want in shape_only.items():
         if key not in folder.entries:
-            problems.add(f"{folder.source}: missing key {key!r} (expected shape {_shape(want)})")
+            problems.add(f"{folder.source}: missing key {key!r} (expected shape {want})")
 
     got = _Collected()
     loaded = folder.load(audio_keys.values())
     for ours, key in audio_keys.items():
         got.add(ours, _cast(loaded.pop(key), dtype), key, str(folder.files[key]))
-    _check_against(audio.state_dict(), got, _checkpoint_key, folder.source, problems)
+    _check_against(audio.state_dict(), got, names.checkpoint, folder.source, problems)
     problems.raise_if_any(f"ALARM checkpoint {directory}")
     embed = _cast(folder.load([EMBED_KEY])[EMBED_KEY], dtype)
     return AlarmParts(cfg, got.state, embed)
 
 
 def build_alarm_audio(directory: PathLike, whisper: WhisperConfig = WHISPER_LARGE_V3,
-                      dtype: torch.dtype = torch.float32) -> Tuple[AlarmAudio, Tensor]:
+                      dtype: torch.dtype = torch.float32,
+                      encoder_configs: Optional[Mapping[str, Any]] = None) -> Tuple[AlarmAudio, Tensor]:
     """(ready AlarmAudio in eval mode, ALARM's embed_tokens weight)."""
-    parts = load_alarm(directory, whisper, dtype)
+    parts = load_alarm(directory, whisper, dtype, encoder_configs)
     with _on_meta_device():
-        audio = AlarmAudio(parts.config, whisper)
+        audio = AlarmAudio(parts.config, whisper, encoder_configs)
     return instantiate(audio, parts.audio_state), parts.embed_tokens
 
 
@@ -252,11 +284,13 @@ class AlarmReference(NamedTuple):
     decoder: Qwen3Decoder
 
 
-def build_reference(qwen3_dir: PathLike, alarm_dir: PathLike, whisper_config: Optional[PathLike] = None) -> AlarmReference:
+def build_reference(qwen3_dir: PathLike, alarm_dir: PathLike, whisper_config: Optional[PathLike] = None,
+                    encoder_configs: Optional[Mapping[str, Any]] = None) -> AlarmReference:
     """Both downloads through the strict loaders (fp32); whisper_config: an HF Whisper config.json
-    (default: whisper-large-v3's numbers, which ALARM's code hard-codes)."""
+    (default: whisper-large-v3's numbers, which ALARM's code hard-codes); encoder_configs: the
+    other encoders' configs by name (default: their released ones)."""
     whisper = WHISPER_LARGE_V3 if whisper_config is None else whisper_config_from_file(whisper_config)
-    audio, embed = build_alarm_audio(alarm_dir, whisper)
+    audio, embed = build_alarm_audio(alarm_dir, whisper, encoder_configs=encoder_configs)
     decoder = build_qwen3(qwen3_dir).eval()
     if embed.shape != decoder.model.embed_tokens.weight.shape:
         raise CheckpointError(f"{alarm_dir}: embed_tokens {list(embed.shape)} differs in shape from the Qwen3 "

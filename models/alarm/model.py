@@ -13,12 +13,19 @@ ALARM's checkpoint (`Qwen3AudioWrappedForCausalLM.save_pretrained`, src/model/wr
 has config.json with model_type "qwen3_audio": Qwen3's LLM fields plus audio_encoder_configs,
 audio_adapter_configs, audio_fusion_config, audio_postprocessing_config, audio_sep_d_embed and
 use_explicit_audio_tokens (train.py copies the hydra `model.config` into it).
+
+Fused models (ALARM-CA, src/configs/model/alarm_ca.yaml): several encoders, each with its own
+features, hidden states and adapter, then the fusion (alarm/fusion.py: "sum" adds the padded
+adapter outputs, "crossattention" is ALARM-CA's), cut to max(1, max over encoders of the adapter
+lengths) rows. ALARM's AudioEncoder / AudioAdapter hold the encoders sorted by name; each encoder
+is an entry of `ENCODERS` (name -> what its module provides); an encoder ALARM has but without an
+entry yet is refused with "not implemented yet". ALARM-P's perceiver fusion is refused likewise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -26,21 +33,74 @@ from torch import Tensor, nn
 from salmonn.whisper import WhisperConfig, WhisperEncoder
 
 from .adapter import AdapterConfig, AlarmAdapter
+from .fusion import CrossAttentionConfig, CrossAttentionFusion, fuse, fused_length, fusion_config_from_alarm
 from .qwen3 import Qwen3Config
 from .whisper_v3 import WHISPER_LARGE_V3, alarm_whisper_features, encoder_frames, hidden_states
 
-SUPPORTED_ENCODERS = ("whisper",)
+# Every encoder name ALARM's code knows (src/model/audio/encoder_implementations/__init__.py).
+ALARM_ENCODERS = ("whisper", "w2vbert", "sslam", "muq")
+
+# (encoder, its config, mono 16 kHz waveform, adapter layers) -> (hidden states [L, 1, T, D] of those
+# layers, the encoder's length as ALARM's calc_length gives it)
+EncodeFn = Callable[[nn.Module, Any, Tensor, Sequence[int]], Tuple[Tensor, int]]
+
+
+def _no_ignored_keys(cfg: Any) -> Dict[str, Tuple[int, ...]]:
+    return {}
+
+
+@dataclass(frozen=True)
+class EncoderEntry:
+    """What the model needs of one encoder module (models/alarm/<enc>.py)."""
+
+    default_config: Any  # the released encoder's config (ALARM's code hard-codes the HF model)
+    build: Callable[[Any], nn.Module]  # state-dict keys = the checkpoint's below ...encoders.<enc>.encoder.
+    encode: EncodeFn
+    # checkpoint keys (below the encoder's prefix) -> shape, of modules that never run in ALARM
+    # (quantizers, heads): the strict loader checks their names and shapes and reads nothing
+    ignored_checkpoint_keys: Callable[[Any], Dict[str, Tuple[int, ...]]] = _no_ignored_keys
+
+
+def interface_entry(default_config: Any, encoder_cls: Callable[[Any], nn.Module],
+                    features: Callable[[Tensor], Tuple[Tensor, int]],
+                    states: Callable[[nn.Module, Tensor, Sequence[int]], Tensor],
+                    frames: Callable[[Any, int], int],
+                    ignored_checkpoint_keys: Callable[[Any], Dict[str, Tuple[int, ...]]] = _no_ignored_keys,
+                    ) -> EncoderEntry:
+    """An entry from the functions every encoder module has (docs of the fused-ALARM design):
+    `<enc>_features(wave) -> (features, real length)`, `hidden_states(enc, features, layers)`,
+    `encoder_frames(cfg, real length)`, `ignored_checkpoint_keys(cfg)`."""
+
+    def encode(encoder: nn.Module, cfg: Any, wave: Tensor, layers: Sequence[int]) -> Tuple[Tensor, int]:
+        feats, length = features(wave)
+        return states(encoder, feats, layers), frames(cfg, length)
+
+    return EncoderEntry(default_config, encoder_cls, encode, ignored_checkpoint_keys)
+
+
+def _whisper_encode(encoder: nn.Module, cfg: WhisperConfig, wave: Tensor, layers: Sequence[int]) -> Tuple[Tensor, int]:
+    mel, mel_frames = alarm_whisper_features(wave, cfg.num_mel_bins)
+    return hidden_states(encoder, mel[None], layers), encoder_frames(mel_frames)
+
+
+# Adding an encoder is one entry here (plus its import), e.g.
+#   "w2vbert": interface_entry(W2V_BERT_2_0, W2VBertEncoder, w2vbert_features, hidden_states,
+#                              encoder_frames, ignored_checkpoint_keys),
+ENCODERS: Dict[str, EncoderEntry] = {
+    "whisper": EncoderEntry(WHISPER_LARGE_V3, WhisperEncoder, _whisper_encode),
+}
 
 
 @dataclass(frozen=True)
 class AlarmConfig:
     llm: Qwen3Config
-    encoders: Tuple[str, ...]
-    adapters: Tuple[AdapterConfig, ...]
+    encoders: Tuple[str, ...]  # sorted by name, as ALARM's ModuleDicts hold them
+    adapters: Tuple[AdapterConfig, ...]  # in the order of `encoders`
     fusion_type: str
     postprocessing_type: str
     use_explicit_audio_tokens: bool
     audio_sep_d_embed: int
+    fusion: Optional[CrossAttentionConfig] = None  # fusion_type "crossattention" only
 
     @classmethod
     def from_hf_config(cls, d: Mapping[str, Any]) -> "AlarmConfig":
@@ -49,28 +109,33 @@ class AlarmConfig:
         encoders = tuple(sorted(e["encoder_name"] for e in d["audio_encoder_configs"]))
         adapters = tuple(sorted((AdapterConfig.from_alarm(a) for a in d["audio_adapter_configs"]),
                                 key=lambda a: a.encoder_name))
-        fusion = (d.get("audio_fusion_config") or {}).get("fusion_type")
+        fusion_type, fusion = fusion_config_from_alarm(d.get("audio_fusion_config"))
         post = (d.get("audio_postprocessing_config") or {}).get("postprocessing_type")
         cfg = cls(
             llm=Qwen3Config.from_hf_config(d),
             encoders=encoders,
             adapters=adapters,
-            fusion_type=str(fusion),
+            fusion_type=fusion_type,
             postprocessing_type=str(post),
             use_explicit_audio_tokens=bool(d.get("use_explicit_audio_tokens", False)),
             audio_sep_d_embed=int(d.get("audio_sep_d_embed", 1024)),
+            fusion=fusion,
         )
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
-        unsupported = [e for e in self.encoders if e not in SUPPORTED_ENCODERS]
-        if unsupported:
-            raise ValueError(f"encoders {unsupported} are not implemented yet (single-encoder Whisper only)")
+        unknown = [e for e in self.encoders if e not in ALARM_ENCODERS]
+        if unknown:
+            raise ValueError(f"encoders {unknown} are not ALARM encoders {list(ALARM_ENCODERS)}")
+        missing = [e for e in self.encoders if e not in ENCODERS]
+        if missing:
+            raise ValueError(f"encoders {missing} are not implemented yet (implemented: {sorted(ENCODERS)})")
+        if len(set(self.encoders)) != len(self.encoders):
+            raise ValueError(f"an encoder is listed twice in audio_encoder_configs: {list(self.encoders)}")
         if tuple(a.encoder_name for a in self.adapters) != self.encoders:
             raise ValueError("every encoder needs exactly one adapter")
-        if self.fusion_type != "sum" or len(self.encoders) != 1:
-            raise ValueError(f"fusion {self.fusion_type!r} over {len(self.encoders)} encoders is not implemented yet")
+        self._validate_fusion()
         if self.postprocessing_type != "identity":
             raise ValueError(f"postprocessing {self.postprocessing_type!r} is not supported")
         if self.use_explicit_audio_tokens:
@@ -82,35 +147,78 @@ class AlarmConfig:
         if self.audio_sep_d_embed != self.llm.hidden_size:
             raise ValueError(f"audio_sep_d_embed {self.audio_sep_d_embed} != hidden_size {self.llm.hidden_size}")
 
+    def _validate_fusion(self) -> None:
+        if self.fusion_type == "sum":
+            if self.fusion is not None:
+                raise ValueError("fusion 'sum' takes no cross-attention settings")
+            return
+        if self.fusion is None:
+            raise ValueError(f"fusion {self.fusion_type!r} needs its settings")
+        if set(self.fusion.encoders) != set(self.encoders):
+            raise ValueError(f"the fusion reads encoders {sorted(set(self.fusion.encoders))}, "
+                             f"the model has {list(self.encoders)}")
+        if self.fusion.llm_embedding_dim != self.llm.hidden_size:
+            raise ValueError(f"fusion llm_embedding_dim {self.fusion.llm_embedding_dim} != hidden_size "
+                             f"{self.llm.hidden_size}")
+
+    def adapter(self, encoder: str) -> AdapterConfig:
+        return self.adapters[self.encoders.index(encoder)]
+
     @property
     def whisper_adapter(self) -> AdapterConfig:
-        return self.adapters[self.encoders.index("whisper")]
+        return self.adapter("whisper")
 
 
 def audio_token_count(cfg: AlarmConfig, mel_frames: int) -> int:
-    """Audio embeddings the LLM sees for `mel_frames` attended Whisper frames (clamped to >= 1)."""
+    """Audio embeddings the LLM sees for `mel_frames` attended Whisper frames (clamped to >= 1);
+    the single-encoder Whisper model."""
     return max(1, cfg.whisper_adapter.out_length(encoder_frames(mel_frames)))
 
 
-class AlarmAudio(nn.Module):
-    """Whisper encoder + its adapter + the two separator embeddings. State-dict keys are ours
-    (`whisper.*`, `adapters.whisper.*`, `audio_start_emb`, `audio_end_emb`); alarm/checkpoints.py
-    maps ALARM's `model.audio_encoder.encoders.whisper.encoder.*`, `model.audio_adapter.adapters.*`,
-    `model.audio_start_emb`, `model.audio_end_emb` onto them."""
+def fused_token_count(cfg: AlarmConfig, encoder_lengths: Mapping[str, int]) -> int:
+    """Audio embeddings the LLM sees, any model: max(1, max over encoders of the adapter lengths)
+    for each encoder's length (its calc_length)."""
+    return fused_length({e: cfg.adapter(e).out_length(encoder_lengths[e]) for e in cfg.encoders})
 
-    def __init__(self, cfg: AlarmConfig, whisper: WhisperConfig = WHISPER_LARGE_V3) -> None:
+
+class AlarmAudio(nn.Module):
+    """The encoders + their adapters + the fusion + the two separator embeddings. State-dict keys
+    are ours (`encoders.<enc>.*`, `adapters.<enc>.*`, `fusion.*`, `audio_start_emb`,
+    `audio_end_emb`); alarm/checkpoints.py maps ALARM's `model.audio_encoder.encoders.<enc>.encoder.*`,
+    `model.audio_adapter.adapters.*`, `model.audio_fusion.fusion_model.*`, `model.audio_start_emb`,
+    `model.audio_end_emb` onto them.
+
+    whisper: Whisper's config (kept as its own argument: the single-encoder callers pass it);
+    encoder_configs: the other encoders' configs by name (default: each entry's released one)."""
+
+    def __init__(self, cfg: AlarmConfig, whisper: WhisperConfig = WHISPER_LARGE_V3,
+                 encoder_configs: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.whisper_cfg = whisper
-        self.whisper = WhisperEncoder(whisper)
+        configs = {name: ENCODERS[name].default_config for name in cfg.encoders}
+        if "whisper" in configs:
+            configs["whisper"] = whisper
+        configs.update({k: v for k, v in (encoder_configs or {}).items() if k in configs})
+        self.encoder_configs: Dict[str, Any] = configs
+        self.encoders = nn.ModuleDict({name: ENCODERS[name].build(configs[name]) for name in cfg.encoders})
         self.adapters = nn.ModuleDict({a.encoder_name: AlarmAdapter(a) for a in cfg.adapters})
+        self.fusion = CrossAttentionFusion(cfg.fusion) if cfg.fusion is not None else None
         d = cfg.audio_sep_d_embed
         self.audio_start_emb = nn.Parameter(torch.zeros(1, d))
         self.audio_end_emb = nn.Parameter(torch.zeros(1, d))
 
+    @property
+    def whisper(self) -> WhisperEncoder:
+        return self.encoders["whisper"]
+
+    @property
+    def whisper_cfg(self) -> WhisperConfig:
+        return self.encoder_configs["whisper"]
+
     @torch.no_grad()
     def embeddings_from_mel(self, mel: Tensor, mel_frames: int) -> Tensor:
-        """mel [n_mels, 3000 * pieces] with `mel_frames` attended frames -> audio embeddings [S, D]."""
+        """Single-encoder Whisper model: mel [n_mels, 3000 * pieces] with `mel_frames` attended
+        frames -> audio embeddings [S, D]."""
         acfg = self.cfg.whisper_adapter
         states = hidden_states(self.whisper, mel[None], acfg.audio_encoder_layers)  # [L, 1, T, E]
         length = encoder_frames(mel_frames)
@@ -118,10 +226,26 @@ class AlarmAudio(nn.Module):
         return out[0, : audio_token_count(self.cfg, mel_frames)]
 
     @torch.no_grad()
+    def fused_embeddings(self, wave: Tensor) -> Tensor:
+        """Any model, as ALARM's get_audio_embeddings: every encoder and adapter, then the fusion
+        and the cut to max(1, max adapter length) rows -> [S, D]."""
+        outputs: Dict[str, Tensor] = {}
+        lengths: Dict[str, int] = {}
+        for name in self.cfg.encoders:
+            acfg = self.cfg.adapter(name)
+            states, length = ENCODERS[name].encode(self.encoders[name], self.encoder_configs[name], wave,
+                                                   acfg.audio_encoder_layers)
+            outputs[name] = self.adapters[name](states, torch.tensor([length]))
+            lengths[name] = acfg.out_length(length)
+        return fuse(self.fusion, outputs, lengths)
+
+    @torch.no_grad()
     def forward(self, wave: Tensor) -> Tensor:
         """Mono 16 kHz waveform [n] -> audio embeddings [S, D] (S = 25 per second of audio)."""
-        mel, frames = alarm_whisper_features(wave, self.whisper_cfg.num_mel_bins)
-        return self.embeddings_from_mel(mel, frames)
+        if self.cfg.encoders == ("whisper",) and self.fusion is None:
+            mel, frames = alarm_whisper_features(wave, self.whisper_cfg.num_mel_bins)
+            return self.embeddings_from_mel(mel, frames)
+        return self.fused_embeddings(wave)
 
 
 def stage_shapes(cfg: AlarmConfig, seconds: float, whisper: WhisperConfig = WHISPER_LARGE_V3) -> Dict[str, Tuple[int, ...]]:
