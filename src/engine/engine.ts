@@ -98,6 +98,13 @@ export interface ModelCapabilities {
   fusion: string;
   /** The LLM's family ("llama", "qwen3"). */
   llm: string;
+  /**
+   * Event localization applies to this kind of model: SALMONN's LLaMA decoder, for which the
+   * converter writes the steering probe (models/salmonn/onnx_decoder.py). False (ALARM's Qwen3:
+   * no converter writes a probe for it) hides "Find in recording"; a bundle of a kind that
+   * localizes may still lack its probe (ModelInfo.localization null: then Find says so).
+   */
+  localizes: boolean;
 }
 
 export interface PrefillInfo {
@@ -326,6 +333,7 @@ export class HarkEngine {
         encoders: parts.encoders.map((e) => ({ name: e.name, type: e.type })),
         fusion: parts.fusion.type,
         llm: llm.type,
+        localizes: llm.type === 'llama',
       },
       loadMs: performance.now() - started,
     };

@@ -38,6 +38,7 @@ function modelInfo(hasLora: boolean): ModelInfo {
       encoders: [{ name: 'whisper', type: 'whisper' }],
       fusion: hasLora ? 'window-qformer' : 'sum',
       llm: hasLora ? 'llama' : 'qwen3',
+      localizes: hasLora,
     },
     loadMs: 1,
     storedOnDevice: true,
