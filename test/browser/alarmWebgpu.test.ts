@@ -12,15 +12,18 @@
  * ~10 s; each decode step ~2 s (most of it the 151936-row lm_head). So one page, one load, the
  * goldens' shortest input (speech, one window), and ONE ask that covers the rest: its first step
  * gives the first-step logits, its first thought tokens are the greedy golden's, the budget (4) runs
- * out, the closing text is forced (one decoder run: generate.ts) and 4 answer tokens follow (the
- * golden has 8; Node checks all 8 and 16 greedy tokens). fp32 only: int4's lm_head kernel
+ * out, the closing text is forced (one decoder run: generate.ts) and the golden's 8 answer tokens
+ * follow; then one follow-up question, whose first-step logits and first token check the fixed KV
+ * cache cut back to the first generation prompt (Qwen3's chat template: the first answer written
+ * back without its thoughts; prompt.history). Node checks 16 greedy tokens and the whole follow-up
+ * run. fp32 only: int4's lm_head kernel
  * (MatMulNBits) on SwiftShader made one int4 answer run past 15 minutes; Node checks int4 on wasm.
  */
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { collectConsoleErrors, launchChromium } from './chromium';
 
-const ANSWER_TOKENS = 4;
+const ANSWER_TOKENS = 8;
 
 describe('the tiny ALARM bundle in Chromium on WebGPU vs the ALARM PyTorch reference', () => {
   let browser: Browser;
@@ -38,7 +41,7 @@ describe('the tiny ALARM bundle in Chromium on WebGPU vs the ALARM PyTorch refer
     await browser?.close();
   });
 
-  it(`fp32, speech: every audio stage within 1e-4, first-step logits within 1e-3, greedy thought tokens, the forced close and ${ANSWER_TOKENS} answer tokens identical`, { timeout: 300_000 }, async () => {
+  it(`fp32, speech: every audio stage within 1e-4, first-step logits within 1e-3, greedy thought tokens, the forced close and ${ANSWER_TOKENS} answer tokens identical; a follow-up's first-step logits and token`, { timeout: 300_000 }, async () => {
     const started = Date.now();
     const info = await page.evaluate(() => window.harkEngineHarness.client.loadModel('/models/alarm-tiny/', { backend: 'webgpu', variant: 'fp32' }));
     const loadMs = Date.now() - started;
@@ -78,6 +81,11 @@ describe('the tiny ALARM bundle in Chromium on WebGPU vs the ALARM PyTorch refer
     expect(report.streamedAnswer).toBe(report.answer);
     // The forced closing text took one decoder run: budget steps, 1, then one per answer token but the last.
     expect(report.decodeRuns).toBe(expected.thinkingBudget + 1 + ANSWER_TOKENS - 1);
+    // the follow-up, on the fixed KV cache cut back (KvCache.truncate) with the first answer written back
+    expect(report.followUp, 'follow-up ran').not.toBeNull();
+    console.log(`ALARM follow-up on WebGPU: ${report.followUp!.ms.toFixed(0)} ms, logits ${report.followUp!.logitError.toExponential(1)}`);
+    expect(report.followUp!.logitError).toBeLessThan(1e-3);
+    expect(report.followUp!.firstId).toBe(report.followUp!.expectedFirstId);
     expect(errors).toEqual([]);
   });
 });

@@ -255,7 +255,8 @@ interface AlarmGoldenIndex {
       stages: { encoderOut: AlarmArrayRef[]; adapted: AlarmArrayRef; audio: AlarmArrayRef };
       logits: AlarmArrayRef;
       tokens: number[];
-      reasoning?: { thinkingBudget: number; forcedCloseIds: number[]; tokens: number[]; thinkingTokens: number; forcedClose: boolean; answerStart: number; thoughts: string; answer: string };
+      reasoning?: { thinkingBudget: number; maxAnswerTokens: number; forcedCloseIds: number[]; tokens: number[]; thinkingTokens: number; forcedClose: boolean; answerStart: number; thoughts: string; answer: string };
+      followUp?: { question: string; logits: AlarmArrayRef; reasoning: { tokens: number[] } };
     }>;
   }>;
 }
@@ -300,7 +301,21 @@ async function alarmParity(name: string, precision: 'fp32' | 'int4', answerToken
   started = performance.now();
   const answer = await client.ask(input.question, { thinkingBudget: reasoning.thinkingBudget, maxNewTokens: answerTokens, doSample: false, captureFirstLogits: true }, (e) => events.push(e));
   const askMs = performance.now() - started;
+  // A follow-up (only when the first answer ran as long as the golden's: its text is written back):
+  // the fixed KV cache cut back to the first generation prompt, the answer written back, the question.
+  let followUp: { logitError: number; firstId: number; expectedFirstId: number; ms: number } | null = null;
+  if (ref.followUp && answerTokens === reasoning.maxAnswerTokens) {
+    started = performance.now();
+    const next = await client.ask(ref.followUp.question, { thinkingBudget: 1, maxNewTokens: 1, doSample: false, captureFirstLogits: true });
+    followUp = {
+      logitError: logitError(next.firstLogits!, await alarmArray(ref.followUp.logits.file)),
+      firstId: next.ids[0]!,
+      expectedFirstId: ref.followUp.reasoning.tokens[0]!,
+      ms: performance.now() - started,
+    };
+  }
   return {
+    followUp,
     chunks: info.chunks,
     numTokens: info.numTokens,
     expectedChunks: input.chunks,
