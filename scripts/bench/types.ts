@@ -22,6 +22,10 @@ export interface ModelInfo {
   variants: Partial<Record<Precision, VariantFiles>>;
   /** Folder (relative to the model folder) of the transformers.js layout, or null. */
   peer: string | null;
+  /** The LLM's family: 'qwen3' (per-head q/k norm, tied head, no lora_scale input) or 'llama' (absent before it was recorded). */
+  llm?: 'llama' | 'qwen3';
+  /** Tokenizer folder relative to the repository (absent before it was recorded: models/tokenizer, LLaMA's). */
+  tokenizer?: string;
 }
 
 export interface VariantFiles {
