@@ -89,6 +89,7 @@ class RandomModel:
     flavor: LlmFlavor = LLAMA  # qwen3_flavor(): q/k norm, tied head on the embed graph's data, no lora_scale
     max_positions: int | None = None  # rotary cache rows (default config.max_position_embeddings)
     tokenizer: Path = TOKENIZER_DIR
+    no_peer: str = ""  # why there is no transformers.js twin (bench.json `noPeer`, shown in the table's notes)
 
 
 RANDOM_MODELS = {
@@ -104,7 +105,9 @@ RANDOM_MODELS = {
     # ALARM's LLM (Qwen3-4B-Thinking-2507: Qwen3Config's defaults); 4096 rotary rows like the 7B
     # (the bench's longest context), not the model's 262144.
     "qwen3-4b": RandomModel(Qwen3Config(), ("int4",), peer=False, streamed=True, lora=False,
-                            flavor=qwen3_flavor(), max_positions=4096, tokenizer=QWEN3_TOKENIZER_DIR),
+                            flavor=qwen3_flavor(), max_positions=4096, tokenizer=QWEN3_TOKENIZER_DIR,
+                            no_peer="no tjs peer: the peer export (text_only_decoder) needs a lora_scale input and "
+                                    "a head of its own; this graph has neither"),
 }
 
 
@@ -226,10 +229,12 @@ def geometry(config: LlamaConfig | Qwen3Config, max_positions: int, lora_scale: 
 
 
 def write_bench_json(folder: Path, model: str, geo: dict, graphs: dict[str, dict], peer: bool, key: str,
-                     tokenizer: Path = TOKENIZER_DIR, llm: str = "llama") -> None:
+                     tokenizer: Path = TOKENIZER_DIR, llm: str = "llama", no_peer: str = "") -> None:
     """bench.json; `tokenizer` (relative to the repository) is the folder the jobs load the tokenizer from."""
     info = {"model": model, "llm": llm, "geometry": geo, "variants": graphs, "peer": "peer" if peer else None,
             "tokenizer": tokenizer.relative_to(HERE.parent).as_posix()}
+    if no_peer:
+        info["noPeer"] = no_peer
     (folder / "bench.json").write_text(json.dumps(info, indent=2) + "\n")
     (folder / "stamp").write_text(key + "\n")
 
@@ -300,7 +305,7 @@ def build_random(folder: Path, name: str, spec: RandomModel, key: str, seed: int
         write_peer_folder(folder / "peer", config, decoders, lora_scale)
     llm = "qwen3" if flavor.qk_norm else "llama"
     write_bench_json(folder, name, geometry(config, max_positions, lora_scale), graphs, spec.peer, key,
-                     spec.tokenizer, llm)
+                     spec.tokenizer, llm, spec.no_peer)
 
 
 def write_unfused_tiny_decoder(path: Path) -> None:

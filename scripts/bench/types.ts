@@ -26,6 +26,8 @@ export interface ModelInfo {
   llm?: 'llama' | 'qwen3';
   /** Tokenizer folder relative to the repository (absent before it was recorded: models/tokenizer, LLaMA's). */
   tokenizer?: string;
+  /** Why the model has no transformers.js twin, when the builder says (shown in the table's notes). */
+  noPeer?: string;
 }
 
 export interface VariantFiles {
@@ -110,6 +112,7 @@ export interface JobResult {
   /** Last phase reached ('done' when complete). */
   phase?: string;
   error?: string;
+  /** Shown in the table's notes column (e.g. why there is no transformers.js peer). */
   notes: string[];
 }
 
