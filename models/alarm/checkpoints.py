@@ -270,6 +270,23 @@ def build_alarm_audio(directory: PathLike, whisper: WhisperConfig = WHISPER_LARG
     return instantiate(audio, parts.audio_state), parts.embed_tokens
 
 
+def encoder_config_from_file(encoder: str, path: PathLike) -> Any:
+    """One encoder's config from its own HF config.json (whisper-large-v3's, facebook/w2v-bert-2.0's,
+    ta012/SSLAM_AS2M_Finetuned's, OpenMuQ/MuQ-large-msd-iter's), through that module's reader."""
+    from .muq import MuQConfig
+    from .sslam import SSLAMConfig
+    from .w2vbert import W2VBertConfig
+
+    readers = {"whisper": WhisperConfig.from_hf_config, "w2vbert": W2VBertConfig.from_hf_config,
+               "sslam": SSLAMConfig.from_hf_config, "muq": MuQConfig.from_hf_config}
+    if encoder not in readers:
+        raise CheckpointError(f"{path}: no config reader for encoder {encoder!r} (known: {sorted(readers)})")
+    try:
+        return readers[encoder](_read_json(Path(path)))
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
 def whisper_config_from_file(path: PathLike) -> WhisperConfig:
     """A WhisperConfig from an HF Whisper config.json (e.g. openai/whisper-large-v3's)."""
     with open(path, encoding="utf-8") as f:

@@ -18,8 +18,9 @@ Fused models (ALARM-CA, src/configs/model/alarm_ca.yaml): several encoders, each
 features, hidden states and adapter, then the fusion (alarm/fusion.py: "sum" adds the padded
 adapter outputs, "crossattention" is ALARM-CA's), cut to max(1, max over encoders of the adapter
 lengths) rows. ALARM's AudioEncoder / AudioAdapter hold the encoders sorted by name; each encoder
-is an entry of `ENCODERS` (name -> what its module provides); an encoder ALARM has but without an
-entry yet is refused with "not implemented yet". ALARM-P's perceiver fusion is refused likewise.
+is an entry of `ENCODERS` (name -> what its module provides: whisper, w2vbert, sslam, muq, i.e.
+all four of ALARM-CA); an encoder ALARM has but without an entry would be refused with "not
+implemented yet". ALARM-P's perceiver fusion is refused likewise.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from torch import Tensor, nn
 
 from salmonn.whisper import WhisperConfig, WhisperEncoder
 
+from . import muq as muq_module
+from . import sslam as sslam_module
+from . import w2vbert as w2vbert_module
 from .adapter import AdapterConfig, AlarmAdapter
 from .fusion import CrossAttentionConfig, CrossAttentionFusion, fuse, fused_length, fusion_config_from_alarm
 from .qwen3 import Qwen3Config
@@ -66,14 +70,18 @@ def interface_entry(default_config: Any, encoder_cls: Callable[[Any], nn.Module]
                     states: Callable[[nn.Module, Tensor, Sequence[int]], Tensor],
                     frames: Callable[[Any, int], int],
                     ignored_checkpoint_keys: Callable[[Any], Dict[str, Tuple[int, ...]]] = _no_ignored_keys,
-                    ) -> EncoderEntry:
+                    masked: bool = False) -> EncoderEntry:
     """An entry from the functions every encoder module has (docs of the fused-ALARM design):
     `<enc>_features(wave) -> (features, real length)`, `hidden_states(enc, features, layers)`,
-    `encoder_frames(cfg, real length)`, `ignored_checkpoint_keys(cfg)`."""
+    `encoder_frames(cfg, real length)`, `ignored_checkpoint_keys(cfg)`.
+
+    masked: `hidden_states` also takes `length=` (the real length), because ALARM hands that
+    encoder an attention mask over its padding (w2vbert's odd last frame, muq's zero samples)."""
 
     def encode(encoder: nn.Module, cfg: Any, wave: Tensor, layers: Sequence[int]) -> Tuple[Tensor, int]:
         feats, length = features(wave)
-        return states(encoder, feats, layers), frames(cfg, length)
+        hidden = states(encoder, feats, layers, length=length) if masked else states(encoder, feats, layers)
+        return hidden, frames(cfg, length)
 
     return EncoderEntry(default_config, encoder_cls, encode, ignored_checkpoint_keys)
 
@@ -83,11 +91,18 @@ def _whisper_encode(encoder: nn.Module, cfg: WhisperConfig, wave: Tensor, layers
     return hidden_states(encoder, mel[None], layers), encoder_frames(mel_frames)
 
 
-# Adding an encoder is one entry here (plus its import), e.g.
-#   "w2vbert": interface_entry(W2V_BERT_2_0, W2VBertEncoder, w2vbert_features, hidden_states,
-#                              encoder_frames, ignored_checkpoint_keys),
+# Adding an encoder is one entry here (plus its import).
 ENCODERS: Dict[str, EncoderEntry] = {
     "whisper": EncoderEntry(WHISPER_LARGE_V3, WhisperEncoder, _whisper_encode),
+    "w2vbert": interface_entry(w2vbert_module.W2V_BERT_2_0, w2vbert_module.W2VBertEncoder,
+                               w2vbert_module.w2vbert_features, w2vbert_module.hidden_states,
+                               w2vbert_module.encoder_frames, w2vbert_module.ignored_checkpoint_keys, masked=True),
+    "sslam": interface_entry(sslam_module.SSLAM_AS2M, sslam_module.SSLAMEncoder, sslam_module.sslam_features,
+                             sslam_module.hidden_states, sslam_module.encoder_frames,
+                             sslam_module.ignored_checkpoint_keys),
+    "muq": interface_entry(muq_module.MUQ_LARGE_MSD_ITER, muq_module.MuQEncoder, muq_module.muq_features,
+                           muq_module.hidden_states, muq_module.encoder_frames, muq_module.ignored_checkpoint_keys,
+                           masked=True),
 }
 
 

@@ -217,7 +217,10 @@ def _on_meta_device() -> Iterator[None]:
         register_parameter(module, name, param)
 
     def meta_buffer(module: nn.Module, name: str, tensor: Optional[Tensor], persistent: bool = True) -> None:
-        register_buffer(module, name, None if tensor is None else tensor.to("meta"), persistent)
+        # non-persistent buffers (derived constants such as MuQ's DFT basis) are in no checkpoint:
+        # they keep the values the module computed
+        keep = tensor is None or not persistent
+        register_buffer(module, name, tensor if keep else tensor.to("meta"), persistent)
 
     nn.Module.register_parameter = meta_parameter  # type: ignore[assignment]
     nn.Module.register_buffer = meta_buffer  # type: ignore[assignment]

@@ -111,7 +111,8 @@ def test_refuses_what_no_release_uses() -> None:
         AdapterConfig.from_alarm({**WHISPER_BATCH, "use_conformer": True})
     with pytest.raises(ValueError, match="pre_average"):
         AdapterConfig.from_alarm({**WHISPER_BATCH, "pre_average": False})
-    with pytest.raises(ValueError, match="not implemented"):
+    # every ALARM encoder is implemented now: a second encoder without its adapter is what is refused
+    with pytest.raises(ValueError, match="every encoder needs exactly one adapter"):
         AlarmConfig.from_hf_config({**AL_WHISPER, "audio_encoder_configs": [{"encoder_name": "whisper"}, {"encoder_name": "muq"}]})
 
 
