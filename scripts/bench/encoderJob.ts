@@ -169,8 +169,8 @@ async function main(): Promise<void> {
     const { modelParts } = await import('../../src/engine/bundle/parts');
     const partsSessions = { 'encoder.whisper': sessions.speechEncoder, 'encoder.beats': sessions.audioEncoder, connector: sessions.connector };
     const features = [
-      { stage: 'mel' as const, compute: async (chunk: Float32Array) => ({ data: await mel.compute(chunk), dims: [1, mel.featureSize, mel.frames] }) },
-      { stage: 'fbank' as const, compute: async (chunk: Float32Array) => { const f = fbank.compute(chunk); return { data: f.data, dims: [1, f.frames, BEATS_FBANK.numMelBins] }; } },
+      { scope: 'chunk' as const, stage: 'mel' as const, compute: async (chunk: Float32Array) => ({ data: await mel.compute(chunk), dims: [1, mel.featureSize, mel.frames] }) },
+      { scope: 'chunk' as const, stage: 'fbank' as const, compute: async (chunk: Float32Array) => { const f = fbank.compute(chunk); return { data: f.data, dims: [1, f.frames, BEATS_FBANK.numMelBins] }; } },
     ];
     const parts = modelParts({
       formatVersion: 1,

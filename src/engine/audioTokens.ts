@@ -15,7 +15,7 @@ import { yieldToEventLoop } from './llm/generate';
 import type { Backend } from './device';
 import type { PreparedAudio } from './audio/prepare';
 import { tokenTimeMap } from './audio/prepare';
-import type { AudioSpec } from './bundle/manifest';
+import { isRecordingScoped, type AudioSpec } from './bundle/manifest';
 import type { EncoderPart, ModelParts } from './bundle/parts';
 import { HarkError } from './errors';
 import type { EncoderFeatures } from './features/encoderFeatures';
@@ -66,6 +66,11 @@ export type StageInspector = (chunk: number, stage: string, data: Float32Array) 
 /** Why these parts cannot run in this app yet (null when they can): a sentence for the user. */
 export function unsupportedParts(parts: ModelParts): string | null {
   const { fusion, encoders } = parts;
+  const wholeRecording = encoders.find((e) => isRecordingScoped(e.features));
+  if (wholeRecording) {
+    // The extractors exist (features/encoderFeatures.ts); feeding their pieces to the encoders does not yet.
+    return `its ${wholeRecording.type} encoder takes features of the whole recording ("${wholeRecording.features.type}"), which this Hark cannot run yet`;
+  }
   if (fusion.type === 'window-qformer' && fusion.scope === 'chunk') return null;
   if (fusion.type === 'sum' && encoders.length === 1) return null;
   if (fusion.type === 'sum') return `its fusion sums ${encoders.length} encoders, which this Hark cannot do yet`;
@@ -166,6 +171,9 @@ export class AudioTokenizer {
       try {
         for (const [e, encoder] of encoders.entries()) {
           const extractor = this.features[e]!;
+          if (extractor.scope !== 'chunk') {
+            throw new HarkError('bundle/unsupported-model', `The ${encoder.name} encoder's features are computed per recording, which this Hark cannot run yet.`);
+          }
           const t = performance.now();
           const input = await extractor.compute(chunk);
           featuresMs += performance.now() - t;

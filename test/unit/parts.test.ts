@@ -13,6 +13,10 @@ import { unsupportedParts } from '../../src/engine/audioTokens';
 import { HarkError } from '../../src/engine/errors';
 import { formatTwoOf } from '../helpers/formatTwo';
 import { TINY_BUNDLE_DIR } from '../helpers/golden';
+import { featurePieces } from '../../src/engine/features/recordingFeatures';
+import { SSLAM_FBANK } from '../../src/engine/features/recordingFbank';
+import { W2VBERT_SEAMLESS_FBANK } from '../../src/engine/features/seamlessFbank';
+import { MUQ_RESAMPLE } from '../../src/engine/features/sincResample';
 
 const v1 = (): ManifestV1 => JSON.parse(readFileSync(join(TINY_BUNDLE_DIR, 'manifest.json'), 'utf8')) as ManifestV1;
 const v2 = (): ManifestV2 => formatTwoOf(v1());
@@ -202,5 +206,81 @@ describe('format 2: broken pipelines are refused, each with a pointer to the pro
     const error = refusal(one);
     expect(error.message).toContain('/prompt/bosTokenId');
     expect(error.message).toContain('/prompt/system: unknown property "system"');
+  });
+});
+
+/**
+ * ALARM-CA's four encoders (whisper per chunk; w2v-BERT, SSLAM and MuQ with features of the whole
+ * recording) into a cross-attention fusion graph, over alarmLike's common fields.
+ */
+function alarmCaLike(): ManifestV2 {
+  const m = alarmLike();
+  const whisper = m.pipeline.encoders[0]!;
+  const extra = [
+    { name: 'w2vbert', type: 'w2v-bert' as const, features: { type: 'seamless-fbank' as const, ...W2VBERT_SEAMLESS_FBANK }, input: 'input_features' },
+    { name: 'sslam', type: 'sslam' as const, features: { type: 'kaldi-fbank-recording' as const, ...SSLAM_FBANK }, input: 'input_features' },
+    { name: 'muq', type: 'muq' as const, features: { type: 'resampled-waveform' as const, ...MUQ_RESAMPLE }, input: 'input_values' },
+  ];
+  for (const e of extra) {
+    m.pipeline.encoders.push({ ...whisper, ...e, architecture: { width: 64 }, frameSeconds: 0.02 });
+    m.variants.fp32!.graphs[`encoder.${e.name}`] = { path: `onnx/encoder_${e.name}.onnx`, externalData: [] };
+    m.files.push({ path: `onnx/encoder_${e.name}.onnx`, size: 1, sha256: fakeHash });
+  }
+  m.pipeline.fusion = {
+    type: 'cross-attention', scope: 'recording', graph: 'connector', output: 'audio_tokens', width: HIDDEN,
+    inputs: { whisper: 'whisper', w2vbert: 'w2vbert', sslam: 'sslam', muq: 'muq' },
+    tokens: { perSecond: 25, from: 'melFrames', divisor: 4, min: 1 },
+  };
+  m.variants.fp32!.graphs.connector = { path: 'onnx/connector.onnx', externalData: [] };
+  m.files.push({ path: 'onnx/connector.onnx', size: 1, sha256: fakeHash });
+  return m;
+}
+
+describe("format 2: features of the whole recording (ALARM-CA's w2v-BERT, SSLAM, MuQ)", () => {
+  it('are accepted as declared, need no extra file, and are refused at load until the engine feeds their pieces', () => {
+    const m = parseManifest(asJson(alarmCaLike()));
+    const parts = modelParts(m);
+    expect(parts.encoders.map((e) => e.features.type)).toEqual(['whisper-mel', 'seamless-fbank', 'kaldi-fbank-recording', 'resampled-waveform']);
+    expect(parts.encoders[2]!.features).toEqual({ type: 'kaldi-fbank-recording', ...SSLAM_FBANK });
+    // no config file of their own: the spec carries every number (whisper's preprocessor config stays)
+    expect(variantFiles(m, 'fp32').filter((f) => !f.startsWith('onnx/'))).toEqual(['tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json', 'audio_boundaries.f32']);
+    expect(variantFiles(m, 'fp32').filter((f) => f.startsWith('onnx/encoder_'))).toEqual(['onnx/encoder_whisper.onnx', 'onnx/encoder_w2vbert.onnx', 'onnx/encoder_sslam.onnx', 'onnx/encoder_muq.onnx']);
+    expect(unsupportedParts(parts)).toMatch(/w2v-bert encoder takes features of the whole recording \("seamless-fbank"\)/);
+  });
+
+  const cases: [string, (m: ManifestV2) => void, string][] = [
+    ['a recording spec without its scope', (m) => delete (m.pipeline.encoders[1]!.features as { scope?: string }).scope, '/pipeline/encoders/1/features'],
+    ['a recording spec claiming chunk scope', (m) => ((m.pipeline.encoders[2]!.features as { scope: string }).scope = 'chunk'), '/pipeline/encoders/2/features/scope'],
+    ['a zero split', (m) => ((m.pipeline.encoders[3]!.features as { splitFrames: number }).splitFrames = 0), '/pipeline/encoders/3/features/splitFrames'],
+    ['an unknown window', (m) => ((m.pipeline.encoders[2]!.features as { window: string }).window = 'hamming'), '/pipeline/encoders/2/features/window'],
+    ['an unknown field', (m) => ((m.pipeline.encoders[3]!.features as unknown as Record<string, unknown>).beta = 14.7), '/pipeline/encoders/3/features/beta: unknown property "beta"'],
+    ['a seamless extractor at 24 kHz', (m) => ((m.pipeline.encoders[1]!.features as { samplingRate: number }).samplingRate = 24000), '/pipeline/encoders/1/features/samplingRate'],
+    ['a resampler from another rate than the audio\'s', (m) => ((m.pipeline.encoders[3]!.features as { inputRate: number }).inputRate = 44100), '/pipeline/encoders/3/features: takes 44100 Hz audio, but the bundle\'s audio is 16000 Hz'],
+    ['padding that leaves a short last piece', (m) => ((m.pipeline.encoders[2]!.features as { padToMultiple: number }).padToMultiple = 1000), '/pipeline/encoders/2/features/padToMultiple: 1000 is not a multiple of splitFrames (1024)'],
+  ];
+  it.each(cases)('refuses %s', (_name, breakIt, expected) => {
+    const m = alarmCaLike();
+    breakIt(m);
+    const error = refusal(asJson(m));
+    expect(error.code).toBe('bundle/manifest-invalid');
+    expect(error.message).toContain(expected);
+  });
+
+  it('featurePieces cuts the time axis every splitFrames steps, with each piece\'s real steps', () => {
+    // SSLAM-like: 3500 real frames padded to 4096, pieces of 1024 (two bins per frame here)
+    const sslam = { data: Float32Array.from({ length: 4096 * 2 }, (_, i) => i), dims: [1, 4096, 2], realLength: 3500 };
+    const pieces = featurePieces(sslam, 1024);
+    expect(pieces.map((p) => [p.start, p.dims, p.realLength])).toEqual([
+      [0, [1, 1024, 2], 1024], [1024, [1, 1024, 2], 1024], [2048, [1, 1024, 2], 1024], [3072, [1, 1024, 2], 428],
+    ]);
+    expect(pieces[3]!.data[0]).toBe(3072 * 2);
+    expect(pieces[3]!.data.buffer).toBe(sslam.data.buffer); // views, not copies
+    // w2v-BERT-like: 1750 stacked frames, not padded: the last piece is shorter
+    const w2v = featurePieces({ data: new Float32Array(1750 * 3), dims: [1, 1750, 3], realLength: 1749 }, 1500);
+    expect(w2v.map((p) => [p.dims[1], p.realLength])).toEqual([[1500, 1500], [250, 249]]);
+    // MuQ-like: a waveform [1, samples]
+    const muq = featurePieces({ data: new Float32Array(1440000), dims: [1, 1440000], realLength: 840000 }, 720000);
+    expect(muq.map((p) => [p.dims, p.realLength])).toEqual([[[1, 720000], 720000], [[1, 720000], 120000]]);
+    expect(() => featurePieces(sslam, 0)).toThrow(RangeError);
   });
 });

@@ -258,8 +258,78 @@ interface ManifestCommon {
   files: FileEntry[];
 }
 
-/** How one chunk's samples become an encoder graph's input (format 2: format 1's feature specs plus a type). */
-export type FeatureSpecV2 = ({ type: 'whisper-mel' } & WhisperFeatureSpec) | ({ type: 'kaldi-fbank' } & FbankFeatureSpec);
+/**
+ * Features computed once per RECORDING (ALARM's extractors normalise or pad over the whole
+ * recording), not per chunk: the result is [1, T, …] over all the audio, and the encoder then
+ * runs on consecutive pieces of `splitFrames` steps of its time axis (ALARM's max_time ×
+ * frame_rate), the last piece shorter or padded as the spec says.
+ */
+export interface RecordingScoped {
+  scope: 'recording';
+  /** Time steps (rows of the time axis: frames, or samples for a waveform) per encoder run. */
+  splitFrames: number;
+}
+
+/**
+ * w2v-BERT 2.0's input (ALARM): transformers.js' SeamlessM4TFeatureExtractor (Kaldi fbank with a
+ * Povey window, 2^15 scale, per-bin mean/variance normalisation over the recording, pairs of
+ * frames stacked) on the recording with `edgePadding` zero samples on both sides.
+ */
+export interface SeamlessFbankSpec extends RecordingScoped {
+  /** facebook/w2v-bert-2.0's preprocessor_config.json: num_mel_bins 80, stride 2, padding_value 1. */
+  numMelBins: number;
+  samplingRate: number;
+  stride: number;
+  paddingValue: number;
+  /** Zero samples added before and after the recording (ALARM: 160). */
+  edgePadding: number;
+}
+
+/**
+ * Kaldi fbank over the whole recording (SSLAM in ALARM): optionally the waveform's mean removed,
+ * `edgePadding` zero samples on both sides, torchaudio's fbank with `window` (and format 1's
+ * FbankFeatureSpec settings), zero log-mel frames appended up to a multiple of `padToMultiple`
+ * frames, then (x − mean) / (stdMultiplier · std) over all of them (so padding frames hold
+ * −mean / (stdMultiplier · std), not 0).
+ */
+export interface RecordingFbankSpec extends FbankFeatureSpec, RecordingScoped {
+  window: 'povey' | 'hanning';
+  /** Subtract the waveform's mean before padding (SSLAM's extractor does). */
+  removeMean: boolean;
+  edgePadding: number;
+  padToMultiple: number;
+}
+
+/**
+ * The waveform itself at another rate (MuQ in ALARM): torchaudio's windowed-sinc
+ * `Resample(inputRate, outputRate)` (Hann-windowed sinc, `lowpassFilterWidth` zero crossings,
+ * `rolloff`), then zeros appended up to a multiple of `padToMultiple` samples.
+ */
+export interface ResampledWaveformSpec extends RecordingScoped {
+  inputRate: number;
+  outputRate: number;
+  lowpassFilterWidth: number;
+  rolloff: number;
+  padToMultiple: number;
+}
+
+/**
+ * How samples become an encoder graph's input (format 2: format 1's per-chunk feature specs plus
+ * a type, and the recording-scoped specs of ALARM-CA's other encoders).
+ */
+export type FeatureSpecV2 =
+  | ({ type: 'whisper-mel' } & WhisperFeatureSpec)
+  | ({ type: 'kaldi-fbank' } & FbankFeatureSpec)
+  | ({ type: 'seamless-fbank' } & SeamlessFbankSpec)
+  | ({ type: 'kaldi-fbank-recording' } & RecordingFbankSpec)
+  | ({ type: 'resampled-waveform' } & ResampledWaveformSpec);
+
+/** The feature specs computed per recording (the others are computed per chunk). */
+export type RecordingFeatureSpec = Extract<FeatureSpecV2, { scope: 'recording' }>;
+
+export function isRecordingScoped(spec: FeatureSpecV2): spec is RecordingFeatureSpec {
+  return 'scope' in spec && spec.scope === 'recording';
+}
 
 export type EncoderType = 'whisper' | 'beats' | 'w2v-bert' | 'sslam' | 'muq';
 

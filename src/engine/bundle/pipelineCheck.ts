@@ -17,6 +17,20 @@ export function pipelineProblems(manifest: ManifestV2): string[] {
     names.add(encoder.name);
   });
 
+  // Recording-scoped features (ALARM-CA's w2v-BERT, SSLAM, MuQ): they read the prepared audio at
+  // the bundle's rate, and a padded spec must leave whole encoder pieces (fixed-shape graphs).
+  encoders.forEach((encoder, i) => {
+    const f = encoder.features;
+    const at = `/pipeline/encoders/${i}/features`;
+    if (f.type === 'seamless-fbank' || f.type === 'kaldi-fbank-recording' || f.type === 'resampled-waveform') {
+      const rate = f.type === 'seamless-fbank' ? f.samplingRate : f.type === 'kaldi-fbank-recording' ? f.sampleFrequency : f.inputRate;
+      if (rate !== manifest.audio.sampleRate) problems.push(`${at}: takes ${rate} Hz audio, but the bundle's audio is ${manifest.audio.sampleRate} Hz (audio.sampleRate)`);
+      if (f.type !== 'seamless-fbank' && f.padToMultiple % f.splitFrames !== 0) {
+        problems.push(`${at}/padToMultiple: ${f.padToMultiple} is not a multiple of splitFrames (${f.splitFrames}): the last encoder piece would be cut short`);
+      }
+    }
+  });
+
   const adapted = new Set<string>();
   adapters.forEach((adapter, i) => {
     const at = `/pipeline/adapters/${i}`;

@@ -29,6 +29,13 @@
  * operation (Math.fround after every step): the FFT follows pocketfft's real FFT (radix 4 passes
  * with one radix 2 pass, FFTPACK half-complex layout, twiddles computed in double then rounded),
  * which torch uses on the CPU; checked bit-exact against torch.fft.rfft on 3000 random frames.
+ * A frame's mean (remove_dc_offset) is torch's float32 sum in torch's own summation order
+ * (`torchFloat32Sum`): any order is exact for 16-bit input (integer values), but not for other
+ * input (resampled audio, SSLAM's unscaled waveform): there a correctly rounded mean differs from
+ * torch's by an ulp, and the quiet bands follow (measured on one_second.wav × 0.7 with BEATs'
+ * settings: 7.2e-4 absolute with the rounded float64 sum, 6.6e-7 with torch's order).
+ * The frame window is Povey's (BEATs, format 1) or the symmetric Hann window (`window: 'hanning'`,
+ * SSLAM), each with torch's float32 values.
  * The mel weights follow torchaudio's float32 formula too (a weight near a triangle's edge is a
  * small difference of large mel values, so float64 weights differ by up to 1.4e-5 absolute).
  * From the power spectrum on (mel sums, log, normalisation), where float32 noise would only be
@@ -39,8 +46,17 @@
 
 import type { FbankFeatureSpec } from '../bundle/manifest';
 
-/** The fbank settings are exactly the manifest's `features.fbank` (one definition, not two). */
-export type FbankOptions = FbankFeatureSpec;
+/**
+ * Kaldi's frame windows that we reproduce: 'povey' (Kaldi's default, BEATs and w2v-BERT) and
+ * 'hanning' (torchaudio's `window_type="hanning"`: the symmetric Hann window, SSLAM).
+ */
+export type FbankWindow = 'povey' | 'hanning';
+
+/**
+ * The fbank settings are the manifest's `features.fbank` (one definition, not two), plus the frame
+ * window (absent: 'povey', which every format-1 bundle means).
+ */
+export type FbankOptions = FbankFeatureSpec & { window?: FbankWindow };
 
 /** The values SALMONN's BEATs uses (the bundle manifest's features.fbank carries the same). */
 export const BEATS_FBANK: FbankOptions = {
@@ -69,6 +85,79 @@ function melScale(freq: number): number {
   return 1127 * Math.log(1 + freq / 700);
 }
 
+/** c10's CeilLog2: ⌈log2 x⌉, and 1 for x ≤ 2. */
+function ceilLog2(x: number): number {
+  return x <= 2 ? 1 : 32 - Math.clz32(x - 1);
+}
+
+/** Lanes of torch's float32 vectors with AVX2 (the CPU capability of the build that made the goldens). */
+const TORCH_LANES = 8;
+/** SumKernel.cpp's row_sum splits a row into this many interleaved accumulators (ilp_factor). */
+const TORCH_ILP = 4;
+const TORCH_LEVELS = 4;
+
+/**
+ * torch's float32 sum of `n` contiguous values from `offset` (CPU, one thread), operation for
+ * operation as ATen's SumKernel.cpp: cascade_sum → vectorized_inner_sum over 8-lane vectors →
+ * row_sum (4 interleaved accumulators, multi_row_sum's 4-level cascade in chunks of ≥ 16), then
+ * the scalar tail added to 0 and the 8 lanes added in order. For 16-bit sample values (integers,
+ * sums < 2^24) every order gives the same exact sum; for other samples this is what makes a
+ * frame's DC offset, and so the rounding noise of the quiet bands, equal torch's.
+ */
+export function torchFloat32Sum(values: ArrayLike<number>, offset: number, n: number): number {
+  const vectors = Math.floor(n / TORCH_LANES);
+  if (vectors === 0) {
+    // scalar_inner_sum: row_sum over scalars (one lane)
+    return cascadeRowSum(values, offset, n, 1)[0]!;
+  }
+  const lanes = cascadeRowSum(values, offset, vectors, TORCH_LANES);
+  let total = 0;
+  for (let k = vectors * TORCH_LANES; k < n; k++) total = f32(total + values[offset + k]!);
+  for (let l = 0; l < TORCH_LANES; l++) total = f32(total + lanes[l]!);
+  return total;
+}
+
+/** row_sum over `size` vectors of `lanes` floats starting at `offset`: the per-lane sums. */
+function cascadeRowSum(values: ArrayLike<number>, offset: number, size: number, lanes: number): Float64Array {
+  const sizeIlp = Math.floor(size / TORCH_ILP);
+  // multi_row_sum: row k of the (−1, ILP) view holds vectors i·ILP + k; acc[level][k][lane].
+  const levelPower = Math.max(4, Math.floor(ceilLog2(sizeIlp) / TORCH_LEVELS));
+  const levelStep = 2 ** levelPower;
+  const levelMask = levelStep - 1;
+  const width = TORCH_ILP * lanes;
+  const acc = new Float64Array(TORCH_LEVELS * width);
+  const addVectors = (i: number): void => {
+    for (let k = 0; k < TORCH_ILP; k++) {
+      const base = offset + (i * TORCH_ILP + k) * lanes;
+      for (let l = 0; l < lanes; l++) acc[k * lanes + l] = f32(acc[k * lanes + l]! + values[base + l]!);
+    }
+  };
+  let i = 0;
+  while (i + levelStep <= sizeIlp) {
+    for (let j = 0; j < levelStep; j++, i++) addVectors(i);
+    for (let level = 1; level < TORCH_LEVELS; level++) {
+      for (let e = 0; e < width; e++) {
+        acc[level * width + e] = f32(acc[level * width + e]! + acc[(level - 1) * width + e]!);
+        acc[(level - 1) * width + e] = 0;
+      }
+      if ((i & (levelMask * 2 ** (level * levelPower))) !== 0) break;
+    }
+  }
+  for (; i < sizeIlp; i++) addVectors(i);
+  for (let level = 1; level < TORCH_LEVELS; level++) {
+    for (let e = 0; e < width; e++) acc[e] = f32(acc[e]! + acc[level * width + e]!);
+  }
+  // row_sum: the leftover vectors into accumulator 0, then accumulators 1..3 into it.
+  const out = acc.slice(0, lanes);
+  for (let v = sizeIlp * TORCH_ILP; v < size; v++) {
+    for (let l = 0; l < lanes; l++) out[l] = f32(out[l]! + values[offset + v * lanes + l]!);
+  }
+  for (let k = 1; k < TORCH_ILP; k++) {
+    for (let l = 0; l < lanes; l++) out[l] = f32(out[l]! + acc[k * lanes + l]!);
+  }
+  return out;
+}
+
 /** Smallest power of two ≥ x, as Kaldi's round_to_power_of_two. */
 function nextPowerOfTwo(x: number): number {
   let p = 1;
@@ -95,6 +184,32 @@ const TORCH_POVEY_400: ReadonlyMap<number, number> = new Map([
   [337, 0.27606201171875],
   [358, 0.1420251578092575],
 ]);
+
+/**
+ * Entries of torch's float32 `hann_window(400, periodic=False)` (same torch build as above) that
+ * differ from the correctly rounded formula (its vectorised cos; the same indices as the Povey
+ * table but for 70 and 282, where only the pow rounded differently). The 'hanning' window of SSLAM's features.
+ */
+const TORCH_HANN_400: ReadonlyMap<number, number> = new Map([
+  [19, 0.02221357822418213],
+  [68, 0.2602969706058502],
+  [150, 0.8556349873542786],
+  [155, 0.8821773529052734],
+  [235, 0.923884928226471],
+  [267, 0.7431505918502808],
+  [329, 0.2742333710193634],
+  [337, 0.21996864676475525],
+  [358, 0.10064280033111572],
+]);
+
+/** Symmetric Hann window in float32, computed as torch does: 0.5 − 0.5·cos(j · f32(2π/(n−1))). */
+function hannWindow(n: number): Float64Array {
+  const out = new Float64Array(n);
+  const step = f32((2 * Math.PI) / (n - 1));
+  for (let j = 0; j < n; j++) out[j] = f32(f32(f32(Math.cos(f32(j * step))) * -0.5) + 0.5);
+  if (n === 400) for (const [j, v] of TORCH_HANN_400) out[j] = v;
+  return out;
+}
 
 /** Povey window in float32, computed as torch does: ((0.5 − 0.5·cos(j · f32(2π/(n−1)))))^f32(0.85). */
 function poveyWindow(n: number): Float64Array {
@@ -326,7 +441,8 @@ export class KaldiFbank {
   readonly frameLength: number;
   readonly frameShift: number;
   readonly fftSize: number;
-  private readonly povey: Float64Array;
+  /** The frame window (Povey or Hann), float32 values. */
+  private readonly frameWindow: Float64Array;
   private readonly fft: Float32RealFft;
   /** Per mel bin: first FFT bin with a non-zero weight, and the weights from there. */
   private readonly melStart: Int32Array;
@@ -339,7 +455,9 @@ export class KaldiFbank {
     if (this.frameLength < 2 || this.frameShift < 1) throw new RangeError(`fbank: bad frame length/shift ${this.frameLength}/${this.frameShift}`);
     this.fftSize = nextPowerOfTwo(this.frameLength);
     this.fft = new Float32RealFft(this.fftSize);
-    this.povey = poveyWindow(this.frameLength);
+    const windowType = opts.window ?? 'povey';
+    if (windowType !== 'povey' && windowType !== 'hanning') throw new RangeError(`fbank: unknown window "${String(windowType)}"`);
+    this.frameWindow = windowType === 'hanning' ? hannWindow(this.frameLength) : poveyWindow(this.frameLength);
 
     // Mel filters, triangles in mel space (torchaudio get_mel_banks, no VTLN, high_freq = Nyquist),
     // in float32 like torchaudio (the edges are Python doubles rounded to float32 on the way in).
@@ -394,18 +512,13 @@ export class KaldiFbank {
     const denom = stdMultiplier * std;
     for (let f = 0; f < frames; f++) {
       const offset = f * this.frameShift;
-      let sum = 0;
-      for (let j = 0; j < n; j++) {
-        const v = f32(wave[offset + j]! * scale);
-        frame[j] = v;
-        sum += v;
-      }
-      // Exact for 16-bit input (integers, |sum| < 2^24); otherwise within an ulp of torch's float32 sum.
-      const dc = f32(f32(sum) / n);
+      for (let j = 0; j < n; j++) frame[j] = f32(wave[offset + j]! * scale);
+      // torch.mean: its float32 sum (summation order included), divided in float32.
+      const dc = f32(torchFloat32Sum(frame, 0, n) / n);
       for (let j = 0; j < n; j++) frame[j] = f32(frame[j]! - dc);
       // Pre-emphasis, then the window; x[−1] = x[0].
-      buf[0] = f32(f32(frame[0]! - f32(preemph * frame[0]!)) * this.povey[0]!);
-      for (let j = 1; j < n; j++) buf[j] = f32(f32(frame[j]! - f32(preemph * frame[j - 1]!)) * this.povey[j]!);
+      buf[0] = f32(f32(frame[0]! - f32(preemph * frame[0]!)) * this.frameWindow[0]!);
+      for (let j = 1; j < n; j++) buf[j] = f32(f32(frame[j]! - f32(preemph * frame[j - 1]!)) * this.frameWindow[j]!);
       buf.fill(0, n);
       const spec = this.fft.forward(buf);
       power[0] = spec[0]! * spec[0]!;
