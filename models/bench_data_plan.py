@@ -63,12 +63,16 @@ def external_tensors(graph_path: Path) -> list[dict]:
 
 def make_plan(dirs: list[Path], min_bytes: int) -> dict:
     files: dict[str, dict] = {}
+    seen: set[tuple[str, int, int]] = set()
     for folder in dirs:
         for graph in sorted(folder.rglob("*.onnx")):
             for t in external_tensors(graph):
                 size = Path(t["file"]).stat().st_size
-                if size < min_bytes:
+                # A tied head reads the embed graph's table in place (qwen3-4b's shared_head): the
+                # same bytes under a second name are described once.
+                if size < min_bytes or (t["file"], t["offset"], t["length"]) in seen:
                     continue
+                seen.add((t["file"], t["offset"], t["length"]))
                 entry = files.setdefault(t["file"], {"path": t["file"], "size": size, "tensors": []})
                 entry["tensors"].append([t["offset"], t["length"], t["type"], t["name"]])
     for entry in files.values():

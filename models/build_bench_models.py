@@ -23,6 +23,16 @@ Models:
             bytes and random scales made per tensor (never fp32: 7B would need 27 GB) and streamed
             into the external data files while the graph is built (onnx_decoder.ExternalDataWriter).
             Random rather than zero bytes: zeros can flatter a kernel's timing.
+    qwen3-4b
+            Qwen/Qwen3-4B-Thinking-2507's geometry (alarm/qwen3.Qwen3Config's defaults, ALARM's LLM):
+            36 layers, hidden 2560, intermediate 9728, 32 query / 8 KV heads, head_dim 128, rope
+            theta 5e6, rms eps 1e-6, vocab 151936, tied embeddings, no LoRA. int4 only, no peer,
+            streamed like the 7B, through the graph ALARM's bundle exports (alarm/bundle.write_graphs:
+            qwen3_flavor = per-head q/k RMSNorm, no lora_scale input; the tied head reads the
+            embed_tokens graph's own data file, `shared_head`, listed among the decoder's data).
+            Its prompts are ids of the Qwen3 tokenizer (the ALARM tiny bundle's, bench.json
+            `tokenizer`). The embedding table is made in fp32 (1.6 GB) and quantized by
+            build_embed_graph as the converter does; the linears never exist in fp32.
 """
 
 from __future__ import annotations
@@ -42,19 +52,25 @@ import onnx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from alarm.qwen3 import Qwen3Config  # noqa: E402
 from salmonn.int4 import BLOCK_SIZE  # noqa: E402
 from salmonn.llama import LlamaConfig  # noqa: E402
 from salmonn.onnx_decoder import (  # noqa: E402
+    LLAMA,
     ExternalDataWriter,
+    LlmFlavor,
     QuantizedLinear,
     build_decoder_model,
     build_embed_graph,
+    embed_table_tensors,
+    qwen3_flavor,
     save_model,
     text_only_decoder,
 )
 
 TINY_BUNDLE = HERE / "bundles" / "salmonn-tiny"
 TOKENIZER_DIR = HERE / "tokenizer"
+QWEN3_TOKENIZER_DIR = HERE / "bundles" / "alarm-tiny"  # Qwen3's tokenizer.json / tokenizer_config.json
 SUFFIX = {"fp32": "", "int4": "_q4"}
 LORA_RANK = 8
 LORA_ALPHA = 32.0
@@ -65,11 +81,15 @@ BOS_TOKEN_ID = 1
 
 @dataclass(frozen=True)
 class RandomModel:
-    config: LlamaConfig
+    config: LlamaConfig | Qwen3Config
     precisions: tuple[str, ...]
     peer: bool
     streamed: bool  # int4 bytes made directly (no fp32 weights in memory)
     lora: bool = True  # False: no LoRA path in the graph (what a LoRA merged into the weights costs)
+    flavor: LlmFlavor = LLAMA  # qwen3_flavor(): q/k norm, tied head on the embed graph's data, no lora_scale
+    max_positions: int | None = None  # rotary cache rows (default config.max_position_embeddings)
+    tokenizer: Path = TOKENIZER_DIR
+    no_peer: str = ""  # why there is no transformers.js twin (bench.json `noPeer`, shown in the table's notes)
 
 
 RANDOM_MODELS = {
@@ -82,28 +102,41 @@ RANDOM_MODELS = {
     "13b": RandomModel(LlamaConfig(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40,
                                    num_attention_heads=40, num_key_value_heads=40, max_position_embeddings=4096),
                        ("int4",), peer=False, streamed=True),
+    # ALARM's LLM (Qwen3-4B-Thinking-2507: Qwen3Config's defaults); 4096 rotary rows like the 7B
+    # (the bench's longest context), not the model's 262144.
+    "qwen3-4b": RandomModel(Qwen3Config(), ("int4",), peer=False, streamed=True, lora=False,
+                            flavor=qwen3_flavor(), max_positions=4096, tokenizer=QWEN3_TOKENIZER_DIR,
+                            no_peer="no tjs peer: the peer export (text_only_decoder) needs a lora_scale input and "
+                                    "a head of its own; this graph has neither"),
 }
 
 
-def linear_shapes(config: LlamaConfig) -> dict[str, tuple[int, int]]:
-    """[out, in] of every Linear weight (HF names), lm_head included."""
+def linear_shapes(config: LlamaConfig | Qwen3Config, flavor: LlmFlavor = LLAMA) -> dict[str, tuple[int, int]]:
+    """[out, in] of every Linear weight (HF names), lm_head included unless the head is tied.
+    q and o are heads * head_dim wide (= hidden for LLaMA; 4096 vs hidden 2560 for Qwen3-4B)."""
     h, i, kv = config.hidden_size, config.intermediate_size, config.num_key_value_heads * config.head_dim
-    per_layer = {"self_attn.q_proj": (h, h), "self_attn.k_proj": (kv, h), "self_attn.v_proj": (kv, h),
-                 "self_attn.o_proj": (h, h), "mlp.gate_proj": (i, h), "mlp.up_proj": (i, h), "mlp.down_proj": (h, i)}
+    q = config.num_attention_heads * config.head_dim
+    per_layer = {"self_attn.q_proj": (q, h), "self_attn.k_proj": (kv, h), "self_attn.v_proj": (kv, h),
+                 "self_attn.o_proj": (h, q), "mlp.gate_proj": (i, h), "mlp.up_proj": (i, h), "mlp.down_proj": (h, i)}
     shapes = {f"model.layers.{n}.{name}.weight": shape
               for n in range(config.num_hidden_layers) for name, shape in per_layer.items()}
-    shapes["lm_head.weight"] = (config.vocab_size, h)
+    if not flavor.tie_word_embeddings:
+        shapes["lm_head.weight"] = (config.vocab_size, h)
     return shapes
 
 
-def small_shapes(config: LlamaConfig, lora: bool = True) -> dict[str, tuple[int, ...]]:
-    """Norm weights and LoRA matrices: small fp32 tensors in every precision."""
+def small_shapes(config: LlamaConfig | Qwen3Config, lora: bool = True, flavor: LlmFlavor = LLAMA) -> dict[str, tuple[int, ...]]:
+    """Norm weights (with Qwen3's per-head q/k norms, [head_dim]) and LoRA matrices: small fp32
+    tensors in every precision."""
     h, kv = config.hidden_size, config.num_key_value_heads * config.head_dim
-    out = {"q_proj": h, "v_proj": kv}
+    out = {"q_proj": config.num_attention_heads * config.head_dim, "v_proj": kv}
     shapes: dict[str, tuple[int, ...]] = {"model.norm.weight": (h,)}
     for n in range(config.num_hidden_layers):
         shapes[f"model.layers.{n}.input_layernorm.weight"] = (h,)
         shapes[f"model.layers.{n}.post_attention_layernorm.weight"] = (h,)
+        if flavor.qk_norm:
+            shapes[f"model.layers.{n}.self_attn.q_norm.weight"] = (config.head_dim,)
+            shapes[f"model.layers.{n}.self_attn.k_norm.weight"] = (config.head_dim,)
         for target in LORA_TARGETS if lora else ():
             shapes[f"model.layers.{n}.self_attn.{target}.lora_A"] = (LORA_RANK, h)
             shapes[f"model.layers.{n}.self_attn.{target}.lora_B"] = (out[target], LORA_RANK)
@@ -111,7 +144,7 @@ def small_shapes(config: LlamaConfig, lora: bool = True) -> dict[str, tuple[int,
 
 
 def small_tensor(key: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    if key.endswith("layernorm.weight") or key == "model.norm.weight":
+    if key.endswith("norm.weight"):  # input/post_attention_layernorm, model.norm, q_norm, k_norm
         return (1.0 + 0.05 * rng.standard_normal(shape)).astype(np.float32)
     return (0.02 * rng.standard_normal(shape)).astype(np.float32)
 
@@ -128,9 +161,9 @@ class RandomInt4Weights(Mapping):
     """A lazy state dict: each Linear weight is made on access as random int4 bytes + scales
     (QuantizedLinear), the small tensors as fp32. Nothing is kept, so memory stays at one tensor."""
 
-    def __init__(self, config: LlamaConfig, seed: int, lora: bool = True) -> None:
-        self.linears = linear_shapes(config)
-        self.small = small_shapes(config, lora)
+    def __init__(self, config: LlamaConfig | Qwen3Config, seed: int, lora: bool = True, flavor: LlmFlavor = LLAMA) -> None:
+        self.linears = linear_shapes(config, flavor)
+        self.small = small_shapes(config, lora, flavor)
         self.seed = seed
 
     def __getitem__(self, key: str) -> object:
@@ -156,6 +189,13 @@ class RandomInt4Weights(Mapping):
         return len(self.linears) + len(self.small)
 
 
+def embedding_table(config: LlamaConfig | Qwen3Config, seed: int, streamed: bool) -> np.ndarray:
+    """The random fp32 embedding table [vocab, hidden], normal(0, 0.02) (seed + 1 for the in-memory
+    models, whose linears drew from `seed`'s generator)."""
+    rng = np.random.default_rng(seed if streamed else seed + 1)
+    return 0.02 * rng.standard_normal((config.vocab_size, config.hidden_size), dtype=np.float32)
+
+
 def write_peer_folder(peer: Path, config: LlamaConfig, decoders: dict[str, tuple[Path, Path]], lora_scale: float) -> None:
     """transformers.js' layout: config, generation config, tokenizer, onnx/decoder_model_merged{suffix}."""
     peer.mkdir(parents=True, exist_ok=True)
@@ -179,7 +219,7 @@ def write_peer_folder(peer: Path, config: LlamaConfig, decoders: dict[str, tuple
         save_model(merged, peer / "onnx" / f"decoder_model_merged{SUFFIX[precision]}.onnx")
 
 
-def geometry(config: LlamaConfig, max_positions: int, lora_scale: float) -> dict:
+def geometry(config: LlamaConfig | Qwen3Config, max_positions: int, lora_scale: float) -> dict:
     return {
         "numLayers": config.num_hidden_layers, "hiddenSize": config.hidden_size, "numHeads": config.num_attention_heads,
         "numKvHeads": config.num_key_value_heads, "headDim": config.head_dim, "vocabSize": config.vocab_size,
@@ -188,8 +228,13 @@ def geometry(config: LlamaConfig, max_positions: int, lora_scale: float) -> dict
     }
 
 
-def write_bench_json(folder: Path, model: str, geo: dict, graphs: dict[str, dict], peer: bool, key: str) -> None:
-    info = {"model": model, "geometry": geo, "variants": graphs, "peer": "peer" if peer else None}
+def write_bench_json(folder: Path, model: str, geo: dict, graphs: dict[str, dict], peer: bool, key: str,
+                     tokenizer: Path = TOKENIZER_DIR, llm: str = "llama", no_peer: str = "") -> None:
+    """bench.json; `tokenizer` (relative to the repository) is the folder the jobs load the tokenizer from."""
+    info = {"model": model, "llm": llm, "geometry": geo, "variants": graphs, "peer": "peer" if peer else None,
+            "tokenizer": tokenizer.relative_to(HERE.parent).as_posix()}
+    if no_peer:
+        info["noPeer"] = no_peer
     (folder / "bench.json").write_text(json.dumps(info, indent=2) + "\n")
     (folder / "stamp").write_text(key + "\n")
 
@@ -221,37 +266,46 @@ def build_tiny(folder: Path, key: str) -> None:
 
 
 def build_random(folder: Path, name: str, spec: RandomModel, key: str, seed: int) -> None:
-    config, lora_scale = spec.config, LORA_ALPHA / LORA_RANK
+    config, flavor = spec.config, spec.flavor
+    # No lora_scale input (Qwen3): 0 is what the engine would feed a LoRA-less model; unused.
+    lora_scale = LORA_ALPHA / LORA_RANK if flavor.lora_input else 0.0
+    max_positions = spec.max_positions or config.max_position_embeddings
     onnx_dir = folder / "onnx"
     graphs, decoders = {}, {}
-    if spec.streamed:
-        weights: Mapping[str, object] = RandomInt4Weights(config, seed, spec.lora)
-        table = (0.02 * np.random.default_rng(seed).standard_normal((config.vocab_size, config.hidden_size),
-                                                                    dtype=np.float32))
-    else:
-        weights = random_weights(config, seed)
-        table = (0.02 * np.random.default_rng(seed + 1).standard_normal((config.vocab_size, config.hidden_size),
-                                                                        dtype=np.float32))
+    weights: Mapping[str, object] = (RandomInt4Weights(config, seed, spec.lora, flavor) if spec.streamed
+                                     else random_weights(config, seed))
+    table = embedding_table(config, seed, spec.streamed)
     for precision in spec.precisions:
         suffix = SUFFIX[precision]
-        embed_files = save_model(build_embed_graph(table, precision), onnx_dir / f"embed_tokens{suffix}.onnx")
+        embed_path = onnx_dir / f"embed_tokens{suffix}.onnx"
+        embed_files = save_model(build_embed_graph(table, precision), embed_path)
+        # Tied head (Qwen3): read the embed graph's table in place, as ALARM's bundle does
+        # (alarm/bundle.write_graphs), so its bytes are not stored twice.
+        shared = (embed_table_tensors(onnx.load(str(embed_path), load_external_data=False))
+                  if flavor.tie_word_embeddings else None)
+        if flavor.tie_word_embeddings and shared is None:
+            raise ValueError(f"{name}: the embedding table was split into parts; a tied head needs it whole")
         decoder_path = onnx_dir / f"decoder_model_merged{suffix}.onnx"
+        build = dict(lora_default_scale=lora_scale if flavor.lora_input else None, max_positions=max_positions,
+                     flavor=flavor, shared_head=shared)
         if spec.streamed:
             writer = ExternalDataWriter(decoder_path)
-            model = build_decoder_model(config, weights, precision, lora_default_scale=lora_scale,
-                                        max_positions=config.max_position_embeddings, external_data=writer)
+            model = build_decoder_model(config, weights, precision, external_data=writer, **build)
             decoder_files = writer.finish(model)
         else:
-            model = build_decoder_model(config, weights, precision, lora_default_scale=lora_scale,
-                                        max_positions=config.max_position_embeddings)
+            model = build_decoder_model(config, weights, precision, **build)
             decoder_files = save_model(model, decoder_path)
         del model
         graphs[precision] = graph_entry(folder, decoder_files, embed_files)
+        if shared is not None:
+            graphs[precision]["decoderData"] += sorted({t.location for t in shared.values()})
         decoders[precision] = (decoder_files[0], embed_files[0])
         print(f"{name} {precision}: {sum(p.stat().st_size for p in decoder_files) / 1e9:.2f} GB decoder", flush=True)
     if spec.peer:
         write_peer_folder(folder / "peer", config, decoders, lora_scale)
-    write_bench_json(folder, name, geometry(config, config.max_position_embeddings, lora_scale), graphs, spec.peer, key)
+    llm = "qwen3" if flavor.qk_norm else "llama"
+    write_bench_json(folder, name, geometry(config, max_positions, lora_scale), graphs, spec.peer, key,
+                     spec.tokenizer, llm, spec.no_peer)
 
 
 def write_unfused_tiny_decoder(path: Path) -> None:

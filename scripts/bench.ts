@@ -14,14 +14,17 @@
  *   npm run bench -- --models encoders --backends wasm   # time to first token only
  *   npm run bench -- --13b             # also Vicuna-13B geometry (8.6 GB of int4 data, webgpu-node)
  *
- * --models: tiny, medium, 7b, 7b-nolora (no LoRA path: a merged LoRA's cost), 13b, encoders (the audio side: Whisper-large-v2 encoder, BEATs and
+ * --models: tiny, medium, 7b, 7b-nolora (no LoRA path: a merged LoRA's cost), 13b, qwen3-4b (ALARM's
+ *   Qwen3-4B geometry: q/k norm, tied head, no LoRA; big like the 7B, but it also fits wasm's heap),
+ *   encoders (the audio side: Whisper-large-v2 encoder, BEATs and
  *   the window Q-Former at real geometry, built by models/build_bench_encoders.py; int4 unless
  *   --precisions names others: fp32 Whisper-large is 2.5 GB).
  * --backends: wasm, webgpu-node (dawn.node), chromium-webgpu (headless Chromium; decoders only).
  * Other flags: --steps N (decode steps timed), --contexts 128,1024,2048, --no-peer,
  * --job-limit S (seconds per job; --quick gives webgpu-node jobs 60 s, else 15 min; chromium-webgpu
  * 20 min; 7B/13B and encoders 30 min), --big-prompt N (tokens of the 7B/13B jobs' one decoder step, default 1),
- * --big-measure (time the 7B/13B like the others, prefill + decode per context: for a real GPU),
+ * --big-measure (time the 7B/13B/Qwen3-4B like the others, prefill + decode per context: for a real GPU,
+ *   or qwen3-4b on wasm),
  * --encode-runs N (encodes of the 30 s clip; default 1 on wasm, 2 on WebGPU, the last reported),
  * --ttft-prefill (run the 7B prefill of the 30 s prompt on a software adapter too; by default it
  * runs only on a real GPU: on SwiftShader it takes far longer than a job limit),
@@ -53,6 +56,7 @@ const BUILDER_SOURCES = [
   'models/salmonn/onnx_decoder.py',
   'models/salmonn/int4.py',
   'models/salmonn/llama.py',
+  'models/alarm/qwen3.py', // Qwen3Config: qwen3-4b's geometry
 ];
 const ENCODER_SOURCES = [
   'models/build_bench_encoders.py',
@@ -64,7 +68,9 @@ const ENCODER_SOURCES = [
   'models/salmonn/onnx_decoder.py',
   'models/salmonn/bundle.py',
 ];
-const BIG_MODELS = new Set(['7b', '7b-nolora', '13b']);
+const BIG_MODELS = new Set(['7b', '7b-nolora', '13b', 'qwen3-4b']);
+/** Big models that also run on wasm: Qwen3-4B's 2.5 GB of int4 data fits its 4 GB heap (the 7B's 4.2 GB does not). */
+const BIG_ON_WASM = new Set(['qwen3-4b']);
 /** The pseudo-model of --models for the audio side at real geometry (time to first token, 30 s clip). */
 const ENCODERS = 'encoders';
 
@@ -355,7 +361,8 @@ async function main(): Promise<void> {
     for (const precision of options.precisions) {
       if (!info.variants[precision]) continue;
       for (const backend of options.backends) {
-        if (big && backend !== 'webgpu-node') continue; // 4 GB wasm heap; Chromium's 1 GiB SwiftShader buffers
+        // 4 GB wasm heap (all but Qwen3-4B); Chromium's 1 GiB SwiftShader buffers
+        if (big && backend !== 'webgpu-node' && !(backend === 'wasm' && BIG_ON_WASM.has(model))) continue;
         // --quick: WebGPU for int4 only (a software adapter spends minutes compiling shaders per variant).
         if (options.quick && backend !== 'wasm' && precision !== 'int4' && !options.explicitPrecisions) continue;
         const { contexts, steps } = plan(options, model, info, backend);

@@ -78,3 +78,23 @@ def test_externalize_moves_inline_weights(tmp_path: Path) -> None:
     assert (folder / "onnx" / "enc.onnx").stat().st_size < 10_000
     loaded = onnx.load(str(folder / "onnx" / "enc.onnx"))
     np.testing.assert_array_equal(numpy_helper.to_array(loaded.graph.initializer[0]), numpy_helper.to_array(weight))
+
+
+def test_plan_describes_bytes_shared_by_two_graphs_once(tmp_path: Path) -> None:
+    """A tied head reading the embed graph's data file in place (qwen3-4b's shared_head): the
+    plan lists those bytes once (under whichever name it meets first), so fill writes them once."""
+    from salmonn.onnx_decoder import ExternalTensor
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    table = {"table.q4": np.arange(8192, dtype=np.uint8), "table.scales": np.ones(256, np.float32)}
+    embed = save_graph(folder, "embed", table)
+    owned = {t.name: ExternalTensor.of(t) for t in onnx.load(str(embed), load_external_data=False).graph.initializer}
+    head = [owned["table.q4"].proto("head.q4"), owned["table.scales"].proto("head.scales")]
+    nodes = [helper.make_node("Identity", [t.name], [f"{t.name}_out"]) for t in head]
+    outputs = [helper.make_tensor_value_info(f"{t.name}_out", TensorProto.UNDEFINED, None) for t in head]
+    onnx.save_model(helper.make_model(helper.make_graph(nodes, "decoder", [], outputs, head)), str(folder / "decoder.onnx"))
+    plan = bench_data_plan.make_plan([folder], 0)
+    assert [e["path"] for e in plan["files"]] == [str(folder / "embed.onnx_data")]
+    tensors = plan["files"][0]["tensors"]
+    assert sorted((t[0], t[1]) for t in tensors) == sorted({(t[0], t[1]) for t in tensors}) and len(tensors) == 2

@@ -80,3 +80,47 @@ def test_text_only_decoder_computes_what_embed_plus_decoder_compute(tmp_path):
     assert one["logits"].shape == (1, 1, cfg.vocab_size)
     np.testing.assert_array_equal(one["logits"], two["logits"])
     np.testing.assert_array_equal(one["present.1.value"], two["present.1.value"])
+
+
+def test_random_qwen3_bench_graph_computes_the_reference_qwen3(tmp_path):
+    """qwen3-4b's build path (build_random with its RandomModel) at a small geometry: the streamed
+    int4 Qwen3 graph (per-head q/k norms, tied head reading embed_tokens' data file, no lora_scale)
+    computes what the PyTorch Qwen3 reference computes on the same random weights, dequantized."""
+    import json
+    from dataclasses import replace
+
+    import torch
+
+    import build_bench_models as bench
+    from alarm.qwen3 import Qwen3Config, Qwen3Decoder
+    from salmonn.int4 import dequantize_int4
+    from salmonn.llama import position_ids_from
+    from salmonn.onnx_decoder import reference_weights
+    from test_alarm_onnx import TOL, close, decoder_feeds
+
+    cfg = Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=32)  # q width 128 != hidden 64
+    spec = replace(bench.RANDOM_MODELS["qwen3-4b"], config=cfg, max_positions=64)
+    bench.build_random(tmp_path, "qwen3-small", spec, "test", seed=0)
+    info = json.loads((tmp_path / "bench.json").read_text())
+    files = info["variants"]["int4"]
+    assert (info["llm"], info["tokenizer"], info["geometry"]["maxPositions"]) == ("qwen3", "models/bundles/alarm-tiny", 64)
+    assert files["decoderData"][-1] == "embed_tokens_q4.onnx_data"  # the tied head reads the embed file
+
+    state = {}
+    for key, value in bench.RandomInt4Weights(cfg, 0, lora=False, flavor=spec.flavor).items():
+        is_packed = isinstance(value, QuantizedLinear)
+        state[key] = torch.from_numpy(dequantize_int4(value.packed, value.scales, value.shape[1]) if is_packed else value)
+    table = bench.embedding_table(cfg, 0, streamed=True)
+    state.update(reference_weights({"model.embed_tokens.weight": table}, "int4"))
+    ref = Qwen3Decoder(cfg).eval()
+    ref.load_state_dict(state)  # strict: the lazy weights hold exactly Qwen3's keys (q_norm, k_norm, no lm_head)
+
+    ids = np.array([[5, 300, 17, 511, 42, 9]], np.int64)
+    with OrtSession(tmp_path / files["embed"]) as embed, OrtSession(tmp_path / files["decoder"]) as decoder:
+        x = embed.run({"input_ids": ids})["inputs_embeds"]
+        out = decoder.run(decoder_feeds(cfg, x, 0, None, np.float32))
+    with torch.no_grad():
+        np.testing.assert_allclose(x, ref.embed(torch.from_numpy(ids)).numpy(), rtol=0, atol=1e-7)
+        logits, _ = ref(torch.from_numpy(x), position_ids_from(0, ids.shape[1]))
+    assert close(out["logits"], logits.numpy()) < TOL["int4"]

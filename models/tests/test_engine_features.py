@@ -1,7 +1,7 @@
 """The engine's recording-scoped encoder features (src/engine/features/, TypeScript, run in Node by
 models/tools/engine_features.ts through `encoderFeatures` with the manifest specs of
 alarm/feature_specs.py) against the Python reference of ALARM's feature extractors, on the golden
-clips (a short one, real speech and the 35 s one):
+clips (a short one, real speech and the 35 s one) and on noise clips of edge-case lengths:
 
 * seamless-fbank (transformers.js' SeamlessM4TFeatureExtractor) vs w2vbert.py's float64 fbank;
 * kaldi-fbank-recording (the engine's float32-exact Kaldi fbank, Hann window) vs torchaudio's
@@ -34,9 +34,28 @@ from alarm.w2vbert import w2vbert_features
 
 REPO = Path(__file__).resolve().parents[2]
 AUDIO = REPO / "models" / "golden" / "audio"
-CLIPS = ("one_second", "speech", "long_35s")
+GOLDEN_CLIPS = ("one_second", "speech", "long_35s")
+# Edge cases written here as 16-bit WAVs of noise: an odd fbank frame count (w2v-BERT's padded
+# last frame), the shortest recording w2v-BERT takes (2 fbank frames), an odd sample count (the
+# resampler's ceil(3 n / 2)).
+SYNTHETIC_CLIPS = {"noise_odd_frames": 16161, "noise_shortest": 240, "noise_odd_samples": 4001}
+CLIPS = (*GOLDEN_CLIPS, *SYNTHETIC_CLIPS)
 TSX = REPO / "node_modules" / ".bin" / "tsx"
 needs_tsx = pytest.mark.skipif(shutil.which("node") is None or not TSX.exists(), reason="node + tsx not installed")
+
+
+def write_noise_wav(path: Path, samples: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    data = np.clip(rng.normal(0, 3000, samples), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(data.tobytes())
+
+
+def clip_path(engine, clip: str) -> Path:
+    return AUDIO / f"{clip}.wav" if clip in GOLDEN_CLIPS else engine[0] / f"{clip}.wav"
 
 
 def read_wav(path: Path) -> np.ndarray:
@@ -59,8 +78,10 @@ def engine(tmp_path_factory) -> Tuple[Path, Dict[str, int]]:
     out = tmp_path_factory.mktemp("engine_features")
     specs = out / "specs.json"
     specs.write_text(json.dumps({kind: make() for kind, make in FEATURE_SPECS.items()}))
-    run = subprocess.run([str(TSX), "models/tools/engine_features.ts", str(specs), str(out),
-                          *(str(AUDIO / f"{clip}.wav") for clip in CLIPS)],
+    for seed, (clip, samples) in enumerate(SYNTHETIC_CLIPS.items()):
+        write_noise_wav(out / f"{clip}.wav", samples, seed)
+    wavs = [AUDIO / f"{clip}.wav" for clip in GOLDEN_CLIPS] + [out / f"{clip}.wav" for clip in SYNTHETIC_CLIPS]
+    run = subprocess.run([str(TSX), "models/tools/engine_features.ts", str(specs), str(out), *map(str, wavs)],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     print(run.stdout)
@@ -76,7 +97,7 @@ def engine_output(engine, clip: str, kind: str) -> Tuple[np.ndarray, int]:
 @pytest.mark.parametrize("clip", CLIPS)
 def test_w2vbert_features(engine, clip: str):
     ours, length = engine_output(engine, clip, "w2vbert")
-    ref, ref_length = w2vbert_features(torch.from_numpy(read_wav(AUDIO / f"{clip}.wav")))
+    ref, ref_length = w2vbert_features(torch.from_numpy(read_wav(clip_path(engine, clip))))
     assert ours.shape == (1, *ref.shape) and length == ref_length
     abs_err, rel_err = errors(ours[0], ref.numpy())
     print(f"w2vbert {clip} {tuple(ours.shape)} length {length}: max abs {abs_err:.3g}, rel {rel_err:.3g}")
@@ -87,7 +108,7 @@ def test_w2vbert_features(engine, clip: str):
 @pytest.mark.parametrize("clip", CLIPS)
 def test_sslam_features(engine, clip: str):
     ours, length = engine_output(engine, clip, "sslam")
-    ref, ref_length = sslam_features(torch.from_numpy(read_wav(AUDIO / f"{clip}.wav")))
+    ref, ref_length = sslam_features(torch.from_numpy(read_wav(clip_path(engine, clip))))
     assert ours.shape == (1, *ref.shape) and length == ref_length
     abs_err, rel_err = errors(ours[0], ref.numpy())
     real_abs, real_rel = errors(ours[0, :length], ref.numpy()[:length])
@@ -101,7 +122,7 @@ def test_sslam_features(engine, clip: str):
 @pytest.mark.parametrize("clip", CLIPS)
 def test_muq_features(engine, clip: str):
     ours, length = engine_output(engine, clip, "muq")
-    wave16k = torch.from_numpy(read_wav(AUDIO / f"{clip}.wav"))
+    wave16k = torch.from_numpy(read_wav(clip_path(engine, clip)))
     ref, ref_length = muq_features(wave16k)
     assert ours.shape == (1, *ref.shape) and length == ref_length
     assert not ours[0, length:].any()  # zero padding to a multiple of 30 s

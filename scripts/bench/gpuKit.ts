@@ -12,14 +12,16 @@
  *   jobs/ort-wasm-simd-threaded.asyncify.wasm.xz
  *   repo/                           the repository files the jobs read (tokenizer, the tiny bundle's
  *                                   fp32/int4 graphs, the builder sources whose hash stamps the
- *                                   bench models) and every bench model's small files
+ *                                   bench models) and every bench model's small files; Qwen3's
+ *                                   tokenizer.json (11 MB, for qwen3-4b) as tokenizer.json.xz (1.4 MB),
+ *                                   which run.sh unpacks
  *   data-plan.json                  every large external-data file of the bench models, tensor by
  *                                   tensor (models/bench_data_plan.py): recreated there with random
  *                                   weights instead of carrying gigabytes
  *   gl/*.deb                        Debian's Vulkan loader and libglvnd (apt-get download)
  *   run.sh                          scripts/bench/gpuRun.sh: unpack, fill, run, tee logs to $OUT
  *
- * Build the models first (`npm run bench -- --models tiny,medium,7b,encoders --backends
+ * Build the models first (`npm run bench -- --models tiny,medium,7b,7b-nolora,qwen3-4b,encoders --backends
  * chromium-webgpu` builds them and skips what chromium cannot run). The kit travels as one carried
  * path of the `device` tool; see README "Benchmarks" → "On a GPU machine".
  */
@@ -31,7 +33,9 @@ import { build, type Plugin } from 'esbuild';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const KIT = join(REPO, '.gpukit');
-const MODELS = ['tiny', 'medium', '7b', '7b-nolora', 'encoders', 'breakdown'];
+const MODELS = ['tiny', 'medium', '7b', '7b-nolora', 'qwen3-4b', 'encoders', 'breakdown'];
+/** Qwen3's tokenizer (qwen3-4b's bench.json `tokenizer`): its 11 MB tokenizer.json travels xz-compressed. */
+const QWEN3_TOKENIZER = 'models/bundles/alarm-tiny';
 const SMALL = 1 << 20; // data files under this travel as they are
 
 /** The engine imports plain 'onnxruntime-web': give it the WebGPU build, as the app's Vite alias does. */
@@ -103,7 +107,10 @@ async function main(): Promise<void> {
     xz(join(REPO, 'node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.asyncify.wasm'), join(KIT, 'bin/ort-wasm-simd-threaded.asyncify.wasm.xz'));
   }
   // What the jobs read from the repository.
-  for (const path of ['models/tokenizer', 'models/bench_data_plan.py', 'models/build_bench_models.py', 'models/build_bench_encoders.py', 'models/salmonn']) copyRel(path);
+  // models/alarm: qwen3.py is one of the builder sources whose hash stamps the bench models.
+  for (const path of ['models/tokenizer', 'models/bench_data_plan.py', 'models/build_bench_models.py', 'models/build_bench_encoders.py', 'models/salmonn', 'models/alarm']) copyRel(path);
+  copyRel(join(QWEN3_TOKENIZER, 'tokenizer_config.json'));
+  xz(join(REPO, QWEN3_TOKENIZER, 'tokenizer.json'), join(KIT, 'repo', QWEN3_TOKENIZER, 'tokenizer.json.xz'));
   copyFileSync(join(REPO, 'scripts/bench/gpuRun.sh'), join(KIT, 'run.sh'));
   // The Vulkan loader and libglvnd (the NVIDIA machine has the driver's ICD, not the loader).
   const gl = join(KIT, 'gl');

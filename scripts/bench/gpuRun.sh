@@ -2,21 +2,21 @@
 # Runs the bench on a GPU machine from the kit that `npm run bench:gpu-kit` packs into .gpukit/
 # (scripts/bench/gpuKit.ts says what is in it). From the folder that holds .gpukit:
 #
-#   bash .gpukit/run.sh [stage...]      stages: info 7b lora pair breakdown floor encoders small f16
-#                                       (default: info 7b breakdown encoders small)
+#   bash .gpukit/run.sh [stage...]      stages: info 7b qwen3 lora pair breakdown floor encoders small f16
+#                                       (default: info 7b qwen3 breakdown encoders small)
 #
 # Unpacks Node, dawn.node, ORT's wasm and the Vulkan loader (Debian debs), recreates the bench
 # models' large data files with random weights (models/bench_data_plan.py), then runs each stage
 # with a time limit and writes its table to $OUT (or /tmp/hark-out).
 set -uo pipefail
 KIT="$(cd "$(dirname "$0")" && pwd)"
-W=/tmp/hark
+W="${HARK_KIT_WORK:-/tmp/hark}" # HARK_KIT_WORK: another folder (a dry run here beside an unpacked kit)
 OUT="${OUT:-/tmp/hark-out}"
 mkdir -p "$OUT"
 T0=$(date +%s)
 say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$OUT/run.log"; }
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(info 7b breakdown encoders small)
+[ ${#stages[@]} -eq 0 ] && stages=(info 7b qwen3 breakdown encoders small)
 
 if [ ! -x "$W/bin/node" ]; then
   if [ -z "${HARK_KIT_NO_GL:-}" ]; then # HARK_KIT_NO_GL=1: a machine with its own Vulkan loader (a dry run here)
@@ -29,6 +29,7 @@ if [ ! -x "$W/bin/node" ]; then
   xz -dc "$KIT/bin/dawn.node.xz" > "$W/jobs/node_modules/webgpu/dist/linux-x64/dawn.node"
   xz -dc "$KIT/bin/ort-wasm-simd-threaded.asyncify.wasm.xz" > "$W/jobs/ort-wasm-simd-threaded.asyncify.wasm"
   cp -r "$KIT/repo/." "$W/repo/"
+  for f in $(find "$W/repo" -name '*.json.xz'); do xz -d "$f"; done # Qwen3's tokenizer.json
   say "unpacked; filling the bench models' data with random weights"
   python3 "$W/repo/models/bench_data_plan.py" fill --root "$W/repo" "$KIT/data-plan.json" 2>&1 | tail -3
   say "filled"
@@ -53,6 +54,7 @@ for stage in "${stages[@]}"; do
     floor) run floor 60 "$NODE" "$W/jobs/breakdown.mjs" --floor-only ;;
     small) run small 150 "$NODE" "$W/jobs/bench.mjs" --models tiny,medium --backends webgpu-node --contexts 128,1024,2048,4096 --steps 16 ;;
     7b) run 7b 120 "$NODE" "$W/jobs/bench.mjs" --models 7b --backends webgpu-node --big-measure --contexts 128,1024,2048 --steps 16 ;;
+    qwen3) run qwen3 120 "$NODE" "$W/jobs/bench.mjs" --models qwen3-4b --backends webgpu-node --big-measure --contexts 128,1024,2048 --steps 16 ;;
     lora) run lora 200 "$NODE" "$W/jobs/bench.mjs" --models 7b,7b-nolora,7b,7b-nolora --backends webgpu-node --big-measure --contexts 128 --steps 32 ;;
     pair) run pair 240 "$NODE" "$W/jobs/pair.mjs" --a 7b --b 7b-nolora --rounds 5 --steps 16 ;;
     encoders) run encoders 100 "$NODE" "$W/jobs/bench.mjs" --models encoders --backends webgpu-node --precisions int4 --encode-runs 3 ;;

@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   if (!files) throw new Error(`${spec.model} has no ${spec.precision} variant`);
   const root = files.fromRepoRoot ? spec.repoRoot : spec.modelDir;
   const g = info.geometry;
-  const notes: string[] = [];
+  const notes: string[] = info.noPeer ? [info.noPeer] : [];
 
   const gpuBackend = spec.backend === 'webgpu-node';
   const device: DeviceInfo =

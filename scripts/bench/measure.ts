@@ -9,7 +9,7 @@
  */
 import * as tjs from '@huggingface/transformers';
 import type { ort as OrtModule } from '../../src/engine/ortRuntime';
-import { openOurs, runOurs, stepOurs, type ReadFile } from './ours';
+import { openOurs, runOurs, stepOurs, tokenizerFolder, type ReadFile } from './ours';
 import { randomPrompt } from './randomPrompt';
 import { openPeer, type PeerRecord } from './peer';
 import type { JobSpec, ModelInfo, PeerResult, RunTiming } from './types';
@@ -94,7 +94,7 @@ export async function measure(env: MeasureEnv, spec: Omit<JobSpec, 'resultPath'>
   const g = info.geometry;
   const { backend } = env;
   try {
-    const ours = await openOurs(env.read, root, files, info, backend, `${spec.repoRoot}/models/tokenizer`, !spec.loadOnly);
+    const ours = await openOurs(env.read, root, files, info, backend, `${spec.repoRoot}/${tokenizerFolder(info)}`, !spec.loadOnly);
     out.loadMs = ours.loadMs;
     env.progress('ours loaded');
     env.log(`  ${spec.model} ${spec.precision} ${spec.backend}: prefill self-check: ${ours.attentionCheck}`);

@@ -35,6 +35,11 @@ export interface OursRun {
 /** Reads a file by path: from disk in Node, over HTTP in the Chromium page (measure.ts). */
 export type ReadFile = (path: string) => Promise<Uint8Array>;
 
+/** The model's tokenizer folder, relative to the repository (LLaMA's for bench.json files that do not name one). */
+export function tokenizerFolder(info: ModelInfo): string {
+  return info.tokenizer ?? 'models/tokenizer';
+}
+
 /** `a/b` + `c` → `a/b/c` (forward slashes: file paths on Linux and URL paths alike). */
 export function joinPath(...parts: string[]): string {
   return parts.filter(Boolean).join('/').replace(/\/{2,}/g, '/');

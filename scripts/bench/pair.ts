@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   const wasmPaths = ort.env.wasm.wasmPaths;
   await import('@huggingface/transformers');
   ort.env.wasm.wasmPaths = wasmPaths;
-  const { openOurs, runOurs } = await import('./ours');
+  const { openOurs, runOurs, tokenizerFolder } = await import('./ours');
   const { randomPrompt } = await import('./randomPrompt');
   const read = async (path: string) => new Uint8Array(await readFile(path));
   const engineBackend = backend === 'wasm' ? 'wasm' : 'webgpu';
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     const info = JSON.parse(readFileSync(join(dir, 'bench.json'), 'utf8')) as ModelInfo;
     const files = info.variants[precision];
     if (!files) throw new Error(`${name} has no ${precision} variant`);
-    const ours = await openOurs(read, files.fromRepoRoot ? REPO : dir, files, info, engineBackend, join(REPO, 'models/tokenizer'));
+    const ours = await openOurs(read, files.fromRepoRoot ? REPO : dir, files, info, engineBackend, join(REPO, tokenizerFolder(info)));
     return { name, info, ours, ms: [] as number[], ids: [] as number[] };
   };
   // One after the other: ORT refuses to create two WebGPU sessions at once ("another WebGPU EP

@@ -71,7 +71,7 @@ export function renderTable(results: JobResult[], contexts: number[]): string {
     'notes',
   ];
   const rows = results.map((r) => {
-    const note = r.error ? r.error.slice(0, 160).replace(/\|/g, '/') : '';
+    const note = [r.error ? r.error.slice(0, 160) : '', ...(r.notes ?? [])].filter(Boolean).join('; ').replace(/\|/g, '/');
     if (r.error && r.loadMs === 0) {
       return [r.spec.model, r.spec.precision, backendLabel(r), ...Array(header.length - 4).fill('–'), `failed: ${note}`];
     }
@@ -92,7 +92,7 @@ export function renderTable(results: JobResult[], contexts: number[]): string {
         memoryMb(r),
         '–',
         '–', '–', '–', '–', '–',
-        note || `load + one decoder step of ${r.spec.loadOnlyPrompt ?? 1} token(s) on an empty cache, then stop`,
+        r.error ? note : [`load + one decoder step of ${r.spec.loadOnlyPrompt ?? 1} token(s) on an empty cache, then stop`, note].filter(Boolean).join('; '),
       ];
     }
     return [

@@ -22,6 +22,12 @@ export interface ModelInfo {
   variants: Partial<Record<Precision, VariantFiles>>;
   /** Folder (relative to the model folder) of the transformers.js layout, or null. */
   peer: string | null;
+  /** The LLM's family: 'qwen3' (per-head q/k norm, tied head, no lora_scale input) or 'llama' (absent before it was recorded). */
+  llm?: 'llama' | 'qwen3';
+  /** Tokenizer folder relative to the repository (absent before it was recorded: models/tokenizer, LLaMA's). */
+  tokenizer?: string;
+  /** Why the model has no transformers.js twin, when the builder says (shown in the table's notes). */
+  noPeer?: string;
 }
 
 export interface VariantFiles {
@@ -106,6 +112,7 @@ export interface JobResult {
   /** Last phase reached ('done' when complete). */
   phase?: string;
   error?: string;
+  /** Shown in the table's notes column (e.g. why there is no transformers.js peer). */
   notes: string[];
 }
 

@@ -25,7 +25,7 @@ import { ProbeRunner } from './localize/probe';
 import type { LocalizationDefaults, LocalizationResult, LocalizeRequest } from './localize/types';
 import { bestChoice, prepareChoices, scoreChoices } from './llm/choices';
 import { concatFloat32, Conversation } from './llm/conversation';
-import { promptParts } from './llm/prompt';
+import { audioMarkerOf, promptParts } from './llm/prompt';
 import { checkPrefillAttention, describeAttentionCheck, usesFusedRotary, type AttentionCheckResult, type AttentionShape } from './llm/attentionCheck';
 import { DecoderRunner } from './llm/decoder';
 import type { GenerationParams, GenerationStats, TokenEvent } from './llm/generate';
@@ -72,6 +72,12 @@ export interface ModelInfo {
   /** How prompts are fed to the decoder on this device (see llm/attentionCheck.ts). */
   prefill: PrefillInfo;
   tasks: Record<string, string>;
+  /**
+   * The text that stands for the recording in this model's task prompts: its userText without the
+   * question ("<Speech><SpeechHere></Speech>" for SALMONN, "<AudioHere>" for ALARM). The app shows
+   * task prompts and sends follow-ups without it.
+   */
+  audioMarker: string;
   defaults: GenerationParams;
   maxPositions: number;
   /** Event localization's defaults; null when this bundle was converted without its probe. */
@@ -92,6 +98,13 @@ export interface ModelCapabilities {
   fusion: string;
   /** The LLM's family ("llama", "qwen3"). */
   llm: string;
+  /**
+   * Event localization applies to this kind of model: SALMONN's LLaMA decoder, for which the
+   * converter writes the steering probe (models/salmonn/onnx_decoder.py). False (ALARM's Qwen3:
+   * no converter writes a probe for it) hides "Find in recording"; a bundle of a kind that
+   * localizes may still lack its probe (ModelInfo.localization null: then Find says so).
+   */
+  localizes: boolean;
 }
 
 export interface PrefillInfo {
@@ -296,6 +309,7 @@ export class HarkEngine {
       backendAdvice: backendAdvice(backend, device.webgpu),
       prefill,
       tasks: manifest.tasks,
+      audioMarker: audioMarkerOf(manifest.prompt),
       maxPositions,
       defaults: {
         maxNewTokens: generation.maxNewTokens,
@@ -319,6 +333,7 @@ export class HarkEngine {
         encoders: parts.encoders.map((e) => ({ name: e.name, type: e.type })),
         fusion: parts.fusion.type,
         llm: llm.type,
+        localizes: llm.type === 'llama',
       },
       loadMs: performance.now() - started,
     };

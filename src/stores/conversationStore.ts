@@ -12,12 +12,14 @@ import { useModelStore } from './modelStore';
 import { useNoticeStore } from './noticeStore';
 import { effectiveGeneration, useSettingsStore } from './settingsStore';
 
-/** SALMONN's audio placeholder, present in every task prompt of a bundle. */
-const AUDIO_SLOT = /<Speech>\s*<SpeechHere>\s*<\/Speech>/g;
-
-/** A task prompt without its audio placeholder: what a person reads, and what a follow-up sends. */
-export function withoutAudioSlot(prompt: string): string {
-  return prompt.replace(AUDIO_SLOT, ' ').replace(/\s+/g, ' ').trim();
+/**
+ * A task prompt without the model's audio marker (ModelInfo.audioMarker, e.g. SALMONN's
+ * "<Speech><SpeechHere></Speech>", ALARM's "<AudioHere>"): what a person reads, and what a
+ * follow-up sends. An empty marker (no model yet) leaves the prompt as it is.
+ */
+export function withoutAudioSlot(prompt: string, audioMarker: string): string {
+  const text = audioMarker === '' ? prompt : prompt.split(audioMarker).join(' ');
+  return text.replace(/\s+/g, ' ').trim();
 }
 
 export interface AnswerStats {
@@ -233,7 +235,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       notices.showError('answer', new Error('There is no recording to ask about yet: record, open a file or pick a sample first.'));
       return;
     }
-    const display = withoutAudioSlot(prompt);
+    const display = withoutAudioSlot(prompt, model.info.audioMarker);
     if (!display) return;
     const params = effectiveGeneration(useSettingsStore.getState(), model.info.defaults);
     const resume = get().engineTurns === 0 ? pendingResume : null;

@@ -198,7 +198,7 @@ function Presets({ presets, disabled, onPick }: { presets: TaskPreset[]; disable
               className="chip task"
               data-testid={`preset-${preset.key}`}
               disabled={disabled}
-              title={preset.prompt.replace(/<Speech>\s*<SpeechHere>\s*<\/Speech>/g, '').trim()}
+              title={preset.shown}
               onClick={() => onPick(preset)}
             >
               {preset.name}
@@ -239,7 +239,7 @@ export function Chat() {
   /** "Find in recording" runs: the engine does one thing at a time, so questions wait for it. */
   const finding = useLocalizeStore((s) => s.phase !== 'idle');
 
-  const presets = useMemo(() => (info ? taskPresets(info.tasks) : []), [info]);
+  const presets = useMemo(() => (info ? taskPresets(info.tasks, info.audioMarker) : []), [info]);
   const ready = modelStatus === 'ready' && audioStatus === 'ready';
   const answering = phase !== 'idle';
 
@@ -446,7 +446,7 @@ export function Chat() {
       {queued ? (
         <p id="composer-help" className="composer-help queued-note" data-testid="queued-question">
           <span>
-            “{withoutAudioSlot(queued.prompt)}” will be sent {queuedWhen}.
+            “{withoutAudioSlot(queued.prompt, info?.audioMarker ?? '')}” will be sent {queuedWhen}.
           </span>{' '}
           <button type="button" className="link-button" onClick={() => unqueue()}>
             Cancel

@@ -208,6 +208,7 @@ export function RecordingCard() {
   const [dragging, setDragging] = useState(false);
   const found = useLocalizeStore((s) => s.found);
   const showEvidence = useLocalizeStore((s) => s.showEvidence);
+  const modelLocalizes = useModelStore((s) => s.info?.capabilities.localizes ?? true);
   // What was found in this recording (never a result about the one before).
   const foundHere = recording && found?.recordingId === recording.id ? found.result : null;
   const isRecording = recorder === 'recording' || recorder === 'finishing';
@@ -292,7 +293,10 @@ export function RecordingCard() {
             evidenceId={EVIDENCE_ID}
           />
           <EncodeStatus />
-          <FindInRecording recordingId={recording.id} evidenceId={EVIDENCE_ID} onPlayFrom={(seconds) => waveform.current?.playFrom(seconds)} />
+          {/* Only for a kind of model that can localize (not ALARM): a control it lacks is not shown. */}
+          {modelLocalizes && (
+            <FindInRecording recordingId={recording.id} evidenceId={EVIDENCE_ID} onPlayFrom={(seconds) => waveform.current?.playFrom(seconds)} />
+          )}
           <div className="actions">
             {filePicker}
             <RecordButton />

@@ -1,4 +1,5 @@
-/** Friendly names for SALMONN's task prompts, and which ones are shown first. */
+/** Task presets from a bundle's own task prompts; friendly names for SALMONN's, and which ones are shown first. */
+import { withoutAudioSlot } from '../stores/conversationStore';
 
 const TASK_NAMES: Record<string, string> = {
   asr: 'Transcribe',
@@ -42,6 +43,8 @@ export interface TaskPreset {
   key: string;
   name: string;
   prompt: string;
+  /** The prompt as a person reads it: without the model's audio marker. */
+  shown: string;
   /** The prompt has a "{}" the user fills in (e.g. slot filling). */
   needsInput: boolean;
   primary: boolean;
@@ -57,15 +60,16 @@ export function taskName(key: string): string {
 }
 
 /**
- * Presets from a bundle's tasks. Prompts that are only a "{}" placeholder (free questions such as
- * QA) are left out: the question box already does that.
+ * Presets from a bundle's tasks, whose prompts hold `audioMarker` (ModelInfo.audioMarker: the
+ * text that stands for the recording). Prompts that are only a "{}" placeholder (free questions
+ * such as SALMONN's or ALARM's QA) are left out: the question box already does that.
  */
-export function taskPresets(tasks: Record<string, string>): TaskPreset[] {
+export function taskPresets(tasks: Record<string, string>, audioMarker: string): TaskPreset[] {
   const presets: TaskPreset[] = [];
   for (const [key, prompt] of Object.entries(tasks)) {
-    const visible = prompt.replace(/<Speech>\s*<SpeechHere>\s*<\/Speech>/g, '').trim();
-    if (visible === '{}' || visible === '') continue;
-    presets.push({ key, name: taskName(key), prompt, needsInput: prompt.includes('{}'), primary: PRIMARY.includes(key) });
+    const shown = withoutAudioSlot(prompt, audioMarker);
+    if (shown === '{}' || shown === '') continue;
+    presets.push({ key, name: taskName(key), prompt, shown, needsInput: prompt.includes('{}'), primary: PRIMARY.includes(key) });
   }
   const rank = (p: TaskPreset) => (p.primary ? PRIMARY.indexOf(p.key) : PRIMARY.length + (p.key in TASK_NAMES ? Object.keys(TASK_NAMES).indexOf(p.key) : 1000));
   return presets.sort((a, b) => rank(a) - rank(b));

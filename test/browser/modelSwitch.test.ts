@@ -4,9 +4,9 @@
  * for the next; the worker used to take that for a lost GPU, so every model switch on WebGPU
  * restarted the engine ("The GPU stopped working … Device was destroyed"). Here SALMONN (format 1)
  * → ALARM (format 2) → SALMONN load in one worker with no restart; each load runs the decoder's
- * attention self-check (llm/attentionCheck.ts) on the new device. An ALARM answer here took ~3 min
- * on SwiftShader (its encoder and 176-token prompt), so ALARM's answers are checked in Node
- * (test/engine/alarmTiny.test.ts).
+ * attention self-check (llm/attentionCheck.ts) on the new device. ALARM's answers on WebGPU are
+ * checked against its goldens in alarmWebgpu.test.ts (one load, one short reasoning run: an ALARM
+ * answer costs minutes on SwiftShader), and in Node by test/engine/alarmTiny.test.ts.
  */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';

@@ -78,7 +78,7 @@ describe.skipIf(!present)('the tiny ALARM bundle (format 2) vs the ALARM PyTorch
       const engine = new HarkEngine({ store: new MemoryBundleStore() });
       beforeAll(async () => {
         const info = await engine.loadModel(tinyBundleFiles(BUNDLE_DIR), { backend: 'wasm', variant: precision });
-        expect(info.capabilities).toEqual({ hasLora: false, encoders: [{ name: 'whisper', type: 'whisper' }], fusion: 'sum', llm: 'qwen3' });
+        expect(info.capabilities).toEqual({ hasLora: false, encoders: [{ name: 'whisper', type: 'whisper' }], fusion: 'sum', llm: 'qwen3', localizes: false });
         expect(info.reasoning).not.toBeNull();
       }, 180_000);
       afterAll(() => engine.unload());

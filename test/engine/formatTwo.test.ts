@@ -86,7 +86,7 @@ describe('a format-2 manifest equivalent to the tiny SALMONN bundle (wasm)', () 
         folders.push(folder);
         await one.loadModel(tinyBundleFiles(), { backend: 'wasm', variant: precision });
         const info = await two.loadModel(tinyBundleFiles(folder), { backend: 'wasm', variant: precision });
-        expect(info.capabilities).toEqual({ hasLora: true, encoders: [{ name: 'whisper', type: 'whisper' }, { name: 'beats', type: 'beats' }], fusion: 'window-qformer', llm: 'llama' });
+        expect(info.capabilities).toEqual({ hasLora: true, encoders: [{ name: 'whisper', type: 'whisper' }, { name: 'beats', type: 'beats' }], fusion: 'window-qformer', llm: 'llama', localizes: true });
         expect(info.defaults).toEqual(one.modelInfo!.defaults);
         expect(info.localization).toEqual(one.modelInfo!.localization);
       }, 180_000);

@@ -61,6 +61,10 @@ describe('reasoning with a thinking budget (wasm, fp32) vs the PyTorch reference
       expect(events.map((e) => e.channel)).toEqual(events.map((e) => (e.index < run.answerStart! ? 'thought' : 'answer')));
       // Budget 0: no thought token was sampled; the first tokens are the forced ones.
       if (run.thinkingBudget === 0) expect(events.slice(0, golden.forcedCloseIds.length).every((e) => e.forced)).toBe(true);
+      // The forced closing text is fed in one decoder run, not one per token: every other written
+      // token but the last takes one run (the last is never fed).
+      const forcedTokens = run.forcedClose ? golden.forcedCloseIds.length : 0;
+      expect(answer.stats.decodeRuns).toBe(answer.ids.length - 1 - (forcedTokens > 0 ? forcedTokens - 1 : 0) - (answer.stats.stopReason === 'stop-token' ? -1 : 0));
 
       // Streaming: the deltas add up to the final split; what is shown never exceeds it.
       const thoughts = events.map((e) => e.thoughtDelta ?? '').join('');

@@ -25,6 +25,7 @@ function modelInfo(hasLora: boolean): ModelInfo {
     backendAdvice: null,
     prefill: { chunk: null, check: 'not-needed', maxError: null, checkMs: null, summary: '' },
     tasks: { asr: 'Recognize the speech.' },
+    audioMarker: hasLora ? '<Speech><SpeechHere></Speech>' : '<AudioHere>',
     defaults: {
       maxNewTokens: 200, doSample: false, temperature: 1, topK: 0, topP: 0.9, repetitionPenalty: 1, stopTokenIds: [2],
       loraScale: hasLora ? 4 : 0, seed: 0, numBeams: 1, lengthPenalty: 1,
@@ -37,6 +38,7 @@ function modelInfo(hasLora: boolean): ModelInfo {
       encoders: [{ name: 'whisper', type: 'whisper' }],
       fusion: hasLora ? 'window-qformer' : 'sum',
       llm: hasLora ? 'llama' : 'qwen3',
+      localizes: hasLora,
     },
     loadMs: 1,
     storedOnDevice: true,

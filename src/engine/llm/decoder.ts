@@ -177,6 +177,26 @@ export class DecoderRunner {
   }
 
   /**
+   * Several known tokens (a reasoning model's forced closing text) fed after `cache` in runs of at
+   * most `maxChunk`, embedded on the device: the last one's logits and the new cache. The same
+   * computation as one decodeStep per token (causal attention over the cache), in one run instead
+   * of one per token. `cache` is consumed.
+   */
+  async decodeTokens(ids: readonly number[], cache: KvCache, loraScale: number): Promise<StepResult> {
+    if (ids.length === 0) throw new Error('no tokens to feed');
+    let result: StepResult | undefined;
+    for (let start = 0; start < ids.length; start += this.maxChunk) {
+      const embeds = await this.embedOnDevice(ids.slice(start, Math.min(ids.length, start + this.maxChunk)));
+      try {
+        result = await this.run(embeds, result?.cache ?? cache, loraScale);
+      } finally {
+        embeds.dispose();
+      }
+    }
+    return result!;
+  }
+
+  /**
    * One token per sequence of a batched cache (beam search: `ids[i]` continues the cache's row i);
    * `logits` holds one row per sequence ([ids.length × vocab]).
    */

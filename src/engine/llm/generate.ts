@@ -69,6 +69,8 @@ export interface GenerationStats {
   decodeTokensPerSecond: number;
   totalMs: number;
   stopReason: StopReason;
+  /** One sequence only: decoder runs after the prompt (a forced closing text takes one, not one per token). */
+  decodeRuns?: number;
   /** Beam search only: beams, decoder steps after the prompt, and times the shown answer was revised. */
   beams?: number;
   beamSteps?: number;
@@ -127,9 +129,12 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
   const ids: number[] = [];
   let unfed: number[] = [];
   let stopReason: StopReason = 'max-tokens';
+  let decodeRuns = 0;
   // Reasoning: sampled tokens count against the budget until the text holds the closing marker;
-  // at the budget the closing text's tokens are queued and fed one per step instead of sampling.
-  // Max new tokens then counts the answer's tokens, from where the thoughts ended.
+  // at the budget the closing text's tokens are all written (one event each) and fed to the decoder
+  // in one run: the same as one step per token, which cost a whole decode step each (24 for ALARM's
+  // closing sentence; on SwiftShader ~2 s per step). Max new tokens then counts the answer's
+  // tokens, from where the thoughts ended.
   const { reasoning } = request;
   const channels = reasoning ? new ReasoningStream(reasoning.markers) : null;
   let thinking = reasoning !== undefined;
@@ -137,6 +142,27 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
   let forcedClose = false;
   const forcedQueue: number[] = [];
   let answerStart = reasoning ? -1 : 0;
+
+  /** Writes one id: its text, the thinking count and its event; `pendingForced`: forced ids still to come. */
+  const write = (id: number, forced: boolean, pendingForced: number): void => {
+    ids.push(id);
+    if (ids.length === 1) firstTokenAt = now();
+    const delta = text.push(id);
+    if (thinking) {
+      thinkingTokens += 1;
+      if (text.text.includes(reasoning!.markers.thinkClose)) thinking = false;
+    }
+    if (answerStart < 0 && !thinking && pendingForced === 0) answerStart = ids.length;
+    if (channels) {
+      const split = channels.update(text.text);
+      request.onToken?.({
+        type: 'token', index: ids.length - 1, id, delta: split.answerDelta, text: split.answer, elapsedMs: now() - started,
+        channel: answerStart >= 0 && answerStart < ids.length ? 'answer' : 'thought', thoughtDelta: split.thoughtDelta, thoughts: split.thoughts, forced,
+      });
+    } else {
+      request.onToken?.({ type: 'token', index: ids.length - 1, id, delta, text: text.text, elapsedMs: now() - started });
+    }
+  };
 
   while (true) {
     if (signal?.aborted) {
@@ -148,32 +174,17 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
       thinking = false;
       forcedClose = true;
     }
+    // The forced closing text goes out whole: every id is written (one event each), then fed at once.
     const forced = forcedQueue.length > 0;
-    const id = forced ? forcedQueue.shift()! : sampler.next(logits, ids);
-    if (!forced && stops.has(id)) {
+    const written = forced ? forcedQueue.splice(0) : [sampler.next(logits, ids)];
+    if (!forced && stops.has(written[0]!)) {
       stopReason = 'stop-token';
       break;
     }
-    ids.push(id);
-    unfed = [id];
-    if (ids.length === 1) firstTokenAt = now();
-    const delta = text.push(id);
-    if (thinking) {
-      thinkingTokens += 1;
-      if (text.text.includes(reasoning!.markers.thinkClose)) thinking = false;
-    }
-    if (answerStart < 0 && !thinking && forcedQueue.length === 0) answerStart = ids.length;
-    if (channels) {
-      const split = channels.update(text.text);
-      request.onToken?.({
-        type: 'token', index: ids.length - 1, id, delta: split.answerDelta, text: split.answer, elapsedMs: now() - started,
-        channel: answerStart >= 0 && answerStart < ids.length ? 'answer' : 'thought', thoughtDelta: split.thoughtDelta, thoughts: split.thoughts, forced,
-      });
-    } else {
-      request.onToken?.({ type: 'token', index: ids.length - 1, id, delta, text: text.text, elapsedMs: now() - started });
-    }
+    for (const [k, id] of written.entries()) write(id, forced, written.length - 1 - k);
+    unfed = written;
     if (answerStart >= 0 && ids.length - answerStart >= params.maxNewTokens) break;
-    if (cache.length + 1 > request.maxPositions) {
+    if (cache.length + written.length > request.maxPositions) {
       stopReason = 'context-full';
       break;
     }
@@ -186,7 +197,8 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
       break;
     }
     const past = cache;
-    ({ logits, cache } = await guarded(() => decoder.decodeStep(id, past, params.loraScale)));
+    decodeRuns += 1;
+    ({ logits, cache } = await guarded(() => (written.length === 1 ? decoder.decodeStep(written[0]!, past, params.loraScale) : decoder.decodeTokens(written, past, params.loraScale))));
     unfed = [];
   }
 
@@ -210,6 +222,7 @@ export async function generate(request: GenerationRequest): Promise<GenerationRe
       decodeTokensPerSecond: decodeSteps > 0 && decodeMs > 0 ? (decodeSteps * 1000) / decodeMs : 0,
       totalMs: finished - started,
       stopReason,
+      decodeRuns,
     },
   };
 }

@@ -43,6 +43,14 @@ function fill(template: string, value: string): string {
   return template.slice(0, at) + value + template.slice(at + 2);
 }
 
+/**
+ * The text that stands for the recording in a model's task prompts: userText without the question
+ * ("<Speech><SpeechHere></Speech>" for SALMONN, "<AudioHere>" for ALARM), or the bare slot.
+ */
+export function audioMarkerOf(format: Pick<PromptFormat, 'userText' | 'audioSlot'>): string {
+  return format.userText.replace('{}', '').trim() || format.audioSlot;
+}
+
 export function userTextFor(question: string, format: PromptFormat): string {
   const trimmed = question.trim();
   return trimmed.includes(format.audioSlot) ? trimmed : fill(format.userText, trimmed);
