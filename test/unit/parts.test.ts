@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseManifest, variantFiles, type ManifestV1, type ManifestV2 } from '../../src/engine/bundle/manifest';
 import { modelParts, partGraphNames } from '../../src/engine/bundle/parts';
-import { unsupportedParts } from '../../src/engine/audioTokens';
+import { frameMask, melFrames, pieceChunks, realFrames, unsupportedParts } from '../../src/engine/audioTokens';
 import { HarkError } from '../../src/engine/errors';
 import { formatTwoOf } from '../helpers/formatTwo';
 import { TINY_BUNDLE_DIR } from '../helpers/golden';
@@ -216,20 +216,27 @@ describe('format 2: broken pipelines are refused, each with a pointer to the pro
 function alarmCaLike(): ManifestV2 {
   const m = alarmLike();
   const whisper = m.pipeline.encoders[0]!;
+  whisper.realFrames = { from: 'melFrames', divisor: 2 };
   const extra = [
-    { name: 'w2vbert', type: 'w2v-bert' as const, features: { type: 'seamless-fbank' as const, ...W2VBERT_SEAMLESS_FBANK }, input: 'input_features' },
-    { name: 'sslam', type: 'sslam' as const, features: { type: 'kaldi-fbank-recording' as const, ...SSLAM_FBANK }, input: 'input_features' },
-    { name: 'muq', type: 'muq' as const, features: { type: 'resampled-waveform' as const, ...MUQ_RESAMPLE }, input: 'input_values' },
+    { name: 'w2vbert', type: 'w2v-bert' as const, features: { type: 'seamless-fbank' as const, ...W2VBERT_SEAMLESS_FBANK }, input: 'input_features', realFrames: { from: 'featureFrames' as const, divisor: 1 }, downsample: 2 },
+    { name: 'sslam', type: 'sslam' as const, features: { type: 'kaldi-fbank-recording' as const, ...SSLAM_FBANK }, input: 'input_features', realFrames: { from: 'fbankFrames' as const, divisor: 2 }, downsample: 2, chunkSeconds: 10.24 },
+    { name: 'muq', type: 'muq' as const, features: { type: 'resampled-waveform' as const, ...MUQ_RESAMPLE }, input: 'input_values', realFrames: { from: 'samples' as const, divisor: 960 }, downsample: 1, sampleRate: 24000, maskInput: 'frame_mask' },
   ];
-  for (const e of extra) {
-    m.pipeline.encoders.push({ ...whisper, ...e, architecture: { width: 64 }, frameSeconds: 0.02 });
-    m.variants.fp32!.graphs[`encoder.${e.name}`] = { path: `onnx/encoder_${e.name}.onnx`, externalData: [] };
-    m.files.push({ path: `onnx/encoder_${e.name}.onnx`, size: 1, sha256: fakeHash });
+  for (const { downsample, ...e } of extra) {
+    m.pipeline.encoders.push({ ...whisper, ...e, architecture: { width: 64 }, frameSeconds: e.name === 'muq' ? 0.04 : 0.02 });
+    m.pipeline.adapters!.push({ encoder: e.name, type: downsample === 1 ? 'mlp' : 'conv-downsampler', graph: `adapter.${e.name}`, input: 'frames', output: 'adapted', downsample, width: HIDDEN });
+    for (const graph of [`encoder.${e.name}`, `adapter.${e.name}`]) {
+      const path = `onnx/${graph.replace('.', '_')}.onnx`;
+      m.variants.fp32!.graphs[graph] = { path, externalData: [] };
+      m.files.push({ path, size: 1, sha256: fakeHash });
+    }
   }
+  // as models/alarm/bundle_ca.py writes it
   m.pipeline.fusion = {
-    type: 'cross-attention', scope: 'recording', graph: 'connector', output: 'audio_tokens', width: HIDDEN,
-    inputs: { whisper: 'whisper', w2vbert: 'w2vbert', sslam: 'sslam', muq: 'muq' },
-    tokens: { perSecond: 25, from: 'melFrames', divisor: 4, min: 1 },
+    type: 'cross-attention', scope: 'recording', graph: 'connector', mainEncoder: 'whisper', lengthInput: 'main_length', output: 'audio_tokens', width: HIDDEN,
+    inputs: { whisper: 'adapted_whisper', w2vbert: 'adapted_w2vbert', muq: 'adapted_muq', sslam: 'adapted_sslam' },
+    details: { hidden: 24, ffn: 40, heads: 4, layers: '1,1,1', order: 'w2vbert,muq,sslam' },
+    tokens: { perSecond: 25, from: 'adapterLengths', min: 1 },
   };
   m.variants.fp32!.graphs.connector = { path: 'onnx/connector.onnx', externalData: [] };
   m.files.push({ path: 'onnx/connector.onnx', size: 1, sha256: fakeHash });
@@ -237,7 +244,7 @@ function alarmCaLike(): ManifestV2 {
 }
 
 describe("format 2: features of the whole recording (ALARM-CA's w2v-BERT, SSLAM, MuQ)", () => {
-  it('are accepted as declared, need no extra file, and are refused at load until the engine feeds their pieces', () => {
+  it('are accepted as declared, need no extra file, and run (cross-attention over the four adapters)', () => {
     const m = parseManifest(asJson(alarmCaLike()));
     const parts = modelParts(m);
     expect(parts.encoders.map((e) => e.features.type)).toEqual(['whisper-mel', 'seamless-fbank', 'kaldi-fbank-recording', 'resampled-waveform']);
@@ -245,7 +252,52 @@ describe("format 2: features of the whole recording (ALARM-CA's w2v-BERT, SSLAM,
     // no config file of their own: the spec carries every number (whisper's preprocessor config stays)
     expect(variantFiles(m, 'fp32').filter((f) => !f.startsWith('onnx/'))).toEqual(['tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json', 'audio_boundaries.f32']);
     expect(variantFiles(m, 'fp32').filter((f) => f.startsWith('onnx/encoder_'))).toEqual(['onnx/encoder_whisper.onnx', 'onnx/encoder_w2vbert.onnx', 'onnx/encoder_sslam.onnx', 'onnx/encoder_muq.onnx']);
-    expect(unsupportedParts(parts)).toMatch(/w2v-bert encoder takes features of the whole recording \("seamless-fbank"\)/);
+    expect(unsupportedParts(parts)).toBeNull();
+    expect(parts.fusion).toMatchObject({ type: 'cross-attention', scope: 'recording', graph: 'connector', mainEncoder: 'whisper', lengthInput: 'main_length', tokens: { from: 'adapterLengths', min: 1 } });
+    expect(parts.encoders.map((e) => [e.name, e.realFrames, e.maskInput, e.sampleRate, e.chunkSeconds])).toEqual([
+      ['whisper', { from: 'melFrames', divisor: 2 }, null, null, null],
+      ['w2vbert', { from: 'featureFrames', divisor: 1 }, null, null, null],
+      ['sslam', { from: 'fbankFrames', divisor: 2 }, null, null, 10.24],
+      ['muq', { from: 'samples', divisor: 960 }, 'frame_mask', 24000, null],
+    ]);
+    expect(partGraphNames(parts)).toEqual([
+      'encoder.whisper', 'encoder.w2vbert', 'encoder.sslam', 'encoder.muq',
+      'adapter.whisper', 'adapter.w2vbert', 'adapter.sslam', 'adapter.muq', 'connector', 'embedTokens', 'decoder',
+    ]);
+    // a per-chunk fusion cannot pair pieces of the whole recording with chunks
+    const perChunk = modelParts(m);
+    perChunk.fusion = { ...perChunk.fusion, type: 'window-qformer', scope: 'chunk' };
+    expect(unsupportedParts(perChunk)).toMatch(/w2v-bert encoder takes features of the whole recording/);
+  });
+
+  const fused: [string, (m: ManifestV2) => void, string][] = [
+    ['cross-attention without a main encoder', (m) => delete m.pipeline.fusion.mainEncoder, '/pipeline/fusion/mainEncoder: cross-attention needs the encoder'],
+    ['a main encoder that does not exist', (m) => (m.pipeline.fusion.mainEncoder = 'beats'), '/pipeline/fusion/mainEncoder: there is no encoder "beats"'],
+    ['cross-attention without its length input', (m) => delete m.pipeline.fusion.lengthInput, '/pipeline/fusion/lengthInput: cross-attention needs'],
+    ['a length input that is also an encoder input', (m) => (m.pipeline.fusion.lengthInput = 'adapted_muq'), '/pipeline/fusion/lengthInput: "adapted_muq" is also an encoder\'s input'],
+    ['the melFrames rule for a fused model', (m) => (m.pipeline.fusion.tokens = { perSecond: 25, from: 'melFrames', divisor: 4, min: 1 }), 'use from "adapterLengths"'],
+    ['adapterLengths with a divisor', (m) => (m.pipeline.fusion.tokens = { perSecond: 25, from: 'adapterLengths', min: 1, divisor: 2 } as never), '/pipeline/fusion/tokens/divisor: only the melFrames rule'],
+    ['a fused encoder without its real-frame rule', (m) => delete m.pipeline.encoders[2]!.realFrames, '/pipeline/encoders/2/realFrames: a fused encoder with "kaldi-fbank-recording" features'],
+    ['mel frames counted on fbank features', (m) => (m.pipeline.encoders[2]!.realFrames = { from: 'melFrames', divisor: 2 }), '/pipeline/encoders/2/realFrames/from: melFrames needs whisper-mel features'],
+    ['fbank frames counted on whisper-mel', (m) => (m.pipeline.encoders[0]!.realFrames = { from: 'fbankFrames', divisor: 2 }), '/pipeline/encoders/0/realFrames/from: fbankFrames counts the real length of features computed per recording'],
+    ['samples counted on fbank features', (m) => (m.pipeline.encoders[1]!.realFrames = { from: 'samples', divisor: 960 }), '/pipeline/encoders/1/realFrames/from: samples needs waveform features'],
+    ['a frame mask on fbank features', (m) => (m.pipeline.encoders[2]!.maskInput = 'frame_mask'), '/pipeline/encoders/2/maskInput: a frame mask is built from real samples'],
+    ['a main encoder on a perceiver', (m) => (m.pipeline.fusion = { ...m.pipeline.fusion, type: 'perceiver' }), '/pipeline/fusion/mainEncoder: only a cross-attention fusion has a main encoder'],
+  ];
+  it.each(fused)('refuses %s', (_name, breakIt, expected) => {
+    const m = alarmCaLike();
+    breakIt(m);
+    const error = refusal(asJson(m));
+    expect(error.code).toBe('bundle/manifest-invalid');
+    expect(error.message).toContain(expected);
+  });
+
+  it('a perceiver over the same encoders stays refused at load (bundle/unsupported-model), though valid', () => {
+    const m = alarmCaLike();
+    delete m.pipeline.fusion.mainEncoder;
+    delete m.pipeline.fusion.lengthInput;
+    m.pipeline.fusion.type = 'perceiver';
+    expect(unsupportedParts(modelParts(parseManifest(asJson(m))))).toMatch(/"perceiver" fusion is not supported/);
   });
 
   const cases: [string, (m: ManifestV2) => void, string][] = [
@@ -282,5 +334,37 @@ describe("format 2: features of the whole recording (ALARM-CA's w2v-BERT, SSLAM,
     const muq = featurePieces({ data: new Float32Array(1440000), dims: [1, 1440000], realLength: 840000 }, 720000);
     expect(muq.map((p) => [p.dims, p.realLength])).toEqual([[[1, 720000], 720000], [[1, 720000], 120000]]);
     expect(() => featurePieces(sslam, 0)).toThrow(RangeError);
+  });
+});
+
+describe("fused ALARM's per-recording arithmetic (audioTokens.ts)", () => {
+  const parts = modelParts(parseManifest(asJson(alarmCaLike())));
+  const encoder = (name: string) => parts.encoders.find((e) => e.name === name)!;
+
+  it("counts each encoder's real frames by its rule (ALARM's calc_length), as the ALARM-CA goldens do", () => {
+    // models/golden/alarm-ca's speech clip: 86924 samples → whisper 544 attended mel frames (272),
+    // w2vbert 271 stacked frames, sslam 543 fbank frames (271), muq 130386 samples at 24 kHz (135)
+    const chunks = [new Float32Array(86924)];
+    expect(melFrames(chunks, 160)).toBe(544);
+    expect(realFrames(encoder('whisper'), chunks, 16000)).toBe(272);
+    expect(realFrames(encoder('w2vbert'), chunks, 16000, 271)).toBe(271);
+    expect(realFrames(encoder('sslam'), chunks, 16000, 543)).toBe(271);
+    expect(realFrames(encoder('muq'), chunks, 16000, 130386)).toBe(135);
+    expect(() => realFrames(encoder('muq'), chunks, 16000)).toThrow(/without per-recording features/);
+  });
+
+  it("builds MuQ's frame mask from a piece's real samples: frame t is real iff 960 t < n", () => {
+    const mask = frameMask(720000, 130386, 960);
+    expect(mask.length).toBe(750);
+    expect(mask.reduce((a, b) => a + b, 0)).toBe(Math.ceil(130386 / 960));
+    expect([mask[135], mask[136]]).toEqual([1, 0]);
+    expect(frameMask(720000, 720000, 960).every((v) => v === 1)).toBe(true);
+  });
+
+  it('spreads pieces over the chunks in order, every chunk index valid (progress per chunk)', () => {
+    expect(pieceChunks(4, 2)).toEqual([0, 0, 1, 1]); // sslam's 10.24 s pieces of a 35 s clip
+    expect(pieceChunks(2, 2)).toEqual([0, 1]);
+    expect(pieceChunks(3, 1)).toEqual([0, 0, 0]);
+    expect(pieceChunks(1, 2)).toEqual([0]);
   });
 });

@@ -348,6 +348,27 @@ export interface EncoderSpecV2 {
   outputWidth: number;
   /** Duration of one output frame. */
   frameSeconds: number;
+  /** This encoder's chunk length when it differs from audio.chunkSeconds (fused ALARM: SSLAM 10.24 s). */
+  chunkSeconds?: number;
+  /** The rate its features are computed at when it differs from audio.sampleRate (MuQ: 24000). */
+  sampleRate?: number;
+  /** Its real output frames over the recording: floor(count / divisor) (ALARM's calc_length); absent: the single-encoder rule. */
+  realFrames?: RealFramesSpec;
+  /**
+   * A second graph input, float32 [1, frames per piece]: 1 for the frames the model attends, 0 for
+   * padding (MuQ: frame t of a piece with n real samples is real iff t × realFrames.divisor < n).
+   */
+  maskInput?: string;
+}
+
+/**
+ * What an encoder's real output frames are counted from: Whisper's attended mel frames, the
+ * real frames of per-recording features (fbank / stacked seamless frames), or real samples at the
+ * encoder's rate (MuQ).
+ */
+export interface RealFramesSpec {
+  from: 'melFrames' | 'fbankFrames' | 'featureFrames' | 'samples';
+  divisor: number;
 }
 
 export interface AdapterSpecV2 {
@@ -363,7 +384,14 @@ export interface AdapterSpecV2 {
   details?: Record<string, number | string | boolean>;
 }
 
-export type TokenCountSpec = { perChunk: number } | { perSecond: number; from: 'melFrames'; divisor: number; min: number };
+/**
+ * How many embeddings the LLM reads: fixed per chunk (SALMONN); max(min, floor(melFrames / divisor))
+ * (ALARM); or max(min, max over encoders of floor(realFrames / downsample)) (fused ALARM).
+ */
+export type TokenCountSpec =
+  | { perChunk: number }
+  | { perSecond: number; from: 'melFrames'; divisor: number; min: number }
+  | { perSecond: number; from: 'adapterLengths'; min: number };
 
 export interface FusionSpecV2 {
   type: 'window-qformer' | 'sum' | 'cross-attention' | 'perceiver';
@@ -378,6 +406,10 @@ export interface FusionSpecV2 {
   window?: { frames: number; stride: number };
   details?: Record<string, number | string | boolean>;
   tokens: TokenCountSpec;
+  /** cross-attention: the encoder whose rows are the queries and whose adapter length masks both attentions. */
+  mainEncoder?: string;
+  /** cross-attention: the graph input (int64 [1]) fed with the main encoder's adapter length. */
+  lengthInput?: string;
 }
 
 export interface LlmSpecV2 extends Omit<LlmSpec, 'type'> {

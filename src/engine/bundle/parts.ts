@@ -16,6 +16,7 @@ import type {
   FeatureSpecV2,
   LoraSpec,
   Manifest,
+  RealFramesSpec,
   ManifestV1,
   ManifestV2,
   TokenCountSpec,
@@ -37,6 +38,14 @@ export interface EncoderPart {
   /** Fewest fbank frames the graph takes (BEATs' patch size); 1 when the manifest does not say. */
   minFeatureFrames: number;
   frameSeconds: number;
+  /** Seconds of audio one run of its graph covers; null: audio.chunkSeconds. */
+  chunkSeconds: number | null;
+  /** The rate its features are computed at; null: audio.sampleRate. */
+  sampleRate: number | null;
+  /** How its real output frames are counted (fused ALARM); null: the single-encoder rule (audioTokens.realFrames). */
+  realFrames: RealFramesSpec | null;
+  /** Its graph's frame-mask input (MuQ); null: none. */
+  maskInput: string | null;
 }
 
 export interface AdapterPart {
@@ -62,6 +71,10 @@ export interface FusionPart {
   /** window-qformer's windows, in encoder frames (the per-token time map); null otherwise. */
   window: { frames: number; stride: number } | null;
   tokens: TokenCountSpec;
+  /** cross-attention: the encoder whose adapter length masks the attentions; null otherwise. */
+  mainEncoder: string | null;
+  /** cross-attention: the graph input (int64 [1]) for that length; null otherwise. */
+  lengthInput: string | null;
 }
 
 export interface LlmPart {
@@ -134,6 +147,10 @@ function partsOfV1(manifest: ManifestV1): ModelParts {
         outputFrames: speechEncoder.outputFrames,
         minFeatureFrames: 1,
         frameSeconds: manifest.audio.encoderFrameSeconds,
+        chunkSeconds: null,
+        sampleRate: null,
+        realFrames: null,
+        maskInput: null,
       },
       {
         name: 'beats',
@@ -147,6 +164,10 @@ function partsOfV1(manifest: ManifestV1): ModelParts {
         outputFrames: null,
         minFeatureFrames: audioEncoder.patchSize,
         frameSeconds: manifest.audio.encoderFrameSeconds,
+        chunkSeconds: null,
+        sampleRate: null,
+        realFrames: null,
+        maskInput: null,
       },
     ],
     adapters: [],
@@ -159,6 +180,8 @@ function partsOfV1(manifest: ManifestV1): ModelParts {
       width: connector.outputWidth,
       window: { frames: connector.windowFrames, stride: connector.strideFrames },
       tokens: { perChunk: connector.tokensPerChunk },
+      mainEncoder: null,
+      lengthInput: null,
     },
     audioBoundaries: null,
     llm: { ...llm, qkNorm: false, tieWordEmbeddings: false },
@@ -186,6 +209,10 @@ function partsOfV2(manifest: ManifestV2): ModelParts {
         outputFrames: frames('outputFrames'),
         minFeatureFrames: frames('patchSize') ?? 1,
         frameSeconds: e.frameSeconds,
+        chunkSeconds: e.chunkSeconds ?? null,
+        sampleRate: e.sampleRate ?? null,
+        realFrames: e.realFrames ?? null,
+        maskInput: e.maskInput ?? null,
       };
     }),
     adapters: (pipeline.adapters ?? []).map((a) => ({
@@ -206,6 +233,8 @@ function partsOfV2(manifest: ManifestV2): ModelParts {
       width: pipeline.fusion.width,
       window: pipeline.fusion.window ?? null,
       tokens: pipeline.fusion.tokens,
+      mainEncoder: pipeline.fusion.mainEncoder ?? null,
+      lengthInput: pipeline.fusion.lengthInput ?? null,
     },
     audioBoundaries: boundaries ? { path: boundaries.path, shape: [boundaries.shape[0]!, boundaries.shape[1]!] } : null,
     llm: { ...pipeline.llm },

@@ -62,8 +62,44 @@ export function pipelineProblems(manifest: ManifestV2): string[] {
   }
   if ('perChunk' in fusion.tokens && fusion.scope !== 'chunk') problems.push('/pipeline/fusion/tokens: perChunk needs scope "chunk"');
   if ('from' in fusion.tokens) {
-    if (fusion.scope !== 'recording') problems.push('/pipeline/fusion/tokens: the melFrames rule needs scope "recording"');
-    if (!encoders.some((e) => e.features.type === 'whisper-mel')) problems.push('/pipeline/fusion/tokens: the melFrames rule needs an encoder with whisper-mel features');
+    const rule = fusion.tokens.from;
+    if (fusion.scope !== 'recording') problems.push(`/pipeline/fusion/tokens: the ${rule} rule needs scope "recording"`);
+    if (rule === 'melFrames' && !encoders.some((e) => e.features.type === 'whisper-mel')) problems.push('/pipeline/fusion/tokens: the melFrames rule needs an encoder with whisper-mel features');
+    if ('divisor' in fusion.tokens && rule !== 'melFrames') problems.push(`/pipeline/fusion/tokens/divisor: only the melFrames rule has a divisor (${rule} divides by each adapter's downsample)`);
+  }
+
+  // Fused ALARM: each encoder's real frames are counted its own way (ALARM's calc_length).
+  encoders.forEach((encoder, i) => {
+    const rule = encoder.realFrames;
+    const at = `/pipeline/encoders/${i}`;
+    const type = encoder.features.type;
+    if (rule) {
+      const perChunk = type === 'whisper-mel' || type === 'kaldi-fbank';
+      if (rule.from === 'melFrames' && type !== 'whisper-mel') problems.push(`${at}/realFrames/from: melFrames needs whisper-mel features (this encoder's are "${type}")`);
+      if (rule.from !== 'melFrames' && perChunk) problems.push(`${at}/realFrames/from: ${rule.from} counts the real length of features computed per recording, not of "${type}"`);
+      if (rule.from === 'samples' && type !== 'resampled-waveform') problems.push(`${at}/realFrames/from: samples needs waveform features (this encoder's are "${type}")`);
+    }
+    if (encoder.maskInput !== undefined) {
+      if (type !== 'resampled-waveform' || rule?.from !== 'samples') problems.push(`${at}/maskInput: a frame mask is built from real samples: it needs waveform features and realFrames from "samples"`);
+      if (encoder.maskInput === encoder.input) problems.push(`${at}/maskInput: "${printable(encoder.maskInput)}" is also the features' input`);
+    }
+  });
+  if (fusion.type === 'cross-attention') {
+    if (fusion.mainEncoder === undefined) problems.push('/pipeline/fusion/mainEncoder: cross-attention needs the encoder whose rows are the queries');
+    else if (!names.has(fusion.mainEncoder)) problems.push(`/pipeline/fusion/mainEncoder: there is no encoder "${printable(fusion.mainEncoder)}" (encoders: ${[...names].join(', ')})`);
+    if (fusion.lengthInput === undefined) problems.push("/pipeline/fusion/lengthInput: cross-attention needs the graph input that takes the main encoder's length");
+    else if (Object.values(inputs).includes(fusion.lengthInput)) problems.push(`/pipeline/fusion/lengthInput: "${printable(fusion.lengthInput)}" is also an encoder's input`);
+    encoders.forEach((encoder, i) => {
+      if (!encoder.realFrames && encoder.features.type !== 'whisper-mel') {
+        problems.push(`/pipeline/encoders/${i}/realFrames: a fused encoder with "${encoder.features.type}" features must say how its real frames are counted`);
+      }
+    });
+    if (fusion.scope === 'recording' && !('from' in fusion.tokens && fusion.tokens.from === 'adapterLengths')) {
+      problems.push('/pipeline/fusion/tokens: a recording-scoped cross-attention reads max(min, max adapter length) rows: use from "adapterLengths"');
+    }
+  } else {
+    if (fusion.mainEncoder !== undefined) problems.push('/pipeline/fusion/mainEncoder: only a cross-attention fusion has a main encoder');
+    if (fusion.lengthInput !== undefined) problems.push('/pipeline/fusion/lengthInput: only a cross-attention fusion takes a length');
   }
   if (fusion.width !== llm.hiddenSize) problems.push(`/pipeline/fusion/width: ${fusion.width}, but the LLM's hiddenSize is ${llm.hiddenSize} (the audio embeddings are the LLM's inputs)`);
 
