@@ -28,10 +28,11 @@ describe('models/index.json', () => {
     expect(warnings).toEqual([]);
     expect(index.format).toBe(MODEL_INDEX_FORMAT);
     expect(index.formatVersion).toBe(MODEL_INDEX_VERSION);
-    // Sorted by folder name: the tiny ALARM bundle (format 2) and the tiny SALMONN bundle (format 1).
-    expect(index.models.map((m) => m.name)).toEqual(['alarm-tiny', 'salmonn-tiny']);
-    expect(index.models[0]!).toMatchObject({ name: 'alarm-tiny', path: 'alarm-tiny/', randomWeights: true });
-    const entry = index.models[1]!;
+    // Sorted by folder name: the tiny fused ALARM-CA and ALARM bundles (format 2) and the tiny SALMONN bundle (format 1).
+    expect(index.models.map((m) => m.name)).toEqual(['alarm-ca-tiny', 'alarm-tiny', 'salmonn-tiny']);
+    expect(index.models[0]!).toMatchObject({ name: 'alarm-ca-tiny', path: 'alarm-ca-tiny/', randomWeights: true });
+    expect(index.models[1]!).toMatchObject({ name: 'alarm-tiny', path: 'alarm-tiny/', randomWeights: true });
+    const entry = index.models[2]!;
     expect(entry).toMatchObject({ name: 'salmonn-tiny', path: 'salmonn-tiny/', label: tiny.label, description: tiny.description, randomWeights: true });
     // The whole bundle: every file the manifest lists, as stored on disk.
     expect(entry.bytes).toBe(tiny.files.reduce((sum, f) => sum + diskSize(f.path), 0));
