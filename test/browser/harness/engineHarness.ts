@@ -338,6 +338,59 @@ async function alarmParity(name: string, precision: 'fp32' | 'int4', answerToken
   };
 }
 
+/** The ALARM-CA goldens' index (models/make_alarm_ca_goldens.py), as far as the page reads it. */
+interface AlarmCaGoldenIndex {
+  inputs: Record<string, {
+    audio: string;
+    question: string;
+    audioTokens: number;
+    precisions: Record<'fp32' | 'int4', {
+      stages: { adapted: Record<string, AlarmArrayRef>; fused: AlarmArrayRef; audio: AlarmArrayRef };
+      logits: AlarmArrayRef;
+      tokens: number[];
+    }>;
+  }>;
+}
+
+async function alarmCaArray(file: string): Promise<Float32Array> {
+  return parseNpy(new Uint8Array(await (await fetch(`/models/golden/alarm-ca/${file}`)).arrayBuffer())).data as Float32Array;
+}
+
+/**
+ * The loaded fused ALARM-CA bundle against its goldens on one recording: each adapter's output, the
+ * connector's, the audio embeddings, then one ask of `thoughtTokens` greedy thought tokens (the
+ * budget) and one answer token: its first-step logits and thought tokens against the golden run.
+ */
+async function alarmCaParity(name: string, precision: 'fp32' | 'int4', thoughtTokens: number) {
+  const index = (await (await fetch('/models/golden/alarm-ca/index.json')).json()) as AlarmCaGoldenIndex;
+  const input = index.inputs[name]!;
+  const ref = input.precisions[precision];
+  heldAudio = null;
+  let started = performance.now();
+  const { info, stages } = await client.setAudio(new Uint8Array(await (await fetch(`/models/golden/${input.audio}`)).arrayBuffer()), { captureStages: true });
+  const setAudioMs = performance.now() - started;
+  const stageErrors: Record<string, number> = {};
+  for (const capture of stages) {
+    const adapter = capture.stage.startsWith('adapter.') ? ref.stages.adapted[capture.stage.slice('adapter.'.length)] : undefined;
+    const expected = adapter ?? (capture.stage === 'connector' ? ref.stages.fused : capture.stage === 'tokens' ? ref.stages.audio : undefined);
+    if (!expected) continue; // features and per-piece encoder outputs: checked in Node (test/engine/alarmCaTiny.test.ts)
+    const data = await alarmCaArray(expected.file);
+    // an adapter's or the connector's output may hold more rows than the reference kept
+    stageErrors[`${capture.chunk}:${capture.stage}`] = relativeMaxError(capture.data.subarray(0, data.length), data);
+  }
+  started = performance.now();
+  const answer = await client.ask(input.question, { thinkingBudget: thoughtTokens, maxNewTokens: 1, doSample: false, captureFirstLogits: true });
+  return {
+    numTokens: info.numTokens,
+    expectedNumTokens: input.audioTokens,
+    stageErrors,
+    logitError: logitError(answer.firstLogits!, await alarmCaArray(ref.logits.file)),
+    thoughtIds: answer.ids.slice(0, thoughtTokens),
+    expectedThoughtIds: ref.tokens.slice(0, thoughtTokens),
+    ms: { setAudio: setAudioMs, ask: performance.now() - started, ...info.timings },
+  };
+}
+
 async function errorCode(run: () => Promise<unknown>): Promise<string> {
   try {
     await run();
@@ -356,6 +409,7 @@ const harness = {
   beamParity,
   reasoningParity,
   alarmParity,
+  alarmCaParity,
   streamTimeline,
   setGoldenAudio,
   goldenIndex,
