@@ -374,6 +374,12 @@ export const useModelStore = create<ModelStore>((set, get) => ({
   },
 
   async recover(event) {
+    // A load the dead worker was doing fails with the reason, but its rejection travels through the
+    // engine lane and the load's own awaits, so it can settle after this event (session.ts waits one
+    // task only): seen as a model that stayed "loading" and was never loaded again. Wait for it.
+    for (let waited = 0; get().status === 'loading' && waited < 30_000; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     const { source, info, status } = get();
     if (!event.restarted) {
       set({ status: 'error', info: null, progress: null, error: event.message, loadingSource: null });
