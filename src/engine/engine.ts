@@ -32,6 +32,7 @@ import type { GenerationParams, GenerationStats, TokenEvent } from './llm/genera
 import { splitReasoning, validThinkingBudget, type ReasoningRun } from './llm/reasoning';
 import { createTokenizer, type TextTokenizer } from './llm/tokenizer';
 import { ort } from './ortRuntime';
+import { refuseOverWasmHeap } from './wasmMemory';
 
 export type BackendPreference = 'auto' | Backend;
 
@@ -258,9 +259,16 @@ export class HarkEngine {
     const parsed = typeof source === 'string' ? parseBundleSource(source) : source;
     const { backend, reason, device } = await this.resolveBackend(options.backend ?? 'auto');
     const shaderF16 = backend === 'webgpu' && device.webgpu.available && device.webgpu.shaderF16;
+    // Both refusals come from the manifest alone, before any model file is downloaded.
+    const chooseVariant = (m: Manifest): string => {
+      refuseUnsupported(m);
+      const variant = options.variant ?? pickVariant(m, { backend, shaderF16 });
+      if (backend === 'wasm') refuseOverWasmHeap(m, variant, options.backend ?? 'auto', device.webgpu);
+      return variant;
+    };
     const bundle = await loadBundle(parsed, {
       store: this.options.store,
-      variant: options.variant ?? ((m) => pickVariant(m, { backend, shaderF16 })),
+      variant: chooseVariant,
       onProgress: options.onProgress,
       signal: options.signal,
       fetchImpl: this.options.fetchImpl,
@@ -268,12 +276,6 @@ export class HarkEngine {
     await this.unload();
     const manifest = bundle.manifest;
     const parts = modelParts(manifest);
-    const unsupported = unsupportedParts(parts);
-    if (unsupported) {
-      throw new HarkError('bundle/unsupported-model', `This Hark cannot run the model "${manifest.label}" yet: ${unsupported}. Update the app, or choose another model.`, {
-        fusion: parts.fusion.type,
-      });
-    }
     const variant = getVariant(manifest, bundle.variant);
     const { llm } = parts;
     const graphs = partGraphNames(parts).map((name): [string, { path: string; externalData: string[] }] => [name, variant.graphs[variantGraphKey(manifest, name)]!]);
@@ -795,4 +797,15 @@ async function readBoundaries(bundle: LoadedBundle, path: string, hidden: number
 
 function definedOnly<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** A valid manifest whose parts this app cannot run yet (e.g. an unknown fusion): refused by name. */
+function refuseUnsupported(manifest: Manifest): void {
+  const parts = modelParts(manifest);
+  const unsupported = unsupportedParts(parts);
+  if (unsupported) {
+    throw new HarkError('bundle/unsupported-model', `This Hark cannot run the model "${manifest.label}" yet: ${unsupported}. Update the app, or choose another model.`, {
+      fusion: parts.fusion.type,
+    });
+  }
 }
