@@ -16,7 +16,7 @@
  *       "description": "…",
  *       "randomWeights": true,
  *       "bytes": 19884906,
- *       "variants": { "int4": { "bytes": 4168913, "tested": true }, "fp32": { … } }
+ *       "variants": { "int4": { "bytes": 4168913, "tested": true, "fitsWasm": true }, "fp32": { … } }
  *     }
  *   ]
  * }
@@ -37,6 +37,11 @@ export interface ModelIndexVariant {
   bytes: number;
   /** The bundle maker ran this variant (untested ones are not picked automatically). */
   tested: boolean;
+  /**
+   * Whether it fits WebAssembly's 4 GiB heap (src/engine/wasmMemory.ts, computed when the index is
+   * built): false lets the list say "needs a GPU" before anyone clicks. Absent in older indexes.
+   */
+  fitsWasm?: boolean;
 }
 
 export interface ModelIndexEntry {
@@ -85,7 +90,7 @@ export function readModelIndex(json: unknown): ModelIndexEntry[] {
     const cleanVariants: Record<string, ModelIndexVariant> = Object.fromEntries(
       Object.entries(variants)
         .filter((e): e is [string, Record<string, unknown> & { bytes: number }] => isRecord(e[1]) && isSize(e[1].bytes))
-        .map(([variant, spec]) => [variant, { bytes: spec.bytes, tested: spec.tested === true }]),
+        .map(([variant, spec]) => [variant, { bytes: spec.bytes, tested: spec.tested === true, ...(typeof spec.fitsWasm === 'boolean' ? { fitsWasm: spec.fitsWasm } : {}) }]),
     );
     entries.push({
       name,

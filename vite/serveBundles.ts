@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, relative, resolve, sep } from 'node:path';
 import type { Plugin } from 'vite';
 import { parseManifest, variantBytes, type Manifest } from '../src/engine/bundle/manifest';
+import { WASM_HEAP_LIMIT_BYTES, wasmMemoryEstimate } from '../src/engine/wasmMemory';
 import { MODEL_INDEX_FILE, MODEL_INDEX_FORMAT, MODEL_INDEX_VERSION, type ModelIndex, type ModelIndexEntry } from '../src/modelIndex';
 
 export interface ServeBundlesOptions {
@@ -75,7 +76,10 @@ export function buildModelIndex(dir: string, include?: string[], warn: (message:
       variants: Object.fromEntries(
         Object.entries(manifest.variants)
           .filter(([, spec]) => spec !== undefined)
-          .map(([variant, spec]) => [variant, { bytes: variantBytes(manifest, variant), tested: spec!.tested }]),
+          .map(([variant, spec]) => [
+            variant,
+            { bytes: variantBytes(manifest, variant), tested: spec!.tested, fitsWasm: wasmMemoryEstimate(manifest, variant).total <= WASM_HEAP_LIMIT_BYTES },
+          ]),
       ),
     });
   }

@@ -5,6 +5,8 @@
 import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { BUNDLED_MODEL_SOURCE, bundleState, sourceForStoreKey, storeKeyFor, useModelStore, type BundleState, type SiteModel } from '../stores/modelStore';
 import type { BundleSummary } from '../stores/engineTypes';
+import { useDeviceStore } from '../stores/deviceStore';
+import { useSettingsStore } from '../stores/settingsStore';
 import { BackendAdvice } from './BackendAdvice';
 import { backendName, formatBytes, formatEta } from './format';
 import { TrashIcon } from './Icons';
@@ -214,6 +216,12 @@ function variantSizes(model: SiteModel): string {
   return shown.map(([name, v]) => `${name} ${formatBytes(v.bytes)}`).join(' · ');
 }
 
+/** Every variant WebAssembly could load (tested, not fp16-compute) is over its 4 GiB heap, per the index. */
+export function tooLargeForWasm(model: SiteModel): boolean {
+  const usable = Object.entries(model.variants).filter(([name, v]) => v.tested && name !== 'fp16' && name !== 'int4f16');
+  return usable.length > 0 && usable.every(([, v]) => v.fitsWasm === false);
+}
+
 /** How far the load in progress has got, in a few words ("downloading · 23%"). */
 function loadingWords(): string {
   const progress = useModelStore.getState().progress;
@@ -240,6 +248,9 @@ function SiteModels() {
   const resume = useModelStore((s) => s.resume);
   // The whole store: a row's state and words follow the load's progress and the pause.
   const model = useModelStore((s) => s);
+  const backend = useSettingsStore((s) => s.backend);
+  const device = useDeviceStore((s) => s.state);
+  const onWasm = backend === 'wasm' || (backend === 'auto' && device.status === 'ready' && device.report.recommended === 'wasm');
   if (siteModels.length === 0) return null;
   return (
     <div className="site-models">
@@ -277,6 +288,11 @@ function SiteModels() {
                   {variantSizes(site)}
                   {site.randomWeights ? ' · random weights' : ''}
                 </span>
+                {onWasm && tooLargeForWasm(site) && (
+                  <span className="small warn-text" data-testid={`site-model-needs-gpu-${site.name}`}>
+                    Needs a GPU: too large for WebAssembly (CPU), which {backend === 'wasm' ? 'Settings chose' : 'this device would use'}.
+                  </span>
+                )}
               </div>
               {verb && (
                 <button

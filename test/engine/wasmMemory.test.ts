@@ -6,7 +6,7 @@
  * Qwen3-4B-geometry bench model (BENCHMARKS.md, "Qwen3-4B geometry"), which onnxruntime-web's wasm
  * backend was measured to load and then fail on with `std::bad_alloc`.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseManifest, variantFiles, type Manifest } from '../../src/engine/bundle/manifest';
@@ -15,32 +15,8 @@ import type { WebGpuReport } from '../../src/engine/device';
 import { HarkEngine } from '../../src/engine/engine';
 import { HarkError } from '../../src/engine/errors';
 import { refuseOverWasmHeap, WASM_ESTIMATE_CONTEXT, WASM_HEAP_LIMIT_BYTES, wasmMemoryEstimate } from '../../src/engine/wasmMemory';
-import { REPO_ROOT } from '../helpers/golden';
+import { alarmAtRealSize, bundleDir, readManifestJson as readManifest } from '../helpers/realSize';
 import { tinyBundleFiles } from '../helpers/tinyBundle';
-
-const bundleDir = (name: string): string => join(REPO_ROOT, 'models', 'bundles', name);
-const readManifest = (name: string): Record<string, unknown> => JSON.parse(readFileSync(join(bundleDir(name), 'manifest.json'), 'utf8')) as Record<string, unknown>;
-
-/** Qwen/Qwen3-4B-Thinking-2507's geometry (its config.json). */
-const QWEN3_4B = { vocabSize: 151936, hiddenSize: 2560, intermediateSize: 9728, numLayers: 36, numHeads: 32, numKvHeads: 8, headDim: 128 };
-/** The Qwen3-4B-geometry bench model's int4 files (models/build_bench_models.py --model qwen3-4b). */
-const QWEN3_4B_INT4_BYTES = { decoderData: 2_270_000_000, embedData: 240_000_000 };
-
-/** alarm-tiny's manifest (JSON, before parsing) at Qwen3-4B's size. */
-function alarmAtRealSize(): Record<string, unknown> {
-  type Json = { pipeline: { llm: Record<string, unknown>; fusion: { width: number }; audioBoundaries: { path: string; shape: number[] } }; files: { path: string; size: number }[] };
-  const json = readManifest('alarm-tiny') as Json;
-  Object.assign(json.pipeline.llm, QWEN3_4B);
-  // What the manifest checks tie to the LLM's width: the audio rows and the boundary rows.
-  json.pipeline.fusion.width = QWEN3_4B.hiddenSize;
-  json.pipeline.audioBoundaries.shape = [2, QWEN3_4B.hiddenSize];
-  for (const file of json.files) {
-    if (file.path === json.pipeline.audioBoundaries.path) file.size = 2 * QWEN3_4B.hiddenSize * 4;
-    if (file.path === 'onnx/decoder_model_merged_q4.onnx_data') file.size = QWEN3_4B_INT4_BYTES.decoderData;
-    if (file.path === 'onnx/embed_tokens_q4.onnx_data') file.size = QWEN3_4B_INT4_BYTES.embedData;
-  }
-  return json;
-}
 
 const noWebGpu: WebGpuReport = { available: false, reason: 'This browser has no WebGPU (navigator.gpu is missing).' };
 const adapter = (software: boolean): WebGpuReport => ({
@@ -108,7 +84,7 @@ describe('what a model needs of the wasm heap, from its manifest', () => {
     const manifest = parseManifest(alarmAtRealSize());
     const chosen = refusal(manifest, 'int4', 'wasm', adapter(false));
     expect(chosen.code).toBe('engine/backend-unavailable');
-    expect(chosen.message).toMatch(/^“.+” \(int4\) needs about 4\.6 GB of memory on WebAssembly \(CPU\): 2\.8 GB of weights and 1\.6 GB more while it runs \(WebAssembly unpacks each int4 matrix to full precision\)\. A browser gives WebAssembly at most 4\.3 GB, so this model needs WebGPU on a GPU\. Choose Automatic or WebGPU in Settings, or choose a smaller model\.$/);
+    expect(chosen.message).toMatch(/^“ALARM at Qwen3-4B size” \(int4\) needs about 4\.6 GB of memory on WebAssembly \(CPU\): 2\.8 GB of weights and 1\.6 GB more while it runs \(WebAssembly unpacks each int4 matrix to full precision\)\. A browser gives WebAssembly at most 4\.3 GB, so this model needs WebGPU on a GPU\. Choose Automatic or WebGPU in Settings, or choose a smaller model\.$/);
     expect(chosen.details).toMatchObject({ limitBytes: WASM_HEAP_LIMIT_BYTES, variant: 'int4' });
     expect(refusal(manifest, 'int4', 'wasm', noWebGpu).message).toMatch(/Choose WebGPU in Settings on a device with a GPU, or choose a smaller model\.$/);
     expect(refusal(manifest, 'int4', 'auto', noWebGpu).message).toMatch(/This browser offers no WebGPU here \(This browser has no WebGPU \(navigator\.gpu is missing\)\): open Hark in a browser with WebGPU on a device with a GPU, or choose a smaller model\.$/);
