@@ -215,3 +215,43 @@ def load_strict(module: nn.Module, state: Mapping[str, Tensor], prefix: str = ""
             raise ValueError(f"perceiver checkpoint: {key} has shape {tuple(value.shape)}, "
                              f"expected {tuple(expected[key].shape)}")
     module.load_state_dict({k[len(prefix):]: v for k, v in state.items()}, strict=True)
+
+
+def multiperceiver_from_alarm(fusion: Mapping[str, object]) -> MultiPerceiverFusion:
+    """Build the fusion from ALARM's `audio_fusion_config` dict (fusion_type "multiperceiver").
+
+    List settings are per conditional encoder, in `conditional_encoders` order; a list shorter
+    than the encoders is refused (ALARM indexes them by position)."""
+    if fusion.get("fusion_type") != "multiperceiver":
+        raise ValueError(f"fusion {fusion.get('fusion_type')!r} is not 'multiperceiver'")
+    names = list(fusion.get("conditional_encoders", ["w2vbert", "muq", "sslam"]))  # type: ignore[arg-type]
+
+    def per_encoder(key: str, default: object) -> List[object]:
+        value = fusion.get(key, [default] * len(names))
+        if not isinstance(value, list) or len(value) != len(names):
+            raise ValueError(f"fusion {key} must list one value per conditional encoder {names}")
+        return value
+
+    for key in ("num_cross_attention_qk_channels", "num_cross_attention_v_channels",
+                "num_self_attention_qk_channels", "num_self_attention_v_channels"):
+        if any(v is not None for v in per_encoder(key, None)):
+            raise NotImplementedError(f"fusion {key} other than null is not in any released ALARM config")
+    configs: Dict[str, PerceiverConfig] = {}
+    for i, name in enumerate(names):
+        configs[name] = PerceiverConfig(
+            input_dim=int(per_encoder("conditional_embedding_dim", 1024)[i]),  # type: ignore[arg-type]
+            num_latents=int(per_encoder("num_latents", 20)[i]),  # type: ignore[arg-type]
+            latent_dim=int(per_encoder("num_latent_channels", 1024)[i]),  # type: ignore[arg-type]
+            cross_heads=int(per_encoder("num_cross_attention_heads", 4)[i]),  # type: ignore[arg-type]
+            cross_layers=int(per_encoder("num_cross_attention_layers", 1)[i]),  # type: ignore[arg-type]
+            self_heads=int(per_encoder("num_self_attention_heads", 4)[i]),  # type: ignore[arg-type]
+            self_blocks=int(per_encoder("num_self_attention_blocks", 1)[i]),  # type: ignore[arg-type]
+            layers_per_block=int(per_encoder("num_self_attention_layers_per_block", 6)[i]),  # type: ignore[arg-type]
+            widening=int(per_encoder("self_attention_widening_factor", 1)[i]),  # type: ignore[arg-type]
+            first_cross_shared=bool(per_encoder("first_cross_attention_layer_shared", False)[i]),
+            first_block_shared=bool(per_encoder("first_self_attention_block_shared", True)[i]),
+        )
+        if int(per_encoder("cross_attention_widening_factor", 1)[i]) != configs[name].widening:  # type: ignore[arg-type]
+            raise NotImplementedError("cross- and self-attention widening factors differ")
+    return MultiPerceiverFusion(int(fusion.get("llm_embedding_dim", 1024)),  # type: ignore[arg-type]
+                                str(fusion.get("main_encoder", "whisper")), configs)

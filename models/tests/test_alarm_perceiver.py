@@ -10,6 +10,7 @@ from torch import nn
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from alarm.perceiver import MultiPerceiverFusion, PerceiverConfig, load_strict  # noqa: E402
+from alarm.perceiver import multiperceiver_from_alarm as from_alarm  # noqa: E402
 
 torch.manual_seed(0)
 CONFIGS = {"w2vbert": PerceiverConfig(input_dim=12, num_latents=3, latent_dim=8, cross_heads=2,
@@ -127,3 +128,23 @@ def test_strict_loader_names_the_bad_key():
         load_strict(dst, {n: v for n, v in state.items() if n != k}, "model.audio_fusion.fusion_model.")
     with pytest.raises(ValueError, match=k.replace(".", r"\.") + r" has shape \(3, 8\)"):
         load_strict(dst, {**state, k: torch.zeros(3, 8)}, "model.audio_fusion.fusion_model.")
+
+
+ALARM_P_FUSION = {"fusion_type": "multiperceiver", "llm_embedding_dim": 16, "num_latents": [4, 3, 2],
+                  "num_latent_channels": [8, 8, 8], "num_cross_attention_heads": [4, 4, 4],
+                  "num_cross_attention_layers": [1, 1, 1], "first_cross_attention_layer_shared": [True] * 3,
+                  "first_self_attention_block_shared": [True] * 3, "num_self_attention_heads": [4, 4, 4],
+                  "num_self_attention_blocks": [3, 3, 3], "num_self_attention_layers_per_block": [2, 2, 2],
+                  "main_encoder": "whisper", "conditional_encoders": ["w2vbert", "muq", "sslam"],
+                  "conditional_embedding_dim": [12, 12, 6]}
+
+
+def test_alarm_fusion_config_builds_one_perceiver_per_encoder_in_order():
+    fusion = from_alarm(ALARM_P_FUSION)
+    assert fusion.conditional == ["w2vbert", "muq", "sslam"]
+    assert fusion.total_latents() == 9 and fusion.fused_length(5) == 16
+    assert fusion.perceiver["sslam"].cfg.input_dim == 6 and fusion.perceiver["sslam"].cfg.self_blocks == 3
+    with pytest.raises(ValueError, match="num_latents must list one value per conditional encoder"):
+        from_alarm({**ALARM_P_FUSION, "num_latents": [4, 3]})
+    with pytest.raises(ValueError, match="'crossattention' is not 'multiperceiver'"):
+        from_alarm({**ALARM_P_FUSION, "fusion_type": "crossattention"})
