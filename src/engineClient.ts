@@ -94,6 +94,8 @@ export function createEngineClient(worker?: Worker) {
       }
     });
     // The worker holds a lock for as long as it lives: the page is granted it once the worker is gone.
+    // Known gap: a worker that dies before answering lifeLock (in its first moments) is not seen to
+    // die, and calls in flight then wait forever; a heartbeat would close it (CI saw it, 2026-11-28).
     void generation.remote
       .lifeLock()
       .then((name) => {

@@ -183,6 +183,13 @@ describe('faults: the engine worker dies, the GPU is lost', () => {
       // The worker dies while the model loads: the load is made again in a new worker.
       const loading = await engineWorker(page);
       expect(await waitForState(page, 'model-status', ['loading', 'ready', 'error'], 60_000)).toBe('loading');
+      // Close it once the load reports progress: the worker is then running (its life lock, asked
+      // for before the load, was answered). A worker closed before it ever answered is not seen to
+      // die (no event reaches the page), which made this test flaky under load; see the note in
+      // src/engineClient.ts's lifeLock.
+      await expect
+        .poll(async () => ((await page.getByTestId('model-progress').count()) > 0 ? page.getByTestId('model-progress').getAttribute('aria-valuetext') : 'gone'), { timeout: 60_000 })
+        .not.toBe('Starting');
       await loading.evaluate(() => self.close());
       await recovered(page, /^Restarted after the engine stopped unexpectedly: the model was loaded again from this device on WebAssembly\.$/, false);
       console.log(`[faults] crash: model loaded again after a crash mid-load, ${since(started)}`);
