@@ -26,7 +26,10 @@ a missing key or a wrong shape stops with the file and the key's name).
                   modules that never run (the entry's `ignored_checkpoint_keys`) are checked by
                   name and shape and not read;
               model.audio_adapter.adapters.<enc>.*   as above;
-              model.audio_fusion.fusion_model.*   CrossAttentionFusion (alarm/fusion.py).
+              model.audio_fusion.fusion_model.*   CrossAttentionFusion (alarm/fusion.py), or
+                  ALARM-P's MultiPerceiverFusion (alarm/perceiver.py: perceiver.<enc>.*,
+                  out_proj.<enc>.*, cond_start_emb, cond_end_emb); ALARM-P's identity adapters
+                  have only layer_fusion.layer_weights.
 
 The Whisper width/depth are not in ALARM's config.json (the code hard-codes whisper-large-v3):
 `load_alarm` takes a WhisperConfig, large-v3's by default, and checks every tensor against it;

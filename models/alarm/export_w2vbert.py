@@ -42,7 +42,8 @@ class W2VBertChunk(nn.Module):
 
     def __init__(self, encoder: W2VBertEncoder, adapter: AlarmAdapter) -> None:
         super().__init__()
-        if adapter.cfg.encoder_embedding_dim != encoder.cfg.hidden_size:
+        # an identity adapter (ALARM-P) never reads encoder_embedding_dim (ALARM's config leaves it out)
+        if adapter.cfg.adapter_name != "identity" and adapter.cfg.encoder_embedding_dim != encoder.cfg.hidden_size:
             raise ValueError(f"adapter expects {adapter.cfg.encoder_embedding_dim} channels, "
                              f"the encoder gives {encoder.cfg.hidden_size}")
         self.encoder = encoder

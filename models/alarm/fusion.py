@@ -1,4 +1,5 @@
-"""ALARM's audio fusion: "sum" and ALARM-CA's cross-attention fusion of several encoders.
+"""ALARM's audio fusion: "sum", ALARM-CA's cross-attention fusion of several encoders and
+ALARM-P's "multiperceiver" (alarm/perceiver.py).
 
 Facts from github Blinorot/ALARM (src/):
 * model/audio/audio_fusion.py `AudioFusion`: `pad_outputs` zero-pads every adapter output at the
@@ -52,6 +53,17 @@ row, inside or past the main length, attends to the keys [0, main length). A con
 encoder shorter than the main one contributes its zero padding (after in_proj: in_proj's bias)
 as attended keys, exactly as ALARM does, because padding happens before in_proj.
 
+ALARM-P ("multiperceiver", fusion_implementations/perceiver.py MultiPerceiverFusion, reference in
+alarm/perceiver.py): AudioFusion pads every adapter output to the longest as above, the fusion
+runs each conditional encoder's perceiver with that encoder's OWN adapter length as its key mask
+and returns [cond_start_emb, latents (config order), cond_end_emb, main output (padded)]; it has
+`calc_length` = lengths[main] + sum(num_latents) + 2, which AudioFusion.calc_length uses instead of
+the max, so the LLM reads exactly the leading rows and the main encoder's real rows (clamped to
+>= 1 as always). Its forward returns a tuple (output, None) that AudioFusion passes on as it is;
+the output is what is meant. "perceiver" (PerceiverFusion: ONE perceiver over the conditional
+outputs concatenated, masked with the MAIN encoder's length) is in fusion_model_dict too, but no
+released config uses it: it is refused here.
+
 The one fully-masked case is a main length of 0 (Whisper: under 4 mel frames, i.e. at most 480
 samples = 30 ms at 16 kHz): every key is masked and torch 1.13's attention returns NaN in every
 row (tests/test_alarm_fusion.py shows it on nn.TransformerDecoderLayer). This module and its
@@ -63,14 +75,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-FUSION_TYPES = ("sum", "crossattention")
-NOT_YET = ("multiperceiver", "perceiver")  # ALARM-P: fusion_implementations/perceiver.py
+from .perceiver import MultiPerceiverConfig, MultiPerceiverFusion
+
+FUSION_TYPES = ("sum", "crossattention", "multiperceiver")
+NOT_YET = ("perceiver",)  # ALARM's single PerceiverFusion: in fusion_model_dict, in no released config
 
 
 @dataclass(frozen=True)
@@ -127,17 +141,34 @@ class CrossAttentionConfig:
         return (self.main_encoder,) + tuple(e for e in self.conditional_encoders if e != self.main_encoder)
 
 
-def fusion_config_from_alarm(d: Optional[Mapping[str, Any]]) -> Tuple[str, Optional[CrossAttentionConfig]]:
-    """ALARM's `audio_fusion_config` -> (fusion_type, its CrossAttentionConfig or None for "sum")."""
+FusionConfig = Union[CrossAttentionConfig, MultiPerceiverConfig]
+FusionModule = Union["CrossAttentionFusion", MultiPerceiverFusion]
+
+
+def fusion_config_from_alarm(d: Optional[Mapping[str, Any]]) -> Tuple[str, Optional[FusionConfig]]:
+    """ALARM's `audio_fusion_config` -> (fusion_type, its CrossAttentionConfig / MultiPerceiverConfig,
+    or None for "sum")."""
     fusion_type = str((d or {}).get("fusion_type"))
     if fusion_type in NOT_YET:
-        raise ValueError(f"fusion {fusion_type!r} (ALARM-P's perceiver fusion) is not implemented yet")
+        raise ValueError(f"fusion {fusion_type!r} (ALARM's single PerceiverFusion, used by no released "
+                         "config) is not implemented")
     if fusion_type not in FUSION_TYPES:
         raise ValueError(f"fusion {fusion_type!r} is not one of {FUSION_TYPES}")
     if fusion_type == "sum":
         return fusion_type, None
     assert d is not None
+    if fusion_type == "multiperceiver":
+        return fusion_type, MultiPerceiverConfig.from_alarm(d)
     return fusion_type, CrossAttentionConfig.from_alarm(d)
+
+
+def build_fusion(cfg: Optional[FusionConfig]) -> Optional[FusionModule]:
+    """The fusion module of a config (None for "sum")."""
+    if cfg is None:
+        return None
+    if isinstance(cfg, MultiPerceiverConfig):
+        return MultiPerceiverFusion.from_config(cfg)
+    return CrossAttentionFusion(cfg)
 
 
 # ==============================================================================================
@@ -243,20 +274,25 @@ class CrossAttentionFusion(nn.Module):
         return self.out_proj(x)
 
 
-def fused_length(adapter_lengths: Mapping[str, int]) -> int:
-    """Rows the LLM reads: AudioFusion.calc_length (max over encoders) clamped to >= 1."""
+def fused_length(adapter_lengths: Mapping[str, int], cfg: Optional[FusionConfig] = None) -> int:
+    """Rows the LLM reads: AudioFusion.calc_length clamped to >= 1. "sum" and cross-attention: the
+    max over encoders; multiperceiver: its own calc_length, lengths[main] + sum(latents) + 2."""
+    if isinstance(cfg, MultiPerceiverConfig):
+        return max(1, adapter_lengths[cfg.main_encoder] + cfg.leading_rows)
     return max(1, max(adapter_lengths.values()))
 
 
-def fuse(fusion: Optional[CrossAttentionFusion], adapter_outputs: Mapping[str, Tensor],
+def fuse(fusion: Optional[FusionModule], adapter_outputs: Mapping[str, Tensor],
          adapter_lengths: Mapping[str, int]) -> Tensor:
-    """AudioFusion.forward then the LLM's cut, batch 1: {encoder: [1, T_e, D]} and each encoder's
-    adapter length -> the audio embeddings [S, D], S = fused_length(adapter_lengths)."""
+    """AudioFusion.forward then the LLM's cut, batch 1: {encoder: [1, T_e, D_e]} and each encoder's
+    adapter length -> the audio embeddings [S, D], S = fused_length(adapter_lengths, its config)."""
     padded = pad_outputs(adapter_outputs)
     if fusion is None:  # "sum"
         out = torch.stack(list(padded.values())).sum(dim=0)
+    elif isinstance(fusion, MultiPerceiverFusion):  # each conditional encoder masked by its own length
+        out = fusion(padded, {name: torch.tensor([n]) for name, n in adapter_lengths.items()})
     else:
         main = fusion.cfg.main_encoder
         out = fusion(padded, torch.tensor([adapter_lengths[main]]))
-    return out[0, : fused_length(adapter_lengths)]
+    return out[0, : fused_length(adapter_lengths, None if fusion is None else fusion.cfg)]
 

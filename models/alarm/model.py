@@ -20,7 +20,13 @@ adapter outputs, "crossattention" is ALARM-CA's), cut to max(1, max over encoder
 lengths) rows. ALARM's AudioEncoder / AudioAdapter hold the encoders sorted by name; each encoder
 is an entry of `ENCODERS` (name -> what its module provides: whisper, w2vbert, sslam, muq, i.e.
 all four of ALARM-CA); an encoder ALARM has but without an entry would be refused with "not
-implemented yet". ALARM-P's perceiver fusion is refused likewise.
+implemented yet".
+
+ALARM-P (src/configs/model/alarm_p.yaml): the same four encoders; Whisper keeps its conv
+downsampler + llm_proj (its output is the LLM's width), the conditional encoders have `identity`
+adapters without llm_proj (the weighted layer average only: their output is the encoder's own
+width, which must be the perceiver's `conditional_embedding_dim` for that encoder), and the
+"multiperceiver" fusion (alarm/perceiver.py) puts 2 + sum(num_latents) rows before Whisper's.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ from . import muq as muq_module
 from . import sslam as sslam_module
 from . import w2vbert as w2vbert_module
 from .adapter import AdapterConfig, AlarmAdapter
-from .fusion import CrossAttentionConfig, CrossAttentionFusion, fuse, fused_length, fusion_config_from_alarm
+from .fusion import FusionConfig, FusionModule, build_fusion, fuse, fused_length, fusion_config_from_alarm
+from .perceiver import MultiPerceiverConfig
 from .qwen3 import Qwen3Config
 from .whisper_v3 import WHISPER_LARGE_V3, alarm_whisper_features, encoder_frames, hidden_states
 
@@ -106,6 +113,13 @@ ENCODERS: Dict[str, EncoderEntry] = {
 }
 
 
+# each encoder's output width (the channels of its hidden states) from its config
+ENCODER_WIDTHS: Dict[str, Callable[[Any], int]] = {
+    "whisper": lambda c: c.d_model, "w2vbert": lambda c: c.hidden_size,
+    "sslam": lambda c: c.embed_dim, "muq": lambda c: c.encoder_dim,
+}
+
+
 @dataclass(frozen=True)
 class AlarmConfig:
     llm: Qwen3Config
@@ -115,7 +129,7 @@ class AlarmConfig:
     postprocessing_type: str
     use_explicit_audio_tokens: bool
     audio_sep_d_embed: int
-    fusion: Optional[CrossAttentionConfig] = None  # fusion_type "crossattention" only
+    fusion: Optional[FusionConfig] = None  # CrossAttentionConfig or MultiPerceiverConfig; None for "sum"
 
     @classmethod
     def from_hf_config(cls, d: Mapping[str, Any]) -> "AlarmConfig":
@@ -156,6 +170,9 @@ class AlarmConfig:
         if self.use_explicit_audio_tokens:
             raise ValueError("use_explicit_audio_tokens=true is not in any released ALARM config")
         for a in self.adapters:
+            if self.perceiver_reads(a.encoder_name):
+                self._validate_perceiver_input(a)
+                continue
             out = a.llm_embedding_dim if a.use_llm_proj else a.width
             if out != self.llm.hidden_size:
                 raise ValueError(f"adapter {a.encoder_name} outputs {out} channels, the LLM takes {self.llm.hidden_size}")
@@ -176,6 +193,25 @@ class AlarmConfig:
             raise ValueError(f"fusion llm_embedding_dim {self.fusion.llm_embedding_dim} != hidden_size "
                              f"{self.llm.hidden_size}")
 
+    def perceiver_reads(self, encoder: str) -> bool:
+        """True for a conditional encoder of the multiperceiver fusion: its adapter output goes to a
+        perceiver (of conditional_embedding_dim channels), not to the LLM."""
+        return isinstance(self.fusion, MultiPerceiverConfig) and encoder in self.fusion.conditional_encoders
+
+    def _validate_perceiver_input(self, a: AdapterConfig) -> None:
+        """With llm_proj the width is known here; without it (ALARM-P's identity adapters) it is the
+        encoder's, checked against the encoder's config when AlarmAudio is built."""
+        assert isinstance(self.fusion, MultiPerceiverConfig)
+        want = self.fusion.input_dim(a.encoder_name)
+        if a.use_llm_proj and a.llm_embedding_dim != want:
+            raise ValueError(f"adapter {a.encoder_name} outputs {a.llm_embedding_dim} channels, its perceiver "
+                             f"takes {want} (conditional_embedding_dim)")
+        if not a.use_llm_proj and a.adapter_name != "identity":
+            out = a.width
+            if out != want:
+                raise ValueError(f"adapter {a.encoder_name} outputs {out} channels, its perceiver takes {want} "
+                                 "(conditional_embedding_dim)")
+
     def adapter(self, encoder: str) -> AdapterConfig:
         return self.adapters[self.encoders.index(encoder)]
 
@@ -191,9 +227,10 @@ def audio_token_count(cfg: AlarmConfig, mel_frames: int) -> int:
 
 
 def fused_token_count(cfg: AlarmConfig, encoder_lengths: Mapping[str, int]) -> int:
-    """Audio embeddings the LLM sees, any model: max(1, max over encoders of the adapter lengths)
-    for each encoder's length (its calc_length)."""
-    return fused_length({e: cfg.adapter(e).out_length(encoder_lengths[e]) for e in cfg.encoders})
+    """Audio embeddings the LLM sees, any model, for each encoder's length (its calc_length):
+    max(1, max over encoders of the adapter lengths); ALARM-P: Whisper's adapter length + 2 +
+    sum(num_latents)."""
+    return fused_length({e: cfg.adapter(e).out_length(encoder_lengths[e]) for e in cfg.encoders}, cfg.fusion)
 
 
 class AlarmAudio(nn.Module):
@@ -217,10 +254,30 @@ class AlarmAudio(nn.Module):
         self.encoder_configs: Dict[str, Any] = configs
         self.encoders = nn.ModuleDict({name: ENCODERS[name].build(configs[name]) for name in cfg.encoders})
         self.adapters = nn.ModuleDict({a.encoder_name: AlarmAdapter(a) for a in cfg.adapters})
-        self.fusion = CrossAttentionFusion(cfg.fusion) if cfg.fusion is not None else None
+        self._check_perceiver_widths()
+        self.fusion: Optional[FusionModule] = build_fusion(cfg.fusion)
         d = cfg.audio_sep_d_embed
         self.audio_start_emb = nn.Parameter(torch.zeros(1, d))
         self.audio_end_emb = nn.Parameter(torch.zeros(1, d))
+
+    def adapter_output_width(self, encoder: str) -> int:
+        """Channels of one encoder's adapter output (identity without llm_proj: the encoder's)."""
+        a = self.cfg.adapter(encoder)
+        if a.use_llm_proj:
+            return a.llm_embedding_dim
+        if a.adapter_name == "identity":
+            return ENCODER_WIDTHS[encoder](self.encoder_configs[encoder])
+        return a.width
+
+    def _check_perceiver_widths(self) -> None:
+        f = self.cfg.fusion
+        if not isinstance(f, MultiPerceiverConfig):
+            return
+        for name in f.conditional_encoders:
+            got, want = self.adapter_output_width(name), f.input_dim(name)
+            if got != want:
+                raise ValueError(f"adapter {name} outputs {got} channels, its perceiver takes {want} "
+                                 "(conditional_embedding_dim)")
 
     @property
     def whisper(self) -> WhisperEncoder:

@@ -33,7 +33,7 @@ Facts from github Blinorot/ALARM (src/model/audio/fusion_implementations/):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -168,9 +168,56 @@ def padding_mask(frames: int, lengths: Tensor) -> Tensor:
     return torch.arange(frames)[None, :] >= lengths[:, None]
 
 
+@dataclass(frozen=True)
+class MultiPerceiverConfig:
+    """ALARM's `audio_fusion_config` for fusion_type "multiperceiver": the LLM width, the main
+    encoder, and one PerceiverConfig per conditional encoder in config order."""
+
+    llm_embedding_dim: int
+    main_encoder: str
+    conditional: Tuple[Tuple[str, PerceiverConfig], ...]
+
+    @classmethod
+    def from_alarm(cls, d: Mapping[str, object]) -> "MultiPerceiverConfig":
+        return multiperceiver_config_from_alarm(d)
+
+    def validate(self) -> None:
+        names = self.conditional_encoders
+        if len(set(names)) != len(names):
+            # ALARM's ModuleDict would keep one perceiver and run it once per mention
+            raise ValueError(f"conditional_encoders name an encoder twice: {list(names)}")
+        if self.main_encoder in names:
+            raise ValueError(f"the main encoder {self.main_encoder!r} is also a conditional encoder")
+        for _, c in self.conditional:
+            c.validate()
+
+    @property
+    def conditional_encoders(self) -> Tuple[str, ...]:
+        return tuple(name for name, _ in self.conditional)
+
+    @property
+    def encoders(self) -> Tuple[str, ...]:
+        """Every encoder the fusion reads: the main one first, then the conditional ones in order."""
+        return (self.main_encoder,) + self.conditional_encoders
+
+    @property
+    def total_latents(self) -> int:
+        return sum(c.num_latents for _, c in self.conditional)
+
+    @property
+    def leading_rows(self) -> int:
+        """Rows before the main encoder's: cond_start_emb, every encoder's latents, cond_end_emb."""
+        return self.total_latents + 2
+
+    def input_dim(self, encoder: str) -> int:
+        return dict(self.conditional)[encoder].input_dim
+
+
 class MultiPerceiverFusion(nn.Module):
     def __init__(self, llm_dim: int, main_encoder: str, conditional: Mapping[str, PerceiverConfig]) -> None:
         super().__init__()
+        self.cfg = MultiPerceiverConfig(llm_dim, main_encoder, tuple(conditional.items()))
+        self.cfg.validate()
         self.main_encoder = main_encoder
         self.conditional: List[str] = list(conditional)
         self.perceiver = nn.ModuleDict({name: PerceiverEncoder(c) for name, c in conditional.items()})
@@ -178,8 +225,12 @@ class MultiPerceiverFusion(nn.Module):
         self.cond_start_emb = nn.Parameter(torch.zeros(1, llm_dim))
         self.cond_end_emb = nn.Parameter(torch.zeros(1, llm_dim))
 
+    @classmethod
+    def from_config(cls, cfg: MultiPerceiverConfig) -> "MultiPerceiverFusion":
+        return cls(cfg.llm_embedding_dim, cfg.main_encoder, dict(cfg.conditional))
+
     def total_latents(self) -> int:
-        return sum(p.cfg.num_latents for p in self.perceiver.values())  # type: ignore[union-attr]
+        return self.cfg.total_latents
 
     def latents(self, outputs: Mapping[str, Tensor], lengths: Mapping[str, Tensor]) -> Tensor:
         rows = []
@@ -218,7 +269,12 @@ def load_strict(module: nn.Module, state: Mapping[str, Tensor], prefix: str = ""
 
 
 def multiperceiver_from_alarm(fusion: Mapping[str, object]) -> MultiPerceiverFusion:
-    """Build the fusion from ALARM's `audio_fusion_config` dict (fusion_type "multiperceiver").
+    """Build the fusion from ALARM's `audio_fusion_config` dict (fusion_type "multiperceiver")."""
+    return MultiPerceiverFusion.from_config(multiperceiver_config_from_alarm(fusion))
+
+
+def multiperceiver_config_from_alarm(fusion: Mapping[str, object]) -> MultiPerceiverConfig:
+    """ALARM's `audio_fusion_config` dict (fusion_type "multiperceiver") -> MultiPerceiverConfig.
 
     List settings are per conditional encoder, in `conditional_encoders` order; a list shorter
     than the encoders is refused (ALARM indexes them by position)."""
@@ -253,5 +309,7 @@ def multiperceiver_from_alarm(fusion: Mapping[str, object]) -> MultiPerceiverFus
         )
         if int(per_encoder("cross_attention_widening_factor", 1)[i]) != configs[name].widening:  # type: ignore[arg-type]
             raise NotImplementedError("cross- and self-attention widening factors differ")
-    return MultiPerceiverFusion(int(fusion.get("llm_embedding_dim", 1024)),  # type: ignore[arg-type]
-                                str(fusion.get("main_encoder", "whisper")), configs)
+    cfg = MultiPerceiverConfig(int(fusion.get("llm_embedding_dim", 1024)),  # type: ignore[arg-type]
+                               str(fusion.get("main_encoder", "whisper")), tuple(configs.items()))
+    cfg.validate()
+    return cfg

@@ -1,7 +1,8 @@
 """The fused model's configuration and loading (alarm/model.py, alarm/checkpoints.py):
 
 * ALARM's released configs: ALARM-CA parses up to its unimplemented encoders, ALARM-P's
-  perceiver fusion is refused as not implemented yet, unknown encoders are refused;
+  multiperceiver config parses (its identity adapters feed the perceivers), unknown encoders are
+  refused;
 * a tiny checkpoint with the cross-attention fusion (make_tiny_alarm fused=True: Whisper as main
   and conditional encoder, which ALARM allows) loads strictly, refuses renamed / missing /
   wrong-shaped fusion keys, and runs end to end equal to the written-out float64 fusion applied
@@ -109,13 +110,50 @@ def test_alarm_ca_is_refused_only_for_its_unimplemented_encoders(monkeypatch):
             **ALARM_CA["audio_fusion_config"], "conditional_encoders": ["w2vbert", "muq"], "num_hidden_layers": [1, 1]}})
 
 
-def test_alarm_p_perceiver_is_refused_as_not_implemented_yet():
-    # src/configs/model/alarm_p.yaml's fusion section (abridged: the refusal reads fusion_type)
-    fusion = {"fusion_type": "multiperceiver", "llm_embedding_dim": 1024, "num_latents": [20, 20, 20],
-              "num_latent_channels": [768, 768, 768], "main_encoder": "whisper",
-              "conditional_encoders": ["w2vbert", "muq", "sslam"], "conditional_embedding_dim": [1024, 1024, 768]}
-    with pytest.raises(ValueError, match=r"'multiperceiver' .*not implemented yet"):
-        AlarmConfig.from_hf_config({**ALARM_CA, "audio_fusion_config": fusion})
+def identity_adapter(name: str, layers: list) -> dict:
+    """alarm_p.yaml's conditional adapters: identity, no llm_proj (no encoder_embedding_dim given)."""
+    return {"encoder_name": name, "adapter_name": "identity",
+            "layer_fusion_config": {"layer_fusion_type": "weighted_average"}, "audio_encoder_layers": layers,
+            "pre_average": True, "adapter_embedding_dim": 1024, "llm_embedding_dim": 1024, "use_llm_proj": False}
+
+
+# src/configs/model/alarm_p.yaml's `config` with the ${} references resolved (Qwen3-0.6B: 1024)
+ALARM_P = {
+    **ALARM_CA,
+    "audio_adapter_configs": [ALARM_CA_ADAPTERS[0], identity_adapter("sslam", [3, 7, 11]),
+                              identity_adapter("muq", [4, 8, 12]), identity_adapter("w2vbert", [6, 10, 15, 20, 24])],
+    "audio_fusion_config": {
+        "fusion_type": "multiperceiver", "llm_embedding_dim": 1024, "num_latents": [20, 20, 20],
+        "num_latent_channels": [768, 768, 768], "num_cross_attention_heads": [4, 4, 4],
+        "num_cross_attention_layers": [1, 1, 1], "first_cross_attention_layer_shared": [True, True, True],
+        "first_self_attention_block_shared": [True, True, True], "num_self_attention_heads": [4, 4, 4],
+        "num_self_attention_blocks": [3, 3, 3], "num_self_attention_layers_per_block": [6, 6, 6],
+        "main_encoder": "whisper", "conditional_encoders": ["w2vbert", "muq", "sslam"],
+        "conditional_embedding_dim": [1024, 1024, 768]},
+}
+
+
+def test_alarm_p_config_reads_the_multiperceiver_and_counts_its_rows():
+    cfg = AlarmConfig.from_hf_config(ALARM_P)
+    assert cfg.fusion_type == "multiperceiver" and cfg.fusion.encoders == ("whisper", "w2vbert", "muq", "sslam")
+    perceivers = dict(cfg.fusion.conditional)
+    assert [perceivers[e].input_dim for e in ("w2vbert", "muq", "sslam")] == [1024, 1024, 768]
+    assert all((p.num_latents, p.latent_dim, p.self_blocks, p.layers_per_block) == (20, 768, 3, 6)
+               for p in perceivers.values())
+    assert [cfg.perceiver_reads(e) for e in ("whisper", "w2vbert", "muq", "sslam")] == [False, True, True, True]
+    # 30 s: Whisper's 1500 frames -> 750 rows, after 2 + 60 leading rows; the others' lengths do not count
+    assert fused_token_count(cfg, {"whisper": 1500, "w2vbert": 1500, "sslam": 1500, "muq": 750}) == 812
+    assert fused_token_count(cfg, {"whisper": 0, "w2vbert": 9000, "sslam": 0, "muq": 0}) == 62
+    # the main encoder must still reach the LLM's width; a projected conditional one its perceiver's
+    bad_main = {**ALARM_CA_ADAPTERS[0], "llm_embedding_dim": 512}
+    with pytest.raises(ValueError, match="adapter whisper outputs 512 channels, the LLM takes 1024"):
+        AlarmConfig.from_hf_config({**ALARM_P, "audio_adapter_configs": [bad_main] + ALARM_P["audio_adapter_configs"][1:]})
+    projected = {**identity_adapter("sslam", [3, 7, 11]), "use_llm_proj": True}
+    with pytest.raises(ValueError, match=r"adapter sslam outputs 1024 channels, its perceiver takes 768"):
+        AlarmConfig.from_hf_config({**ALARM_P, "audio_adapter_configs": [
+            ALARM_CA_ADAPTERS[0], projected] + ALARM_P["audio_adapter_configs"][2:]})
+    with pytest.raises(ValueError, match="'perceiver'.*not implemented"):
+        AlarmConfig.from_hf_config({**ALARM_P, "audio_fusion_config": {"fusion_type": "perceiver"}})
 
 
 def test_unknown_and_unimplemented_encoders_are_named():

@@ -248,8 +248,11 @@ def test_config_reads_alarm_ca_and_refuses_what_is_not_there():
         4 * (1024 * 1024 + 1024) + 1024 * 1024 + 1024  # in_proj x4, out_proj
         + 3 * (2 * (3 * 1024 * 1024 + 3 * 1024 + 1024 * 1024 + 1024) + 2 * 1024 * 4096 + 4096 + 1024 + 3 * 2048))
     assert fusion_config_from_alarm({"fusion_type": "sum"}) == ("sum", None)
-    with pytest.raises(ValueError, match="multiperceiver.*not implemented yet"):
-        fusion_config_from_alarm({"fusion_type": "multiperceiver", "num_latents": [20, 20, 20]})
+    kind, p_cfg = fusion_config_from_alarm({"fusion_type": "multiperceiver", "num_latents": [20, 20, 20]})
+    assert kind == "multiperceiver" and p_cfg.encoders == ("whisper", "w2vbert", "muq", "sslam")
+    # ALARM's single PerceiverFusion: in fusion_model_dict, in no released config
+    with pytest.raises(ValueError, match="'perceiver'.*not implemented"):
+        fusion_config_from_alarm({"fusion_type": "perceiver"})
     with pytest.raises(ValueError, match="num_hidden_layers"):
         fusion_config_from_alarm({**TINY, "num_hidden_layers": [1, 1]})
     with pytest.raises(ValueError, match="num_latents"):
