@@ -31,6 +31,19 @@ layout, src/configs/model/alarm_ca.yaml's structure; the tiny ALARM-CA bundle's 
     OUT/{whisper,w2vbert,sslam,muq}/config.json        each tiny encoder's own HF config (the converter's
                                                         --encoder-config inputs)
 
+`write_tiny_alarm_p` (CLI `--alarm-p`) writes the tiny ALARM-P (Blinorot/ALARM-P layout,
+src/configs/model/alarm_p.yaml's structure; the tiny ALARM-P bundle's source): the same qwen3/,
+encoders and encoder configs as ALARM-CA (same seeds, same tensors), then
+
+    OUT/alarm/...                                      Whisper's conv-downsampler adapter (as ALARM-CA's);
+                                                        w2vbert, muq, sslam: `identity` adapters without
+                                                        llm_proj (layer_fusion.layer_weights only); the
+                                                        multiperceiver fusion (one tiny perceiver per
+                                                        conditional encoder, order w2vbert, muq, sslam:
+                                                        latent_provider._query, cross_attn_1.*, the shared
+                                                        self_attn_1.<i>.*, out_proj.<enc>, cond_start_emb,
+                                                        cond_end_emb)
+
 The w2vbert, sslam and muq encoder tensors come from alarm/tiny_<enc>.py (seeds seed + 1, + 2, + 3;
 their key lists are the modules' own, each checked against the official layout in
 tests/test_alarm_<enc>.py); the never-run keys from each module's `ignored_checkpoint_keys`.
@@ -129,6 +142,41 @@ class TinyAlarmCaSizes:
 
 
 CA_SIZES = TinyAlarmCaSizes()
+
+
+@dataclass(frozen=True)
+class TinyPerceiverSizes:
+    """One tiny perceiver (real ALARM-P: 20 latents of 768 channels, 4 cross / 4 self heads, 3 blocks
+    of 6 layers, the first block shared, widening 1)."""
+
+    latents: int
+    channels: int
+    cross_heads: int
+    self_heads: int
+    blocks: int
+    layers_per_block: int
+    widening: int = 1
+
+
+@dataclass(frozen=True)
+class TinyAlarmPSizes:
+    """The tiny ALARM-P's conditional adapters (identity: layer average only) and perceivers, each a
+    different shape so that nothing works by accident of equal sizes; few latents, so the goldens
+    stay small. Whisper, its adapter and Qwen3 are SIZES', the encoders ALARM-CA's tiny ones."""
+
+    sslam_layers: tuple = (3, 7, 11)
+    w2vbert_layers: tuple = TINY_W2VBERT_LAYERS
+    muq_layers: tuple = TINY_MUQ_LAYERS
+    fusion_order: tuple = ("w2vbert", "muq", "sslam")  # ALARM-P's conditional_encoders
+    perceivers: tuple = (
+        TinyPerceiverSizes(latents=3, channels=16, cross_heads=2, self_heads=4, blocks=2, layers_per_block=1),
+        TinyPerceiverSizes(latents=2, channels=8, cross_heads=2, self_heads=2, blocks=1, layers_per_block=2,
+                           widening=2),
+        TinyPerceiverSizes(latents=2, channels=12, cross_heads=1, self_heads=3, blocks=2, layers_per_block=2),
+    )  # in fusion_order
+
+
+P_SIZES = TinyAlarmPSizes()
 ENCODER_DIMS = {"w2vbert": 32, "sslam": 32, "muq": 32}  # tiny_<enc> widths (checked when built)
 
 
@@ -391,6 +439,96 @@ def ca_fusion_state(s: TinyAlarmSizes, c: TinyAlarmCaSizes, init: Init, prefix: 
     return sd
 
 
+def identity_adapter_config(name: str, layers: tuple, llm_dim: int) -> dict:
+    """alarm_p.yaml's conditional adapter entry: identity, no llm_proj, no encoder_embedding_dim."""
+    return {"encoder_name": name, "adapter_name": "identity",
+            "layer_fusion_config": {"layer_fusion_type": "weighted_average"}, "audio_encoder_layers": list(layers),
+            "pre_average": True, "adapter_embedding_dim": llm_dim, "llm_embedding_dim": llm_dim, "use_llm_proj": False}
+
+
+def alarm_p_hf_config(s: TinyAlarmSizes, p: TinyAlarmPSizes) -> dict:
+    """Qwen3's fields plus alarm_p.yaml's `config` at tiny sizes (same field lists as there)."""
+    cfg = alarm_ca_hf_config(s, CA_SIZES)  # Qwen3's fields, the separators, Whisper's adapter
+    h = s.hidden_size
+    whisper_adapter = cfg["audio_adapter_configs"][0]
+    assert whisper_adapter["encoder_name"] == "whisper"
+    per = p.perceivers
+    cfg["audio_adapter_configs"] = [
+        whisper_adapter,
+        identity_adapter_config("sslam", p.sslam_layers, h),
+        identity_adapter_config("muq", p.muq_layers, h),
+        identity_adapter_config("w2vbert", p.w2vbert_layers, h),
+    ]
+    cfg["audio_fusion_config"] = {
+        "fusion_type": "multiperceiver", "llm_embedding_dim": h,
+        "num_latents": [q.latents for q in per], "num_latent_channels": [q.channels for q in per],
+        "num_cross_attention_heads": [q.cross_heads for q in per],
+        "num_cross_attention_layers": [1] * len(per), "first_cross_attention_layer_shared": [True] * len(per),
+        "first_self_attention_block_shared": [True] * len(per),
+        "num_self_attention_heads": [q.self_heads for q in per],
+        "num_self_attention_blocks": [q.blocks for q in per],
+        "num_self_attention_layers_per_block": [q.layers_per_block for q in per],
+        "cross_attention_widening_factor": [q.widening for q in per],
+        "self_attention_widening_factor": [q.widening for q in per],
+        "main_encoder": "whisper", "conditional_encoders": list(p.fusion_order),
+        "conditional_embedding_dim": [ENCODER_DIMS[e] for e in p.fusion_order],
+    }
+    return cfg
+
+
+def _linear(sd: StateDict, init: Init, name: str, n_out: int, n_in: int, scale: float = 1.0) -> None:
+    sd[name + ".weight"], sd[name + ".bias"] = init.weight(n_out, n_in) * scale, init.bias(n_out) * scale
+
+
+def _plain_norm(sd: StateDict, init: Init, name: str, n: int) -> None:
+    sd[name + ".weight"], sd[name + ".bias"] = init.norm_weight(n), init.bias(n)
+
+
+def _perceiver_mlp(sd: StateDict, init: Init, prefix: str, n: int, widening: int) -> None:
+    """Residual(MLP): `module.0` LayerNorm, `module.1` Linear n -> w n, (2: GELU), `module.3` back."""
+    _plain_norm(sd, init, prefix + "module.0", n)
+    _linear(sd, init, prefix + "module.1", widening * n, n)
+    _linear(sd, init, prefix + "module.3", n, widening * n)
+
+
+def _perceiver_attention(sd: StateDict, init: Init, prefix: str, q_dim: int, kv_dim: int) -> None:
+    """MultiHeadAttention with default qk/v channels (= the query width): q/k/v/o_proj with biases."""
+    _linear(sd, init, prefix + "q_proj", q_dim, q_dim)
+    _linear(sd, init, prefix + "k_proj", q_dim, kv_dim)
+    _linear(sd, init, prefix + "v_proj", q_dim, kv_dim)
+    _linear(sd, init, prefix + "o_proj", q_dim, q_dim)
+
+
+def perceiver_state(init: Init, prefix: str, q: TinyPerceiverSizes, input_dim: int) -> StateDict:
+    """One PerceiverEncoder (helpers/perceiver/modules.py) with the first cross-attention layer and the
+    first self-attention block shared: they appear once (cross_attn_1, self_attn_1), no *_n keys."""
+    c = q.channels
+    sd: StateDict = {prefix + "latent_provider._query": init.normal(q.latents, c, std=0.5)}
+    cross = prefix + "cross_attn_1."
+    _plain_norm(sd, init, cross + "0.module.q_norm", c)
+    _plain_norm(sd, init, cross + "0.module.kv_norm", input_dim)
+    _perceiver_attention(sd, init, cross + "0.module.attention.", c, input_dim)
+    _perceiver_mlp(sd, init, cross + "1.", c, q.widening)
+    for i in range(q.layers_per_block):
+        layer = prefix + f"self_attn_1.{i}."
+        _plain_norm(sd, init, layer + "0.module.norm", c)
+        _perceiver_attention(sd, init, layer + "0.module.attention.", c, c)
+        _perceiver_mlp(sd, init, layer + "1.", c, q.widening)
+    return sd
+
+
+def multiperceiver_state(s: TinyAlarmSizes, p: TinyAlarmPSizes, init: Init, prefix: str) -> StateDict:
+    """MultiPerceiverFusion: perceiver.<enc>.*, out_proj.<enc> (latent channels -> LLM), the two
+    separators cond_start_emb / cond_end_emb [1, LLM width]."""
+    sd: StateDict = {}
+    for name, q in zip(p.fusion_order, p.perceivers):
+        sd.update(perceiver_state(init, f"{prefix}perceiver.{name}.", q, ENCODER_DIMS[name]))
+        _linear(sd, init, f"{prefix}out_proj.{name}", s.hidden_size, q.channels, scale=s.embed_std)
+    sd[prefix + "cond_start_emb"] = init.normal(1, s.hidden_size, std=s.embed_std)
+    sd[prefix + "cond_end_emb"] = init.normal(1, s.hidden_size, std=s.embed_std)
+    return sd
+
+
 def _ignored_state(shapes: Dict[str, tuple], init: Init, prefix: str) -> StateDict:
     """Random tensors for checkpoint keys that never run (only their names and shapes matter)."""
     return {prefix + k: init.normal(*shape, std=0.02) for k, shape in shapes.items()}
@@ -448,6 +586,39 @@ def write_tiny_alarm_ca(out: Path, seed: int = 0, s: TinyAlarmSizes = SIZES,
         _write_json(out / name / "config.json", cfg)
         paths[name] = out / name / "config.json"
     _write_json(out / "tiny_manifest.json", {"seed": seed, "sizes": asdict(s), "alarm_ca": asdict(c)})
+    return TinyAlarmCaPaths(out, qdir, adir, paths)
+
+
+def write_tiny_alarm_p(out: Path, seed: int = 0, s: TinyAlarmSizes = SIZES,
+                       p: TinyAlarmPSizes = P_SIZES) -> TinyAlarmCaPaths:
+    """The tiny ALARM-P checkpoint (see the module doc). Deterministic in the seed; Qwen3, Whisper,
+    its adapter, the separators and the three other encoders are the tiny ALARM-CA's tensors."""
+    out = Path(out)
+    init = Init(seed)
+    qwen = qwen3_state(s, init)
+    qdir = _write_qwen3(out, s, qwen)
+    adir = out / "alarm"
+    adir.mkdir(parents=True, exist_ok=True)
+    _write_json(adir / "config.json", alarm_p_hf_config(s, p))
+    sd: StateDict = {k: v.to(torch.bfloat16) for k, v in qwen.items()}
+    sd.update(whisper_encoder_state(s, init, "model.audio_encoder.encoders.whisper.encoder."))
+    sd.update(whisper_adapter_state(s, init, "model.audio_adapter.adapters.whisper."))
+    sd["model.audio_start_emb"] = init.normal(1, s.hidden_size, std=s.embed_std)
+    sd["model.audio_end_emb"] = init.normal(1, s.hidden_size, std=s.embed_std)
+    sd.update(other_encoder_states(seed, init))
+    layers = {"sslam": p.sslam_layers, "muq": p.muq_layers, "w2vbert": p.w2vbert_layers}
+    for name in ("sslam", "muq", "w2vbert"):  # identity adapters: the layer weights only
+        sd[f"model.audio_adapter.adapters.{name}.layer_fusion.layer_weights"] = init.normal(len(layers[name]), std=0.5)
+    sd.update(multiperceiver_state(s, p, init, "model.audio_fusion.fusion_model."))
+    safetensors_io.save_file(sd, adir / "model.safetensors", metadata={"format": "pt"})
+    configs = {"whisper": whisper_hf_config(s), "w2vbert": TINY_W2VBERT_HF, "sslam": TINY_SSLAM_HF,
+               "muq": tiny_muq_hf_config()}
+    paths: Dict[str, Path] = {}
+    for name, cfg in configs.items():
+        (out / name).mkdir(parents=True, exist_ok=True)
+        _write_json(out / name / "config.json", cfg)
+        paths[name] = out / name / "config.json"
+    _write_json(out / "tiny_manifest.json", {"seed": seed, "sizes": asdict(s), "alarm_p": asdict(p)})
     return TinyAlarmCaPaths(out, qdir, adir, paths)
 
 
@@ -511,9 +682,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--alarm-ca", action="store_true", help="the tiny fused ALARM-CA instead")
+    kind = ap.add_mutually_exclusive_group()
+    kind.add_argument("--alarm-ca", action="store_true", help="the tiny fused ALARM-CA instead")
+    kind.add_argument("--alarm-p", action="store_true", help="the tiny ALARM-P (multiperceiver) instead")
     args = ap.parse_args()
-    paths = write_tiny_alarm_ca(args.out, args.seed) if args.alarm_ca else write_tiny_alarm(args.out, args.seed)
+    if args.alarm_ca:
+        paths = write_tiny_alarm_ca(args.out, args.seed)
+    elif args.alarm_p:
+        paths = write_tiny_alarm_p(args.out, args.seed)
+    else:
+        paths = write_tiny_alarm(args.out, args.seed)
     print(f"wrote {paths.root}")
 
 
