@@ -1,4 +1,5 @@
-"""ALARM-CA's audio side stage by stage, cut as the bundle's graphs cut it (what a runtime
+"""ALARM-CA's audio side stage by stage (the features and encoder part, `encoder_stages`, is
+ALARM-P's too: alarm/stages_p.py), cut as the bundle's graphs cut it (what a runtime
 computes, docs/bundle-format-2.md "Fused ALARM (ALARM-CA) in format 2"), from the reference
 modules; used for the goldens (make_alarm_ca_goldens.py) and the graph tests:
 
@@ -17,11 +18,11 @@ modules; used for the goldens (make_alarm_ca_goldens.py) and the graph tests:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from salmonn.export import fake_quantize_linears
 
@@ -32,7 +33,9 @@ from .export_fusion import FusionRecording, int4_fusion_reference
 from .export_muq import MuQChunk
 from .export_sslam import SSLAMChunk
 from .export_w2vbert import W2VBertChunk
+from .export_perceiver import int4_perceiver_reference
 from .fusion import fused_length
+from .perceiver import MultiPerceiverFusion
 from .model import AlarmAudio
 from .whisper_v3 import alarm_whisper_features
 from .whisper_v3 import encoder_frames as whisper_frames
@@ -49,6 +52,7 @@ class EncoderStages:
     encoder_out: List[Tensor]  # per chunk [frames per chunk, A]
     adapted: Tensor  # [T', D]
     adapter_length: int  # ALARM's adapter length (floor(frames / downsample))
+    real: Tensor = field(default_factory=lambda: torch.empty(0))  # the chunks' outputs cut to `frames`
 
 
 @dataclass
@@ -61,12 +65,15 @@ class FusedStages:
 
 def int4_audio(audio: AlarmAudio) -> AlarmAudio:
     """The audio side holding exactly the weights of the int4 graphs: every Linear fake-quantized
-    (the fusion's attention in_proj_weight too), except encoder.muq, which stays fp32."""
+    (ALARM-CA's attention in_proj_weight too), except encoder.muq, which stays fp32."""
     q = copy.deepcopy(audio)
     for name in ("whisper", "w2vbert", "sslam"):
         q.encoders[name] = fake_quantize_linears(q.encoders[name])
     q.adapters = fake_quantize_linears(q.adapters)
-    q.fusion = int4_fusion_reference(q.fusion)
+    if isinstance(q.fusion, MultiPerceiverFusion):
+        q.fusion = int4_perceiver_reference(q.fusion)
+    else:
+        q.fusion = int4_fusion_reference(q.fusion)
     return q.eval()
 
 
@@ -87,30 +94,45 @@ def _features(audio: AlarmAudio, wave: Tensor) -> Dict[str, EncoderStages]:
     return out
 
 
-@torch.no_grad()
-def fused_stages(audio: AlarmAudio, wave: Tensor) -> FusedStages:
-    stages = _features(audio, wave)
+def encoder_graphs(audio: AlarmAudio) -> Dict[str, nn.Module]:
+    """The modules the `encoder.<enc>` graphs are traced from (each with its adapter's per-frame
+    steps folded in: the layer average and, for a conv adapter, input_proj)."""
     a = audio.adapters
-    graphs = {
+    return {
         "whisper": EncoderChunk(audio).eval(),
         "w2vbert": W2VBertChunk(audio.encoders["w2vbert"], a["w2vbert"]).eval(),
         "sslam": SSLAMChunk(audio.encoders["sslam"], a["sslam"]).eval(),
         "muq": MuQChunk(audio.encoders["muq"], a["muq"].cfg.audio_encoder_layers, a["muq"].layer_fusion).eval(),
     }
+
+
+@torch.no_grad()
+def encoder_stages(audio: AlarmAudio, wave: Tensor) -> Dict[str, EncoderStages]:
+    """Features and every encoder graph per chunk; `real` = the chunks' outputs cut to realFrames
+    (what the adapter graphs read). Shared by ALARM-CA and ALARM-P (alarm/stages_p.py)."""
+    stages = _features(audio, wave)
+    graphs = encoder_graphs(audio)
     for name in ENCODERS:
         s = stages[name]
         if name == "muq":
             s.encoder_out = [graphs[name](c[None], m[None])[0] for c, m in zip(s.chunks, s.masks)]
-        elif name == "whisper":
-            s.encoder_out = [graphs[name](c[None])[0] for c in s.chunks]
         else:
             s.encoder_out = [graphs[name](c[None])[0] for c in s.chunks]
-        frames = torch.cat(s.encoder_out)[: s.frames]
+        s.real = torch.cat(s.encoder_out)[: s.frames]
+    return stages
+
+
+@torch.no_grad()
+def fused_stages(audio: AlarmAudio, wave: Tensor) -> FusedStages:
+    stages = encoder_stages(audio, wave)
+    a = audio.adapters
+    for name in ENCODERS:
+        s = stages[name]
         cfg = a[name].cfg
         if cfg.adapter_name == "mlp":
-            s.adapted = MlpAdapterRecording(audio, name).eval()(frames[None])[0]
+            s.adapted = MlpAdapterRecording(audio, name).eval()(s.real[None])[0]
         else:
-            s.adapted = AdapterRecording(audio, name).eval()(frames[None])[0]
+            s.adapted = AdapterRecording(audio, name).eval()(s.real[None])[0]
         s.adapter_length = cfg.out_length(s.frames)
     order = audio.fusion.cfg.encoders
     main_length = stages[audio.fusion.cfg.main_encoder].adapter_length

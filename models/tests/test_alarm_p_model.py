@@ -4,15 +4,17 @@ AlarmAudio's ALARM-P path against a step-by-step composition:
 * config.json (alarm_p.yaml's field lists at tiny sizes) reads back into the sizes it was written
   from, and its fusion keys `model.audio_fusion.fusion_model.*` load strictly (a renamed key, or a
   perceiver width that is not the encoder's, is refused);
-* AlarmAudio(wave) = the encoders' hidden states, each identity adapter written out as a softmax-
+* AlarmAudio(wave) = the encoders' hidden states (as AlarmAudio computed them), each identity adapter written out as a softmax-
   weighted layer average, Whisper's adapter, then the float64 perceivers of test_alarm_perceiver.py
   on each conditional encoder's UNPADDED real frames (AlarmAudio pads to the longest and masks:
   the same numbers), with [cond_start, latents, cond_end, Whisper's rows] cut to 2 + latents +
-  Whisper's adapter length.
+  Whisper's adapter length;
+* the stages as the bundle's graphs cut them (alarm/stages_p.py) = AlarmAudio(wave).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -24,6 +26,7 @@ import make_tiny_alarm as tiny
 from alarm.checkpoints import build_alarm_audio, encoder_config_from_file, load_alarm, whisper_config_from_file
 from alarm.model import ENCODERS, AlarmConfig
 from alarm.perceiver import MultiPerceiverConfig
+from alarm.stages_p import perceiver_stages
 from salmonn import safetensors_io
 from salmonn.checkpoints import CheckpointError
 from test_alarm_perceiver import perceiver64
@@ -105,21 +108,39 @@ def wave() -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def forward(audio, wave) -> torch.Tensor:
-    return audio(wave)
+def forward(audio, wave):
+    """AlarmAudio(wave), and each encoder's (hidden states, length) as it computed them (recorded,
+    so that the composition below starts from the same states without running the encoders again)."""
+    recorded = {}
+    originals = dict(ENCODERS)
+
+    def recording(name):
+        entry = originals[name]
+
+        def encode(*args):
+            recorded[name] = entry.encode(*args)
+            return recorded[name]
+        return dataclasses.replace(entry, encode=encode)
+
+    try:
+        for name in originals:
+            ENCODERS[name] = recording(name)
+        out = audio(wave)
+    finally:
+        ENCODERS.update(originals)
+    return out, recorded
 
 
 def test_audio_equals_the_step_by_step_composition(audio, wave, forward):
-    got = forward
+    got, recorded = forward
     cfg = audio.cfg
     fusion = cfg.fusion
     s = {k: v.double() for k, v in audio.fusion.state_dict().items()}
     frames = {}
     lengths = {}
     for name in cfg.encoders:
-        a = cfg.adapter(name)
-        states, length = ENCODERS[name].encode(audio.encoders[name], audio.encoder_configs[name], wave,
-                                               a.audio_encoder_layers)
+        states, length = recorded[name]
+        assert states.shape[0] == len(cfg.adapter(name).audio_encoder_layers)
         lengths[name] = length
         frames[name] = states[:, :, :length]  # ALARM's trim to the (batch's) real length
     with torch.no_grad():
@@ -136,3 +157,20 @@ def test_audio_equals_the_step_by_step_composition(audio, wave, forward):
     assert got.shape == want.shape == (fusion.leading_rows + main_length, cfg.llm.hidden_size)
     assert len({lengths[e] for e in cfg.encoders}) > 1  # the encoders' lengths differ: padding is exercised
     assert torch.allclose(got.double(), want, atol=1e-5, rtol=1e-4), (got.double() - want).abs().max()
+
+
+def test_stages_as_the_graphs_cut_them_equal_the_reference(audio, wave, forward):
+    forward = forward[0]
+    """alarm/stages_p.py (encoder chunk modules, real frames fed unpadded and unmasked to the
+    connector module) against AlarmAudio.forward (ALARM's padding and masks)."""
+    stages = perceiver_stages(audio, wave)
+    fusion = audio.cfg.fusion
+    assert stages.leading == fusion.leading_rows
+    for name, p in fusion.conditional:
+        s = stages.encoders[name]
+        assert s.adapted.shape == (s.frames, p.input_dim) and s.adapter_length == s.frames
+    w = stages.encoders["whisper"]
+    assert stages.main_length == w.frames // 2 and w.adapted.shape[0] == -(-w.frames // 2)
+    assert stages.fused.shape[0] == stages.leading + w.adapted.shape[0]
+    assert stages.audio.shape == forward.shape
+    assert torch.allclose(stages.audio, forward, atol=1e-5, rtol=1e-4), (stages.audio - forward).abs().max()
