@@ -397,7 +397,11 @@ export class AudioTokenizer {
     const adapter = this.parts.adapters.find((a) => a.encoder === encoder.name);
     const downsample = adapter?.downsample ?? 1;
     const length = Math.floor(counted / downsample);
-    if (!adapter?.graph) return { rows: trimmed, frames: real, length };
+    if (!adapter?.graph) {
+      // An identity adapter (ALARM-P's conditional encoders) passes the real frames on as they are.
+      if (adapter) this.inspector?.(-1, `adapter.${encoder.name}`, trimmed);
+      return { rows: trimmed, frames: real, length };
+    }
     const output = await run(adapter.graph, { [adapter.input]: new ort.Tensor('float32', trimmed, [1, real, width]) }, adapter.output);
     try {
       const expected = Math.ceil(real / adapter.downsample);
