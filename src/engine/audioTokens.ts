@@ -9,9 +9,11 @@
  *   per recording     each adapter over the concatenation of its encoder's chunk outputs, trimmed to
  *                     the frames of real audio (its convolutions cross chunk boundaries: ALARM);
  *                     then a recording-scoped fusion ("sum" over one encoder: its adapted frames;
- *                     "cross-attention": the connector graph over every adapter's output)
- *   token count       perChunk, max(min, floor(melFrames / divisor)) (ALARM), or max(min, max
- *                     adapter length) (fused ALARM) rows kept, 25 per second
+ *                     "cross-attention" (ALARM-CA), "perceiver" (ALARM-P): the connector graph
+ *                     over every adapter's output)
+ *   token count       perChunk, max(min, floor(melFrames / divisor)) (ALARM), max(min, max
+ *                     adapter length) (ALARM-CA), or leading + the main adapter length (ALARM-P)
+ *                     rows kept, 25 per second (a perceiver's leading rows span the recording)
  *
  * with a start/end time for every embedding (for localisation and the UI).
  */
@@ -80,7 +82,7 @@ export function unsupportedParts(parts: ModelParts): string | null {
     return whole ? `its ${whole.type} encoder takes features of the whole recording, which a per-chunk fusion cannot read` : null;
   }
   if (fusion.type === 'sum' && encoders.length === 1) return null;
-  if (fusion.type === 'cross-attention' && fusion.scope === 'recording') return null;
+  if ((fusion.type === 'cross-attention' || fusion.type === 'perceiver') && fusion.scope === 'recording') return null;
   if (fusion.type === 'sum') return `its fusion sums ${encoders.length} encoders, which this Hark cannot do yet`;
   return `its "${fusion.type}" fusion${fusion.scope === 'recording' && fusion.type === 'window-qformer' ? ' over a whole recording' : ''}${fusion.scope === 'chunk' && fusion.type === 'cross-attention' ? ' per chunk' : ''} is not supported by this Hark yet`;
 }
@@ -317,21 +319,27 @@ export class AudioTokenizer {
       const width = fusion.width;
       let rows: Float32Array;
       if (fusion.graph) {
-        // unsupportedParts() let only a recording-scoped cross-attention through with a graph.
+        // unsupportedParts() let only a recording-scoped cross-attention or perceiver through with a graph.
         rows = await this.fused(adapted, run);
       } else {
         // unsupportedParts() let only "sum" over a single encoder through without one.
         rows = adapted.get(encoders[0]!.name)!.rows;
       }
       const available = rows.length / width;
-      numTokens = this.tokenCount(prepared.chunks, available, [...adapted.values()]);
+      numTokens = this.tokenCount(prepared.chunks, available, adapted);
       if (numTokens > available) {
         throw new HarkError('engine/inference-failed', `The audio stages produced ${available} embeddings, but the model reads ${numTokens}: the bundle's graphs do not match its manifest. Convert it again.`);
       }
       data = rows.slice(0, numTokens * width);
       this.inspector?.(-1, 'tokens', data);
       const perSecond = 'perSecond' in fusion.tokens ? fusion.tokens.perSecond : 1 / encoders[0]!.frameSeconds;
-      timeMap = Float64Array.from({ length: numTokens * 2 }, (_, k) => (Math.floor(k / 2) + (k % 2)) / perSecond);
+      // A perceiver's leading rows (its latents) summarise the whole recording; the rows after them are timed.
+      const leading = 'leading' in fusion.tokens ? Math.min(fusion.tokens.leading, numTokens) : 0;
+      timeMap = Float64Array.from({ length: numTokens * 2 }, (_, k) => {
+        const row = Math.floor(k / 2);
+        if (row < leading) return k % 2 === 0 ? 0 : prepared.durationSeconds;
+        return (row - leading + (k % 2)) / perSecond;
+      });
     }
     const legacy = (name: string): number => graphsMs[name] ?? 0;
     return {
@@ -389,7 +397,11 @@ export class AudioTokenizer {
     const adapter = this.parts.adapters.find((a) => a.encoder === encoder.name);
     const downsample = adapter?.downsample ?? 1;
     const length = Math.floor(counted / downsample);
-    if (!adapter?.graph) return { rows: trimmed, frames: real, length };
+    if (!adapter?.graph) {
+      // An identity adapter (ALARM-P's conditional encoders) passes the real frames on as they are.
+      if (adapter) this.inspector?.(-1, `adapter.${encoder.name}`, trimmed);
+      return { rows: trimmed, frames: real, length };
+    }
     const output = await run(adapter.graph, { [adapter.input]: new ort.Tensor('float32', trimmed, [1, real, width]) }, adapter.output);
     try {
       const expected = Math.ceil(real / adapter.downsample);
@@ -424,11 +436,15 @@ export class AudioTokenizer {
     }
     const output = await run(fusion.graph!, feeds, fusion.output);
     try {
-      const longest = Math.max(...[...adapted.values()].map((a) => a.frames));
-      if (output.dims[1] !== longest || output.dims[2] !== fusion.width) {
+      // cross-attention: every input padded to the longest; perceiver: the leading rows, then the main encoder's.
+      const expected =
+        'leading' in fusion.tokens
+          ? fusion.tokens.leading + adapted.get(fusion.mainEncoder!)!.frames
+          : Math.max(...[...adapted.values()].map((a) => a.frames));
+      if (output.dims[1] !== expected || output.dims[2] !== fusion.width) {
         throw new HarkError(
           'engine/inference-failed',
-          `The ${fusion.graph} graph produced [${output.dims.slice(1).join(', ')}], expected [${longest}, ${fusion.width}]: the bundle's graphs do not match its manifest. Convert it again.`,
+          `The ${fusion.graph} graph produced [${output.dims.slice(1).join(', ')}], expected [${expected}, ${fusion.width}]: the bundle's graphs do not match its manifest. Convert it again.`,
         );
       }
       const rows = ((await output.getData()) as Float32Array).slice();
@@ -440,10 +456,11 @@ export class AudioTokenizer {
   }
 
   /** How many embeddings the LLM reads for a recording-scoped fusion. */
-  private tokenCount(chunks: readonly Float32Array[], available: number, adapted: readonly AdaptedEncoder[]): number {
+  private tokenCount(chunks: readonly Float32Array[], available: number, adapted: ReadonlyMap<string, AdaptedEncoder>): number {
     const rule = this.parts.fusion.tokens;
     if ('perChunk' in rule) return available;
-    if (rule.from === 'adapterLengths') return Math.max(rule.min, ...adapted.map((a) => a.length));
+    if (rule.from === 'adapterLengths') return Math.max(rule.min, ...[...adapted.values()].map((a) => a.length));
+    if (rule.from === 'mainLength') return Math.max(rule.min, rule.leading + adapted.get(this.parts.fusion.mainEncoder!)!.length);
     const mel = this.parts.encoders.find((e) => e.features.type === 'whisper-mel')!;
     const hop = mel.features.type === 'whisper-mel' ? mel.features.hopLength : 160;
     return Math.max(rule.min, Math.floor(melFrames(chunks, hop) / rule.divisor));

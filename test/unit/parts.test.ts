@@ -149,11 +149,11 @@ describe('format 2: an ALARM-shaped pipeline', () => {
   });
 
   it('refuses fusions this app cannot run yet at load (unsupportedParts), though the manifest is valid', () => {
-    const perceiver = alarmLike();
-    perceiver.pipeline.fusion = { ...perceiver.pipeline.fusion, type: 'perceiver', graph: 'connector', inputs: { whisper: 'adapted' } };
-    perceiver.variants.fp32!.graphs.connector = { path: 'onnx/decoder.onnx', externalData: [] };
-    const parts = modelParts(parseManifest(asJson(perceiver)));
-    expect(unsupportedParts(parts)).toMatch(/"perceiver" fusion is not supported/);
+    const qformer = alarmLike();
+    qformer.pipeline.fusion = { ...qformer.pipeline.fusion, type: 'window-qformer', graph: 'connector', inputs: { whisper: 'adapted' }, window: { frames: 17, stride: 17 } };
+    qformer.variants.fp32!.graphs.connector = { path: 'onnx/decoder.onnx', externalData: [] };
+    const parts = modelParts(parseManifest(asJson(qformer)));
+    expect(unsupportedParts(parts)).toMatch(/"window-qformer" fusion over a whole recording is not supported/);
   });
 });
 
@@ -243,6 +243,24 @@ function alarmCaLike(): ManifestV2 {
   return m;
 }
 
+/** ALARM-P (docs/bundle-format-2.md, "ALARM-P in format 2"): ALARM-CA's encoders, identity adapters but Whisper's, a perceiver. */
+function alarmPLike(): ManifestV2 {
+  const m = alarmCaLike();
+  for (const adapter of m.pipeline.adapters!) {
+    if (adapter.encoder === 'whisper') continue;
+    const graph = adapter.graph!;
+    delete m.variants.fp32!.graphs[graph];
+    m.files = m.files.filter((f) => f.path !== `onnx/${graph.replace('.', '_')}.onnx`);
+    for (const key of ['graph', 'input', 'output', 'details'] as const) delete adapter[key];
+    Object.assign(adapter, { type: 'identity', downsample: 1, width: 64 });
+  }
+  delete m.pipeline.fusion.lengthInput;
+  m.pipeline.fusion.type = 'perceiver';
+  m.pipeline.fusion.details = { latents: '20,20,20', latentWidth: '768,768,768', order: 'w2vbert,muq,sslam' };
+  m.pipeline.fusion.tokens = { perSecond: 25, from: 'mainLength', leading: 62, min: 0 };
+  return m;
+}
+
 describe("format 2: features of the whole recording (ALARM-CA's w2v-BERT, SSLAM, MuQ)", () => {
   it('are accepted as declared, need no extra file, and run (cross-attention over the four adapters)', () => {
     const m = parseManifest(asJson(alarmCaLike()));
@@ -282,7 +300,14 @@ describe("format 2: features of the whole recording (ALARM-CA's w2v-BERT, SSLAM,
     ['fbank frames counted on whisper-mel', (m) => (m.pipeline.encoders[0]!.realFrames = { from: 'fbankFrames', divisor: 2 }), '/pipeline/encoders/0/realFrames/from: fbankFrames counts the real length of features computed per recording'],
     ['samples counted on fbank features', (m) => (m.pipeline.encoders[1]!.realFrames = { from: 'samples', divisor: 960 }), '/pipeline/encoders/1/realFrames/from: samples needs waveform features'],
     ['a frame mask on fbank features', (m) => (m.pipeline.encoders[2]!.maskInput = 'frame_mask'), '/pipeline/encoders/2/maskInput: a frame mask is built from real samples'],
-    ['a main encoder on a perceiver', (m) => (m.pipeline.fusion = { ...m.pipeline.fusion, type: 'perceiver' }), '/pipeline/fusion/mainEncoder: only a cross-attention fusion has a main encoder'],
+    ['a length input on a perceiver', (m) => (m.pipeline.fusion = { ...m.pipeline.fusion, type: 'perceiver', tokens: { perSecond: 25, from: 'mainLength', leading: 62, min: 0 } }), '/pipeline/fusion/lengthInput: only a cross-attention fusion takes a length'],
+    ['the mainLength rule on a cross-attention', (m) => (m.pipeline.fusion.tokens = { perSecond: 25, from: 'mainLength', leading: 62, min: 0 }), '/pipeline/fusion/tokens: the mainLength rule belongs to a perceiver fusion'],
+    ['the mainLength rule without its leading rows', (m) => (m.pipeline.fusion.tokens = { perSecond: 25, from: 'mainLength', min: 0 } as never), '/pipeline/fusion/tokens'],
+    ['leading rows on another rule', (m) => (m.pipeline.fusion.tokens = { perSecond: 25, from: 'adapterLengths', min: 1, leading: 2 } as never), '/pipeline/fusion/tokens'],
+    ['a main encoder on a sum', (m) => {
+      m.pipeline.fusion.type = 'sum';
+      delete m.pipeline.fusion.lengthInput;
+    }, '/pipeline/fusion/mainEncoder: only a cross-attention or perceiver fusion has a main encoder'],
   ];
   it.each(fused)('refuses %s', (_name, breakIt, expected) => {
     const m = alarmCaLike();
@@ -292,12 +317,30 @@ describe("format 2: features of the whole recording (ALARM-CA's w2v-BERT, SSLAM,
     expect(error.message).toContain(expected);
   });
 
-  it('a perceiver over the same encoders stays refused at load (bundle/unsupported-model), though valid', () => {
-    const m = alarmCaLike();
-    delete m.pipeline.fusion.mainEncoder;
-    delete m.pipeline.fusion.lengthInput;
-    m.pipeline.fusion.type = 'perceiver';
-    expect(unsupportedParts(modelParts(parseManifest(asJson(m))))).toMatch(/"perceiver" fusion is not supported/);
+  it("ALARM-P's perceiver over identity adapters is accepted and runs (no adapter graphs but Whisper's)", () => {
+    const parts = modelParts(parseManifest(asJson(alarmPLike())));
+    expect(unsupportedParts(parts)).toBeNull();
+    expect(parts.adapters.map((a) => [a.encoder, a.type, a.graph, a.downsample])).toEqual([
+      ['whisper', 'conv-downsampler', 'adapter.whisper', 2],
+      ['w2vbert', 'identity', null, 1],
+      ['sslam', 'identity', null, 1],
+      ['muq', 'identity', null, 1],
+    ]);
+    expect(parts.fusion).toMatchObject({ type: 'perceiver', mainEncoder: 'whisper', lengthInput: null, tokens: { from: 'mainLength', leading: 62, min: 0 } });
+    expect(partGraphNames(parts)).toEqual(['encoder.whisper', 'encoder.w2vbert', 'encoder.sslam', 'encoder.muq', 'adapter.whisper', 'connector', 'embedTokens', 'decoder']);
+  });
+
+  const perceiverCases: [string, (m: ManifestV2) => void, string][] = [
+    ['a perceiver without a main encoder', (m) => delete m.pipeline.fusion.mainEncoder, '/pipeline/fusion/mainEncoder: perceiver needs the encoder whose rows follow the latents'],
+    ['a perceiver counting adapter lengths', (m) => (m.pipeline.fusion.tokens = { perSecond: 25, from: 'adapterLengths', min: 1 }), 'use from "mainLength"'],
+    ['an identity adapter with a graph', (m) => (m.pipeline.adapters![1]!.graph = 'adapter.w2vbert'), '/pipeline/adapters/1/graph: an identity adapter has no graph'],
+  ];
+  it.each(perceiverCases)('refuses %s', (_name, breakIt, expected) => {
+    const m = alarmPLike();
+    breakIt(m);
+    const error = refusal(asJson(m));
+    expect(error.code).toBe('bundle/manifest-invalid');
+    expect(error.message).toContain(expected);
   });
 
   const cases: [string, (m: ManifestV2) => void, string][] = [

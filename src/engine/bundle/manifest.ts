@@ -386,12 +386,15 @@ export interface AdapterSpecV2 {
 
 /**
  * How many embeddings the LLM reads: fixed per chunk (SALMONN); max(min, floor(melFrames / divisor))
- * (ALARM); or max(min, max over encoders of floor(realFrames / downsample)) (fused ALARM).
+ * (ALARM); max(min, max over encoders of floor(realFrames / downsample)) (ALARM-CA); or
+ * max(min, leading + floor(main realFrames / main downsample)) (ALARM-P: `leading` rows that
+ * summarise the whole recording, then the main encoder's rows).
  */
 export type TokenCountSpec =
   | { perChunk: number }
   | { perSecond: number; from: 'melFrames'; divisor: number; min: number }
-  | { perSecond: number; from: 'adapterLengths'; min: number };
+  | { perSecond: number; from: 'adapterLengths'; min: number }
+  | { perSecond: number; from: 'mainLength'; leading: number; min: number };
 
 export interface FusionSpecV2 {
   type: 'window-qformer' | 'sum' | 'cross-attention' | 'perceiver';
@@ -406,7 +409,10 @@ export interface FusionSpecV2 {
   window?: { frames: number; stride: number };
   details?: Record<string, number | string | boolean>;
   tokens: TokenCountSpec;
-  /** cross-attention: the encoder whose rows are the queries and whose adapter length masks both attentions. */
+  /**
+   * cross-attention: the encoder whose rows are the queries and whose adapter length masks both
+   * attentions; perceiver: the encoder whose rows follow the latents.
+   */
   mainEncoder?: string;
   /** cross-attention: the graph input (int64 [1]) fed with the main encoder's adapter length. */
   lengthInput?: string;

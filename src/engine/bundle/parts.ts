@@ -71,7 +71,7 @@ export interface FusionPart {
   /** window-qformer's windows, in encoder frames (the per-token time map); null otherwise. */
   window: { frames: number; stride: number } | null;
   tokens: TokenCountSpec;
-  /** cross-attention: the encoder whose adapter length masks the attentions; null otherwise. */
+  /** cross-attention: the encoder whose adapter length masks the attentions; perceiver: the encoder whose rows follow the latents; null otherwise. */
   mainEncoder: string | null;
   /** cross-attention: the graph input (int64 [1]) for that length; null otherwise. */
   lengthInput: string | null;

@@ -84,22 +84,33 @@ export function pipelineProblems(manifest: ManifestV2): string[] {
       if (encoder.maskInput === encoder.input) problems.push(`${at}/maskInput: "${printable(encoder.maskInput)}" is also the features' input`);
     }
   });
-  if (fusion.type === 'cross-attention') {
-    if (fusion.mainEncoder === undefined) problems.push('/pipeline/fusion/mainEncoder: cross-attention needs the encoder whose rows are the queries');
+  const fused = fusion.type === 'cross-attention' || fusion.type === 'perceiver';
+  if (fused) {
+    const main = fusion.type === 'cross-attention' ? 'the encoder whose rows are the queries' : 'the encoder whose rows follow the latents';
+    if (fusion.mainEncoder === undefined) problems.push(`/pipeline/fusion/mainEncoder: ${fusion.type} needs ${main}`);
     else if (!names.has(fusion.mainEncoder)) problems.push(`/pipeline/fusion/mainEncoder: there is no encoder "${printable(fusion.mainEncoder)}" (encoders: ${[...names].join(', ')})`);
-    if (fusion.lengthInput === undefined) problems.push("/pipeline/fusion/lengthInput: cross-attention needs the graph input that takes the main encoder's length");
-    else if (Object.values(inputs).includes(fusion.lengthInput)) problems.push(`/pipeline/fusion/lengthInput: "${printable(fusion.lengthInput)}" is also an encoder's input`);
     encoders.forEach((encoder, i) => {
       if (!encoder.realFrames && encoder.features.type !== 'whisper-mel') {
         problems.push(`/pipeline/encoders/${i}/realFrames: a fused encoder with "${encoder.features.type}" features must say how its real frames are counted`);
       }
     });
+  } else if (fusion.mainEncoder !== undefined) {
+    problems.push('/pipeline/fusion/mainEncoder: only a cross-attention or perceiver fusion has a main encoder');
+  }
+  if (fusion.type === 'cross-attention') {
+    if (fusion.lengthInput === undefined) problems.push("/pipeline/fusion/lengthInput: cross-attention needs the graph input that takes the main encoder's length");
+    else if (Object.values(inputs).includes(fusion.lengthInput)) problems.push(`/pipeline/fusion/lengthInput: "${printable(fusion.lengthInput)}" is also an encoder's input`);
     if (fusion.scope === 'recording' && !('from' in fusion.tokens && fusion.tokens.from === 'adapterLengths')) {
       problems.push('/pipeline/fusion/tokens: a recording-scoped cross-attention reads max(min, max adapter length) rows: use from "adapterLengths"');
     }
-  } else {
-    if (fusion.mainEncoder !== undefined) problems.push('/pipeline/fusion/mainEncoder: only a cross-attention fusion has a main encoder');
-    if (fusion.lengthInput !== undefined) problems.push('/pipeline/fusion/lengthInput: only a cross-attention fusion takes a length');
+  } else if (fusion.lengthInput !== undefined) {
+    problems.push('/pipeline/fusion/lengthInput: only a cross-attention fusion takes a length');
+  }
+  if (fusion.type === 'perceiver' && fusion.scope === 'recording' && !('from' in fusion.tokens && fusion.tokens.from === 'mainLength')) {
+    problems.push("/pipeline/fusion/tokens: a recording-scoped perceiver reads its leading rows and the main encoder's rows: use from \"mainLength\"");
+  }
+  if ('from' in fusion.tokens && fusion.tokens.from === 'mainLength' && fusion.type !== 'perceiver') {
+    problems.push('/pipeline/fusion/tokens: the mainLength rule belongs to a perceiver fusion');
   }
   if (fusion.width !== llm.hiddenSize) problems.push(`/pipeline/fusion/width: ${fusion.width}, but the LLM's hiddenSize is ${llm.hiddenSize} (the audio embeddings are the LLM's inputs)`);
 
