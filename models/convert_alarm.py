@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """ALARM checkpoints -> Hark bundle (format 2, docs/bundle-format-2.md): the single-encoder
-AL-Whisper-Instruct-R (alarm/bundle.py) or the fused ALARM-CA (alarm/bundle_ca.py, chosen when the
-checkpoint's config has the cross-attention fusion); ALARM-P is refused by the loaders.
+AL-Whisper-Instruct-R (alarm/bundle.py), the fused ALARM-CA (alarm/bundle_ca.py, chosen when the
+checkpoint's config has the cross-attention fusion) or ALARM-P (alarm/bundle_p.py, chosen for the
+multiperceiver fusion).
 
     /usr/bin/python3 models/convert_alarm.py \\
         --qwen3  PATH/Qwen3-4B-Thinking-2507        (HF folder: config.json, safetensors shards, tokenizer)
@@ -9,7 +10,7 @@ checkpoint's config has the cross-attention fusion); ALARM-P is refused by the l
         [--whisper-config PATH/whisper-large-v3/config.json]   (default: large-v3's numbers)
         --out    bundles/al-whisper-instruct-r  [--precisions fp32,int4] [--max-positions 32768]
         [--encoder-config w2vbert=PATH/w2v-bert-2.0/config.json --encoder-config sslam=...
-         --encoder-config muq=...]   (ALARM-CA; default: each encoder's released numbers)
+         --encoder-config muq=...]   (ALARM-CA, ALARM-P; default: each encoder's released numbers)
 
 The tokenizer (tokenizer.json + tokenizer_config.json) is taken from the Qwen3 folder, else from
 --tokenizer. Any wrong shape, missing or unknown key stops the conversion with a message naming the
@@ -23,12 +24,16 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from alarm.bundle import AlarmBundleInfo, write_bundle  # noqa: E402
 from alarm.bundle_ca import write_bundle_ca  # noqa: E402
+from alarm.bundle_p import write_bundle_p  # noqa: E402
 from alarm.checkpoints import build_reference, encoder_config_from_file  # noqa: E402
+from alarm.fusion import FusionModule  # noqa: E402
+from alarm.perceiver import MultiPerceiverFusion  # noqa: E402
 from salmonn.checkpoints import CheckpointError  # noqa: E402
 from salmonn.reasoning import ALARM_DEFAULT_BUDGET, alarm_template  # noqa: E402
 
@@ -59,6 +64,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def writer_for(fusion: Optional[FusionModule]) -> Callable[..., dict]:
+    """The bundle writer of a model, by its fusion: none ("sum" over Whisper alone) -> the
+    single-encoder writer, the multiperceiver -> ALARM-P's, the cross-attention -> ALARM-CA's."""
+    if fusion is None:
+        return write_bundle
+    if isinstance(fusion, MultiPerceiverFusion):
+        return write_bundle_p
+    return write_bundle_ca
+
+
 def tokenizer_dir(args: argparse.Namespace) -> Path:
     for candidate in [args.tokenizer, args.qwen3, NPM_TOKENIZER_DIR]:
         if candidate is not None and (candidate / "tokenizer.json").is_file() and (candidate / "tokenizer_config.json").is_file():
@@ -85,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 "converter": "hark models/convert_alarm.py (format 2)"},
         reasoning=replace(alarm_template(), default_thinking_budget=args.thinking_budget),
     )
-    writer = write_bundle_ca if ref.audio.fusion is not None else write_bundle
+    writer = writer_for(ref.audio.fusion)
     manifest = writer(ref, args.out, info, tokenizer_dir(args), precisions, args.max_positions)
     total = sum(f["size"] for f in manifest["files"])
     print(f"wrote {args.out} ({len(manifest['files'])} files, {total / 1e6:.1f} MB, variants {', '.join(manifest['variants'])})")

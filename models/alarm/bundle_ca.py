@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 from salmonn.bundle import AUDIO_PRECISION, SUFFIX, WHISPER_PREPROCESSOR, _save_graph, list_files
 from salmonn.onnx_decoder import MAX_TENSOR_BYTES
@@ -34,6 +34,7 @@ from .export_ca import FP32_ONLY_ENCODERS, adapter_input_width, encoder_precisio
 from .export_fusion import LENGTH_INPUT, FUSION_OUTPUT, fusion_input_name
 from .export_muq import FRAME_MASK, INPUT_VALUES
 from .feature_specs import muq_feature_spec, sslam_feature_spec, w2vbert_feature_spec
+from .fusion import CrossAttentionFusion
 from .model import AlarmAudio
 
 # the manifest's encoder order: Whisper (the main encoder) first, then as the doc's table
@@ -58,7 +59,9 @@ def graph_file(key: str) -> str:
 
 
 def audio_graph_keys(audio: AlarmAudio) -> List[str]:
-    return ([f"encoder.{e}" for e in ENCODER_ORDER] + [f"adapter.{e}" for e in ENCODER_ORDER] + ["connector"])
+    """Every encoder's graph, the adapters that have one (not ALARM-P's identity ones), the connector."""
+    adapters = [e for e in ENCODER_ORDER if audio.adapters[e].cfg.adapter_name != "identity"]
+    return [f"encoder.{e}" for e in ENCODER_ORDER] + [f"adapter.{e}" for e in adapters] + ["connector"]
 
 
 def encoder_sections(audio: AlarmAudio, whisper_entry: dict) -> List[dict]:
@@ -103,9 +106,10 @@ def encoder_sections(audio: AlarmAudio, whisper_entry: dict) -> List[dict]:
     return [out[name] for name in ENCODER_ORDER]
 
 
-def adapter_sections(audio: AlarmAudio, width: int) -> List[dict]:
+def adapter_sections(audio: AlarmAudio, width: int, only: Sequence[str] = ENCODER_ORDER) -> List[dict]:
+    """The adapter entries with a graph (conv downsampler, mlp) of the encoders `only`."""
     out = []
-    for name in ENCODER_ORDER:
+    for name in only:
         a = audio.adapters[name].cfg
         conv = a.adapter_name == "downsampler_conformer"
         details = ({"norm": a.norm_type, "depth": a.downsampler_depth, "llmProj": a.use_llm_proj} if conv
@@ -161,13 +165,12 @@ def write_audio_graphs(audio: AlarmAudio, out: Path, precision: str, done: Dict[
     return graphs
 
 
-def write_bundle_ca(ref: AlarmReference, out: Path, info: AlarmBundleInfo, tokenizer_dir: Path,
-                    precisions: Sequence[str], max_positions: int, *,
-                    max_tensor_bytes: int = MAX_TENSOR_BYTES) -> dict:
-    """Export everything into `out` (emptied first) and write manifest.json; returns the manifest."""
-    if ref.audio.fusion is None or set(ref.audio.cfg.encoders) != set(ENCODER_ORDER):
-        raise ValueError(f"not an ALARM-CA model: encoders {list(ref.audio.cfg.encoders)}, "
-                         f"fusion {ref.audio.cfg.fusion_type!r}")
+def write_fused_bundle(ref: AlarmReference, out: Path, info: AlarmBundleInfo, tokenizer_dir: Path,
+                       precisions: Sequence[str], max_positions: int, notes: Dict[str, str],
+                       pipeline: Callable[[AlarmReference, int], dict], *,
+                       max_tensor_bytes: int = MAX_TENSOR_BYTES) -> dict:
+    """Export a fused model (ALARM-CA, or ALARM-P through alarm/bundle_p.py) into `out` (emptied
+    first) and write manifest.json with `pipeline(ref, max_positions)` and the variants' `notes`."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -188,13 +191,24 @@ def write_bundle_ca(ref: AlarmReference, out: Path, info: AlarmBundleInfo, token
             audio_by_precision[audio_precision] = write_audio_graphs(ref.audio, out, audio_precision, fp32)
         graphs = write_graphs(ref, out, precision, max_positions, max_tensor_bytes=max_tensor_bytes,
                               audio_graphs=audio_by_precision[audio_precision])
-        variants[precision] = {"tested": TESTED[precision], "note": VARIANT_NOTES_CA[precision], "graphs": graphs}
+        variants[precision] = {"tested": TESTED[precision], "note": notes[precision], "graphs": graphs}
     manifest = build_manifest(ref, info, variants, max_positions)
-    manifest["pipeline"] = fused_pipeline_section(ref, max_positions)
+    manifest["pipeline"] = pipeline(ref, max_positions)
     manifest["files"] = list_files(out)
     check_manifest(manifest)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
+
+
+def write_bundle_ca(ref: AlarmReference, out: Path, info: AlarmBundleInfo, tokenizer_dir: Path,
+                    precisions: Sequence[str], max_positions: int, *,
+                    max_tensor_bytes: int = MAX_TENSOR_BYTES) -> dict:
+    """Export everything into `out` (emptied first) and write manifest.json; returns the manifest."""
+    if not isinstance(ref.audio.fusion, CrossAttentionFusion) or set(ref.audio.cfg.encoders) != set(ENCODER_ORDER):
+        raise ValueError(f"not an ALARM-CA model: encoders {list(ref.audio.cfg.encoders)}, "
+                         f"fusion {ref.audio.cfg.fusion_type!r}")
+    return write_fused_bundle(ref, out, info, tokenizer_dir, precisions, max_positions, VARIANT_NOTES_CA,
+                              fused_pipeline_section, max_tensor_bytes=max_tensor_bytes)
 
 
 __all__ = ["write_bundle_ca", "fused_pipeline_section", "FP32_ONLY_ENCODERS"]

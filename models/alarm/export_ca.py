@@ -30,10 +30,12 @@ from .adapter import TwoLayerMLP
 from .export import ADAPTER_INPUT, ADAPTER_OUTPUT, AdapterRecording, export_whisper_encoder
 from .export_fusion import export_fusion
 from .export_muq import export_muq_encoder
+from .export_perceiver import export_perceiver
 from .export_sslam import export_sslam_encoder
 from .export_w2vbert import export_w2vbert_encoder
-from .model import AlarmAudio
+from .model import ENCODER_WIDTHS, AlarmAudio
 from .muq import CHUNK_SAMPLES
+from .perceiver import MultiPerceiverFusion
 
 # encoders whose chunk graph exists in fp32 only (the int4 variant reuses the fp32 file)
 FP32_ONLY_ENCODERS = ("muq",)
@@ -74,9 +76,13 @@ def export_encoder(audio: AlarmAudio, name: str, precision: str = "fp32") -> onn
 
 
 def adapter_input_width(audio: AlarmAudio, name: str) -> int:
-    """Channels of the encoder graph's output = the adapter graph's input."""
+    """Channels of the encoder graph's output = the adapter graph's input: the adapter width where
+    input_proj is folded in (conv adapters), else the encoder's own width (mlp: = its
+    encoder_embedding_dim; identity, ALARM-P: ALARM's config does not state it)."""
     cfg = audio.adapters[name].cfg
-    return cfg.adapter_embedding_dim if cfg.adapter_name == "downsampler_conformer" else cfg.encoder_embedding_dim
+    if cfg.adapter_name == "downsampler_conformer":
+        return cfg.adapter_embedding_dim
+    return ENCODER_WIDTHS[name](audio.encoder_configs[name])
 
 
 def export_adapter(audio: AlarmAudio, name: str, precision: str = "fp32") -> onnx.ModelProto:
@@ -94,6 +100,9 @@ def export_adapter(audio: AlarmAudio, name: str, precision: str = "fp32") -> onn
 
 
 def export_connector(audio: AlarmAudio, precision: str = "fp32") -> onnx.ModelProto:
+    """ALARM-CA's cross-attention `connector`, or ALARM-P's perceiver one (export_perceiver.py)."""
     if audio.fusion is None:
-        raise ValueError("the model has no cross-attention fusion")
+        raise ValueError("the model has no fusion graph")
+    if isinstance(audio.fusion, MultiPerceiverFusion):
+        return export_perceiver(audio.fusion, precision)
     return export_fusion(audio.fusion, precision)

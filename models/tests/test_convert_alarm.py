@@ -45,3 +45,18 @@ def test_refuses_a_checkpoint_with_a_wrong_shape(tmp_path, capsys):
                                str(paths.whisper_config), "--out", str(tmp_path / "bundle"), "--tokenizer", str(TOKENIZER)])
     assert code == 2
     assert "llm_proj.weight" in capsys.readouterr().err and not (tmp_path / "bundle").exists()
+
+
+def test_the_writer_follows_the_fusion():
+    """ALARM-P's multiperceiver -> alarm/bundle_p.py, ALARM-CA's cross-attention -> bundle_ca.py,
+    no fusion (AL-Whisper-Instruct-R) -> bundle.py."""
+    from alarm.fusion import CrossAttentionConfig, CrossAttentionFusion
+    from alarm.perceiver import MultiPerceiverConfig, MultiPerceiverFusion
+
+    p_cfg = tiny.alarm_p_hf_config(tiny.SIZES, tiny.P_SIZES)["audio_fusion_config"]
+    perceiver = MultiPerceiverFusion.from_config(MultiPerceiverConfig.from_alarm(p_cfg))
+    cross = CrossAttentionFusion(CrossAttentionConfig(llm_embedding_dim=8, hidden_dim=8, ffn_dims=8,
+                                                      num_attention_heads=2, num_hidden_layers=(1, 1, 1)))
+    assert convert_alarm.writer_for(perceiver) is convert_alarm.write_bundle_p
+    assert convert_alarm.writer_for(cross) is convert_alarm.write_bundle_ca
+    assert convert_alarm.writer_for(None) is convert_alarm.write_bundle
