@@ -24,12 +24,14 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from alarm.bundle import AlarmBundleInfo  # noqa: E402
 from alarm.checkpoints import AlarmReference  # noqa: E402
 from alarm.pipeline import AlarmPipeline  # noqa: E402
 from alarm.qwen3 import STOP_IDS  # noqa: E402
@@ -81,14 +83,17 @@ def int4_reference(ref: AlarmReference) -> AlarmReference:
 
 
 def golden_for_input(refs: dict[str, AlarmReference], tok: Qwen3Tokenizer, name: str, wav: str, task: str,
-                     question: str | None, save: ArrayWriter) -> dict:
+                     question: str | None, save: ArrayWriter, stages_of: Callable = fused_stages,
+                     info: AlarmBundleInfo = INFO) -> dict:
+    """One clip's entry; `stages_of(audio, wave)` cuts the stages (ALARM-P: stages_p.perceiver_stages,
+    whose result has the same fields)."""
     samples = read_wav_int16(AUDIO_DIR / wav)
     wave = torch.from_numpy(samples)
-    text = question_of(INFO.tasks[task], question)
+    text = question_of(info.tasks[task], question)
     entry: dict = {"audio": f"audio/{wav}", "samples": int(len(samples)), "task": task,
-                   "taskPrompt": INFO.tasks[task], "question": text, "precisions": {}}
+                   "taskPrompt": info.tasks[task], "question": text, "precisions": {}}
     for precision, ref in refs.items():
-        stages = fused_stages(ref.audio, wave)
+        stages = stages_of(ref.audio, wave)
         enc = stages.encoders
         if precision == "fp32":
             entry["chunks"] = {e: len(enc[e].chunks) for e in ENCODERS}
