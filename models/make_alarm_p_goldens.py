@@ -15,7 +15,10 @@ ALARM-CA's goldens (its 35 s clip). Per precision (fp32; int4 = the reference ho
 int4 graphs' weights, encoder.muq fp32): features (fp32 only), each encoder's per-piece output,
 each adapter's output (identity: the encoder's real frames), the connector's output, the audio
 embeddings, prompt ids / embeddings, the first step's logits, GREEDY_TOKENS greedy tokens and one
-forced-close reasoning run.
+forced-close reasoning run. The staged fp32 embeddings are checked against AlarmAudio's own path;
+int4's prompt is built around its staged embeddings without running the encoders a third time
+(the int4 stages use the same code as fp32's; models/tests/test_alarm_p_model.py checks the stages
+against AlarmAudio).
 """
 
 from __future__ import annotations
@@ -73,7 +76,8 @@ def write_goldens(out: Path, scratch: Path) -> dict:
         "greedyTokens": GREEDY_TOKENS,
         "stopTokenIds": list(STOP_IDS),
         "leading": ref.audio.cfg.fusion.leading_rows,
-        "inputs": {name: golden_for_input(refs, tok, name, wav, task, question, save, perceiver_stages, INFO)
+        "inputs": {name: golden_for_input(refs, tok, name, wav, task, question, save, perceiver_stages, INFO,
+                                               verified=("fp32",))
                    for name, wav, task, question in INPUTS},
     }
     (out / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -47,7 +47,7 @@ if (typecheck.status === 0) {
   exitCode = 1;
 }
 
-for (const script of ['models/build_tiny_bundle.py', 'models/make_reasoning_goldens.py', 'models/build_tiny_alarm_bundle.py', 'models/make_alarm_goldens.py', 'models/build_tiny_alarm_ca_bundle.py', 'models/make_alarm_ca_goldens.py']) {
+for (const script of ['models/build_tiny_bundle.py', 'models/make_reasoning_goldens.py', 'models/build_tiny_alarm_bundle.py', 'models/make_alarm_goldens.py', 'models/build_tiny_alarm_ca_bundle.py', 'models/make_alarm_ca_goldens.py', 'models/build_tiny_alarm_p_bundle.py', 'models/make_alarm_p_goldens.py']) {
   const check = run('/usr/bin/python3', [script, '--check']);
   if (check.status === 0) totals.passed += 1;
   else {

@@ -64,9 +64,14 @@ class AlarmPipeline:
                history: Sequence[tuple[str, str]] = ()) -> AlarmPrompt:
         """The whole prompt for `question`; `history` holds the earlier (question, generated text)
         turns of the conversation, written back as Qwen3's chat template does (prompt.py)."""
+        return self.prompt_with_audio(self.audio(wave), question, system, history)
+
+    @torch.no_grad()
+    def prompt_with_audio(self, audio: Tensor, question: str, system: str = SYSTEM_PROMPT,
+                          history: Sequence[tuple[str, str]] = ()) -> AlarmPrompt:
+        """`prompt` around audio embeddings [S, D] computed elsewhere (e.g. stage by stage)."""
         start, main = conversation_texts([q for q, _ in history] + [question], [a for _, a in history])
         system_ids, start_ids, main_ids = (self.tok.encode(t) for t in (system_text(system), start, main))
-        audio = self.audio(wave)
         embeds = assemble_embeddings(self.embed, system_ids, start_ids, audio,
                                      self.audio.audio_start_emb, self.audio.audio_end_emb, main_ids)
         return AlarmPrompt(system_ids, start_ids, main_ids, audio, embeds)
