@@ -55,9 +55,9 @@ def audio(paths, whisper_cfg, configs):
     return build_alarm_audio(paths.alarm, whisper_cfg, encoder_configs=configs)[0].eval()
 
 
-def test_config_reads_back_the_sizes_it_was_written_with(paths, whisper_cfg, configs):
+def test_config_reads_back_the_sizes_it_was_written_with(paths, audio):
     raw = json.loads((paths.alarm / "config.json").read_text())
-    cfg = load_alarm(paths.alarm, whisper_cfg, encoder_configs=configs).config
+    cfg = audio.cfg  # through load_alarm
     assert cfg == AlarmConfig.from_hf_config(raw)
     assert isinstance(cfg.fusion, MultiPerceiverConfig) and cfg.fusion_type == "multiperceiver"
     assert cfg.fusion.conditional_encoders == tiny.P_SIZES.fusion_order == ("w2vbert", "muq", "sslam")

@@ -136,6 +136,9 @@ async function main(argv) {
       process.stdout.write(`error ${String(e?.message ?? e).replace(/\n/g, ' ')}\n`);
     }
   }
+  // stdin closed: the caller is done. Exit now rather than wait ~3 s for onnxruntime-web's
+  // handles to wind down on their own (writes to a pipe are synchronous on Linux: nothing is lost).
+  process.exit(0);
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('ort_run.mjs')) {
