@@ -12,7 +12,10 @@
 No mask and no length input: ALARM pads every adapter output to the longest and masks each
 conditional encoder's keys at and past its own length with -finfo.max, whose softmax weight is
 exactly 0 in float32 (alarm/perceiver.py); the runtime feeds exactly the real frames, so nothing is
-padded and the unmasked attention over them gives the same numbers. The rows past Whisper's adapter
+padded and the unmasked attention over them gives the same numbers. One exception: an encoder with
+no real frame (MuQ under 40 ms) has every key masked in ALARM, whose softmax is then uniform over
+the padding's identical zero rows, i.e. the attention to ONE zero row: the graph appends that row
+to an empty input (and to no other), so it matches ALARM there too. The rows past Whisper's adapter
 length (its odd padded frame) are computed and never read: the LLM reads leading + floor(main
 realFrames / 2) rows.
 
@@ -37,10 +40,16 @@ from torch import Tensor, nn
 from salmonn.export import MS_DOMAIN, export_traced, fake_quantize_linears
 from salmonn.int4 import BLOCK_SIZE, dequantize_int4, quantize_int4
 
-from .export_fusion import FUSION_OUTPUT, fusion_input_name
+from .export_fusion import FUSION_OUTPUT, fusion_input_name, pad_to_frames
 from .perceiver import MultiPerceiverFusion
 
 TRACE_FRAMES = 9  # the first input's traced length; the others 8, 7, 6: every T is its own axis
+
+
+def at_least_one_row(x: Tensor) -> Tensor:
+    """[1, T, C] -> itself, or [1, 1, C] zeros when T = 0 (traceable with T dynamic)."""
+    frames = torch._shape_as_tensor(x)[1]
+    return pad_to_frames(x, torch.clamp(frames, min=1))
 
 
 class PerceiverRecording(nn.Module):
@@ -56,7 +65,7 @@ class PerceiverRecording(nn.Module):
         main = outputs[self.fusion.main_encoder]
         rows = [self.fusion.cond_start_emb[None]]
         for name in self.fusion.conditional:  # unpadded real frames: no key mask needed
-            latents = self.fusion.perceiver[name](outputs[name], None)
+            latents = self.fusion.perceiver[name](at_least_one_row(outputs[name]), None)
             rows.append(self.fusion.out_proj[name](latents))
         rows += [self.fusion.cond_end_emb[None], main]
         return torch.cat(rows, dim=1)

@@ -34,6 +34,7 @@ PRECISIONS = ("fp32", "int4")
 LENGTH_SETS = [
     {"whisper": 17, "w2vbert": 33, "muq": 32, "sslam": 32},  # ~1.3 s as the encoders count it
     {"whisper": 5, "w2vbert": 1, "muq": 12, "sslam": 3},
+    {"whisper": 1, "w2vbert": 2, "muq": 0, "sslam": 2},  # no MuQ frame: ALARM masks every key
 ]
 
 
