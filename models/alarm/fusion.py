@@ -59,8 +59,9 @@ runs each conditional encoder's perceiver with that encoder's OWN adapter length
 and returns [cond_start_emb, latents (config order), cond_end_emb, main output (padded)]; it has
 `calc_length` = lengths[main] + sum(num_latents) + 2, which AudioFusion.calc_length uses instead of
 the max, so the LLM reads exactly the leading rows and the main encoder's real rows (clamped to
->= 1 as always). Its forward returns a tuple (output, None) that AudioFusion passes on as it is;
-the output is what is meant. "perceiver" (PerceiverFusion: ONE perceiver over the conditional
+>= 1 as always). Its forward returns a tuple (output, None) that AudioFusion and the identity
+postprocessing pass on as they are, and get_audio_embeddings' `audio[i, : lengths[i]]` would then
+fail on the tuple: the released code cannot run ALARM-P as it stands; the tensor is what is meant. "perceiver" (PerceiverFusion: ONE perceiver over the conditional
 outputs concatenated, masked with the MAIN encoder's length) is in fusion_model_dict too, but no
 released config uses it: it is refused here.
 

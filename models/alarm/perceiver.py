@@ -186,8 +186,9 @@ class MultiPerceiverConfig:
         if len(set(names)) != len(names):
             # ALARM's ModuleDict would keep one perceiver and run it once per mention
             raise ValueError(f"conditional_encoders name an encoder twice: {list(names)}")
-        if self.main_encoder in names:
-            raise ValueError(f"the main encoder {self.main_encoder!r} is also a conditional encoder")
+        if self.main_encoder in names:  # ALARM's code would run it both ways; no released config does
+            raise ValueError(f"the main encoder {self.main_encoder!r} is also a conditional encoder "
+                             "(not in any released ALARM config)")
         for _, c in self.conditional:
             c.validate()
 
