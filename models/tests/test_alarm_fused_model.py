@@ -26,7 +26,7 @@ from alarm.checkpoints import build_alarm_audio, load_alarm, whisper_config_from
 from alarm.model import AlarmConfig, fused_token_count
 from alarm.whisper_v3 import alarm_whisper_features, encoder_frames, hidden_states
 from salmonn import safetensors_io
-from salmonn.checkpoints import CheckpointError
+from salmonn.checkpoints import CheckpointError, _on_meta_device
 from test_alarm_adapter import AL_WHISPER, QWEN3_4B
 from test_alarm_fusion import reference_fusion64
 
@@ -154,6 +154,10 @@ def test_alarm_p_config_reads_the_multiperceiver_and_counts_its_rows():
             ALARM_CA_ADAPTERS[0], projected] + ALARM_P["audio_adapter_configs"][2:]})
     with pytest.raises(ValueError, match="'perceiver'.*not implemented"):
         AlarmConfig.from_hf_config({**ALARM_P, "audio_fusion_config": {"fusion_type": "perceiver"}})
+    # at real size, the released encoders' own widths are the perceivers' input widths
+    with _on_meta_device():
+        audio = alarm_model.AlarmAudio(cfg)
+    assert [audio.adapter_output_width(e) for e in ("w2vbert", "muq", "sslam", "whisper")] == [1024, 1024, 768, 1024]
 
 
 def test_unknown_and_unimplemented_encoders_are_named():
