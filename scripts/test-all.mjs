@@ -2,12 +2,13 @@
 /**
  * `npm test`: every test layer in one command.
  *   1. system packages (Chromium, Debian's Python with torch) — installed as root, else explained;
- *   2. pytest: the PyTorch reference, loaders, converter and ONNX graphs under models/;
- *   3. tsc --noEmit, and the committed tiny bundle and goldens are byte-identical to a fresh rebuild;
+ *   2. pytest (the PyTorch reference, loaders, converter and ONNX graphs under models/) and, beside
+ *      it, the committed tiny bundles and goldens are byte-identical to a fresh rebuild;
+ *   3. tsc --noEmit;
  *   4. Vitest: unit, engine (onnxruntime-web wasm in Node) and browser (Chromium + WebGPU);
  * then one plain summary line, `N passed, N failed`, over all runners.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,13 +22,40 @@ if (deps.status !== 0) process.exit(deps.status ?? 1);
 const totals = { passed: 0, failed: 0, skipped: 0 };
 let exitCode = 0;
 
-// pytest prints its own summary ("158 passed in 17s"); capture it to add to the totals.
-const pytest = run('/usr/bin/python3', ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'models/tests'], {
-  stdio: ['ignore', 'pipe', 'inherit'],
-  encoding: 'utf8',
-});
-process.stdout.write(pytest.stdout ?? '');
-const pytestSummary = (pytest.stdout ?? '').trim().split('\n').pop() ?? '';
+/** A command with its output captured (printed whole once it ends, so that parallel ones do not interleave). */
+function runCaptured(cmd, args) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.stderr.on('data', (chunk) => (err += chunk));
+    child.on('close', (status) => resolve({ status, out, err, seconds: (Date.now() - started) / 1000 }));
+  });
+}
+
+// Python's layers run side by side: each rebuild check uses under one core (it waits on
+// onnxruntime subprocesses and disk), so two lanes of them beside pytest finish in about
+// pytest's time instead of adding ~4 minutes after it (BENCHMARKS.md, "CI time").
+const CHECK_LANES = [
+  ['models/build_tiny_bundle.py', 'models/make_reasoning_goldens.py', 'models/build_tiny_alarm_bundle.py', 'models/make_alarm_goldens.py'],
+  ['models/build_tiny_alarm_ca_bundle.py', 'models/make_alarm_ca_goldens.py', 'models/build_tiny_alarm_p_bundle.py', 'models/make_alarm_p_goldens.py'],
+];
+const checkLane = async (scripts) => {
+  const results = [];
+  for (const script of scripts) results.push({ script, ...(await runCaptured('/usr/bin/python3', [script, '--check'])) });
+  return results;
+};
+const [pytest, ...lanes] = await Promise.all([
+  runCaptured('/usr/bin/python3', ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'models/tests']),
+  ...CHECK_LANES.map(checkLane),
+]);
+
+// pytest prints its own summary ("158 passed in 17s"); read it to add to the totals.
+process.stderr.write(pytest.err);
+process.stdout.write(pytest.out);
+const pytestSummary = pytest.out.trim().split('\n').pop() ?? '';
 const count = (word) => Number(new RegExp(`(\\d+) ${word}`).exec(pytestSummary)?.[1] ?? 0);
 totals.passed += count('passed');
 totals.failed += count('failed') + count('error');
@@ -35,6 +63,18 @@ totals.skipped += count('skipped');
 if (pytest.status !== 0) {
   exitCode = 1;
   if (count('failed') + count('error') === 0) totals.failed += 1;
+}
+
+// Byte-identical rebuilds of the committed tiny bundles and goldens.
+for (const { script, status, out, err, seconds } of lanes.flat()) {
+  process.stdout.write(out);
+  process.stderr.write(err);
+  console.log(`${script} --check: ${status === 0 ? 'passed' : 'FAILED'} (${seconds.toFixed(0)} s)`);
+  if (status === 0) totals.passed += 1;
+  else {
+    totals.failed += 1;
+    exitCode = 1;
+  }
 }
 
 // TypeScript strict over everything (app, engine, workers, tests, scripts) counts as a test too.
@@ -45,15 +85,6 @@ if (typecheck.status === 0) {
 } else {
   totals.failed += 1;
   exitCode = 1;
-}
-
-for (const script of ['models/build_tiny_bundle.py', 'models/make_reasoning_goldens.py', 'models/build_tiny_alarm_bundle.py', 'models/make_alarm_goldens.py', 'models/build_tiny_alarm_ca_bundle.py', 'models/make_alarm_ca_goldens.py', 'models/build_tiny_alarm_p_bundle.py', 'models/make_alarm_p_goldens.py']) {
-  const check = run('/usr/bin/python3', [script, '--check']);
-  if (check.status === 0) totals.passed += 1;
-  else {
-    totals.failed += 1;
-    exitCode = 1;
-  }
 }
 
 const report = join(mkdtempSync(join(tmpdir(), 'hark-test-')), 'vitest.json');

@@ -75,10 +75,11 @@ describe('model manager (Chromium, WebGPU)', () => {
     expect(await row.textContent()).toContain(`int4 ${formatBytes(variantBytes(manifest, 'int4'))} · fp32 ${formatBytes(variantBytes(manifest, 'fp32'))}`);
     // The row follows the download (one source of truth with the progress bar).
     expect(await row.getAttribute('data-state')).toBe('loading');
-    // The three tiny bundles the site serves: SALMONN (format 1), ALARM and the fused ALARM-CA (format 2).
-    expect(await page.getByRole('list', { name: 'Available on this site' }).getByRole('listitem').count()).toBe(3);
+    // The four tiny bundles the site serves: SALMONN (format 1), ALARM and the fused ALARM-CA and ALARM-P (format 2).
+    expect(await page.getByRole('list', { name: 'Available on this site' }).getByRole('listitem').count()).toBe(4);
     expect(await page.getByTestId('site-model-alarm-tiny').textContent()).toContain('ALARM');
     expect(await page.getByTestId('site-model-alarm-ca-tiny').textContent()).toContain('ALARM-CA');
+    expect(await page.getByTestId('site-model-alarm-p-tiny').textContent()).toContain('ALARM-P');
 
     // Pause once a fifth of the variant has arrived.
     await page.waitForFunction(

@@ -46,7 +46,7 @@ function refusal(manifest: Manifest, variant: string, preference: 'auto' | 'wasm
 
 describe('what a model needs of the wasm heap, from its manifest', () => {
   it('the tiny bundles fit: sessions = their graph files (a file two graphs read, twice), plus the largest int4 matrix in fp32 and a KV cache', () => {
-    for (const name of ['salmonn-tiny', 'alarm-tiny', 'alarm-ca-tiny']) {
+    for (const name of ['salmonn-tiny', 'alarm-tiny', 'alarm-ca-tiny', 'alarm-p-tiny']) {
       const manifest = parseManifest(readManifest(name));
       for (const variant of Object.keys(manifest.variants)) {
         const estimate = wasmMemoryEstimate(manifest, variant);

@@ -28,11 +28,12 @@ describe('models/index.json', () => {
     expect(warnings).toEqual([]);
     expect(index.format).toBe(MODEL_INDEX_FORMAT);
     expect(index.formatVersion).toBe(MODEL_INDEX_VERSION);
-    // Sorted by folder name: the tiny fused ALARM-CA and ALARM bundles (format 2) and the tiny SALMONN bundle (format 1).
-    expect(index.models.map((m) => m.name)).toEqual(['alarm-ca-tiny', 'alarm-tiny', 'salmonn-tiny']);
+    // Sorted by folder name: the tiny fused ALARM-CA, ALARM-P and ALARM bundles (format 2) and the tiny SALMONN bundle (format 1).
+    expect(index.models.map((m) => m.name)).toEqual(['alarm-ca-tiny', 'alarm-p-tiny', 'alarm-tiny', 'salmonn-tiny']);
     expect(index.models[0]!).toMatchObject({ name: 'alarm-ca-tiny', path: 'alarm-ca-tiny/', randomWeights: true });
-    expect(index.models[1]!).toMatchObject({ name: 'alarm-tiny', path: 'alarm-tiny/', randomWeights: true });
-    const entry = index.models[2]!;
+    expect(index.models[1]!).toMatchObject({ name: 'alarm-p-tiny', path: 'alarm-p-tiny/', randomWeights: true, label: 'Tiny ALARM-P test model, random weights' });
+    expect(index.models[2]!).toMatchObject({ name: 'alarm-tiny', path: 'alarm-tiny/', randomWeights: true });
+    const entry = index.models[3]!;
     expect(entry).toMatchObject({ name: 'salmonn-tiny', path: 'salmonn-tiny/', label: tiny.label, description: tiny.description, randomWeights: true });
     // The whole bundle: every file the manifest lists, as stored on disk.
     expect(entry.bytes).toBe(tiny.files.reduce((sum, f) => sum + diskSize(f.path), 0));
