@@ -272,6 +272,11 @@ describe('faults: the engine worker dies, the GPU is lost', () => {
       expect(await waitForState(page, 'model-status', ['ready', 'error'])).toBe('ready');
       expect(await page.getByTestId('model-status').getAttribute('data-backend')).toBe('webgpu');
       expect(await page.getByTestId('model-status').getAttribute('data-variant')).toBe('fp32');
+      expect(await page.getByTestId('backend-reason').textContent()).toBe('Running on WebGPU. WebGPU was chosen in Settings.');
+      // WebGPU forced on a software adapter: the settings say WebAssembly is likely much faster here.
+      if ((await page.getByTestId('software-adapter').textContent())?.startsWith('yes')) {
+        expect(await page.getByTestId('backend-advice').textContent()).toMatch(/^Faster here: WebGPU here is a software renderer.*WebAssembly \(CPU\) is likely much faster on this device\. Choose Automatic or WebAssembly in Settings\.$/);
+      }
       console.log(`[faults] gpu: model ready after ${since(started)}`);
       expect(await waitForState(page, 'audio-status', ['ready', 'error'])).toBe('ready');
       console.log(`[faults] gpu: model + recording ready after ${since(started)}`);

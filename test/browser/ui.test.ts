@@ -1,5 +1,5 @@
 /**
- * The app as a person uses it, in headless Chromium on WebGPU (SwiftShader here): open a WAV, pick
+ * The app as a person uses it, in headless Chromium on its default backend: open a WAV, pick
  * a task preset, and the streamed answer shown equals the engine's greedy output for the same
  * input (computed here in Node on the wasm backend); follow-up, Escape to stop, new conversation,
  * a bad file and a denied microphone show clear errors without losing anything; the microphone
@@ -36,10 +36,11 @@ async function screenshots(page: Page, name: string): Promise<void> {
 }
 
 /**
- * Opens the app with `backend` chosen in Settings. The first test runs it on WebGPU, named in
- * Settings (Automatic picks WebAssembly over a software adapter), so the app's whole path is seen
- * on WebGPU once; the others test recording and storage, not the backend, and run on Automatic as
- * a user here would: WebGPU on SwiftShader costs seconds per token, WebAssembly milliseconds.
+ * Opens the app with `backend` chosen in Settings. These tests are about the interface, recording
+ * and storage, not the backend, and run on Automatic as a user here would (WebAssembly over a
+ * software adapter: WebGPU on SwiftShader costs seconds per token, WebAssembly milliseconds). The
+ * app's whole path on WebGPU, with what Settings say of a software adapter, is faults.test.ts's
+ * WebGPU test (it was this file's first test too: ~100 s more of CI for the same path).
  */
 async function openApp(
   browser: Browser,
@@ -140,21 +141,15 @@ describe('the app: audio in, streamed answers out', () => {
   });
 
   it('an uploaded WAV + the "Describe" preset streams the engine’s greedy answer; follow-up, stop, new conversation, bad file', { timeout: 420_000 }, async () => {
-    const { context, page, errors, requests } = await openApp(browser, 'webgpu');
+    const { context, page, errors, requests } = await openApp(browser, 'auto');
 
     // First visit: the bundled tiny model loads by itself, with a real progress bar.
     await page.getByTestId('model-progress').waitFor({ timeout: 30_000 });
     await screenshots(page, 'model-download');
     const model = await waitForModel(page);
-    expect(model.backend).toBe('webgpu');
+    expect(model.backend).toMatch(/^(wasm|webgpu)$/);
     expect(await page.getByTestId('model-status').textContent()).toContain('Tiny test model, random weights');
     expect(await page.getByTestId('model-status').getAttribute('data-random-weights')).toBe('true');
-    expect(await page.getByTestId('backend-reason').textContent()).toBe('Running on WebGPU. WebGPU was chosen in Settings.');
-    // WebGPU forced on a software adapter: the settings say WebAssembly is likely much faster here.
-    const software = await page.getByTestId('software-adapter').textContent();
-    if (software?.startsWith('yes')) {
-      expect(await page.getByTestId('backend-advice').textContent()).toMatch(/^Faster here: WebGPU here is a software renderer.*WebAssembly \(CPU\) is likely much faster on this device\. Choose Automatic or WebAssembly in Settings\.$/);
-    }
     await screenshots(page, 'empty');
     // Phone width: the settings live in a drawer.
     await page.setViewportSize(PHONE);
@@ -213,14 +208,15 @@ describe('the app: audio in, streamed answers out', () => {
     }
 
     // Escape stops a long answer within a step; the conversation stays usable.
-    await setMaxNewTokens(page, 200);
-    await page.getByTestId('question-input').fill('Tell me more.');
+    // (This prompt makes the tiny model write hundreds of tokens: time to stop it on WebAssembly.)
+    await setMaxNewTokens(page, 2000);
+    await page.getByTestId('question-input').fill('Tell me a long story.');
     await page.getByTestId('question-input').press('Enter');
     await page.getByTestId('stop-button').waitFor();
     await waitForState(page, 'answer-3', ['streaming']);
     await page.getByTestId('question-input').press('Escape');
     expect(await waitForState(page, 'answer-3', ['done', 'stopped', 'error'], 60_000)).toBe('stopped');
-    expect(Number(await page.getByTestId('answer-3').getAttribute('data-tokens'))).toBeLessThan(200);
+    expect(Number(await page.getByTestId('answer-3').getAttribute('data-tokens'))).toBeLessThan(2000);
     await page.getByTestId('send-button').waitFor();
 
     // New conversation: the thread empties, the recording stays.
