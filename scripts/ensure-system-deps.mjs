@@ -16,9 +16,9 @@ const GROUPS = {
   },
   python: {
     why: 'the PyTorch reference and converter under models/',
-    packages: ['python3-torch', 'python3-torchaudio', 'python3-onnx', 'python3-numpy', 'python3-pytest', 'python3-jsonschema'],
+    packages: ['python3-torch', 'python3-torchaudio', 'python3-onnx', 'python3-numpy', 'python3-pytest', 'python3-pytest-xdist', 'python3-jsonschema'],
     present: () =>
-      spawnSync('/usr/bin/python3', ['-c', 'import torch, torchaudio, onnx, numpy, pytest, jsonschema'], { stdio: 'ignore' }).status === 0,
+      spawnSync('/usr/bin/python3', ['-c', 'import torch, torchaudio, onnx, numpy, pytest, xdist, jsonschema'], { stdio: 'ignore' }).status === 0,
   },
   audio: {
     why: 'generating test recordings (speech and tones)',

@@ -35,9 +35,9 @@ function runCaptured(cmd, args) {
   });
 }
 
-// Python's layers run side by side: each rebuild check uses under one core (it waits on
-// onnxruntime subprocesses and disk), so two lanes of them beside pytest finish in about
-// pytest's time instead of adding ~4 minutes after it (BENCHMARKS.md, "CI time").
+// Python's layers run side by side: pytest in two processes (pytest-xdist; one alone keeps about
+// one core busy) and two lanes of the rebuild checks (each under one core: they wait on
+// onnxruntime subprocesses and disk), instead of one after the other (BENCHMARKS.md, "CI time").
 const CHECK_LANES = [
   ['models/build_tiny_bundle.py', 'models/make_reasoning_goldens.py', 'models/build_tiny_alarm_bundle.py', 'models/make_alarm_goldens.py'],
   ['models/build_tiny_alarm_ca_bundle.py', 'models/make_alarm_ca_goldens.py', 'models/build_tiny_alarm_p_bundle.py', 'models/make_alarm_p_goldens.py'],
@@ -48,7 +48,7 @@ const checkLane = async (scripts) => {
   return results;
 };
 const [pytest, ...lanes] = await Promise.all([
-  runCaptured('/usr/bin/python3', ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'models/tests']),
+  runCaptured('/usr/bin/python3', ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-n', '2', 'models/tests']),
   ...CHECK_LANES.map(checkLane),
 ]);
 
