@@ -4,7 +4,7 @@
  * `.gpukit/` (gitignored), under 64 MiB:
  *
  *   bin/node.xz                     this machine's Node binary (x86-64)
- *   jobs/*.mjs                      bench.ts, job.ts, encoderJob.ts, breakdown.ts and pair.ts bundled by esbuild
+ *   jobs/*.mjs                      bench.ts, job.ts, encoderJob.ts, breakdown.ts, pair.ts and gpuTime.ts bundled by esbuild
  *                                   with the engine, onnxruntime-web's WebGPU build and transformers.js
  *   jobs/node_modules/webgpu/       dawn.node (xz) and its loader; `sharp` and `onnxruntime-node`
  *                                   as empty stand-ins (transformers.js loads them on import; the
@@ -48,7 +48,7 @@ const ortWebGpu: Plugin = {
 
 async function bundleJobs(out: string): Promise<void> {
   await build({
-    entryPoints: ['scripts/bench.ts', 'scripts/bench/job.ts', 'scripts/bench/encoderJob.ts', 'scripts/bench/breakdown.ts', 'scripts/bench/pair.ts'].map((p) => join(REPO, p)),
+    entryPoints: ['scripts/bench.ts', 'scripts/bench/job.ts', 'scripts/bench/encoderJob.ts', 'scripts/bench/breakdown.ts', 'scripts/bench/pair.ts', 'scripts/bench/gpuTime.ts'].map((p) => join(REPO, p)),
     bundle: true,
     splitting: true,
     format: 'esm',

@@ -2,8 +2,8 @@
 # Runs the bench on a GPU machine from the kit that `npm run bench:gpu-kit` packs into .gpukit/
 # (scripts/bench/gpuKit.ts says what is in it). From the folder that holds .gpukit:
 #
-#   bash .gpukit/run.sh [stage...]      stages: info 7b qwen3 lora pair breakdown floor encoders small f16
-#                                       (default: info 7b qwen3 breakdown encoders small)
+#   bash .gpukit/run.sh [stage...]      stages: info gputime 7b qwen3 lora pair breakdown floor encoders small f16
+#                                       (default: info gputime 7b qwen3 breakdown encoders small)
 #
 # Unpacks Node, dawn.node, ORT's wasm and the Vulkan loader (Debian debs), recreates the bench
 # models' large data files with random weights (models/bench_data_plan.py), then runs each stage
@@ -16,7 +16,7 @@ mkdir -p "$OUT"
 T0=$(date +%s)
 say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$OUT/run.log"; }
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(info 7b qwen3 breakdown encoders small)
+[ ${#stages[@]} -eq 0 ] && stages=(info gputime 7b qwen3 breakdown encoders small)
 
 if [ ! -x "$W/bin/node" ]; then
   if [ -z "${HARK_KIT_NO_GL:-}" ]; then # HARK_KIT_NO_GL=1: a machine with its own Vulkan loader (a dry run here)
@@ -50,6 +50,9 @@ run() { # name, limit in s, command...
 for stage in "${stages[@]}"; do
   case "$stage" in
     info) nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$OUT/run.log" ;;
+    gputime) run gputime-7b 150 "$NODE" "$W/jobs/gpuTime.mjs" --model 7b --steps 16
+             run gputime-qwen3 150 "$NODE" "$W/jobs/gpuTime.mjs" --model qwen3-4b --steps 16
+             run gputime-medium 60 "$NODE" "$W/jobs/gpuTime.mjs" --model medium --steps 16 ;;
     breakdown) run breakdown 60 "$NODE" "$W/jobs/breakdown.mjs" --steps 32 ;;
     floor) run floor 60 "$NODE" "$W/jobs/breakdown.mjs" --floor-only ;;
     small) run small 150 "$NODE" "$W/jobs/bench.mjs" --models tiny,medium --backends webgpu-node --contexts 128,1024,2048,4096 --steps 16 ;;

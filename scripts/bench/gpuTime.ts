@@ -1,0 +1,141 @@
+/**
+ * Where a decode step's time goes, GPU against wall: `npm run bench:gpu-time -- --model 7b`.
+ *
+ *   npm run bench:gpu-time [-- --model tiny|medium|7b|qwen3-4b|… --precision int4|fp32
+ *                              --prompt 111 --steps 16]
+ *
+ * MODEL is a folder of .bench-cache built by `npm run bench` (or `models/build_bench_models.py`).
+ * On WebGPU in Node (dawn.node; SwiftShader here, a real GPU in the GPU kit), after a prefill of a
+ * random prompt, greedy decode steps run four times: untimed on the GPU (wall only), with ORT's own
+ * compute passes timed, with every dispatch in a timed pass of its own, and untimed again. Prints
+ * per token: wall ms, GPU busy ms (the sum of pass durations), GPU span ms (first kernel's start to
+ * last kernel's end) and the kernels by pipeline, GPU time and count — so a step is seen to be
+ * GPU-bound (busy ≈ wall) or held back by the CPU side (busy ≪ wall). Greedy ids must agree across
+ * the four runs (the timing only adds queries and pass boundaries): the script says if they do not.
+ */
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { GpuTimer, type GpuTimerMode, type KernelTime } from './gpuTimer';
+import { arg } from './hooksPair';
+import { setupJobDevice } from './jobDevice';
+import type { ModelInfo } from './types';
+
+const REPO = process.env.HARK_BENCH_REPO ?? new URL('../..', import.meta.url).pathname;
+const CACHE = join(REPO, '.bench-cache');
+const model = arg('model', 'tiny');
+const precision = arg('precision', 'int4') as 'int4' | 'fp32';
+const promptTokens = Number(arg('prompt', '111'));
+const steps = Number(arg('steps', '16'));
+
+interface ModeRun {
+  mode: GpuTimerMode;
+  wallMs: number[];
+  ids: number[];
+  kernels: KernelTime[];
+}
+
+const median = (values: number[]) => (values.length ? [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]! : Number.NaN);
+const ms = (ns: number) => ns / 1e6;
+
+/** Per step: the sum of kernel (or pass) durations and the span from first start to last end. */
+function perStep(kernels: KernelTime[]): { busy: number[]; span: number[] } {
+  const byStep = new Map<number, KernelTime[]>();
+  for (const k of kernels) if (k.step >= 0) byStep.set(k.step, [...(byStep.get(k.step) ?? []), k]);
+  const busy: number[] = [];
+  const span: number[] = [];
+  for (const list of byStep.values()) {
+    busy.push(ms(list.reduce((sum, k) => sum + (k.endNs - k.startNs), 0)));
+    span.push(ms(Math.max(...list.map((k) => k.endNs)) - Math.min(...list.map((k) => k.startNs))));
+  }
+  return { busy, span };
+}
+
+async function main(): Promise<void> {
+  const device = await setupJobDevice('webgpu-node', () => {});
+  const timer = new GpuTimer();
+  timer.install();
+  const { ort } = await import('../../src/engine/ortRuntime');
+  const { configureOrtForNodeWebGpu } = await import('./nodeWebgpu');
+  configureOrtForNodeWebGpu(ort.env);
+  // Our tokenizer imports transformers.js, which picks its ORT on import: hand it ours first (as job.ts does).
+  const { shareOrtWithTransformers } = await import('./peer');
+  shareOrtWithTransformers(ort, async (path) => new Uint8Array(await readFile(path)));
+  const wasmPaths = ort.env.wasm.wasmPaths;
+  await import('@huggingface/transformers');
+  ort.env.wasm.wasmPaths = wasmPaths;
+  const { openOurs, runOurs, tokenizerFolder } = await import('./ours');
+  const { randomPrompt } = await import('./randomPrompt');
+  const { argmax } = await import('../../src/engine/llm/sampling');
+
+  const dir = join(CACHE, model);
+  const info = JSON.parse(readFileSync(join(dir, 'bench.json'), 'utf8')) as ModelInfo;
+  const files = info.variants[precision];
+  if (!files) throw new Error(`${model} has no ${precision} variant`);
+  const read = async (path: string) => new Uint8Array(await readFile(path));
+  const ours = await openOurs(read, files.fromRepoRoot ? REPO : dir, files, info, 'webgpu', join(REPO, tokenizerFolder(info)));
+  const g = info.geometry;
+  const prompt = randomPrompt(promptTokens, g.vocabSize);
+  // Shaders for every shape the timed runs use: a short run, then the prompt itself.
+  await runOurs(ours, prompt.slice(0, 16), 4, g.loraScale, g.maxPositions);
+  await runOurs(ours, prompt, 3, g.loraScale, g.maxPositions);
+
+  const runs: ModeRun[] = [];
+  for (const mode of ['off', 'pass', 'dispatch', 'off'] as const) {
+    timer.mode = mode;
+    timer.step = -1;
+    const embeds = await ours.embed(prompt);
+    let { logits, cache } = await ours.decoder.step(embeds, ours.decoder.emptyCache(), g.loraScale);
+    const ids = [argmax(logits)];
+    const wallMs: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      timer.step = i;
+      const started = performance.now();
+      ({ logits, cache } = await ours.decoder.decodeStep(ids.at(-1)!, cache, g.loraScale));
+      ids.push(argmax(logits));
+      wallMs.push(performance.now() - started);
+    }
+    cache.dispose();
+    timer.mode = 'off';
+    runs.push({ mode, wallMs, ids, kernels: await timer.collect() });
+  }
+  await ours.release();
+
+  const software = device.software ? ' (software: GPU times are SwiftShader on the CPU, no GPU claim)' : '';
+  console.log(`GPU time per decode step, ${model} ${precision}, webgpu-node · ${device.label}${software}: ${promptTokens}-token prefill, then ${steps} greedy steps; medians per token\n`);
+  console.log('| run | wall ms | GPU busy ms | GPU span ms | busy ÷ wall | timed passes |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const run of runs) {
+    const { busy, span } = perStep(run.kernels);
+    const wall = median(run.wallMs);
+    const timed = run.kernels.filter((k) => k.step >= 0).length / steps;
+    const name = run.mode === 'off' ? 'untimed' : run.mode === 'pass' ? "ORT's passes timed" : 'one pass per dispatch';
+    const cells = run.mode === 'off' ? ['–', '–', '–', '–'] : [median(busy).toFixed(2), median(span).toFixed(2), `${((100 * median(busy)) / wall).toFixed(0)} %`, String(timed)];
+    console.log(`| ${name} | ${wall.toFixed(2)} | ${cells.join(' | ')} |`);
+  }
+
+  const split = runs.find((r) => r.mode === 'dispatch')!;
+  const byLabel = new Map<string, { count: number; ns: number }>();
+  for (const k of split.kernels) {
+    if (k.step < 0) continue;
+    const entry = byLabel.get(k.label) ?? { count: 0, ns: 0 };
+    entry.count += 1;
+    entry.ns += k.endNs - k.startNs;
+    byLabel.set(k.label, entry);
+  }
+  const total = [...byLabel.values()].reduce((sum, e) => sum + e.ns, 0);
+  console.log(`\nKernels per token (one pass per dispatch), by pipeline:\n`);
+  console.log('| pipeline | dispatches | GPU ms | share | µs each |');
+  console.log('| --- | --- | --- | --- | --- |');
+  for (const [label, e] of [...byLabel].sort((a, b) => b[1].ns - a[1].ns)) {
+    console.log(`| ${label} | ${(e.count / steps).toFixed(1)} | ${ms(e.ns / steps).toFixed(3)} | ${((100 * e.ns) / total).toFixed(1)} % | ${(e.ns / e.count / 1e3).toFixed(1)} |`);
+  }
+  const same = runs.every((r) => JSON.stringify(r.ids) === JSON.stringify(runs[0]!.ids));
+  console.log(`\nsame greedy ids in all four runs: ${same ? 'yes' : `NO (${runs.map((r) => r.ids.join(',')).join(' / ')})`}`);
+  process.exit(same ? 0 : 1);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench:gpu-time failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
