@@ -51,7 +51,19 @@ function perStep(kernels: KernelTime[]): { busy: number[]; span: number[] } {
   return { busy, span };
 }
 
+/**
+ * Dawn rounds timestamps to 2^16 ns by default (a browser's guard against timing attacks): seen
+ * here as kernel times in multiples of 65.5 µs, coarser than a real GPU's decode kernels. The
+ * bench's own process may see exact ones.
+ */
+function exactTimestamps(): void {
+  const flags = (process.env.HARK_DAWN_FLAGS ?? '').split(',').filter(Boolean);
+  if (!flags.some((f) => f.includes('timestamp_quantization'))) flags.push('disable-dawn-features=timestamp_quantization');
+  process.env.HARK_DAWN_FLAGS = flags.join(',');
+}
+
 async function main(): Promise<void> {
+  exactTimestamps();
   const device = await setupJobDevice('webgpu-node', () => {});
   const timer = new GpuTimer();
   timer.install();
