@@ -7,7 +7,7 @@
  * the growing KV cache, so each lever of the decode loop is seen on its own; then the floor under a
  * step (scripts/bench/floor.ts: a GPU round trip, one graph run's fixed cost, one more kernel's).
  *
- *   npm run bench:breakdown [-- --steps 8]
+ *   npm run bench:breakdown [-- --steps 8 | --floor-only [--chromium]]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -103,6 +103,13 @@ async function main(): Promise<void> {
 
 /** The floor tables alone (`--floor-only`): no model, seconds even on a software adapter. */
 async function floorOnly(): Promise<void> {
+  if (process.argv.includes('--chromium')) {
+    const { floorInChromium } = await import('./chromiumJob');
+    const { renderFloor } = await import('./floor');
+    const { device, rows } = await floorInChromium(root);
+    console.log(`Headless Chromium, WebGPU on ${device}:\n\n${renderFloor(rows)}`);
+    process.exit(0);
+  }
   withSwiftShaderFallback();
   await setupNodeWebGpu();
   if (!process.env.HARK_BENCH_BUNDLE_DIR) register('./ortWebgpuAlias.mjs', import.meta.url);

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { createServer, type Plugin } from 'vite';
 import { launchChromium } from '../../test/browser/chromium';
+import type { FloorRow } from './floor';
 import type { PageResult } from './page/benchPage';
 import type { JobResult, JobSpec } from './types';
 
@@ -46,7 +47,7 @@ function benchFiles(roots: string[]): Plugin {
   return { name: 'hark-bench-files', configureServer: (server) => void server.middlewares.use(serve) };
 }
 
-async function startBenchServer(repoRoot: string, modelDir: string): Promise<{ url: string; close(): Promise<void> }> {
+export async function startBenchServer(repoRoot: string, modelDir: string): Promise<{ url: string; close(): Promise<void> }> {
   process.env.VITE_CONFIG_NATIVE_IGNORE_WARNING ??= 'true'; // its advice about vite.config.ts is not the bench's business
   const server = await createServer({
     root: repoRoot,
@@ -67,6 +68,23 @@ async function startBenchServer(repoRoot: string, modelDir: string): Promise<{ u
 
 function errorText(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ').slice(0, 300);
+}
+
+/** The floor tables (floor.ts) measured in headless Chromium's WebGPU, for `bench:breakdown -- --floor-only --chromium`. */
+export async function floorInChromium(repoRoot: string): Promise<{ device: string; rows: FloorRow[] }> {
+  const server = await startBenchServer(repoRoot, join(repoRoot, 'models'));
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage();
+    await page.goto(new URL('/scripts/bench/page/bench.html', server.url).href);
+    await page.waitForFunction(() => window.harkBench?.ready === true, undefined, { timeout: 180_000 });
+    const { device, rows } = await page.evaluate(() => window.harkBench.floor());
+    // Page-side NaN (a failed row) arrives as null through the protocol.
+    return { device: device.label, rows: rows.map((r) => ({ ...r, msEach: r.msEach ?? Number.NaN })) };
+  } finally {
+    await browser.close().catch(() => undefined);
+    await server.close().catch(() => undefined);
+  }
 }
 
 export async function measureInChromium(spec: JobSpec, result: JobResult, progress: (phase: string) => void): Promise<void> {

@@ -9,6 +9,7 @@
  */
 import { configureOrt, ort } from '../../../src/engine/ortRuntime';
 import { measureGpuBandwidth } from '../bandwidth';
+import { measureFloor, measureGpuResidentRuns, type FloorRow } from '../floor';
 import type { Measured } from '../measure';
 import { shareOrtWithTransformers } from '../peer';
 import type { DeviceInfo, JobSpec, ModelInfo } from '../types';
@@ -22,7 +23,12 @@ export interface PageResult extends Measured {
 
 declare global {
   interface Window {
-    harkBench: { ready: boolean; run(spec: Omit<JobSpec, 'resultPath'>): Promise<PageResult> };
+    harkBench: {
+      ready: boolean;
+      run(spec: Omit<JobSpec, 'resultPath'>): Promise<PageResult>;
+      /** The floor under a step (floor.ts) on the browser's WebGPU: `bench:breakdown -- --floor-only --chromium`. */
+      floor(): Promise<{ device: DeviceInfo; rows: FloorRow[] }>;
+    };
   }
 }
 
@@ -75,4 +81,9 @@ async function run(spec: Omit<JobSpec, 'resultPath'>): Promise<PageResult> {
   return out;
 }
 
-window.harkBench = { ready: true, run };
+async function floor(): Promise<{ device: DeviceInfo; rows: FloorRow[] }> {
+  const device = await describeAdapter();
+  return { device, rows: [...(await measureFloor(ort)), ...(await measureGpuResidentRuns(ort))] };
+}
+
+window.harkBench = { ready: true, run, floor };
