@@ -4,7 +4,8 @@
  * `.gpukit/` (gitignored), under 64 MiB:
  *
  *   bin/node.xz                     this machine's Node binary (x86-64)
- *   jobs/*.mjs                      bench.ts, job.ts, encoderJob.ts, breakdown.ts, pair.ts and gpuTime.ts bundled by esbuild
+ *   jobs/*.mjs                      bench.ts, job.ts, encoderJob.ts, breakdown.ts, pair.ts, gpuTime.ts and
+ *                                   f16Parity.ts bundled by esbuild
  *                                   with the engine, onnxruntime-web's WebGPU build and transformers.js
  *   jobs/node_modules/webgpu/       dawn.node (xz) and its loader; `sharp` and `onnxruntime-node`
  *                                   as empty stand-ins (transformers.js loads them on import; the
@@ -48,7 +49,7 @@ const ortWebGpu: Plugin = {
 
 async function bundleJobs(out: string): Promise<void> {
   await build({
-    entryPoints: ['scripts/bench.ts', 'scripts/bench/job.ts', 'scripts/bench/encoderJob.ts', 'scripts/bench/breakdown.ts', 'scripts/bench/pair.ts', 'scripts/bench/gpuTime.ts'].map((p) => join(REPO, p)),
+    entryPoints: ['scripts/bench.ts', 'scripts/bench/job.ts', 'scripts/bench/encoderJob.ts', 'scripts/bench/breakdown.ts', 'scripts/bench/pair.ts', 'scripts/bench/gpuTime.ts', 'scripts/bench/f16Parity.ts'].map((p) => join(REPO, p)),
     bundle: true,
     splitting: true,
     format: 'esm',
@@ -120,7 +121,8 @@ async function main(): Promise<void> {
   }
   const tiny = 'models/bundles/salmonn-tiny';
   for (const f of readdirSync(join(REPO, tiny))) if (statSync(join(REPO, tiny, f)).isFile()) copyRel(join(tiny, f));
-  for (const f of readdirSync(join(REPO, tiny, 'onnx'))) if (!f.includes('fp16')) copyRel(join(tiny, 'onnx', f));
+  // Every variant, fp16 too (4.3 MB): the f16parity stage runs them where the GPU has shader-f16.
+  for (const f of readdirSync(join(REPO, tiny, 'onnx'))) copyRel(join(tiny, 'onnx', f));
   // The bench models: small files as they are, large data files by plan.
   if (existsSync(join(REPO, '.bench-cache/encoders/bench.json'))) {
     execFileSync('/usr/bin/python3', ['models/bench_data_plan.py', 'externalize', '.bench-cache/encoders'], { cwd: REPO, stdio: 'inherit' });

@@ -2,8 +2,8 @@
 # Runs the bench on a GPU machine from the kit that `npm run bench:gpu-kit` packs into .gpukit/
 # (scripts/bench/gpuKit.ts says what is in it). From the folder that holds .gpukit:
 #
-#   bash .gpukit/run.sh [stage...]      stages: info gputime 7b qwen3 lora pair breakdown floor encoders small f16
-#                                       (default: info gputime 7b qwen3 breakdown encoders small)
+#   bash .gpukit/run.sh [stage...]      stages: info gputime f16parity 7b qwen3 lora pair breakdown floor encoders
+#                                       small f16 (default: info gputime f16parity 7b qwen3 breakdown encoders small)
 #
 # Unpacks Node, dawn.node, ORT's wasm and the Vulkan loader (Debian debs), recreates the bench
 # models' large data files with random weights (models/bench_data_plan.py), then runs each stage
@@ -16,7 +16,7 @@ mkdir -p "$OUT"
 T0=$(date +%s)
 say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$OUT/run.log"; }
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(info gputime 7b qwen3 breakdown encoders small)
+[ ${#stages[@]} -eq 0 ] && stages=(info gputime f16parity 7b qwen3 breakdown encoders small)
 
 if [ ! -x "$W/bin/node" ]; then
   if [ -z "${HARK_KIT_NO_GL:-}" ]; then # HARK_KIT_NO_GL=1: a machine with its own Vulkan loader (a dry run here)
@@ -61,6 +61,7 @@ for stage in "${stages[@]}"; do
     lora) run lora 200 "$NODE" "$W/jobs/bench.mjs" --models 7b,7b-nolora,7b,7b-nolora --backends webgpu-node --big-measure --contexts 128 --steps 32 ;;
     pair) run pair 240 "$NODE" "$W/jobs/pair.mjs" --a 7b --b 7b-nolora --rounds 5 --steps 16 ;;
     encoders) run encoders 100 "$NODE" "$W/jobs/bench.mjs" --models encoders --backends webgpu-node --precisions int4 --encode-runs 3 ;;
+    f16parity) HARK_DAWN_FLAGS=enable-dawn-features=vulkan_enable_f16_on_nvidia run f16parity 120 "$NODE" "$W/jobs/f16Parity.mjs" --variants fp16,int4f16 --steps 16 ;;
     f16) HARK_DAWN_FLAGS=enable-dawn-features=vulkan_enable_f16_on_nvidia run f16 120 "$NODE" "$W/jobs/breakdown.mjs" --steps 16 ;;
     *) say "unknown stage $stage" ;;
   esac
