@@ -1,0 +1,18 @@
+/**
+ * The tiny fused ALARM-P bundle (ALARM-CA's four encoders; Whisper's conv adapter, identity adapters
+ * for the others; the perceiver connector: each conditional encoder's latents between two learnt
+ * rows, then Whisper's rows; Qwen3) in Chromium on WebGPU (SwiftShader here) against the ALARM-P
+ * PyTorch reference's goldens (models/make_alarm_p_goldens.py); the checks are
+ * test/browser/fusedAlarmWebgpu.ts's. As slow as ALARM-CA's (the same encoders on SwiftShader), so
+ * it runs with `npm run test:alarm-p-webgpu` (HARK_ALARM_P_WEBGPU=1) and is skipped otherwise.
+ */
+import { describeFusedAlarmWebgpu } from './fusedAlarmWebgpu';
+
+describeFusedAlarmWebgpu({
+  title: 'the tiny ALARM-P bundle in Chromium on WebGPU vs the ALARM-P PyTorch reference',
+  optIn: 'HARK_ALARM_P_WEBGPU',
+  bundle: '/models/alarm-p-tiny/',
+  goldenDir: 'alarm-p',
+  fusion: 'perceiver',
+  label: 'ALARM-P',
+});
