@@ -6,7 +6,7 @@
  * test/helpers/fusedAlarm.ts), the leading rows' times, the first-step logits within 1e-3 and the
  * greedy thought tokens. Node checks every feature and per-piece encoder output, int4, the 35 s
  * clip and the forced-close run; here one page, one load, fp32, the speech clip and a short ask
- * keep the SwiftShader cost down — still ~5–6 min per bundle on this 2-core machine, so each suite
+ * keep the SwiftShader cost down — still 3.5–5.5 min per bundle on this 2-core machine, so each suite
  * is opt-in (its own env variable and npm script) and skipped otherwise.
  */
 import type { Browser, Page } from 'playwright-core';
@@ -49,7 +49,7 @@ export function describeFusedAlarmWebgpu(spec: FusedAlarmWebgpuCase): void {
       await browser?.close();
     });
 
-    // ~330 s measured when the machine is otherwise idle; the limit leaves room for a loaded one
+    // 205–330 s measured (ALARM-P, ALARM-CA); the limit leaves room for a machine loaded by other work
     it('fp32, speech: every adapter, the connector and the audio embeddings; the leading rows\' times; first-step logits; greedy thought tokens', { timeout: 600_000 }, async () => {
       const started = Date.now();
       const info = await page.evaluate((bundle) => window.harkEngineHarness.client.loadModel(bundle, { backend: 'webgpu', variant: 'fp32' }), spec.bundle);
