@@ -3,9 +3,9 @@
  * for the others; the perceiver connector: each conditional encoder's latents between two learnt
  * rows, then Whisper's rows; Qwen3) in Chromium on WebGPU (SwiftShader here) against the ALARM-P
  * PyTorch reference's goldens (models/make_alarm_p_goldens.py); the checks are
- * test/browser/fusedAlarmWebgpu.ts's. ~215 s on this 2-core machine (setAudio ~160 s: the same
- * encoders as ALARM-CA's on SwiftShader), too long for `npm test`'s budget: it runs with
- * `npm run test:alarm-p-webgpu` (HARK_ALARM_P_WEBGPU=1) and is skipped otherwise.
+ * test/browser/fusedAlarmWebgpu.ts's. ~215 s on this 2-core machine when idle, ~300 s under load
+ * (setAudio 160–210 s: the same encoders as ALARM-CA's on SwiftShader), too long for `npm test`'s
+ * budget: it runs with `npm run test:alarm-p-webgpu` (HARK_ALARM_P_WEBGPU=1), skipped otherwise.
  */
 import { describeFusedAlarmWebgpu } from './fusedAlarmWebgpu';
 
