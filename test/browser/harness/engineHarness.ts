@@ -338,11 +338,16 @@ async function alarmParity(name: string, precision: 'fp32' | 'int4', answerToken
   };
 }
 
-/** The ALARM-CA goldens' index (models/make_alarm_ca_goldens.py), as far as the page reads it. */
-interface AlarmCaGoldenIndex {
+/**
+ * A fused ALARM bundle's goldens' index (models/make_alarm_ca_goldens.py,
+ * models/make_alarm_p_goldens.py: the same layout), as far as the page reads it.
+ */
+interface FusedAlarmGoldenIndex {
   inputs: Record<string, {
     audio: string;
     question: string;
+    /** Rows of Whisper's the LLM reads; a perceiver's leading rows come before them. */
+    mainLength: number;
     audioTokens: number;
     precisions: Record<'fp32' | 'int4', {
       stages: { adapted: Record<string, AlarmArrayRef>; fused: AlarmArrayRef; audio: AlarmArrayRef };
@@ -352,17 +357,19 @@ interface AlarmCaGoldenIndex {
   }>;
 }
 
-async function alarmCaArray(file: string): Promise<Float32Array> {
-  return parseNpy(new Uint8Array(await (await fetch(`/models/golden/alarm-ca/${file}`)).arrayBuffer())).data as Float32Array;
-}
-
 /**
- * The loaded fused ALARM-CA bundle against its goldens on one recording: each adapter's output, the
- * connector's, the audio embeddings, then one ask of `thoughtTokens` greedy thought tokens (the
- * budget) and one answer token: its first-step logits and thought tokens against the golden run.
+ * The loaded fused ALARM bundle (ALARM-CA or ALARM-P) against its goldens in
+ * `/models/golden/<goldenDir>/` on one recording: each adapter's output (an identity adapter's:
+ * its encoder's real frames), the connector's, the audio embeddings, then one ask of
+ * `thoughtTokens` greedy thought tokens (the budget) and one answer token: its first-step logits
+ * and thought tokens against the golden run. The time rows go back as they are: the test checks
+ * the leading rows (`audioTokens - mainLength`: a perceiver's latents, none for cross-attention)
+ * and the first two of Whisper's.
  */
-async function alarmCaParity(name: string, precision: 'fp32' | 'int4', thoughtTokens: number) {
-  const index = (await (await fetch('/models/golden/alarm-ca/index.json')).json()) as AlarmCaGoldenIndex;
+async function fusedAlarmParity(goldenDir: string, name: string, precision: 'fp32' | 'int4', thoughtTokens: number) {
+  const goldenArray = async (file: string): Promise<Float32Array> =>
+    parseNpy(new Uint8Array(await (await fetch(`/models/golden/${goldenDir}/${file}`)).arrayBuffer())).data as Float32Array;
+  const index = (await (await fetch(`/models/golden/${goldenDir}/index.json`)).json()) as FusedAlarmGoldenIndex;
   const input = index.inputs[name]!;
   const ref = input.precisions[precision];
   heldAudio = null;
@@ -373,18 +380,23 @@ async function alarmCaParity(name: string, precision: 'fp32' | 'int4', thoughtTo
   for (const capture of stages) {
     const adapter = capture.stage.startsWith('adapter.') ? ref.stages.adapted[capture.stage.slice('adapter.'.length)] : undefined;
     const expected = adapter ?? (capture.stage === 'connector' ? ref.stages.fused : capture.stage === 'tokens' ? ref.stages.audio : undefined);
-    if (!expected) continue; // features and per-piece encoder outputs: checked in Node (test/engine/alarmCaTiny.test.ts)
-    const data = await alarmCaArray(expected.file);
+    if (!expected) continue; // features and per-piece encoder outputs: checked in Node (test/helpers/fusedAlarm.ts)
+    const data = await goldenArray(expected.file);
     // an adapter's or the connector's output may hold more rows than the reference kept
     stageErrors[`${capture.chunk}:${capture.stage}`] = relativeMaxError(capture.data.subarray(0, data.length), data);
   }
+  const leading = input.audioTokens - input.mainLength;
   started = performance.now();
   const answer = await client.ask(input.question, { thinkingBudget: thoughtTokens, maxNewTokens: 1, doSample: false, captureFirstLogits: true });
   return {
     numTokens: info.numTokens,
     expectedNumTokens: input.audioTokens,
     stageErrors,
-    logitError: logitError(answer.firstLogits!, await alarmCaArray(ref.logits.file)),
+    leading,
+    durationSeconds: info.durationSeconds,
+    /** [start, end] seconds of the leading rows and of Whisper's first two. */
+    timeRows: Array.from({ length: leading + 2 }, (_, k) => [info.timeMap[2 * k]!, info.timeMap[2 * k + 1]!]),
+    logitError: logitError(answer.firstLogits!, await goldenArray(ref.logits.file)),
     thoughtIds: answer.ids.slice(0, thoughtTokens),
     expectedThoughtIds: ref.tokens.slice(0, thoughtTokens),
     ms: { setAudio: setAudioMs, ask: performance.now() - started, ...info.timings },
@@ -409,7 +421,7 @@ const harness = {
   beamParity,
   reasoningParity,
   alarmParity,
-  alarmCaParity,
+  fusedAlarmParity,
   streamTimeline,
   setGoldenAudio,
   goldenIndex,
