@@ -10,8 +10,8 @@ One folder per model under --out (`npm run bench` calls this only when a folder 
     <out>/<model>/onnx/embed_tokens{,_q4}.onnx, decoder_model_merged{,_q4}.onnx (+ .onnx_data*)
     <out>/<model>/peer/                      the same weights in transformers.js' text-only layout:
         config.json, generation_config.json, tokenizer.json, tokenizer_config.json,
-        onnx/decoder_model_merged{,_q4}.onnx (+ .onnx_data): `input_ids` in, LoRA scale constant
-        (onnx_decoder.text_only_decoder)
+        onnx/decoder_model_merged{,_q4}.onnx (+ .onnx_data, _data_1, ...): `input_ids` in, LoRA scale
+        constant where the graph has one (onnx_decoder.text_only_decoder)
 
 Models:
     tiny    the app's bundle (models/bundles/salmonn-tiny): its own graphs are used in place; only
@@ -26,13 +26,19 @@ Models:
     qwen3-4b
             Qwen/Qwen3-4B-Thinking-2507's geometry (alarm/qwen3.Qwen3Config's defaults, ALARM's LLM):
             36 layers, hidden 2560, intermediate 9728, 32 query / 8 KV heads, head_dim 128, rope
-            theta 5e6, rms eps 1e-6, vocab 151936, tied embeddings, no LoRA. int4 only, no peer,
-            streamed like the 7B, through the graph ALARM's bundle exports (alarm/bundle.write_graphs:
+            theta 5e6, rms eps 1e-6, vocab 151936, tied embeddings, no LoRA. int4 only, streamed like the 7B, through the graph ALARM's bundle exports (alarm/bundle.write_graphs:
             qwen3_flavor = per-head q/k RMSNorm, no lora_scale input; the tied head reads the
             embed_tokens graph's own data file, `shared_head`, listed among the decoder's data).
             Its prompts are ids of the Qwen3 tokenizer (the ALARM tiny bundle's, bench.json
             `tokenizer`). The embedding table is made in fp32 (1.6 GB) and quantized by
             build_embed_graph as the converter does; the linears never exist in fp32.
+            Its peer (model_type qwen3) stores the table the tied head shares once
+            (save_model(share_identical=True)): 2.5 GB in three 1 GiB chunks, which config.json's
+            transformers.js_config.use_external_data_format counts.
+    qwen3-medium
+            a small Qwen3 (same flavor and export): hidden 1024, 8 layers, 16 query / 4 KV heads,
+            head_dim 128, intermediate 3072, vocab 151936 (Qwen3's tokenizer), tied head, in
+            memory, int4 only, with a peer.
 """
 
 from __future__ import annotations
