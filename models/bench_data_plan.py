@@ -63,18 +63,24 @@ def external_tensors(graph_path: Path) -> list[dict]:
 
 def make_plan(dirs: list[Path], min_bytes: int) -> dict:
     files: dict[str, dict] = {}
-    seen: set[tuple[str, int, int]] = set()
+    # A tied head reads the embed graph's table in place (qwen3-4b's shared_head), and its
+    # transformers.js peer stores those bytes once under both names: the same bytes are described
+    # once, under the smallest of their names, so `fill` (seeded by name) gives the engine's
+    # graphs and the peer the same table whichever name a graph lists first.
+    described: dict[tuple[str, int, int], list] = {}
     for folder in dirs:
         for graph in sorted(folder.rglob("*.onnx")):
             for t in external_tensors(graph):
                 size = Path(t["file"]).stat().st_size
-                # A tied head reads the embed graph's table in place (qwen3-4b's shared_head): the
-                # same bytes under a second name are described once.
-                if size < min_bytes or (t["file"], t["offset"], t["length"]) in seen:
+                if size < min_bytes:
                     continue
-                seen.add((t["file"], t["offset"], t["length"]))
+                where = (t["file"], t["offset"], t["length"])
+                if where in described:
+                    described[where][3] = min(described[where][3], t["name"])
+                    continue
+                described[where] = [t["offset"], t["length"], t["type"], t["name"]]
                 entry = files.setdefault(t["file"], {"path": t["file"], "size": size, "tensors": []})
-                entry["tensors"].append([t["offset"], t["length"], t["type"], t["name"]])
+                entry["tensors"].append(described[where])
     for entry in files.values():
         entry["tensors"].sort()
     return {"files": sorted(files.values(), key=lambda e: e["path"])}

@@ -10,8 +10,8 @@ One folder per model under --out (`npm run bench` calls this only when a folder 
     <out>/<model>/onnx/embed_tokens{,_q4}.onnx, decoder_model_merged{,_q4}.onnx (+ .onnx_data*)
     <out>/<model>/peer/                      the same weights in transformers.js' text-only layout:
         config.json, generation_config.json, tokenizer.json, tokenizer_config.json,
-        onnx/decoder_model_merged{,_q4}.onnx (+ .onnx_data): `input_ids` in, LoRA scale constant
-        (onnx_decoder.text_only_decoder)
+        onnx/decoder_model_merged{,_q4}.onnx (+ .onnx_data, _data_1, ...): `input_ids` in, LoRA scale
+        constant where the graph has one (onnx_decoder.text_only_decoder)
 
 Models:
     tiny    the app's bundle (models/bundles/salmonn-tiny): its own graphs are used in place; only
@@ -26,13 +26,19 @@ Models:
     qwen3-4b
             Qwen/Qwen3-4B-Thinking-2507's geometry (alarm/qwen3.Qwen3Config's defaults, ALARM's LLM):
             36 layers, hidden 2560, intermediate 9728, 32 query / 8 KV heads, head_dim 128, rope
-            theta 5e6, rms eps 1e-6, vocab 151936, tied embeddings, no LoRA. int4 only, no peer,
-            streamed like the 7B, through the graph ALARM's bundle exports (alarm/bundle.write_graphs:
+            theta 5e6, rms eps 1e-6, vocab 151936, tied embeddings, no LoRA. int4 only, streamed like the 7B, through the graph ALARM's bundle exports (alarm/bundle.write_graphs:
             qwen3_flavor = per-head q/k RMSNorm, no lora_scale input; the tied head reads the
             embed_tokens graph's own data file, `shared_head`, listed among the decoder's data).
             Its prompts are ids of the Qwen3 tokenizer (the ALARM tiny bundle's, bench.json
             `tokenizer`). The embedding table is made in fp32 (1.6 GB) and quantized by
             build_embed_graph as the converter does; the linears never exist in fp32.
+            Its peer (model_type qwen3) stores the table the tied head shares once
+            (save_model(share_identical=True)): 2.5 GB in three 1 GiB chunks, which config.json's
+            transformers.js_config.use_external_data_format counts.
+    qwen3-medium
+            a small Qwen3 (same flavor and export): hidden 1024, 8 layers, 16 query / 4 KV heads,
+            head_dim 128, intermediate 3072, vocab 151936 (Qwen3's tokenizer), tied head, in
+            memory, int4 only, with a peer.
 """
 
 from __future__ import annotations
@@ -77,6 +83,9 @@ LORA_ALPHA = 32.0
 LORA_TARGETS = ("q_proj", "v_proj")
 EOS_TOKEN_ID = 2
 BOS_TOKEN_ID = 1
+# Qwen3-4B-Thinking-2507's config.json: bos <|endoftext|>, eos <|im_end|> (ids of the Qwen3 tokenizer).
+QWEN3_BOS_TOKEN_ID = 151643
+QWEN3_EOS_TOKEN_ID = 151645
 
 
 @dataclass(frozen=True)
@@ -104,10 +113,16 @@ RANDOM_MODELS = {
                        ("int4",), peer=False, streamed=True),
     # ALARM's LLM (Qwen3-4B-Thinking-2507: Qwen3Config's defaults); 4096 rotary rows like the 7B
     # (the bench's longest context), not the model's 262144.
-    "qwen3-4b": RandomModel(Qwen3Config(), ("int4",), peer=False, streamed=True, lora=False,
-                            flavor=qwen3_flavor(), max_positions=4096, tokenizer=QWEN3_TOKENIZER_DIR,
-                            no_peer="no tjs peer: the peer export (text_only_decoder) needs a lora_scale input and "
-                                    "a head of its own; this graph has neither"),
+    "qwen3-4b": RandomModel(Qwen3Config(), ("int4",), peer=True, streamed=True, lora=False,
+                            flavor=qwen3_flavor(), max_positions=4096, tokenizer=QWEN3_TOKENIZER_DIR),
+    # A Qwen3 small enough to run on wasm in minutes, with its peer: the 4B's flavor and head_dim,
+    # the real vocabulary (Qwen3 tokenizer). int4 only: the fp32 table (622 MB) is over
+    # MAX_TENSOR_BYTES, so build_embed_graph splits it, and a tied head needs it whole.
+    "qwen3-medium": RandomModel(Qwen3Config(hidden_size=1024, intermediate_size=3072, num_hidden_layers=8,
+                                            num_attention_heads=16, num_key_value_heads=4, head_dim=128,
+                                            max_position_embeddings=4096),
+                                ("int4",), peer=True, streamed=False, lora=False, flavor=qwen3_flavor(),
+                                tokenizer=QWEN3_TOKENIZER_DIR),
 }
 
 
@@ -149,11 +164,13 @@ def small_tensor(key: str, shape: tuple[int, ...], rng: np.random.Generator) -> 
     return (0.02 * rng.standard_normal(shape)).astype(np.float32)
 
 
-def random_weights(config: LlamaConfig, seed: int) -> dict[str, np.ndarray]:
+def random_weights(config: LlamaConfig | Qwen3Config, seed: int, lora: bool = True,
+                   flavor: LlmFlavor = LLAMA) -> dict[str, np.ndarray]:
     """A full fp32 state dict (for models small enough to hold): normal(0, 0.02) linears."""
     rng = np.random.default_rng(seed)
-    weights = {key: (0.02 * rng.standard_normal(shape, dtype=np.float32)) for key, shape in linear_shapes(config).items()}
-    weights.update({key: small_tensor(key, shape, rng) for key, shape in small_shapes(config).items()})
+    weights = {key: (0.02 * rng.standard_normal(shape, dtype=np.float32))
+               for key, shape in linear_shapes(config, flavor).items()}
+    weights.update({key: small_tensor(key, shape, rng) for key, shape in small_shapes(config, lora, flavor).items()})
     return weights
 
 
@@ -196,27 +213,43 @@ def embedding_table(config: LlamaConfig | Qwen3Config, seed: int, streamed: bool
     return 0.02 * rng.standard_normal((config.vocab_size, config.hidden_size), dtype=np.float32)
 
 
-def write_peer_folder(peer: Path, config: LlamaConfig, decoders: dict[str, tuple[Path, Path]], lora_scale: float) -> None:
-    """transformers.js' layout: config, generation config, tokenizer, onnx/decoder_model_merged{suffix}."""
+def write_peer_folder(peer: Path, config: LlamaConfig | Qwen3Config, decoders: dict[str, tuple[Path, Path]],
+                      lora_scale: float | None, flavor: LlmFlavor = LLAMA, tokenizer: Path = TOKENIZER_DIR) -> None:
+    """transformers.js' layout: config, generation config, tokenizer, onnx/decoder_model_merged{suffix}
+    (+ .onnx_data, _data_1, ...: 1 GiB files, transformers.js' chunk names).
+
+    lora_scale: the constant for the decoder's lora_scale input; None for a Qwen3 graph (no such
+    input). config.json's `transformers.js_config.use_external_data_format` counts each graph's
+    data files ({file name: chunks}, how transformers.js 4.3 names them); scripts/bench/peer.ts
+    reads it to hand every chunk over."""
     peer.mkdir(parents=True, exist_ok=True)
+    chunks: dict[str, int] = {}
+    for precision, (decoder_path, embed_path) in decoders.items():
+        merged = text_only_decoder(onnx.load(str(decoder_path)), onnx.load(str(embed_path)), lora_scale)
+        name = f"decoder_model_merged{SUFFIX[precision]}.onnx"
+        # A tied head (Qwen3) reads the embedding table's bytes under its own name: stored once.
+        written = save_model(merged, peer / "onnx" / name, share_identical=flavor.tie_word_embeddings)
+        chunks[name] = len(written) - 1
+        del merged
+    qwen3 = flavor.qk_norm
+    bos, eos = (QWEN3_BOS_TOKEN_ID, QWEN3_EOS_TOKEN_ID) if qwen3 else (BOS_TOKEN_ID, EOS_TOKEN_ID)
     hf_config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "architectures": ["Qwen3ForCausalLM" if qwen3 else "LlamaForCausalLM"], "model_type": "qwen3" if qwen3 else "llama",
         "vocab_size": config.vocab_size, "hidden_size": config.hidden_size,
         "intermediate_size": config.intermediate_size, "num_hidden_layers": config.num_hidden_layers,
         "num_attention_heads": config.num_attention_heads, "num_key_value_heads": config.num_key_value_heads,
         "head_dim": config.head_dim, "max_position_embeddings": config.max_position_embeddings,
         "rms_norm_eps": config.rms_norm_eps, "rope_theta": config.rope_theta, "hidden_act": "silu",
-        "bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID, "tie_word_embeddings": False,
+        "bos_token_id": bos, "eos_token_id": eos, "tie_word_embeddings": flavor.tie_word_embeddings,
         "torch_dtype": "float32", "use_cache": True,
     }
+    if qwen3:  # SALMONN's peers keep their config byte for byte (one data file each)
+        hf_config["transformers.js_config"] = {"use_external_data_format": chunks}
     (peer / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
-    generation = {"bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID, "do_sample": False}
+    generation = {"bos_token_id": bos, "eos_token_id": eos, "do_sample": False}
     (peer / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copyfile(TOKENIZER_DIR / name, peer / name)
-    for precision, (decoder_path, embed_path) in decoders.items():
-        merged = text_only_decoder(onnx.load(str(decoder_path)), onnx.load(str(embed_path)), lora_scale)
-        save_model(merged, peer / "onnx" / f"decoder_model_merged{SUFFIX[precision]}.onnx")
+        shutil.copyfile(tokenizer / name, peer / name)
 
 
 def geometry(config: LlamaConfig | Qwen3Config, max_positions: int, lora_scale: float) -> dict:
@@ -273,7 +306,7 @@ def build_random(folder: Path, name: str, spec: RandomModel, key: str, seed: int
     onnx_dir = folder / "onnx"
     graphs, decoders = {}, {}
     weights: Mapping[str, object] = (RandomInt4Weights(config, seed, spec.lora, flavor) if spec.streamed
-                                     else random_weights(config, seed))
+                                     else random_weights(config, seed, spec.lora, flavor))
     table = embedding_table(config, seed, spec.streamed)
     for precision in spec.precisions:
         suffix = SUFFIX[precision]
@@ -302,7 +335,8 @@ def build_random(folder: Path, name: str, spec: RandomModel, key: str, seed: int
         decoders[precision] = (decoder_files[0], embed_files[0])
         print(f"{name} {precision}: {sum(p.stat().st_size for p in decoder_files) / 1e9:.2f} GB decoder", flush=True)
     if spec.peer:
-        write_peer_folder(folder / "peer", config, decoders, lora_scale)
+        write_peer_folder(folder / "peer", config, decoders, lora_scale if flavor.lora_input else None, flavor,
+                          spec.tokenizer)
     llm = "qwen3" if flavor.qk_norm else "llama"
     write_bench_json(folder, name, geometry(config, max_positions, lora_scale), graphs, spec.peer, key,
                      spec.tokenizer, llm, spec.no_peer)

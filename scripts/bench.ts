@@ -15,7 +15,8 @@
  *   npm run bench -- --13b             # also Vicuna-13B geometry (8.6 GB of int4 data, webgpu-node)
  *
  * --models: tiny, medium, 7b, 7b-nolora (no LoRA path: a merged LoRA's cost), 13b, qwen3-4b (ALARM's
- *   Qwen3-4B geometry: q/k norm, tied head, no LoRA; big like the 7B, but it also fits wasm's heap),
+ *   Qwen3-4B geometry: q/k norm, tied head, no LoRA; big like the 7B, but it also fits wasm's heap; its
+ *   transformers.js peer runs on WebGPU only), qwen3-medium (a small Qwen3 with the real vocabulary, int4, with a peer),
  *   encoders (the audio side: Whisper-large-v2 encoder, BEATs and
  *   the window Q-Former at real geometry, built by models/build_bench_encoders.py; int4 unless
  *   --precisions names others: fp32 Whisper-large is 2.5 GB).
@@ -374,7 +375,8 @@ async function main(): Promise<void> {
           repoRoot: REPO,
           contexts: loadOnly ? [] : contexts,
           steps,
-          peer: options.peer && !big && info.peer !== null,
+          // A big model's peer runs on a GPU only: on wasm both sessions would not fit the 4 GB heap.
+          peer: options.peer && info.peer !== null && !(big && backend === 'wasm'),
           loadOnly,
           loadOnlyPrompt: loadOnly ? options.bigPrompt : undefined,
           resultPath: join(CACHE, 'results', `${model}-${precision}-${backend}-${process.pid}.json`),

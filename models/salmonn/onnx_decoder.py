@@ -928,6 +928,7 @@ def save_model(
     size_threshold: int = 1024,
     max_file_bytes: int = 1 << 30,
     align: int = 4096,
+    share_identical: bool = False,
 ) -> list[Path]:
     """Write `path` (+ external data files); returns every file written. Deterministic.
 
@@ -937,9 +938,14 @@ def save_model(
     `align`-byte aligned. Stale data files of the same name are replaced, never appended to
     (onnx.save_model's own external-data writer appends to an existing file). The in-memory
     model is left unchanged.
+
+    share_identical: an initializer whose bytes equal an earlier one's (same type, same bytes)
+    points at the earlier one's bytes instead of a second copy: a tied head that reads the
+    embedding table under another name and shape (text_only_decoder of a Qwen3 graph).
     """
     writer = ExternalDataWriter(path, size_threshold, max_file_bytes, align)
     moved: list[tuple[onnx.TensorProto, bytes]] = []
+    by_length: dict[int, list[tuple[onnx.TensorProto, bytes]]] = {}  # written tensors, for share_identical
     try:
         if external_data:
             for tensor in model.graph.initializer:
@@ -947,7 +953,15 @@ def save_model(
                 if not writer.wants(raw):
                     continue
                 moved.append((tensor, raw))
+                twin = _identical_written(tensor, raw, by_length.get(len(raw), [])) if share_identical else None
+                if twin is not None:
+                    del tensor.external_data[:]
+                    tensor.external_data.extend(twin.external_data)
+                    tensor.data_location = TensorProto.EXTERNAL
+                    tensor.ClearField("raw_data")
+                    continue
                 writer.write(tensor)
+                by_length.setdefault(len(raw), []).append((tensor, raw))
         written = writer.finish(model)
     finally:
         writer.close()
@@ -958,27 +972,45 @@ def save_model(
     return written
 
 
-def text_only_decoder(decoder: onnx.ModelProto, embed: onnx.ModelProto, lora_scale: float) -> onnx.ModelProto:
-    """The decoder in the layout transformers.js loads for a text-only LLaMA
+def _identical_written(tensor: onnx.TensorProto, raw: bytes,
+                       written: list[tuple[onnx.TensorProto, bytes]]) -> Optional[onnx.TensorProto]:
+    """The first written tensor of the same type and bytes (candidates: same byte length; random
+    weights differ within their first bytes, so the comparisons are cheap)."""
+    for other, other_raw in written:
+        if other.data_type == tensor.data_type and other_raw == raw:
+            return other
+    return None
+
+
+def text_only_decoder(decoder: onnx.ModelProto, embed: onnx.ModelProto, lora_scale: Optional[float]) -> onnx.ModelProto:
+    """The decoder in the layout transformers.js loads for a text-only LLaMA or Qwen3
     (`decoder_model_merged`: input_ids, attention_mask, position_ids, past_key_values.* ->
     logits, present.*), made from graphs built by `build_decoder_model` and `build_embed_graph`:
     the embed_tokens nodes run first inside the graph (their output is `inputs_embeds`), and
-    `lora_scale` and `num_logits_to_keep` (1: the last position, all generate() reads) become
+    `lora_scale` (when the decoder has that input: SALMONN; Qwen3 has none, then `lora_scale` must
+    be None) and `num_logits_to_keep` (1: the last position, all generate() reads) become
     constant initializers. Every other node and weight is unchanged, so
     the result computes exactly what the two graphs compute (the benchmark's peer runs it).
-    Both models must hold their weights (onnx.load with external data)."""
+    Both models must hold their weights (onnx.load with external data).
+
+    An initializer in both graphs under one name is kept once when it is the same tensor (same
+    type, dims and bytes); names that hold different tensors are refused. A tied head that reads
+    the embedding table under its own name (`shared_head`) stays a second initializer here; saving
+    with save_model(share_identical=True) stores those bytes once."""
     inputs = {i.name for i in decoder.graph.input}
-    if "inputs_embeds" not in inputs or "lora_scale" not in inputs:
-        raise ValueError("expected a decoder built by build_decoder_model (inputs_embeds and lora_scale inputs)")
+    if "inputs_embeds" not in inputs:
+        raise ValueError("expected a decoder built by build_decoder_model (an inputs_embeds input)")
+    if ("lora_scale" in inputs) != (lora_scale is not None):
+        raise ValueError("lora_scale must be given exactly when the decoder has a lora_scale input")
     if [o.name for o in embed.graph.output] != ["inputs_embeds"]:
         raise ValueError("expected an embed graph built by build_embed_graph (output inputs_embeds)")
-    clash = {t.name for t in embed.graph.initializer} & {t.name for t in decoder.graph.initializer}
-    if clash:
-        raise ValueError(f"initializer names in both graphs: {sorted(clash)}")
+    shared = _same_tensors(embed, decoder)
     model = onnx.ModelProto()
     model.CopyFrom(decoder)
     graph = model.graph
-    constants = {"lora_scale": np.array(lora_scale, dtype=np.float32)}
+    constants: dict[str, np.ndarray] = {}
+    if lora_scale is not None:
+        constants["lora_scale"] = np.array(lora_scale, dtype=np.float32)
     if "num_logits_to_keep" in inputs:  # transformers.js samples the last position only
         constants["num_logits_to_keep"] = np.array(1, dtype=np.int64)
     kept = [i for i in graph.input if i.name != "inputs_embeds" and i.name not in constants]
@@ -987,13 +1019,32 @@ def text_only_decoder(decoder: onnx.ModelProto, embed: onnx.ModelProto, lora_sca
     nodes = list(embed.graph.node) + list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes)
-    initializers = list(embed.graph.initializer) + list(graph.initializer)
+    initializers = list(embed.graph.initializer) + [t for t in graph.initializer if t.name not in shared]
     initializers += [numpy_helper.from_array(value, name) for name, value in constants.items()]
     del graph.initializer[:]
     graph.initializer.extend(initializers)
     outputs = [o for o in graph.output if o.name != "probe_hidden"]  # transformers.js would fetch it every step
     del graph.output[:]
     graph.output.extend(outputs)
-    graph.name = "salmonn_llama_decoder_text_only"
-    model.metadata_props.append(onnx.StringStringEntryProto(key="lora_scale_constant", value=repr(float(lora_scale))))
+    graph.name = f"{decoder.graph.name}_text_only" if lora_scale is None else "salmonn_llama_decoder_text_only"
+    if lora_scale is not None:
+        model.metadata_props.append(onnx.StringStringEntryProto(key="lora_scale_constant", value=repr(float(lora_scale))))
     return model
+
+
+def _same_tensors(embed: onnx.ModelProto, decoder: onnx.ModelProto) -> set[str]:
+    """Names both graphs hold as the same tensor; raises on a name that holds two different ones."""
+    ours = {t.name: t for t in embed.graph.initializer}
+    same, clash = set(), []
+    for tensor in decoder.graph.initializer:
+        other = ours.get(tensor.name)
+        if other is None:
+            continue
+        if (other.data_type, list(other.dims)) == (tensor.data_type, list(tensor.dims)) and \
+                numpy_helper.to_array(other).tobytes() == numpy_helper.to_array(tensor).tobytes():
+            same.add(tensor.name)
+        else:
+            clash.append(tensor.name)
+    if clash:
+        raise ValueError(f"initializer names in both graphs holding different tensors: {sorted(clash)}")
+    return same

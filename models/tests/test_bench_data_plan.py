@@ -98,3 +98,41 @@ def test_plan_describes_bytes_shared_by_two_graphs_once(tmp_path: Path) -> None:
     assert [e["path"] for e in plan["files"]] == [str(folder / "embed.onnx_data")]
     tensors = plan["files"][0]["tensors"]
     assert sorted((t[0], t[1]) for t in tensors) == sorted({(t[0], t[1]) for t in tensors}) and len(tensors) == 2
+
+
+def test_bytes_under_two_names_are_filled_alike_in_engine_and_peer(tmp_path: Path) -> None:
+    """A tied head: the engine's decoder reads the embed graph's table under its own name (seen
+    first, `decoder` sorts before `embed`), the peer stores it once under both names (embed's
+    first). Both are described under the smaller name, so fill gives them the same bytes."""
+    table = np.arange(8192, dtype=np.uint8)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    save_graph(folder, "embed", {"model.embed_tokens.weight_Q4": table})
+
+    def aliased(name: str, keys: list[str], data: str) -> None:
+        """A graph whose initializers `keys` all point at the same bytes of `data`."""
+        inits = []
+        for key in keys:
+            t = onnx.TensorProto(name=key, data_type=TensorProto.UINT8, dims=[table.size])
+            t.data_location = TensorProto.EXTERNAL
+            for k, v in (("location", data), ("offset", "0"), ("length", str(table.size))):
+                t.external_data.append(onnx.StringStringEntryProto(key=k, value=v))
+            inits.append(t)
+        nodes = [helper.make_node("Identity", [k], [f"{k}_out"]) for k in keys]
+        outs = [helper.make_tensor_value_info(f"{k}_out", TensorProto.UINT8, None) for k in keys]
+        (folder / f"{name}.onnx").write_bytes(helper.make_model(helper.make_graph(nodes, name, [], outs, inits)).SerializeToString())
+
+    # The engine's decoder: only the head's name, over embed's file.
+    aliased("decoder", ["lm_head.shared_Q4"], "embed.onnx_data")
+    (folder / "peer").mkdir()
+    (folder / "peer" / "merged.onnx_data").write_bytes(table.tobytes())
+    aliased("peer/merged", ["model.embed_tokens.weight_Q4", "lm_head.shared_Q4"], "merged.onnx_data")
+    plan = bench_data_plan.make_plan([folder], 0)
+    names = {entry["path"]: [t[3] for t in entry["tensors"]] for entry in plan["files"]}
+    assert names == {str(folder / "embed.onnx_data"): ["lm_head.shared_Q4"],
+                     str(folder / "peer" / "merged.onnx_data"): ["lm_head.shared_Q4"]}
+    filled = tmp_path / "filled"
+    for i, entry in enumerate(plan["files"]):
+        entry["path"] = f"f{i}"
+        bench_data_plan.fill_file(filled, entry, seed=0)
+    assert (filled / "f0").read_bytes() == (filled / "f1").read_bytes()

@@ -124,3 +124,69 @@ def test_random_qwen3_bench_graph_computes_the_reference_qwen3(tmp_path):
         np.testing.assert_allclose(x, ref.embed(torch.from_numpy(ids)).numpy(), rtol=0, atol=1e-7)
         logits, _ = ref(torch.from_numpy(x), position_ids_from(0, ids.shape[1]))
     assert close(out["logits"], logits.numpy()) < TOL["int4"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int4"])
+def test_qwen3_peer_graph_computes_what_embed_plus_decoder_compute(tmp_path, precision):
+    """qwen3-medium's build path (build_random + write_peer_folder) at a small geometry: the peer's
+    single text-only graph (no lora_scale, tied head deduplicated) computes, on the same ids, what
+    the two graphs the engine runs compute (embed_tokens, then the decoder reading embed's data)."""
+    import json
+    from dataclasses import replace
+
+    import build_bench_models as bench
+    from alarm.qwen3 import Qwen3Config
+    from test_alarm_onnx import decoder_feeds
+
+    cfg = Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=64)
+    spec = replace(bench.RANDOM_MODELS["qwen3-medium"], config=cfg, precisions=(precision,))
+    bench.build_random(tmp_path, "qwen3-small", spec, "test", seed=0)
+    info = json.loads((tmp_path / "bench.json").read_text())
+    files = info["variants"][precision]
+    peer = tmp_path / info["peer"]
+    config = json.loads((peer / "config.json").read_text())
+    name = f"decoder_model_merged{bench.SUFFIX[precision]}.onnx"
+    assert (config["model_type"], config["tie_word_embeddings"]) == ("qwen3", True)
+    assert config["transformers.js_config"]["use_external_data_format"] == {name: 1}
+
+    merged = onnx.load(str(peer / "onnx" / name), load_external_data=False)
+    assert "input_ids" in [i.name for i in merged.graph.input]
+    assert not {"inputs_embeds", "lora_scale", "num_logits_to_keep"} & {i.name for i in merged.graph.input}
+    # The table and the tied head are one set of bytes in the peer's data file.
+    where = {t.name: tuple((e.key, e.value) for e in t.external_data) for t in merged.graph.initializer}
+    table = ("model.embed_tokens.weight",) if precision == "fp32" else \
+        ("model.embed_tokens.weight_Q4", "model.embed_tokens.weight_scales")
+    head = ("lm_head.shared_weight",) if precision == "fp32" else ("lm_head.shared_Q4", "lm_head.shared_scales")
+    for t, h in zip(table, head):
+        assert where[t] and where[t] == where[h], (t, h)
+    stored = {(dict(e)["offset"], dict(e)["length"]) for e in where.values() if e}
+    written = sum(int(length) for _, length in stored)
+    assert written <= (peer / "onnx" / f"{name}_data").stat().st_size < written + 4096 * len(stored)
+
+    ids = np.array([[5, 300, 17, 511, 42, 9]], np.int64)
+    feeds = decoder_feeds(cfg, np.zeros((1, ids.shape[1], cfg.hidden_size), np.float32), 0, None, np.float32)
+    common = {k: v for k, v in feeds.items() if k not in ("inputs_embeds", "num_logits_to_keep")}
+    with OrtSession(tmp_path / files["embed"]) as e, OrtSession(tmp_path / files["decoder"]) as d, \
+            OrtSession(peer / "onnx" / name) as m:
+        x = e.run({"input_ids": ids})["inputs_embeds"]
+        two = d.run({"inputs_embeds": x, "num_logits_to_keep": np.array(1, np.int64), **common})
+        one = m.run({"input_ids": ids, **common})
+    assert one["logits"].shape == (1, 1, cfg.vocab_size)
+    np.testing.assert_allclose(one["logits"], two["logits"], rtol=0, atol=1e-5)
+    assert one["logits"].argmax() == two["logits"].argmax()
+    np.testing.assert_allclose(one["present.1.key"], two["present.1.key"], rtol=0, atol=1e-5)
+
+
+def test_text_only_decoder_refuses_one_name_for_two_tensors():
+    decoder = make_decoder(tiny_config(2))
+    state = decoder.state_dict()
+    dec = build_decoder_model(decoder.config, state, "fp32")
+    same = build_embed_graph(state["model.embed_tokens.weight"], "fp32")
+    other = build_embed_graph(state["model.embed_tokens.weight"] * 2, "fp32")
+    name = same.graph.initializer[0].name
+    dec.graph.initializer.extend([t for t in same.graph.initializer if t.name == name])
+    merged = text_only_decoder(dec, same, LORA.scaling)  # the same tensor in both: kept once
+    assert [t.name for t in merged.graph.initializer].count(name) == 1
+    with pytest.raises(ValueError, match="different tensors"):
+        text_only_decoder(dec, other, LORA.scaling)

@@ -15,10 +15,12 @@
  *                                   fp32/int4 graphs, the builder sources whose hash stamps the
  *                                   bench models) and every bench model's small files; Qwen3's
  *                                   tokenizer.json (11 MB, for qwen3-4b) as tokenizer.json.xz (1.4 MB),
- *                                   which run.sh unpacks
+ *                                   which run.sh unpacks (so does every large .json of a bench
+ *                                   model: the Qwen3 peers' tokenizer.json)
  *   data-plan.json                  every large external-data file of the bench models, tensor by
  *                                   tensor (models/bench_data_plan.py): recreated there with random
- *                                   weights instead of carrying gigabytes
+ *                                   weights instead of carrying gigabytes (peer/ folders included:
+ *                                   qwen3-4b's peer is 2.5 GB in three chunks)
  *   gl/*.deb                        Debian's Vulkan loader and libglvnd (apt-get download)
  *   run.sh                          scripts/bench/gpuRun.sh: unpack, fill, run, tee logs to $OUT
  *
@@ -131,7 +133,10 @@ async function main(): Promise<void> {
   execFileSync('/usr/bin/python3', ['models/bench_data_plan.py', 'plan', '--out', join(KIT, 'data-plan.json'), '--min-bytes', String(SMALL), ...dirs], { cwd: REPO, stdio: 'inherit' });
   for (const dir of dirs) {
     for (const file of walk(join(REPO, dir))) {
-      if (statSync(file).size < SMALL || file.endsWith('.onnx') || file.endsWith('.json')) copyRel(relative(REPO, file));
+      const size = statSync(file).size;
+      // A large .json is a Qwen3 peer's tokenizer.json (11 MB): xz-compressed, run.sh unpacks it.
+      if (file.endsWith('.json') && size >= SMALL) xz(file, join(KIT, 'repo', `${relative(REPO, file)}.xz`));
+      else if (size < SMALL || file.endsWith('.onnx') || file.endsWith('.json')) copyRel(relative(REPO, file));
     }
   }
   const bytes = walk(KIT).reduce((sum, f) => sum + statSync(f).size, 0);

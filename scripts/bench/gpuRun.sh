@@ -57,7 +57,7 @@ for stage in "${stages[@]}"; do
     floor) run floor 60 "$NODE" "$W/jobs/breakdown.mjs" --floor-only ;;
     small) run small 150 "$NODE" "$W/jobs/bench.mjs" --models tiny,medium --backends webgpu-node --contexts 128,1024,2048,4096 --steps 16 ;;
     7b) run 7b 120 "$NODE" "$W/jobs/bench.mjs" --models 7b --backends webgpu-node --big-measure --contexts 128,1024,2048 --steps 16 ;;
-    qwen3) run qwen3 120 "$NODE" "$W/jobs/bench.mjs" --models qwen3-4b --backends webgpu-node --big-measure --contexts 128,1024,2048 --steps 16 ;;
+    qwen3) run qwen3 240 "$NODE" "$W/jobs/bench.mjs" --models qwen3-4b --backends webgpu-node --big-measure --contexts 128,1024,2048 --steps 16 ;;
     lora) run lora 200 "$NODE" "$W/jobs/bench.mjs" --models 7b,7b-nolora,7b,7b-nolora --backends webgpu-node --big-measure --contexts 128 --steps 32 ;;
     pair) run pair 240 "$NODE" "$W/jobs/pair.mjs" --a 7b --b 7b-nolora --rounds 5 --steps 16 ;;
     encoders) run encoders 100 "$NODE" "$W/jobs/bench.mjs" --models encoders --backends webgpu-node --precisions int4 --encode-runs 3 ;;

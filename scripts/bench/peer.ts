@@ -13,7 +13,8 @@
  * `session_options.executionProviders`; on WebGPU also `preferredOutputLocation` = 'gpu-buffer'
  * for every `present.*`, exactly what it sets itself for `device: 'webgpu'` (it disposes old
  * GPU caches by tensor location, not by device). External data is named in
- * `session_options.externalData`, which transformers.js reads from the local model folder.
+ * `session_options.externalData`, which transformers.js reads from the local model folder: every
+ * chunk (`.onnx_data`, `.onnx_data_1`, ...) that config.json's `use_external_data_format` counts.
  */
 import type { ort as OrtModule } from '../../src/engine/ortRuntime';
 
@@ -73,7 +74,7 @@ export async function openPeer(
   tjs.env.useBrowserCache = false; // in Chromium: never copy the weights into Cache Storage
   tjs.env.localModelPath = modelDir.endsWith('/') ? modelDir : `${modelDir}/`;
   const suffix = precision === 'int4' ? '_q4' : '';
-  const dataFile = `decoder_model_merged${suffix}.onnx_data`;
+  const externalData = await peerDataFiles(tjs, peerFolder, `decoder_model_merged${suffix}.onnx`);
   const preferredOutputLocation: Record<string, OrtModule.Tensor.DataLocation> = {};
   if (backend === 'webgpu') {
     for (let i = 0; i < numLayers; i++) {
@@ -86,10 +87,13 @@ export async function openPeer(
     model_file_name: 'decoder_model_merged',
     dtype: precision === 'int4' ? 'q4' : 'fp32',
     device: 'auto',
+    // 0: transformers.js then loads the files named in session_options.externalData as bytes (in
+    // Node a chunk count would hand ORT file paths, which our InferenceSession.create never sees).
+    use_external_data_format: 0,
     session_options: {
       executionProviders: [backend],
       graphOptimizationLevel: 'all',
-      externalData: [{ path: dataFile, data: `onnx/${dataFile}` }],
+      externalData,
       ...(backend === 'webgpu' ? { preferredOutputLocation } : {}),
     },
   });
@@ -126,4 +130,25 @@ export async function openPeer(
       return { ids, prefillMs: first - started, decodeMs: last - first, decodeSteps: Math.max(0, stamps.length - 1) };
     },
   };
+}
+
+/** transformers.js 4.3's name of external-data chunk `i` of `fileName` (getExternalDataChunkNames). */
+export function externalDataChunkName(fileName: string, i: number): string {
+  return `${fileName}_data${i === 0 ? '' : `_${i}`}`;
+}
+
+/**
+ * Every external-data file of `onnx/<fileName>` in the peer folder: config.json's
+ * `transformers.js_config.use_external_data_format` counts them (a number, or {file name: count});
+ * absent there, one file (the SALMONN peers, whose graphs fit in one 1 GiB file).
+ */
+async function peerDataFiles(tjs: Transformers, peerFolder: string, fileName: string): Promise<{ path: string; data: string }[]> {
+  const config = (await tjs.AutoConfig.from_pretrained(peerFolder)) as unknown as Record<string, unknown>;
+  const format = (config['transformers.js_config'] as { use_external_data_format?: number | Record<string, number> } | undefined)
+    ?.use_external_data_format;
+  const chunks = format === undefined ? 1 : typeof format === 'number' ? format : (format[fileName] ?? 1);
+  return Array.from({ length: chunks }, (_, i) => {
+    const path = externalDataChunkName(fileName, i);
+    return { path, data: `onnx/${path}` };
+  });
 }
