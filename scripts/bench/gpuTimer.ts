@@ -35,6 +35,8 @@ const QUERY_CAPACITY = 512;
 
 interface PendingReadback {
   read: GPUBuffer;
+  /** The query set and the resolve buffer, destroyed once read. */
+  done: { destroy(): void }[];
   labels: string[];
   steps: number[];
 }
@@ -132,7 +134,7 @@ export class GpuTimer {
       const read = timing.device.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
       encoder.resolveQuerySet(set, 0, labels.length * 2, resolved, 0);
       encoder.copyBufferToBuffer(resolved, 0, read, 0, bytes);
-      this.pending.push({ read, labels, steps });
+      this.pending.push({ read, labels, steps, done: [set, resolved] });
     }
     timing.sets = [];
   }
@@ -141,10 +143,11 @@ export class GpuTimer {
   async collect(): Promise<KernelTime[]> {
     const pending = this.pending.splice(0);
     const out: KernelTime[] = [];
-    for (const { read, labels, steps } of pending) {
+    for (const { read, labels, steps, done } of pending) {
       await read.mapAsync(GPUMapMode.READ);
       const stamps = new BigUint64Array(read.getMappedRange().slice(0));
       read.destroy();
+      for (const resource of done) resource.destroy();
       labels.forEach((label, i) => out.push({ step: steps[i]!, label, startNs: Number(stamps[2 * i]!), endNs: Number(stamps[2 * i + 1]!) }));
     }
     return out;
