@@ -7,7 +7,10 @@
  * the growing KV cache, so each lever of the decode loop is seen on its own; then the floor under a
  * step (scripts/bench/floor.ts: a GPU round trip, one graph run's fixed cost, one more kernel's).
  *
- *   npm run bench:breakdown [-- --steps 8 | --floor-only [--chromium]]
+ *   npm run bench:breakdown [-- --steps 8 | --floor-only [--chromium | --pin]]
+ *
+ * The floor's GPU-resident rows also say how much of a run is inside WebGPU calls and (Node on
+ * Linux) the main thread's own CPU time; `--pin` gives the main thread a core of its own first.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -96,7 +99,7 @@ async function main(): Promise<void> {
     console.log(`| ${r.graph} q|k|v | ${r.kv} | ${r.runs} | ${c.dispatches} | ${c.submits} | ${c.createBuffer} | ${c.writeBuffer} (${Math.round(c.writeBufferBytes)}) | ${c.mapAsync} | ${c.createPipeline} | ${r.msPerToken.toFixed(1)} |`);
   }
   const { measureFloor, measureGpuResidentRuns, renderFloor } = await import('./floor');
-  const floor = [...(await measureFloor(ort)), ...(await measureGpuResidentRuns(ort))];
+  const floor = [...(await measureFloor(ort)), ...(await measureGpuResidentRuns(ort, await residentRunOptions()))];
   console.log(`\nThe floor under a step (scripts/bench/floor.ts), same device:\n\n${renderFloor(floor)}`);
   process.exit(0);
 }
@@ -117,8 +120,21 @@ async function floorOnly(): Promise<void> {
   const { configureOrtForNodeWebGpu } = await import('./nodeWebgpu');
   configureOrtForNodeWebGpu(ort.env);
   const { measureFloor, measureGpuResidentRuns, renderFloor } = await import('./floor');
-  console.log(renderFloor([...(await measureFloor(ort)), ...(await measureGpuResidentRuns(ort))]));
+  console.log(renderFloor([...(await measureFloor(ort)), ...(await measureGpuResidentRuns(ort, await residentRunOptions()))]));
   process.exit(0);
+}
+
+/**
+ * The GPU-resident floor runs with their WebGPU calls timed and the main thread's own clock; with
+ * `--pin`, the main thread gets CPU 0 to itself (SwiftShader's threads move to the others).
+ */
+async function residentRunOptions(): Promise<import('./floor').ResidentRunOptions> {
+  const { ApiTimer } = await import('./apiTimer');
+  const { pinMainThreadApart, threadSchedNs } = await import('./threadClock');
+  const api = new ApiTimer(threadSchedNs);
+  api.install();
+  const pin = process.argv.includes('--pin');
+  return { api, ...(pin ? { beforeTiming: () => void pinMainThreadApart() } : {}) };
 }
 
 await main();

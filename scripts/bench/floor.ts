@@ -15,6 +15,7 @@
  */
 import { buildOnnxModel, TensorType, type NodeSpec } from '../../src/engine/onnxBuilder';
 import type { ort as OrtModule } from '../../src/engine/ortRuntime';
+import type { ApiTimer } from './apiTimer';
 
 type Ort = typeof OrtModule;
 
@@ -22,6 +23,18 @@ export interface FloorRow {
   what: string;
   msEach: number;
   repeats: number;
+  /** CPU time per run inside WebGPU calls (`ApiTimer`), where measured. */
+  inWebGpuMs?: number;
+  /** The main thread's own on-CPU time per run (Node on Linux), where measured. */
+  mainThreadMs?: number;
+}
+
+export interface ResidentRunOptions {
+  repeats?: number;
+  /** Times the WebGPU calls of the timed runs (installed by the caller). */
+  api?: ApiTimer;
+  /** Called before each timed loop (e.g. `pinMainThreadApart`, once the device's threads exist). */
+  beforeTiming?: () => void;
 }
 
 function chainGraph(kernels: number): Uint8Array {
@@ -96,18 +109,27 @@ export async function measureFloor(ort: Ort, repeats = 50): Promise<FloorRow[]> 
 /**
  * One graph run with everything on the GPU (input a GPU buffer, output into a GPU buffer, nothing
  * read back), without and with ORT's graph capture (`enableGraphCapture`: the first run records
- * the kernels, later runs replay them without ORT re-dispatching each one). Tells whether capture
- * works on this ORT/WebGPU build and what it saves per kernel.
+ * the kernels, later runs replay them without ORT running each kernel's CPU code again). With an
+ * `ApiTimer`, each row also says how much of a run is spent inside WebGPU calls (and, in Node, the
+ * main thread's own CPU time), which splits the per-kernel cost into WebGPU's and ORT's shares.
+ *
+ * The WebGPU EP must be named as an object (`{ name: 'webgpu' }`): onnxruntime-web 1.30 hands
+ * `enableGraphCapture` to the EP only then. Named as the string 'webgpu', the session runs without
+ * capture and releases the input buffer's handle after the first run while still binding it in
+ * the second ("no overload matched for createBindGroup … resource": the "capture fails" of
+ * BENCHMARKS.md's session-5 and session-10 floors).
  */
-export async function measureGpuResidentRuns(ort: Ort, repeats = 50): Promise<FloorRow[]> {
+export async function measureGpuResidentRuns(ort: Ort, options: ResidentRunOptions = {}): Promise<FloorRow[]> {
+  const { repeats = 50, api, beforeTiming } = options;
   const rows: FloorRow[] = [];
   const dims = [1, 4];
-  for (const kernels of [1, 65]) {
+  for (const kernels of [1, 65, 257]) {
     for (const capture of [false, true]) {
+      if (kernels === 1 && capture) continue;
       const what = `ORT session.run, ${kernels} kernel${kernels > 1 ? 's' : ''}, GPU in/out, no read-back${capture ? ', graph capture' : ''}`;
       try {
         const session = await ort.InferenceSession.create(chainGraph(kernels), {
-          executionProviders: ['webgpu'],
+          executionProviders: [{ name: 'webgpu' }],
           graphOptimizationLevel: 'disabled',
           preferredOutputLocation: 'gpu-buffer',
           ...(capture ? { enableGraphCapture: true } : {}),
@@ -119,21 +141,56 @@ export async function measureGpuResidentRuns(ort: Ort, repeats = 50): Promise<Fl
         device.queue.writeBuffer(inBuffer, 0, new Float32Array([1, 1, 1, 1]));
         const x = ort.Tensor.fromGpuBuffer(inBuffer, { dataType: 'float32', dims });
         const y = ort.Tensor.fromGpuBuffer(outBuffer, { dataType: 'float32', dims });
-        const msEach = await timeEach(repeats, async () => {
+        for (let i = 0; i < 3; i++) await session.run({ x }, { y }); // warm-up (and the capture)
+        await device.queue.onSubmittedWorkDone();
+        beforeTiming?.();
+        api?.reset();
+        const started = performance.now();
+        for (let i = 0; i < repeats; i++) {
+          api?.begin();
           await session.run({ x }, { y });
-        });
+          api?.end();
+        }
+        const msEach = (performance.now() - started) / repeats;
         const check = await readFloats(device, outBuffer);
         const expected = 1 + kernels; // each Add adds c[0] = 1 to element 0
         await session.release();
         inBuffer.destroy();
         outBuffer.destroy();
-        rows.push({ what: `${what}${check[0] === expected ? '' : ` (WRONG: y[0] = ${check[0]}, expected ${expected})`}`, repeats, msEach });
+        rows.push({
+          what: `${what}${check[0] === expected ? '' : ` (WRONG: y[0] = ${check[0]}, expected ${expected})`}`,
+          repeats,
+          msEach,
+          ...(api ? { inWebGpuMs: api.totalNs() / 1e6 / repeats } : {}),
+          ...(api?.thread.known ? { mainThreadMs: api.thread.onCpu / 1e6 / repeats } : {}),
+        });
       } catch (error) {
         rows.push({ what: `${what}: failed (${(error instanceof Error ? error.message : String(error)).slice(0, 160)})`, repeats: 0, msEach: Number.NaN });
       }
     }
   }
+  const row = (what: string) => rows.find((r) => r.what === what);
+  const base = 'ORT session.run, 1 kernel, GPU in/out, no read-back';
+  const many = 'ORT session.run, 257 kernels, GPU in/out, no read-back';
+  rows.push(difference('→ one more kernel, GPU in/out ((257 − 1) ÷ 256)', row(many), row(base), 256));
+  rows.push(difference('→ saved per kernel by graph capture ((without − with) ÷ 257)', row(many), row(`${many}, graph capture`), 257));
   return rows;
+}
+
+/** (a − b) ÷ per, field by field: a derived row (NaN where either run failed or was not timed). */
+function difference(what: string, a: FloorRow | undefined, b: FloorRow | undefined, per: number): FloorRow {
+  const field = (key: 'msEach' | 'inWebGpuMs' | 'mainThreadMs') => {
+    const [x, y] = [a?.[key], b?.[key]];
+    return x === undefined || y === undefined ? undefined : (x - y) / per;
+  };
+  const [inWebGpuMs, mainThreadMs] = [field('inWebGpuMs'), field('mainThreadMs')];
+  return {
+    what,
+    repeats: a?.repeats ?? 0,
+    msEach: field('msEach') ?? Number.NaN,
+    ...(inWebGpuMs !== undefined ? { inWebGpuMs } : {}),
+    ...(mainThreadMs !== undefined ? { mainThreadMs } : {}),
+  };
 }
 
 async function readFloats(device: GPUDevice, buffer: GPUBuffer): Promise<Float32Array> {
@@ -148,9 +205,10 @@ async function readFloats(device: GPUDevice, buffer: GPUBuffer): Promise<Float32
 }
 
 export function renderFloor(rows: FloorRow[]): string {
+  const cell = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(3));
   return [
-    '| floor | ms each | repeats |',
-    '| --- | --- | --- |',
-    ...rows.map((r) => `| ${r.what} | ${r.msEach.toFixed(3)} | ${r.repeats} |`),
+    '| floor | ms each | in WebGPU calls ms | main thread on a CPU ms | repeats |',
+    '| --- | --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.what} | ${cell(r.msEach)} | ${cell(r.inWebGpuMs)} | ${cell(r.mainThreadMs)} | ${r.repeats} |`),
   ].join('\n');
 }

@@ -2,20 +2,24 @@
  * Where a decode step's time goes, GPU against wall: `npm run bench:gpu-time -- --model 7b`.
  *
  *   npm run bench:gpu-time [-- --model tiny|medium|7b|qwen3-4b|… --precision int4|fp32
- *                              --prompt 111 --steps 16]
+ *                              --prompt 111 --steps 16 --pin]
  *
  * MODEL is a folder of .bench-cache built by `npm run bench` (or `models/build_bench_models.py`).
  * On WebGPU in Node (dawn.node; SwiftShader here, a real GPU in the GPU kit), after a prefill of a
- * random prompt, greedy decode steps run four times: untimed on the GPU (wall only), with ORT's own
- * compute passes timed, with every dispatch in a timed pass of its own, and untimed again. Prints
+ * random prompt, greedy decode steps run five times: untimed on the GPU (wall only), with ORT's own
+ * compute passes timed, with every dispatch in a timed pass of its own, untimed again, and with the
+ * CPU time of every WebGPU call timed (`apiTimer.ts`). Prints
  * per token: wall ms, GPU busy ms (the sum of pass durations), GPU span ms (first kernel's start to
  * last kernel's end) and the kernels by pipeline, GPU time and count — so a step is seen to be
  * GPU-bound (busy ≈ wall) or held back by the CPU side (busy ≪ wall). Greedy ids must agree across
- * the four runs (the timing only adds queries and pass boundaries): the script says if they do not.
+ * the five runs (the timing only adds queries and pass boundaries): the script says if they do not.
+ * The last table splits the CPU side: time inside WebGPU calls by call, the read-back wait, the rest.
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ApiTimer } from './apiTimer';
+import { pinMainThreadApart, threadSchedNs } from './threadClock';
 import { GpuTimer, type GpuTimerMode, type KernelTime } from './gpuTimer';
 import { arg } from './hooksPair';
 import { setupJobDevice } from './jobDevice';
@@ -29,7 +33,7 @@ const promptTokens = Number(arg('prompt', '111'));
 const steps = Number(arg('steps', '16'));
 
 interface ModeRun {
-  mode: GpuTimerMode;
+  mode: GpuTimerMode | 'api';
   wallMs: number[];
   ids: number[];
   kernels: KernelTime[];
@@ -62,11 +66,45 @@ function exactTimestamps(): void {
   process.env.HARK_DAWN_FLAGS = flags.join(',');
 }
 
+/**
+ * Per token: the CPU time inside each kind of WebGPU call, the wait for the read-back, and the rest
+ * (ORT's own CPU time and the engine's JS). `untimed` are the runs without wrappers timing, for the
+ * wrappers' own cost.
+ */
+function printApiTable(api: ApiTimer, run: ModeRun, untimed: ModeRun[]): void {
+  const wall = run.wallMs.reduce((a, b) => a + b, 0) / steps;
+  const untimedWall = untimed.map((r) => r.wallMs.reduce((a, b) => a + b, 0) / steps);
+  const dispatches = (api.byCall.get('GPUComputePassEncoder.dispatchWorkgroups')?.calls ?? 0) / steps;
+  const inApi = ms(api.totalNs()) / steps;
+  const wait = ms(api.waitNs) / steps;
+  const rest = wall - inApi - wait;
+  const onCpu = api.thread.known ? ms(api.thread.onCpu) / steps : Number.NaN;
+  const runnable = api.thread.known ? ms(api.thread.waiting) / steps : Number.NaN;
+  console.log(`\nCPU time per token inside WebGPU calls (means over ${steps} steps; wall ${wall.toFixed(2)} ms with the wrappers timing, ${untimedWall.map((w) => w.toFixed(2)).join(' / ')} ms untimed; ${dispatches.toFixed(0)} dispatches):\n`);
+  console.log('| call | calls per token | ms per token | µs each | share of wall |');
+  console.log('| --- | --- | --- | --- | --- |');
+  const row = (name: string, calls: string, msPerToken: number, each: string) =>
+    console.log(`| ${name} | ${calls} | ${msPerToken.toFixed(3)} | ${each} | ${((100 * msPerToken) / wall).toFixed(1)} % |`);
+  for (const [key, e] of [...api.byCall].sort((a, b) => b[1].ns - a[1].ns)) {
+    row(key, (e.calls / steps).toFixed(1), ms(e.ns) / steps, (e.ns / e.calls / 1e3).toFixed(1));
+  }
+  row('**all WebGPU calls**', '', inApi, dispatches ? `${((1e3 * inApi) / dispatches).toFixed(1)} per dispatch` : '–');
+  row('wait for the read-back (mapAsync → settled)', '', wait, '–');
+  row('**the rest: ORT (wasm + JS) and the engine**', '', rest, dispatches ? `${((1e3 * rest) / dispatches).toFixed(1)} per dispatch` : '–');
+  if (!api.thread.known) return;
+  // The thread's own clock: what it cost on a CPU, with time runnable but descheduled apart.
+  row("main thread on a CPU (Linux schedstat)", '', onCpu, dispatches ? `${((1e3 * onCpu) / dispatches).toFixed(1)} per dispatch` : '–');
+  row('main thread runnable, waiting for a CPU', '', runnable, '–');
+  row('main thread on a CPU outside WebGPU calls (ORT, engine)', '', onCpu - inApi, dispatches ? `${((1e3 * (onCpu - inApi)) / dispatches).toFixed(1)} per dispatch` : '–');
+}
+
 async function main(): Promise<void> {
   exactTimestamps();
   const device = await setupJobDevice('webgpu-node', () => {});
   const timer = new GpuTimer();
   timer.install();
+  const api = new ApiTimer(threadSchedNs);
+  api.install();
   const { ort } = await import('../../src/engine/ortRuntime');
   const { configureOrtForNodeWebGpu } = await import('./nodeWebgpu');
   configureOrtForNodeWebGpu(ort.env);
@@ -92,20 +130,26 @@ async function main(): Promise<void> {
   await runOurs(ours, prompt.slice(0, 16), 4, g.loraScale, g.maxPositions);
   await runOurs(ours, prompt, 3, g.loraScale, g.maxPositions);
 
+  // With --pin the main thread gets a core of its own (SwiftShader's threads move to the others).
+  if (process.argv.includes('--pin') && !pinMainThreadApart()) console.log('(--pin: could not pin the main thread)');
   const runs: ModeRun[] = [];
-  for (const mode of ['off', 'pass', 'dispatch', 'off'] as const) {
-    timer.mode = mode;
+  for (const mode of ['off', 'pass', 'dispatch', 'off', 'api'] as const) {
+    timer.mode = mode === 'api' ? 'off' : mode;
+    const timing = mode === 'api';
     timer.step = -1;
     const embeds = await ours.embed(prompt);
     let { logits, cache } = await ours.decoder.step(embeds, ours.decoder.emptyCache(), g.loraScale);
     const ids = [argmax(logits)];
     const wallMs: number[] = [];
+    api.reset();
     for (let i = 0; i < steps; i++) {
       timer.step = i;
+      if (timing) api.begin();
       const started = performance.now();
       ({ logits, cache } = await ours.decoder.decodeStep(ids.at(-1)!, cache, g.loraScale));
       ids.push(argmax(logits));
       wallMs.push(performance.now() - started);
+      if (timing) api.end();
     }
     cache.dispose();
     timer.mode = 'off';
@@ -117,7 +161,7 @@ async function main(): Promise<void> {
   console.log(`GPU time per decode step, ${model} ${precision}, webgpu-node · ${device.label}${software}: ${promptTokens}-token prefill, then ${steps} greedy steps; medians per token\n`);
   console.log('| run | wall ms | GPU busy ms | GPU span ms | busy ÷ wall | timed passes |');
   console.log('| --- | --- | --- | --- | --- | --- |');
-  for (const run of runs) {
+  for (const run of runs.filter((r) => r.mode !== 'api')) {
     const { busy, span } = perStep(run.kernels);
     const wall = median(run.wallMs);
     const timed = run.kernels.filter((k) => k.step >= 0).length / steps;
@@ -142,8 +186,9 @@ async function main(): Promise<void> {
   for (const [label, e] of [...byLabel].sort((a, b) => b[1].ns - a[1].ns)) {
     console.log(`| ${label} | ${(e.count / steps).toFixed(1)} | ${ms(e.ns / steps).toFixed(3)} | ${((100 * e.ns) / total).toFixed(1)} % | ${(e.ns / e.count / 1e3).toFixed(1)} |`);
   }
+  printApiTable(api, runs.find((r) => r.mode === 'api')!, runs.filter((r) => r.mode === 'off'));
   const same = runs.every((r) => JSON.stringify(r.ids) === JSON.stringify(runs[0]!.ids));
-  console.log(`\nsame greedy ids in all four runs: ${same ? 'yes' : `NO (${runs.map((r) => r.ids.join(',')).join(' / ')})`}`);
+  console.log(`\nsame greedy ids in all five runs: ${same ? 'yes' : `NO (${runs.map((r) => r.ids.join(',')).join(' / ')})`}`);
   process.exit(same ? 0 : 1);
 }
 

@@ -14,8 +14,6 @@
  *   (Node has no `navigator`; ORT looks for `navigator.gpu`).
  * - wraps `GPUQueue.prototype.writeBuffer`: dawn.node rejects views of a SharedArrayBuffer
  *   ("Invalid argument"), and ORT's wasm heap is one; such views are copied to a plain buffer.
- * - wraps `GPUDevice.prototype.createBindGroup`: dawn.node rejects a GPUBuffer given directly as
- *   an entry's resource (the spec's short form, used by ORT with graph capture); it is expanded.
  * - `configureOrtForNodeWebGpu`: `numThreads = 1` (with more, ORT fetches its worker script,
  *   which Node's fetch cannot do for a file URL) and `wasmBinary` = the bytes of
  *   `ort-wasm-simd-threaded.asyncify.wasm` (the WebGPU build's binary, read from node_modules).
@@ -95,7 +93,6 @@ async function install(options: NodeWebGpuOptions): Promise<NodeWebGpuInfo> {
   const gpu = create(options.dawnFlags ?? (process.env.HARK_DAWN_FLAGS ?? '').split(',').filter(Boolean));
   Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   patchWriteBuffer();
-  patchBufferBindings();
   hideAdapterFeatures(gpu, options.hideFeatures ?? (process.env.HARK_WEBGPU_HIDE_FEATURES ?? '').split(',').filter(Boolean));
   keepAlive ??= setInterval(() => {}, Number(process.env.HARK_WEBGPU_KEEPALIVE_MS ?? 1));
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
@@ -178,27 +175,6 @@ function patchWriteBuffer(): void {
     return original.call(this, buffer, offset, plain, dataOffset, size);
   } as GPUQueue['writeBuffer'];
   proto[kPatched] = true;
-}
-
-const kBindingsPatched = Symbol.for('hark.createBindGroupTakesBuffers');
-
-/**
- * The WebGPU spec lets a bind group entry's `resource` be a GPUBuffer itself (short for
- * `{ buffer }`); browsers accept it, dawn.node 0.6.2 does not ("no overload matched for
- * createBindGroup"), and ORT's WebGPU EP uses the short form in graph-capture mode. Expand it.
- */
-function patchBufferBindings(): void {
-  const globals = globalThis as { GPUDevice?: { prototype: GPUDevice & { [kBindingsPatched]?: boolean } } };
-  const proto = globals.GPUDevice?.prototype;
-  if (!proto || proto[kBindingsPatched]) return;
-  // Duck-typed: a buffer has mapAsync; `{ buffer }`, texture views and samplers do not.
-  const isBuffer = (resource: unknown): resource is GPUBuffer => typeof (resource as Partial<GPUBuffer> | null)?.mapAsync === 'function';
-  const original = proto.createBindGroup;
-  proto.createBindGroup = function (this: GPUDevice, descriptor: GPUBindGroupDescriptor): GPUBindGroup {
-    const entries = [...descriptor.entries].map((entry) => (isBuffer(entry.resource) ? { ...entry, resource: { buffer: entry.resource } } : entry));
-    return original.call(this, { ...descriptor, entries });
-  };
-  proto[kBindingsPatched] = true;
 }
 
 /** The shape of `ort.env` this module touches (any onnxruntime-web build). */

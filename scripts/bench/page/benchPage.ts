@@ -9,6 +9,7 @@
  */
 import { configureOrt, ort } from '../../../src/engine/ortRuntime';
 import { measureGpuBandwidth } from '../bandwidth';
+import { ApiTimer } from '../apiTimer';
 import { measureFloor, measureGpuResidentRuns, type FloorRow } from '../floor';
 import type { Measured } from '../measure';
 import { shareOrtWithTransformers } from '../peer';
@@ -83,7 +84,9 @@ async function run(spec: Omit<JobSpec, 'resultPath'>): Promise<PageResult> {
 
 async function floor(): Promise<{ device: DeviceInfo; rows: FloorRow[] }> {
   const device = await describeAdapter();
-  return { device, rows: [...(await measureFloor(ort)), ...(await measureGpuResidentRuns(ort))] };
+  const api = new ApiTimer();
+  api.install();
+  return { device, rows: [...(await measureFloor(ort)), ...(await measureGpuResidentRuns(ort, { api }))] };
 }
 
 window.harkBench = { ready: true, run, floor };
