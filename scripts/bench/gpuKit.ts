@@ -4,8 +4,8 @@
  * `.gpukit/` (gitignored), under 64 MiB:
  *
  *   bin/node.xz                     this machine's Node binary (x86-64)
- *   jobs/*.mjs                      bench.ts, job.ts, encoderJob.ts, breakdown.ts, pair.ts, gpuTime.ts and
- *                                   f16Parity.ts bundled by esbuild
+ *   jobs/*.mjs                      bench.ts, job.ts, encoderJob.ts, breakdown.ts, pair.ts, gpuTime.ts,
+ *                                   f16Parity.ts and capture.ts bundled by esbuild
  *                                   with the engine, onnxruntime-web's WebGPU build and transformers.js
  *   jobs/node_modules/webgpu/       dawn.node (xz) and its loader; `sharp` and `onnxruntime-node`
  *                                   as empty stand-ins (transformers.js loads them on import; the
@@ -51,7 +51,7 @@ const ortWebGpu: Plugin = {
 
 async function bundleJobs(out: string): Promise<void> {
   await build({
-    entryPoints: ['scripts/bench.ts', 'scripts/bench/job.ts', 'scripts/bench/encoderJob.ts', 'scripts/bench/breakdown.ts', 'scripts/bench/pair.ts', 'scripts/bench/gpuTime.ts', 'scripts/bench/f16Parity.ts'].map((p) => join(REPO, p)),
+    entryPoints: ['scripts/bench.ts', 'scripts/bench/job.ts', 'scripts/bench/encoderJob.ts', 'scripts/bench/breakdown.ts', 'scripts/bench/pair.ts', 'scripts/bench/gpuTime.ts', 'scripts/bench/f16Parity.ts', 'scripts/bench/capture.ts'].map((p) => join(REPO, p)),
     bundle: true,
     splitting: true,
     format: 'esm',
@@ -139,6 +139,10 @@ async function main(): Promise<void> {
       else if (size < SMALL || file.endsWith('.onnx') || file.endsWith('.json')) copyRel(relative(REPO, file));
     }
   }
+  // The capturable decoder graphs (models/capture_decoder.py --bench-cache): graphs only, their
+  // weights are the bench models' own data files.
+  const capture = join(REPO, '.bench-cache/capture');
+  if (existsSync(capture)) for (const f of readdirSync(capture)) copyRel(join('.bench-cache/capture', f));
   const bytes = walk(KIT).reduce((sum, f) => sum + statSync(f).size, 0);
   process.stdout.write(`GPU kit in ${relative(REPO, KIT)}/: ${(bytes / 2 ** 20).toFixed(1)} MiB (the device tool carries at most 64 MiB with the working tree)\n`);
 }

@@ -23,6 +23,7 @@ import { pinMainThreadApart, threadSchedNs } from './threadClock';
 import { GpuTimer, type GpuTimerMode, type KernelTime } from './gpuTimer';
 import { arg } from './hooksPair';
 import { setupJobDevice } from './jobDevice';
+import { loadOrtForNodeWebGpu } from './nodeOrt';
 import type { ModelInfo } from './types';
 
 const REPO = process.env.HARK_BENCH_REPO ?? new URL('../..', import.meta.url).pathname;
@@ -105,15 +106,7 @@ async function main(): Promise<void> {
   timer.install();
   const api = new ApiTimer(threadSchedNs);
   api.install();
-  const { ort } = await import('../../src/engine/ortRuntime');
-  const { configureOrtForNodeWebGpu } = await import('./nodeWebgpu');
-  configureOrtForNodeWebGpu(ort.env);
-  // Our tokenizer imports transformers.js, which picks its ORT on import: hand it ours first (as job.ts does).
-  const { shareOrtWithTransformers } = await import('./peer');
-  shareOrtWithTransformers(ort, async (path) => new Uint8Array(await readFile(path)));
-  const wasmPaths = ort.env.wasm.wasmPaths;
-  await import('@huggingface/transformers');
-  ort.env.wasm.wasmPaths = wasmPaths;
+  await loadOrtForNodeWebGpu();
   const { openOurs, runOurs, tokenizerFolder } = await import('./ours');
   const { randomPrompt } = await import('./randomPrompt');
   const { argmax } = await import('../../src/engine/llm/sampling');

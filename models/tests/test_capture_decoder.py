@@ -1,0 +1,93 @@
+"""models/capture_decoder.py: the capturable decode graph computes what the converter's graph does.
+
+The rewrite only moves GroupQueryAttention's sequence lengths from shape ops on `attention_mask` to
+graph inputs (and fixes `num_logits_to_keep` at 1), so both graphs, run by onnxruntime-web (wasm)
+on the same embeddings and past, must give the same logits and presents: a prompt on an empty
+past, then a decode step on its cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from random_decoder import random_decoder
+
+from salmonn.llama import LlamaConfig, LoraConfig
+from salmonn.onnx_decoder import build_decoder_model, save_model
+from salmonn.ort_bridge import node_available, run_onnx
+
+from capture_decoder import capturable_decoder  # models/ is on sys.path (conftest.py)
+
+pytestmark = pytest.mark.skipif(not node_available(), reason="node + onnxruntime-web not installed")
+
+CONFIG = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
+                     max_position_embeddings=256)
+
+
+@pytest.fixture(scope="module", params=["fp32", "int4"])
+def graphs(request, tmp_path_factory) -> tuple[Path, Path]:
+    decoder = random_decoder(CONFIG, LoraConfig(r=4, alpha=16), 0)
+    folder = tmp_path_factory.mktemp(f"capture_{request.param}")
+    original = folder / "decoder_model_merged.onnx"
+    save_model(build_decoder_model(CONFIG, decoder.state_dict(), request.param), original)
+    # Next to the original: the rewritten graph reads the same external data file.
+    captured = folder / "decoder_capture.onnx"
+    onnx.save(capturable_decoder(onnx.load(str(original), load_external_data=False)), str(captured))
+    return original, captured
+
+
+def _past(present: dict | None) -> dict[str, np.ndarray]:
+    empty = np.zeros((1, CONFIG.num_key_value_heads, 0, CONFIG.head_dim), np.float32)
+    return {f"past_key_values.{i}.{part}": empty if present is None else present[f"present.{i}.{part}"]
+            for i in range(CONFIG.num_hidden_layers) for part in ("key", "value")}
+
+
+def _run_both(graphs, embeds: np.ndarray, past_length: int, present: dict | None):
+    original, captured = graphs
+    n = embeds.shape[1]
+    total = past_length + n
+    common = {"inputs_embeds": embeds, "lora_scale": np.array(4.0, np.float32), **_past(present)}
+    a = run_onnx(original, {**common, "attention_mask": np.ones((1, total), np.int64),
+                            "position_ids": np.arange(past_length, total, dtype=np.int64)[None],
+                            "num_logits_to_keep": np.array(1, np.int64)})
+    b = run_onnx(captured, {**common, "seqlens_k": np.array([total - 1], np.int32),
+                            "total_seq_len": np.array(total, np.int32)})
+    return a, b
+
+
+def test_same_logits_and_presents_for_a_prompt_then_a_step(graphs):
+    rng = np.random.default_rng(0)
+    prompt = rng.standard_normal((1, 7, CONFIG.hidden_size)).astype(np.float32)
+    a, b = _run_both(graphs, prompt, 0, None)
+    assert a["logits"].shape == b["logits"].shape == (1, 1, CONFIG.vocab_size)
+    for name in a:
+        if name != "probe_hidden":
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    step = rng.standard_normal((1, 1, CONFIG.hidden_size)).astype(np.float32)
+    a2, b2 = _run_both(graphs, step, 7, a)
+    assert np.abs(a2["logits"]).max() > 0
+    for name in a2:
+        if name != "probe_hidden":
+            np.testing.assert_array_equal(a2[name], b2[name], err_msg=name)
+
+
+def test_the_graph_has_no_shape_ops_and_takes_the_lengths(graphs):
+    _, captured = graphs
+    graph = onnx.load(str(captured), load_external_data=False).graph
+    inputs = {i.name for i in graph.input}
+    assert {"seqlens_k", "total_seq_len"} <= inputs
+    assert not inputs & {"attention_mask", "position_ids", "num_logits_to_keep"}
+    assert not [n.name for n in graph.node if n.op_type in ("Shape", "ReduceSum")]
+
+
+def test_refuses_a_graph_that_is_not_a_converter_decoder():
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    with pytest.raises(ValueError, match="mask nodes missing"):
+        capturable_decoder(onnx.helper.make_model(graph))
