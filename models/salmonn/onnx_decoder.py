@@ -870,8 +870,11 @@ def build_embed_graph(weight, precision: str = "fp32", block_size: int = BLOCK_S
             row_shape = g.init(f"{p}/row_shape", np.array([0, 0, blocks * block_size], dtype=np.int64))
             (rows,) = g.node("Gather", [b_name, "input_ids"], [f"{p}/rows"], name=f"{p}/Gather", axis=0)
             (rows_i,) = g.node("Cast", [rows], [f"{p}/rows_i32"], name=f"{p}/Cast_i32", to=TensorProto.INT32)
-            (low,) = g.node("Mod", [rows_i, c16], [f"{p}/low"], name=f"{p}/Mod")  # even k: low nibble
+            # x - 16 * (x / 16), not Mod: ORT's WebGPU EP has no Mod kernel, and one CPU node here
+            # cost a GPU->CPU read-back on every token (BENCHMARKS.md). Exact for bytes 0..255.
             (high,) = g.node("Div", [rows_i, c16], [f"{p}/high"], name=f"{p}/Div")  # odd k: high nibble
+            (high16,) = g.node("Mul", [high, c16], [f"{p}/high16"], name=f"{p}/Mul_high")
+            (low,) = g.node("Sub", [rows_i, high16], [f"{p}/low"], name=f"{p}/Sub_low")  # even k: low nibble
             (low_u,) = g.node("Unsqueeze", [low, last], [f"{p}/low_u"], name=f"{p}/Unsqueeze_low")
             (high_u,) = g.node("Unsqueeze", [high, last], [f"{p}/high_u"], name=f"{p}/Unsqueeze_high")
             (pairs,) = g.node("Concat", [low_u, high_u], [f"{p}/pairs"], name=f"{p}/Concat", axis=-1)
