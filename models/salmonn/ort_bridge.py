@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from typing import Mapping, Optional
+from urllib.parse import quote, unquote
 
 import numpy as np
 
@@ -32,6 +33,11 @@ def node_available() -> bool:
     return shutil.which("node") is not None and (REPO_ROOT / "node_modules" / "onnxruntime-web").is_dir()
 
 
+def _file_name(name: str) -> str:
+    """A tensor name as ort_run.mjs spells it in file names (JavaScript's encodeURIComponent)."""
+    return quote(name, safe="!*'()")
+
+
 def _write_inputs(directory: Path, inputs: Mapping[str, np.ndarray]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for name, value in inputs.items():
@@ -41,11 +47,11 @@ def _write_inputs(directory: Path, inputs: Mapping[str, np.ndarray]) -> None:
         if not any(arr.dtype == t for t in _NPY_DTYPES):
             raise TypeError(f"input {name!r} has unsupported dtype {arr.dtype}")
         # np.ascontiguousarray would turn a rank-0 scalar (lora_scale, num_logits_to_keep) into shape (1,)
-        np.save(directory / f"{name}.npy", np.require(arr, requirements="C"))
+        np.save(directory / f"{_file_name(name)}.npy", np.require(arr, requirements="C"))
 
 
 def _read_outputs(directory: Path) -> dict[str, np.ndarray]:
-    return {p.name[: -len(".npy")]: np.load(p) for p in sorted(directory.glob("*.npy"))}
+    return {unquote(p.name[: -len(".npy")]): np.load(p) for p in sorted(directory.glob("*.npy"))}
 
 
 def run_onnx(

@@ -20,7 +20,7 @@ from salmonn.llama import LlamaConfig, LoraConfig
 from salmonn.onnx_decoder import build_decoder_model, save_model
 from salmonn.ort_bridge import node_available, run_onnx
 
-from capture_decoder import capturable_decoder  # models/ is on sys.path (conftest.py)
+from capture_decoder import capturable_decoder, rewrite  # models/ is on sys.path (conftest.py)
 
 pytestmark = pytest.mark.skipif(not node_available(), reason="node + onnxruntime-web not installed")
 
@@ -91,3 +91,33 @@ def test_refuses_a_graph_that_is_not_a_converter_decoder():
                                    [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
     with pytest.raises(ValueError, match="mask nodes missing"):
         capturable_decoder(onnx.helper.make_model(graph))
+
+
+def _weights_from_table(table_path: Path) -> dict[str, np.ndarray]:
+    """Each lifted weight read back from the external data file the table names."""
+    table = __import__("json").loads(table_path.read_text())["weights"]
+    out = {}
+    for entry in table:
+        raw = np.fromfile(table_path.parent / entry["file"], dtype=np.uint8, count=entry["length"], offset=entry["offset"])
+        out[entry["name"]] = raw.view(np.dtype(entry["dtype"])).reshape(entry["dims"])
+    return out
+
+
+def test_weights_as_inputs_give_the_same_numbers(graphs):
+    """The weights-in graph, fed its weights from the file the table points into, is bit-identical."""
+    original, captured = graphs
+    lifted = original.parent / "decoder_weights_in.onnx"
+    rewrite(original, lifted, lift_weights=True)
+    graph = onnx.load(str(lifted), load_external_data=False).graph
+    assert not [i.name for i in graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL]
+    weights = _weights_from_table(lifted.with_suffix(".json"))
+    assert weights and set(weights) <= {i.name for i in graph.input}
+    rng = np.random.default_rng(1)
+    prompt = rng.standard_normal((1, 5, CONFIG.hidden_size)).astype(np.float32)
+    feeds = {"inputs_embeds": prompt, "lora_scale": np.array(4.0, np.float32), **_past(None),
+             "seqlens_k": np.array([4], np.int32), "total_seq_len": np.array(5, np.int32)}
+    a = run_onnx(captured, feeds)
+    b = run_onnx(lifted, {**feeds, **weights})
+    assert np.abs(a["logits"]).max() > 0
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)

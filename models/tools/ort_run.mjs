@@ -97,13 +97,14 @@ export async function createSession(modelPath, { ep = 'wasm', threads = 1 } = {}
 export async function runOnce(session, inDir, outDir) {
   const feeds = {};
   for (const name of session.inputNames) {
-    const file = path.join(inDir, `${name}.npy`);
+    // Names are URI-encoded in file names (weights named like `/model/layers.0/…` as inputs).
+    const file = path.join(inDir, `${encodeURIComponent(name)}.npy`);
     if (!fs.existsSync(file)) throw new Error(`missing input ${file}`);
     feeds[name] = readNpy(file);
   }
   const results = await session.run(feeds);
   fs.mkdirSync(outDir, { recursive: true });
-  for (const name of session.outputNames) writeNpy(path.join(outDir, `${name}.npy`), results[name]);
+  for (const name of session.outputNames) writeNpy(path.join(outDir, `${encodeURIComponent(name)}.npy`), results[name]);
 }
 
 async function main(argv) {

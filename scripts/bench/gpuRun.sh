@@ -2,7 +2,7 @@
 # Runs the bench on a GPU machine from the kit that `npm run bench:gpu-kit` packs into .gpukit/
 # (scripts/bench/gpuKit.ts says what is in it). From the folder that holds .gpukit:
 #
-#   bash .gpukit/run.sh [stage...]      stages: info gputime f16parity capture 7b qwen3 lora pair breakdown floor encoders
+#   bash .gpukit/run.sh [stage...]      stages: info gputime f16parity capture inputcost 7b qwen3 lora pair breakdown floor encoders
 #                                       small f16 (default: info gputime f16parity 7b qwen3 breakdown encoders small)
 #
 # Unpacks Node, dawn.node, ORT's wasm and the Vulkan loader (Debian debs), recreates the bench
@@ -62,8 +62,9 @@ for stage in "${stages[@]}"; do
     pair) run pair 240 "$NODE" "$W/jobs/pair.mjs" --a 7b --b 7b-nolora --rounds 5 --steps 16 ;;
     encoders) run encoders 100 "$NODE" "$W/jobs/bench.mjs" --models encoders --backends webgpu-node --precisions int4 --encode-runs 3 ;;
     f16parity) HARK_DAWN_FLAGS=enable-dawn-features=vulkan_enable_f16_on_nvidia run f16parity 120 "$NODE" "$W/jobs/f16Parity.mjs" --variants fp16,int4f16 --steps 16 ;;
-    capture) run capture-medium 90 "$NODE" "$W/jobs/capture.mjs" --model medium --steps 16
-             run capture-7b 180 "$NODE" "$W/jobs/capture.mjs" --model 7b --steps 16 ;;
+    capture) run capture-medium 60 "$NODE" "$W/jobs/capture.mjs" --model medium --steps 16
+             run capture-7b 240 "$NODE" "$W/jobs/capture.mjs" --model 7b --steps 16 ;;
+    inputcost) run inputcost 90 "$NODE" "$W/jobs/inputCost.mjs" ;;
     f16) HARK_DAWN_FLAGS=enable-dawn-features=vulkan_enable_f16_on_nvidia run f16 120 "$NODE" "$W/jobs/breakdown.mjs" --steps 16 ;;
     *) say "unknown stage $stage" ;;
   esac

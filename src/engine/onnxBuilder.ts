@@ -60,7 +60,7 @@ class ProtoWriter {
   }
 }
 
-export const TensorType = { FLOAT: 1, INT32: 6, INT64: 7 } as const;
+export const TensorType = { FLOAT: 1, INT32: 6, INT64: 7, FLOAT16: 10 } as const;
 
 export interface NodeSpec {
   op: string;
