@@ -48,6 +48,16 @@ describe('onnxruntime-web smoke test in Chromium', () => {
     expect(errors).toEqual([]);
   });
 
+  it('replays a graph-captured session on ORT-owned buffers: each run follows its new input, replays create no bind groups', async () => {
+    const { page, errors } = await openHarness(browser);
+    const report = await page.evaluate(() => window.harkHarness.capturedReplay(5));
+    console.info(`[webgpuSmoke] captured replay: bind groups per run ${report.bindGroups.join(', ')}`);
+    expect(report.outputs).toEqual(report.expected); // exact: sums and doublings of small binary fractions
+    expect(report.bindGroups[0]).toBeGreaterThan(0); // the regular run before capture builds its bind groups
+    expect(report.bindGroups.slice(2)).toEqual([0, 0, 0]); // replays bind nothing anew
+    expect(errors).toEqual([]);
+  });
+
   it('fails loudly, never silently on the CPU, when the browser has no WebGPU', async () => {
     const noGpu = await launchChromium({ webgpu: false });
     try {

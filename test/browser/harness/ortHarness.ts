@@ -6,6 +6,8 @@ import type { Backend } from '../../../src/engine/device';
 import { DecoderRunner, decoderOutputLocations, embedOutputLocations, type DecoderShape, type KvCache } from '../../../src/engine/llm/decoder';
 import { FixedKvCache } from '../../../src/engine/llm/fixedKvCache';
 import { argmax } from '../../../src/engine/llm/sampling';
+import { buildOnnxModel, TensorType } from '../../../src/engine/onnxBuilder';
+import { OrtOwnedBuffers } from '../../../src/engine/ortOwnedBuffers';
 import { configureOrt, ort, sessionOptions } from '../../../src/engine/ortRuntime';
 
 configureOrt({ wasmBaseUrl: new URL('/ort/', location.origin).href });
@@ -103,10 +105,73 @@ async function compareKvLayouts(bundleUrl: string, promptIds: number[], steps: n
   }
 }
 
-declare global {
-  interface Window {
-    harkHarness: { runGraph: typeof runGraph; compareKvLayouts: typeof compareKvLayouts; ready: true };
+export interface CapturedReplayReport {
+  /** y read back after each run, and what it must be: (x + w) · 2 for that run's x. */
+  outputs: number[][];
+  expected: number[][];
+  /** Bind groups WebGPU created during each run: a replayed run creates none. */
+  bindGroups: number[];
+}
+
+/**
+ * A graph-captured session whose inputs and output are ORT-owned buffers (OrtOwnedBuffers): x is
+ * rewritten before every run, w (a "weight" input) is uploaded once. Run 1 is ORT's regular run
+ * before capture, run 2 records, the rest replay; each run's output must follow that run's x.
+ */
+async function capturedReplay(runs: number): Promise<CapturedReplayReport> {
+  const model = buildOnnxModel({
+    nodes: [
+      { op: 'Add', inputs: ['x', 'w'], outputs: ['sum'] },
+      { op: 'Add', inputs: ['sum', 'sum'], outputs: ['y'] },
+    ],
+    inputs: [{ name: 'x', type: TensorType.FLOAT, dims: [5] }, { name: 'w', type: TensorType.FLOAT, dims: [5] }],
+    outputs: [{ name: 'y', type: TensorType.FLOAT, dims: [5] }],
+    initializers: [],
+  });
+  const owned = new OrtOwnedBuffers();
+  const session = await ort.InferenceSession.create(model, { executionProviders: [{ name: 'webgpu' }], enableGraphCapture: true });
+  const device = (await ort.env.webgpu.device) as GPUDevice;
+  const proto = GPUDevice.prototype;
+  const createBindGroup = proto.createBindGroup;
+  let bindGroups = 0;
+  proto.createBindGroup = function (this: GPUDevice, ...args: Parameters<GPUDevice['createBindGroup']>) {
+    bindGroups += 1;
+    return createBindGroup.apply(this, args);
+  };
+  try {
+    const weights = Float32Array.of(0.5, -1, 2, 10, -0.25);
+    const w = await owned.upload('float32', [5], new Uint8Array(weights.buffer));
+    const x = await owned.zeros('float32', [5]);
+    const y = await owned.zeros('float32', [5]);
+    const staging = device.createBuffer({ size: 20, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+    const report: CapturedReplayReport = { outputs: [], expected: [], bindGroups: [] };
+    for (let run = 0; run < runs; run++) {
+      const values = Float32Array.from({ length: 5 }, (_, i) => (run + 1) * (i - 2));
+      device.queue.writeBuffer(x.gpuBuffer as GPUBuffer, 0, values);
+      const before = bindGroups;
+      await session.run({ x, w }, { y });
+      report.bindGroups.push(bindGroups - before);
+      const encoder = device.createCommandEncoder();
+      encoder.copyBufferToBuffer(y.gpuBuffer as GPUBuffer, 0, staging, 0, 20);
+      device.queue.submit([encoder.finish()]);
+      await staging.mapAsync(GPUMapMode.READ);
+      report.outputs.push(Array.from(new Float32Array(staging.getMappedRange().slice(0))));
+      staging.unmap();
+      report.expected.push(Array.from(values, (v, i) => (v + weights[i]!) * 2));
+    }
+    staging.destroy();
+    return report;
+  } finally {
+    proto.createBindGroup = createBindGroup;
+    await session.release();
+    await owned.release();
   }
 }
 
-window.harkHarness = { runGraph, compareKvLayouts, ready: true };
+declare global {
+  interface Window {
+    harkHarness: { runGraph: typeof runGraph; compareKvLayouts: typeof compareKvLayouts; capturedReplay: typeof capturedReplay; ready: true };
+  }
+}
+
+window.harkHarness = { runGraph, compareKvLayouts, capturedReplay, ready: true };
