@@ -1,11 +1,12 @@
 """A decoder graph onnxruntime-web can graph-capture: the decode step with no node on the CPU.
 
-    /usr/bin/python3 models/capture_decoder.py IN.onnx OUT.onnx [--weights-as-inputs]
+    /usr/bin/python3 models/capture_decoder.py IN.onnx OUT.onnx [--weights-as-inputs] [--embedding EMBED.onnx]
     /usr/bin/python3 models/capture_decoder.py --bench-cache .bench-cache
 
-The second form writes both kinds for every decoder of every bench model built there, as
-`.bench-cache/capture/<model>_decoder[_q4].onnx` and `<model>_decoder[_q4].weights-in.onnx` (+ its
-`.json` table): what `npm run bench:capture` and the GPU kit read.
+The second form writes every kind for every decoder of every bench model built there, as
+`.bench-cache/capture/<model>_decoder[_q4].onnx`, `<model>_decoder[_q4].weights-in.onnx` and
+`<model>_decoder[_q4].ids.weights-in.onnx` (each weights-in graph with its `.json` table): what
+`npm run bench:capture` and the GPU kit read.
 
 ORT's WebGPU EP records a run's kernels and replays them (`enableGraphCapture`) only when every
 node runs on the GPU and shapes stay fixed (BENCHMARKS.md, session 11: replay saves ~90 % of each
@@ -25,6 +26,9 @@ input of the same name, type and shape, and writes a table of where each one's b
 captures one graph per session and shares no weights between sessions, so a captured decode
 session next to an uncaptured one for prompts would hold the weights twice on the GPU. With the
 weights as inputs both sessions bind the same GPU buffers, uploaded once by the runtime.
+
+`--embedding EMBED.onnx` puts the embedding graph in front of the decoder: the graph takes
+`input_ids` instead of `inputs_embeds`, so a decode step is one captured run.
 """
 import json
 import sys
@@ -83,8 +87,38 @@ def weights_as_inputs(model: onnx.ModelProto) -> list[dict]:
     return table
 
 
-def rewrite(source: Path, target: Path, lift_weights: bool = False) -> None:
+def with_embedding(decoder: onnx.ModelProto, embed: onnx.ModelProto) -> onnx.ModelProto:
+    """The step graph takes token ids: the embedding graph's nodes feed the decoder (in place).
+
+    Why: a decode step is then one captured run (token id in, logits out) instead of an uncaptured
+    embedding run before it, which costs a whole `session.run` per token. The embedding graph must
+    sit next to the decoder (its external data is named relative to the same folder).
+    """
+    d, e = decoder.graph, embed.graph
+    clashes = ({i.name for i in d.initializer} & {i.name for i in e.initializer}) | \
+              ({n.name for n in d.node} & {n.name for n in e.node})
+    if clashes:
+        raise ValueError(f"embedding and decoder graphs share names: {sorted(clashes)[:5]}")
+    if [o.name for o in e.output] != ["inputs_embeds"]:
+        raise ValueError("not an embedding graph: its output is not inputs_embeds")
+    inputs = [*e.input, *(i for i in d.input if i.name != "inputs_embeds")]
+    del d.input[:]
+    d.input.extend(inputs)
+    nodes = [*e.node, *d.node]  # the embedding first: topological order
+    del d.node[:]
+    d.node.extend(nodes)
+    d.initializer.extend(e.initializer)
+    have = {o.domain for o in decoder.opset_import}
+    decoder.opset_import.extend(o for o in embed.opset_import if o.domain not in have)
+    return decoder
+
+
+def rewrite(source: Path, target: Path, lift_weights: bool = False, embed: Path | None = None) -> None:
     model = capturable_decoder(onnx.load(str(source), load_external_data=False))
+    if embed is not None:
+        if embed.parent.resolve() != source.parent.resolve():
+            raise ValueError(f"{embed} is not in the decoder's folder {source.parent}")
+        with_embedding(model, onnx.load(str(embed), load_external_data=False))
     if lift_weights:
         table = weights_as_inputs(model)
         target.with_suffix(".json").write_text(json.dumps({"weights": table}, indent=1) + "\n")
@@ -105,10 +139,11 @@ def rewrite_bench_cache(cache: Path, repo: Path) -> None:
             try:
                 rewrite(source, target)
                 rewrite(source, target.with_suffix(".weights-in.onnx"), lift_weights=True)
+                rewrite(source, target.with_suffix(".ids.weights-in.onnx"), lift_weights=True, embed=root / files["embed"])
             except ValueError as error:  # e.g. a decoder without the converter's mask nodes
                 print(f"skipped {source}: {error}")
                 continue
-            print(f"wrote {target} and its weights-in form")
+            print(f"wrote {target} and its weights-in forms (embeddings in, token ids in)")
 
 
 def main(argv: list[str]) -> None:
@@ -116,7 +151,8 @@ def main(argv: list[str]) -> None:
         cache = Path(argv[1])
         rewrite_bench_cache(cache, cache.resolve().parent)
     else:
-        rewrite(Path(argv[0]), Path(argv[1]), lift_weights="--weights-as-inputs" in argv[2:])
+        embed = Path(argv[argv.index("--embedding") + 1]) if "--embedding" in argv else None
+        rewrite(Path(argv[0]), Path(argv[1]), lift_weights="--weights-as-inputs" in argv[2:], embed=embed)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 from random_decoder import random_decoder
 
 from salmonn.llama import LlamaConfig, LoraConfig
-from salmonn.onnx_decoder import build_decoder_model, save_model
+from salmonn.onnx_decoder import build_decoder_model, build_embed_graph, save_model
 from salmonn.ort_bridge import node_available, run_onnx
 
 from capture_decoder import capturable_decoder, rewrite  # models/ is on sys.path (conftest.py)
@@ -118,6 +118,28 @@ def test_weights_as_inputs_give_the_same_numbers(graphs):
              "seqlens_k": np.array([4], np.int32), "total_seq_len": np.array(5, np.int32)}
     a = run_onnx(captured, feeds)
     b = run_onnx(lifted, {**feeds, **weights})
+    assert np.abs(a["logits"]).max() > 0
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_token_ids_in_give_the_same_numbers(graphs):
+    """The step graph with the embedding in front, fed token ids, equals the decoder fed their rows."""
+    original, captured = graphs
+    precision = "int4" if "int4" in original.parent.name else "fp32"
+    table = (np.random.default_rng(2).standard_normal((CONFIG.vocab_size, CONFIG.hidden_size)) * 0.02).astype(np.float32)
+    embed = original.parent / "embed_tokens.onnx"
+    save_model(build_embed_graph(table, precision), embed)
+    stepped = original.parent / "decoder_ids.onnx"
+    rewrite(original, stepped, lift_weights=True, embed=embed)
+    graph = onnx.load(str(stepped), load_external_data=False).graph
+    assert "input_ids" in {i.name for i in graph.input} and "inputs_embeds" not in {i.name for i in graph.input}
+    ids = np.array([[5, 17, 300, 2, 9]], np.int64)
+    rows = run_onnx(embed, {"input_ids": ids})["inputs_embeds"]
+    feeds = {"lora_scale": np.array(4.0, np.float32), **_past(None),
+             "seqlens_k": np.array([4], np.int32), "total_seq_len": np.array(5, np.int32)}
+    a = run_onnx(captured, {**feeds, "inputs_embeds": rows})
+    b = run_onnx(stepped, {**feeds, "input_ids": ids, **_weights_from_table(stepped.with_suffix(".json"))})
     assert np.abs(a["logits"]).max() > 0
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)

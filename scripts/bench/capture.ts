@@ -2,20 +2,24 @@
  * A graph-captured decode step against the engine's, same weights, same device:
  * `npm run bench:capture -- --model tiny|medium|7b --precision int4|fp32 --prompt 24 --steps 16 --pin`.
  *
- * An experiment before the engine changes (BENCHMARKS.md, session 11): ORT's graph capture replays
- * a run's kernels without their CPU code, ~90 % of a kernel's CPU cost on the floor. Here the
+ * An experiment before the engine changes (BENCHMARKS.md, sessions 11 and 12): ORT's graph capture
+ * replays a run's kernels without their CPU code, ~90 % of a kernel's CPU cost on the floor. The
  * decoder is rewritten by `models/capture_decoder.py` (its `.bench-cache/capture/` output: no CPU
- * node, `seqlens_k` and `total_seq_len` as inputs) and run with `enableGraphCapture`: every input
+ * node, `seqlens_k` and `total_seq_len` as inputs) and run with `enableGraphCapture`, every input
  * and output a fixed GPU buffer that onnxruntime-web allocated (`src/engine/ortOwnedBuffers.ts`:
- * KV cache of fixed capacity, past and present the same buffer; the step's embedding row written
- * there by the embedding graph), the prompt fed token by token
- * through the same captured session, then greedy steps. (onnxruntime-web 1.30 binds a captured
- * session's tensors at its first run for good, so a prompt of another shape cannot share it, not
- * even as an uncaptured `gpu_graph_id = -1` run: BENCHMARKS.md.) The engine's DecoderRunner on the
- * original graph runs the same prompt: the script prints both paths' ms per token and what each
- * asks of WebGPU per token, and the largest logit difference; it exits 1 unless the greedy ids
- * agree and every step's logits are within 1e-4. `HARK_CAPTURE_OFF=1` runs the same graph and
- * buffers without capture (the control that told the rewrite from the capture apart).
+ * KV cache of fixed capacity, past and present the same buffer), three ways (`--paths`):
+ * - `initializers`: the weights inside the graph; the prompt fed token by token through the
+ *   captured session (onnxruntime-web 1.30 binds a captured session's tensors at its first run
+ *   for good, so a prompt of another shape cannot share it) and each step's embedding row written
+ *   into the step's input by the uncaptured embedding graph;
+ * - `weights-in`: the weights as graph inputs, uploaded once, bound by two sessions of the graph:
+ *   an uncaptured one reads the prompt in one run, the captured one takes the steps;
+ * - `ids`: as `weights-in`, but the step graph has the embedding in front and takes the token id,
+ *   so a step is one captured run.
+ * The engine's DecoderRunner on the original graph runs the same prompt: the script prints each
+ * path's prompt ms, ms per token and what it asks of WebGPU per token, and the largest logit
+ * difference; it exits 1 unless the greedy ids agree and every step's logits are within 1e-4.
+ * `HARK_CAPTURE_OFF=1` runs the same graphs and buffers without capture (the control).
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -53,6 +57,8 @@ function callsPerToken(api: ApiTimer, steps: number): CallsPerToken {
   api.reset();
   return out;
 }
+
+type Mode = 'initializers' | 'weights-in' | 'ids';
 
 interface WeightEntry {
   name: string;
@@ -133,23 +139,29 @@ async function main(): Promise<void> {
    * inputs, uploaded once into ORT-owned buffers and bound by two sessions of the one graph: an
    * uncaptured one reads the prompt in one run, the captured one takes the steps.
    */
-  async function capturedPath(mode: 'initializers' | 'weights-in') {
+  async function capturedPath(mode: Mode) {
     // Every tensor the captured graph binds is a buffer onnxruntime-web allocated (OrtOwnedBuffers:
     // imported once under ORT's own handle, so the replays find it bound).
     const owned = new OrtOwnedBuffers();
-    const graphPath = join(CACHE, 'capture', `${model}_decoder${suffix}${mode === 'weights-in' ? '.weights-in' : ''}.onnx`);
+    const base = join(CACHE, 'capture', `${model}_decoder${suffix}`);
+    const graphPath = { initializers: `${base}.onnx`, 'weights-in': `${base}.weights-in.onnx`, ids: `${base}.ids.weights-in.onnx` }[mode];
+    const promptGraphPath = mode === 'initializers' ? undefined : `${base}.weights-in.onnx`;
     const graph = await read(graphPath);
     const weights: Record<string, Tensor> = {};
     let uploadMs = 0;
     let externalData: { path: string; data: Uint8Array }[] = [];
-    if (mode === 'weights-in') {
+    if (promptGraphPath) {
+      // Both graphs' weights, each uploaded once (the step graph of `ids` also has the embedding table).
       const started = performance.now();
-      const table = JSON.parse(readFileSync(graphPath.replace(/\.onnx$/, '.json'), 'utf8')) as { weights: WeightEntry[] };
       const dataFiles = new Map<string, Uint8Array>();
-      for (const entry of table.weights) {
-        let data = dataFiles.get(entry.file);
-        if (!data) dataFiles.set(entry.file, (data = await read(join(decoderDir, entry.file))));
-        weights[entry.name] = await owned.upload(entry.dtype, entry.dims, data.subarray(entry.offset, entry.offset + entry.length));
+      for (const path of new Set([graphPath, promptGraphPath])) {
+        const table = JSON.parse(readFileSync(path.replace(/\.onnx$/, '.json'), 'utf8')) as { weights: WeightEntry[] };
+        for (const entry of table.weights) {
+          if (weights[entry.name]) continue;
+          let data = dataFiles.get(entry.file);
+          if (!data) dataFiles.set(entry.file, (data = await read(join(decoderDir, entry.file))));
+          weights[entry.name] = await owned.upload(entry.dtype, entry.dims, data.subarray(entry.offset, entry.offset + entry.length));
+        }
       }
       await gpu.queue.onSubmittedWorkDone();
       uploadMs = performance.now() - started;
@@ -161,9 +173,15 @@ async function main(): Promise<void> {
       enableGraphCapture: !process.env.HARK_CAPTURE_OFF,
       externalData,
     });
-    const promptSession = mode === 'weights-in'
-      ? await ort.InferenceSession.create(graph, { executionProviders: [{ name: 'webgpu' }] })
+    const promptSession = promptGraphPath
+      ? await ort.InferenceSession.create(await read(promptGraphPath), { executionProviders: [{ name: 'webgpu' }] })
       : undefined;
+    const weightsOf = (names: readonly string[]) => Object.fromEntries(names.filter((n) => weights[n]).map((n) => [n, weights[n]!]));
+    const stepWeights = weightsOf(session.inputNames);
+    const promptWeights = weightsOf(promptSession?.inputNames ?? []);
+    // `ids`: the step takes the token id (int64) instead of its embedding row.
+    const takesIds = session.inputNames.includes('input_ids');
+    const stepIds = takesIds ? await owned.upload('int64', [1, 1], new Uint8Array(8)) : undefined;
     const capacity = promptTokens + steps + 1;
     const kvDims = [1, g.numKvHeads, capacity, g.headDim];
     const kv: Record<string, Tensor> = {};
@@ -183,9 +201,9 @@ async function main(): Promise<void> {
     const staging = gpu.createBuffer({ size: 4 * g.vocabSize, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
     gpu.queue.writeBuffer(bufferOf(scale), 0, new Float32Array([g.loraScale]));
     const takesScale = session.inputNames.includes('lora_scale');
-    const common = { seqlens_k: seqlens, total_seq_len: total, ...(takesScale ? { lora_scale: scale } : {}), ...kv, ...weights };
+    const common = { seqlens_k: seqlens, total_seq_len: total, ...(takesScale ? { lora_scale: scale } : {}), ...kv, ...stepWeights };
     const fetches = { logits: logitsOut, ...kvOut };
-    const stepFeeds = { ...common, inputs_embeds: stepEmbeds };
+    const stepFeeds = stepIds ? { ...common, input_ids: stepIds } : { ...common, inputs_embeds: stepEmbeds };
     const lengths = (n: number) => {
       gpu.queue.writeBuffer(bufferOf(seqlens), 0, new Int32Array([n - 1]));
       gpu.queue.writeBuffer(bufferOf(total), 0, new Int32Array([n]));
@@ -200,14 +218,15 @@ async function main(): Promise<void> {
       return logits;
     };
     const embedStep = async (id: number) => {
-      await embedSession.run({ input_ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(id)), [1, 1]) }, { inputs_embeds: stepEmbeds });
+      if (stepIds) gpu.queue.writeBuffer(bufferOf(stepIds), 0, BigInt64Array.of(BigInt(id)));
+      else await embedSession.run({ input_ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(id)), [1, 1]) }, { inputs_embeds: stepEmbeds });
     };
     const readPrompt = async (): Promise<Float32Array> => {
       if (promptSession) {
         // One uncaptured run of the whole prompt, on the same weight and KV buffers.
         const outputs = await promptSession.run({
           ...kv,
-          ...weights,
+          ...promptWeights,
           ...(takesScale ? { lora_scale: new ort.Tensor('float32', Float32Array.of(g.loraScale), []) } : {}),
           inputs_embeds: new ort.Tensor('float32', rows, [1, promptTokens, g.hiddenSize]),
           seqlens_k: new ort.Tensor('int32', Int32Array.of(promptTokens - 1), [1]),
@@ -256,7 +275,7 @@ async function main(): Promise<void> {
     return { ...result, calls };
   }
 
-  const modes = arg('paths', 'initializers,weights-in').split(',') as ('initializers' | 'weights-in')[];
+  const modes = arg('paths', 'initializers,weights-in,ids').split(',') as Mode[];
   const paths: { mode: string; result: Awaited<ReturnType<typeof capturedPath>> }[] = [];
   for (const mode of modes) paths.push({ mode, result: await capturedPath(mode) });
 
@@ -272,6 +291,7 @@ async function main(): Promise<void> {
   const label = {
     initializers: 'captured decoder, weights inside (+ the uncaptured embedding run; prompt token by token)',
     'weights-in': 'captured decoder, weights as inputs shared with an uncaptured prompt session (prompt in one run)',
+    ids: 'as weights-in, the step graph takes the token id (embedding inside: one captured run per token)',
   };
   let ok = true;
   for (const { mode, result } of paths) row(label[mode as keyof typeof label], result.prefillMs, result.wallMs, result.calls);
@@ -280,7 +300,7 @@ async function main(): Promise<void> {
     const worst = Math.max(...reference.logits.map((l, i) => maxAbsDiff(l, result.logits[i]!)));
     const sameIds = JSON.stringify(reference.ids) === JSON.stringify(result.ids);
     ok &&= sameIds && worst <= TOLERANCE;
-    const upload = mode === 'weights-in' ? `; weights uploaded into ORT-owned buffers in ${result.uploadMs.toFixed(0)} ms` : '';
+    const upload = mode !== 'initializers' ? `; weights uploaded into ORT-owned buffers in ${result.uploadMs.toFixed(0)} ms` : '';
     console.log(`${mode}: largest logit difference over ${steps + 1} positions ${worst.toExponential(2)} (limit ${TOLERANCE}); same greedy ids: ${sameIds ? 'yes' : `NO\n  engine:   ${reference.ids.join(',')}\n  captured: ${result.ids.join(',')}`}${upload}`);
   }
   await embedSession.release();
