@@ -140,9 +140,10 @@ async function main(): Promise<void> {
     }
   }
   // The capturable decoder graphs (models/capture_decoder.py --bench-cache): graphs only, their
-  // weights are the bench models' own data files.
+  // weights are the bench models' own data files. Not the tiny model's: the kit's capture stages
+  // run medium and the 7B, and tiny's graphs hold their weights inline (4 MB with the embedding).
   const capture = join(REPO, '.bench-cache/capture');
-  if (existsSync(capture)) for (const f of readdirSync(capture)) copyRel(join('.bench-cache/capture', f));
+  if (existsSync(capture)) for (const f of readdirSync(capture)) if (!f.startsWith('tiny_')) copyRel(join('.bench-cache/capture', f));
   const bytes = walk(KIT).reduce((sum, f) => sum + statSync(f).size, 0);
   process.stdout.write(`GPU kit in ${relative(REPO, KIT)}/: ${(bytes / 2 ** 20).toFixed(1)} MiB (the device tool carries at most 64 MiB with the working tree)\n`);
 }
