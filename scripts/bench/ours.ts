@@ -5,6 +5,7 @@
  * change of those signatures is adapted here only. No Node APIs: the Chromium bench page runs it too
  * (files come through a `ReadFile`).
  */
+import { openCapturedDecoder, releaseCapturedDecoder, type CapturedDecoder } from '../../src/engine/decoderCapture';
 import type { Backend } from '../../src/engine/device';
 import { checkPrefillAttention, describeAttentionCheck, usesFusedRotary } from '../../src/engine/llm/attentionCheck';
 import { DecoderRunner, decoderOutputLocations, embedOutputLocations } from '../../src/engine/llm/decoder';
@@ -21,6 +22,8 @@ export interface OursModel {
   loadMs: number;
   /** What the engine's prefill self-check decided (chunking or not), or why it did not run. */
   attentionCheck: string;
+  /** Whether answer tokens' steps are graph-captured, or why not. */
+  capture: string;
   release(): Promise<void>;
 }
 
@@ -60,6 +63,7 @@ async function openSession(read: ReadFile, path: string, data: string[], options
  * Opens embed_tokens + decoder like the engine does; loadMs covers reading the files and both sessions.
  * `attentionCheck: false` skips the engine's prefill self-check (only for runs that never feed more
  * than 31 tokens at once, where its outcome cannot matter: the 7B/13B load-and-one-step jobs).
+ * `capture` (WebGPU): answer tokens' steps graph-captured, as the engine runs them by default.
  */
 export async function openOurs(
   read: ReadFile,
@@ -69,11 +73,21 @@ export async function openOurs(
   backend: Backend,
   tokenizerDir: string,
   attentionCheck = true,
+  capture = true,
 ): Promise<OursModel> {
   const g = info.geometry;
+  const shape = { numLayers: g.numLayers, numKvHeads: g.numKvHeads, headDim: g.headDim, hiddenSize: g.hiddenSize, vocabSize: g.vocabSize };
   const started = performance.now();
   const embedSession = await openSession(read, joinPath(root, files.embed), files.embedData, embedOutputLocations(backend), backend);
-  const decoderSession = await openSession(read, joinPath(root, files.decoder), files.decoderData, decoderOutputLocations(backend, g.numLayers), backend);
+  let captured: CapturedDecoder | null = null;
+  let captureNote = backend === 'webgpu' ? 'off' : 'not on wasm';
+  if (backend === 'webgpu' && capture) {
+    const opened = await openCapturedDecoder({ readFile: read }, { path: joinPath(root, files.decoder), externalData: files.decoderData }, shape);
+    if (opened.ok) captured = opened.decoder;
+    captureNote = opened.ok ? `on (weights uploaded in ${opened.decoder.upload.ms.toFixed(0)} ms)` : `refused: ${opened.reason}`;
+  }
+  const decoderSession =
+    captured?.session ?? (await openSession(read, joinPath(root, files.decoder), files.decoderData, decoderOutputLocations(backend, g.numLayers), backend));
   const loadMs = performance.now() - started;
   // Prompts are chunked exactly where the engine would chunk them: after its attention self-check.
   const check =
@@ -85,11 +99,13 @@ export async function openOurs(
           ...(usesFusedRotary(g.headDim) ? { rotaryTheta: g.ropeTheta ?? 10000 } : {}),
         })
       : null;
-  const decoder = new DecoderRunner(
-    decoderSession,
-    { numLayers: g.numLayers, numKvHeads: g.numKvHeads, headDim: g.headDim, hiddenSize: g.hiddenSize, vocabSize: g.vocabSize },
-    { backend, embedTokens: embedSession, maxPositions: g.maxPositions, maxChunk: check?.chunk ?? Number.POSITIVE_INFINITY },
-  );
+  const decoder = new DecoderRunner(decoderSession, shape, {
+    backend,
+    embedTokens: embedSession,
+    maxPositions: g.maxPositions,
+    maxChunk: check?.chunk ?? Number.POSITIVE_INFINITY,
+    ...(captured ? { weights: captured.weights, captured: captured.step, kvBuffers: captured.owned } : {}),
+  });
   // The same embed function the engine uses (engine.ts): ids -> [n x hidden] rows on the CPU.
   const embed = async (ids: number[]): Promise<Float32Array> => {
     const input = new ort.Tensor('int64', BigInt64Array.from(ids, (id) => BigInt(id)), [1, ids.length]);
@@ -107,7 +123,9 @@ export async function openOurs(
     tokenizer,
     loadMs,
     attentionCheck: check ? describeAttentionCheck(check) : backend === 'webgpu' ? 'not run (load-and-one-step job)' : 'not needed (wasm)',
+    capture: captureNote,
     release: async () => {
+      if (captured) await releaseCapturedDecoder(captured);
       await embedSession.release();
       await decoderSession.release();
     },

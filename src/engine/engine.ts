@@ -19,7 +19,8 @@ import type { BundleStore } from './bundle/store';
 import { backendAdvice, probeDevice, type Backend, type DeviceReport } from './device';
 import { HarkError } from './errors';
 import { encoderFeatures } from './features/encoderFeatures';
-import { openGraph, openGraphs, releaseGraphs, sessionOf, type GraphSessions } from './graphs';
+import { openCapturedDecoder, releaseCapturedDecoder, type CapturedDecoder } from './decoderCapture';
+import { openGraph, openGraphs, releaseGraphs, sessionOf, type GraphFiles, type GraphSessions } from './graphs';
 import { localizeEvent, type LocalizeSettings } from './localize/localizer';
 import { ProbeRunner } from './localize/probe';
 import type { LocalizationDefaults, LocalizationResult, LocalizeRequest } from './localize/types';
@@ -27,7 +28,7 @@ import { bestChoice, prepareChoices, scoreChoices } from './llm/choices';
 import { concatFloat32, Conversation } from './llm/conversation';
 import { audioMarkerOf, promptParts } from './llm/prompt';
 import { checkPrefillAttention, describeAttentionCheck, usesFusedRotary, type AttentionCheckResult, type AttentionShape } from './llm/attentionCheck';
-import { DecoderRunner } from './llm/decoder';
+import { DecoderRunner, decoderOutputLocations } from './llm/decoder';
 import type { GenerationParams, GenerationStats, TokenEvent } from './llm/generate';
 import { splitReasoning, validThinkingBudget, type ReasoningRun } from './llm/reasoning';
 import { createTokenizer, type TextTokenizer } from './llm/tokenizer';
@@ -49,6 +50,11 @@ export interface EngineOptions {
    * next: whoever watches that device for losses must not take this for a lost GPU.
    */
   onReleasingSessions?: () => Promise<void> | void;
+  /**
+   * Run answer tokens' decoder steps graph-captured on WebGPU (default true; llm/capturedStep.ts).
+   * Off: every step is an ordinary run, as before capture existed (tests compare the two).
+   */
+  captureDecode?: boolean;
 }
 
 export interface LoadModelOptions {
@@ -72,6 +78,8 @@ export interface ModelInfo {
   backendAdvice: string | null;
   /** How prompts are fed to the decoder on this device (see llm/attentionCheck.ts). */
   prefill: PrefillInfo;
+  /** How answer tokens' decoder steps run (graph-captured or not, and why). */
+  decode: DecodeInfo;
   tasks: Record<string, string>;
   /**
    * The text that stands for the recording in this model's task prompts: its userText without the
@@ -106,6 +114,13 @@ export interface ModelCapabilities {
    * localizes may still lack its probe (ModelInfo.localization null: then Find says so).
    */
   localizes: boolean;
+}
+
+export interface DecodeInfo {
+  /** Answer tokens' steps are graph-captured runs (WebGPU). */
+  captured: boolean;
+  /** One sentence for the device report. */
+  summary: string;
 }
 
 export interface PrefillInfo {
@@ -210,6 +225,8 @@ interface LoadedModel {
   probe?: Promise<ProbeRunner>;
   /** [2 × hidden]: row 0 goes before the audio embeddings, row 1 after (format 2's audioBoundaries); null: none. */
   boundaries: Float32Array | null;
+  /** The decoder opened for captured steps (its session is in `sessions`); null: an ordinary decoder. */
+  capture: CapturedDecoder | null;
 }
 
 /** An earlier question and its answer, as stored (the answer's token ids when known). */
@@ -250,8 +267,13 @@ export class HarkEngine {
   }
 
   /** How often each audio stage and the decoder ran since the model was loaded. */
-  get counters(): StageCounts & { decoderSteps: number } {
-    return { ...(this.model?.audio.counts ?? { graphs: {}, speechEncoder: 0, audioEncoder: 0, connector: 0 }), decoderSteps: this.decoderSteps };
+  get counters(): StageCounts & { decoderSteps: number; capturedSteps: number; captureFailure: string | null } {
+    return {
+      ...(this.model?.audio.counts ?? { graphs: {}, speechEncoder: 0, audioEncoder: 0, connector: 0 }),
+      decoderSteps: this.decoderSteps,
+      capturedSteps: this.model?.decoder.capturedSteps ?? 0,
+      captureFailure: this.model?.decoder.captureFailure ?? null,
+    };
   }
 
   async loadModel(source: BundleSource | string, options: LoadModelOptions = {}): Promise<ModelInfo> {
@@ -278,8 +300,13 @@ export class HarkEngine {
     const parts = modelParts(manifest);
     const variant = getVariant(manifest, bundle.variant);
     const { llm } = parts;
-    const graphs = partGraphNames(parts).map((name): [string, { path: string; externalData: string[] }] => [name, variant.graphs[variantGraphKey(manifest, name)]!]);
-    const sessions = await openGraphs({ variant: bundle.variant, graphs, readFile: (path) => bundle.readFile(path) }, backend, llm.numLayers);
+    const graphs = partGraphNames(parts).map((name): [string, GraphFiles] => [name, variant.graphs[variantGraphKey(manifest, name)]!]);
+    const captureWanted = backend === 'webgpu' && this.options.captureDecode !== false;
+    const opened = captureWanted ? graphs.filter(([name]) => name !== parts.decoderGraph) : graphs;
+    const sessions = await openGraphs({ variant: bundle.variant, graphs: opened, readFile: (path) => bundle.readFile(path) }, backend, llm.numLayers);
+    const { capture, decode } = captureWanted
+      ? await this.openDecoderForCapture(bundle, sessions, parts.decoderGraph, graphs.find(([name]) => name === parts.decoderGraph)![1], llm)
+      : { capture: null, decode: { captured: false, summary: backend === 'webgpu' ? 'Each answer token is an ordinary decoder run (graph capture is turned off).' : 'Each answer token is an ordinary decoder run on WebAssembly (graph capture is a WebGPU feature).' } };
     const tokenizer = createTokenizer(
       await bundle.readJson<object>(manifest.tokenizer.tokenizerJson),
       await bundle.readJson<object>(manifest.tokenizer.tokenizerConfig),
@@ -298,6 +325,7 @@ export class HarkEngine {
       embedTokens: sessionOf(sessions, parts.embedGraph),
       maxPositions,
       maxChunk: prefill.chunk ?? Number.POSITIVE_INFINITY,
+      ...(capture ? { weights: capture.weights, captured: capture.step, kvBuffers: capture.owned } : {}),
     });
     const generation = manifest.generation;
     const info: ModelInfo = {
@@ -310,6 +338,7 @@ export class HarkEngine {
       backendReason: reason,
       backendAdvice: backendAdvice(backend, device.webgpu),
       prefill,
+      decode,
       tasks: manifest.tasks,
       audioMarker: audioMarkerOf(manifest.prompt),
       maxPositions,
@@ -350,8 +379,54 @@ export class HarkEngine {
       audio: new AudioTokenizer(sessions, features, parts, manifest.audio, backend),
       info,
       boundaries,
+      capture,
     };
     return info;
+  }
+
+  /**
+   * Opens the decoder for graph-captured steps; where that cannot be (a graph our converter did
+   * not make, or a device that refuses), the ordinary decoder, with the reason for the report.
+   * On a failure to open either, every session opened so far is released.
+   */
+  private async openDecoderForCapture(
+    bundle: LoadedBundle,
+    sessions: GraphSessions,
+    name: string,
+    files: GraphFiles,
+    llm: ModelParts['llm'],
+  ): Promise<{ capture: CapturedDecoder | null; decode: DecodeInfo }> {
+    const readFile = (path: string) => bundle.readFile(path);
+    let reason: string;
+    try {
+      const opened = await openCapturedDecoder({ readFile }, files, llm);
+      if (opened.ok) {
+        sessions[name] = opened.decoder.session;
+        const { ms, bytes } = opened.decoder.upload;
+        return {
+          capture: opened.decoder,
+          decode: {
+            captured: true,
+            summary: `Each answer token is one graph-captured GPU run: the decoder's weights (${(bytes / 2 ** 20).toFixed(1)} MiB) were uploaded once in ${ms.toFixed(0)} ms and are shared with the prompt runs.`,
+          },
+        };
+      }
+      reason = opened.reason;
+    } catch (error) {
+      reason = error instanceof Error ? error.message : String(error);
+    }
+    try {
+      sessions[name] = await openGraph({ readFile }, files, 'webgpu', decoderOutputLocations('webgpu', llm.numLayers));
+    } catch (error) {
+      await releaseGraphs(sessions);
+      const detail = error instanceof Error ? error.message : String(error);
+      throw new HarkError(
+        'engine/backend-unavailable',
+        `Could not prepare the model's "${bundle.variant}" decoder on WebGPU (${detail}). Try the WebAssembly backend in Settings, or a different model variant.`,
+        { backend: 'webgpu', variant: bundle.variant },
+      );
+    }
+    return { capture: null, decode: { captured: false, summary: `Each answer token is an ordinary decoder run: graph capture could not be set up (${reason}).` } };
   }
 
   /**
@@ -661,6 +736,8 @@ export class HarkEngine {
     this.audioInfo = null;
     if (this.model) {
       await this.options.onReleasingSessions?.();
+      // The captured step and its buffers first: the conversation's cache lived in them.
+      if (this.model.capture) await releaseCapturedDecoder(this.model.capture);
       await releaseGraphs(this.model.sessions);
     }
     const probe = this.model?.probe;

@@ -5,60 +5,7 @@
  * model graphs come from the Python exporter under models/.
  */
 
-const WIRE_VARINT = 0;
-const WIRE_LEN = 2;
-const WIRE_FIXED32 = 5;
-
-class ProtoWriter {
-  private chunks: number[] = [];
-
-  varintField(field: number, value: number | bigint): this {
-    this.key(field, WIRE_VARINT);
-    this.varint(BigInt(value));
-    return this;
-  }
-
-  floatField(field: number, value: number): this {
-    this.key(field, WIRE_FIXED32);
-    const bytes = new Uint8Array(new Float32Array([value]).buffer);
-    this.chunks.push(...bytes);
-    return this;
-  }
-
-  bytesField(field: number, bytes: Uint8Array): this {
-    this.key(field, WIRE_LEN);
-    this.varint(BigInt(bytes.length));
-    for (const b of bytes) this.chunks.push(b);
-    return this;
-  }
-
-  stringField(field: number, value: string): this {
-    return this.bytesField(field, new TextEncoder().encode(value));
-  }
-
-  messageField(field: number, message: ProtoWriter): this {
-    return this.bytesField(field, message.finish());
-  }
-
-  finish(): Uint8Array {
-    return Uint8Array.from(this.chunks);
-  }
-
-  private key(field: number, wire: number): void {
-    this.varint(BigInt((field << 3) | wire));
-  }
-
-  private varint(value: bigint): void {
-    // Negative int64 values are encoded as 10-byte two's complement varints.
-    let v = value < 0n ? (1n << 64n) + value : value;
-    do {
-      let byte = Number(v & 0x7fn);
-      v >>= 7n;
-      if (v > 0n) byte |= 0x80;
-      this.chunks.push(byte);
-    } while (v > 0n);
-  }
-}
+import { ProtoWriter } from './protobufWire';
 
 export const TensorType = { FLOAT: 1, INT32: 6, INT64: 7, FLOAT16: 10 } as const;
 
@@ -114,7 +61,8 @@ function node(spec: NodeSpec, index: number): ProtoWriter {
   return w;
 }
 
-function valueInfo(spec: ValueSpec): ProtoWriter {
+/** A graph input's or output's declaration (ValueInfoProto). */
+export function valueInfo(spec: ValueSpec): ProtoWriter {
   const shape = new ProtoWriter();
   for (const dim of spec.dims) {
     const d = new ProtoWriter();

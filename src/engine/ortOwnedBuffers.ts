@@ -12,6 +12,7 @@
  * step's embedding, logits) is made here as the output of a one-node graph — `Expand` of a zero
  * to the shape asked for — and written afterwards with `GPUQueue.writeBuffer` like any buffer.
  */
+import type { KvBuffers } from './llm/fixedKvCache';
 import { buildOnnxModel, TensorType } from './onnxBuilder';
 import { ort } from './ortRuntime';
 
@@ -40,7 +41,7 @@ function zero(type: OwnedBufferType): ort.Tensor {
   return new ort.Tensor('float32', new Float32Array(1), []);
 }
 
-export class OrtOwnedBuffers {
+export class OrtOwnedBuffers implements KvBuffers {
   private readonly sessions = new Map<OwnedBufferType, Promise<ort.InferenceSession>>();
   private readonly owned: ort.Tensor[] = [];
 
@@ -81,6 +82,26 @@ export class OrtOwnedBuffers {
       device.queue.writeBuffer(buffer, whole, tail);
     }
     return ort.Tensor.fromGpuBuffer(buffer, { dataType, dims });
+  }
+
+  /**
+   * A buffer of at least `bytes` bytes made as above (llm/fixedKvCache.ts's `KvBuffers`: a KV
+   * cache a captured session binds).
+   */
+  async create(bytes: number): Promise<GPUBuffer> {
+    return (await this.zeros('int32', [Math.max(1, Math.ceil(bytes / 4))])).gpuBuffer as GPUBuffer;
+  }
+
+  /** Gives one buffer made here back to onnxruntime-web (it may hand the memory out again). */
+  destroy(buffer: GPUBuffer): void {
+    const index = this.owned.findIndex((tensor) => tensor.gpuBuffer === buffer);
+    if (index < 0) throw new Error('this GPU buffer was not made by these OrtOwnedBuffers');
+    this.owned.splice(index, 1)[0]!.dispose();
+  }
+
+  /** Buffers made here and not yet given back. */
+  get count(): number {
+    return this.owned.length;
   }
 
   /** Disposes every buffer made here and the one-node sessions. */

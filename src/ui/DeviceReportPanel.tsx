@@ -57,7 +57,7 @@ function Report({ report }: { report: WorkerDeviceReport }) {
   );
 }
 
-/** What the loaded model runs on here: its backend and how its prompts are fed (the self-check). */
+/** What the loaded model runs on here: its backend, how its prompts are fed (the self-check) and how answer tokens run. */
 function LoadedModel({ info }: { info: ModelInfo }) {
   return (
     <>
@@ -75,6 +75,10 @@ function LoadedModel({ info }: { info: ModelInfo }) {
           data-max-error={info.prefill.maxError ?? ''}
         >
           {info.prefill.summary}
+        </dd>
+        <dt>Answer tokens</dt>
+        <dd data-testid="decode-capture" data-captured={String(info.decode.captured)}>
+          {info.decode.summary}
         </dd>
       </dl>
       <BackendAdvice advice={info.backendAdvice} testId="device-backend-advice" />

@@ -46,6 +46,9 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
         const device = await page.evaluate(() => window.harkEngineHarness.client.deviceReport());
         console.log(`attention self-check on WebGPU (${device.webgpu.available ? [device.webgpu.vendor, device.webgpu.architecture].join(' ') : '?'}): ${JSON.stringify(info.prefill)}`);
         expect(info.backendReason).toBe('WebGPU was chosen in Settings.');
+        // Answer tokens' steps are graph-captured by default: every parity check below runs them.
+        expect(info.decode.captured).toBe(true);
+        expect(info.decode.summary).toMatch(/^Each answer token is one graph-captured GPU run: the decoder's weights \(\d+\.\d MiB\) were uploaded once in \d+ ms/);
         if (device.webgpu.available && device.webgpu.software) {
           expect(info.prefill).toMatchObject({ check: 'inexact', chunk: 31 });
           expect(info.prefill.maxError).toBeGreaterThan(1e-3);
@@ -57,6 +60,10 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
         }
       });
       afterAll(async () => {
+        const counters = await page.evaluate(() => window.harkEngineHarness.client.counters());
+        console.log(`captured decode steps: ${counters.capturedSteps} of ${counters.decoderSteps} decoder steps; capture failure: ${counters.captureFailure ?? 'none'}`);
+        expect(counters.captureFailure).toBeNull();
+        expect(counters.capturedSteps).toBeGreaterThan(0);
         expect(errors).toEqual([]);
         await page?.context().close();
       });

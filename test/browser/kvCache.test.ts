@@ -40,4 +40,30 @@ describe('fixed-capacity KV cache on WebGPU', () => {
     expect(errors).toEqual([]);
     await context.close();
   });
+
+  it('graph-captured decode steps match ordinary ones step for step, across growths, with scoring in between', { timeout: 300_000 }, async () => {
+    const context = await browser.newContext();
+    const errors = collectConsoleErrors(context);
+    const page = await context.newPage();
+    await page.goto(new URL('/test/browser/harness/ort.html', inject('devUrl')).href);
+    await page.waitForFunction(() => window.harkHarness?.ready === true);
+    const bundleUrl = new URL('/models/salmonn-tiny/', inject('devUrl')).href;
+    const prompt = [1, 3148, 1001, 29901, 529, 10649, 5309, 29958, 1724, 338, 278, 3234, 29973, 13, 22933, 9047, 13566, 29901, 278, 29871];
+    const result = await page.evaluate(([url, ids]) => window.harkHarness.compareCapturedSteps(url, ids, 40), [bundleUrl, prompt] as const);
+    console.log(
+      `captured vs ordinary steps on WebGPU: max |Δlogit| ${result.maxLogitDifference.toExponential(2)}, scoring ${result.maxScoreDifference.toExponential(2)}; ` +
+        `capacities ${result.capacities.join(' → ')}, ${result.stepSessions} step sessions; bind groups per step ${result.bindGroupsPerStep.ordinary} → ${result.bindGroupsPerStep.captured}`,
+    );
+    // The same kernels on the same numbers: captured steps are bit-identical to ordinary ones.
+    expect(result.maxLogitDifference).toBe(0);
+    expect(result.maxScoreDifference).toBe(0);
+    expect(result.greedyIdsEqual).toBe(true);
+    expect(result.capturedSteps).toBe(40);
+    expect(result.capacities).toEqual([24, 48, 96]);
+    expect(result.stepSessions).toBe(3); // captured afresh after each growth
+    // A replayed step creates only the embedding run's bind groups, not the decoder's.
+    expect(result.bindGroupsPerStep.captured).toBeLessThan(result.bindGroupsPerStep.ordinary / 4);
+    expect(errors).toEqual([]);
+    await context.close();
+  });
 });

@@ -13,6 +13,9 @@
  * - on WebGPU the KV cache is a FixedKvCache, bound in place (no per-step buffers);
  * - a decode step embeds its token on the device (`decodeStep`): the embedding row goes from the
  *   embed graph's output buffer straight into the decoder, with no GPU→CPU→GPU round trip.
+ * - with a captured step (`captured`, llm/capturedStep.ts) a generated token's step is one
+ *   graph-captured run on fixed buffers; every other run goes through `session`, which then takes
+ *   the same GPU weights as inputs (`weights`).
  * Graphs converted before `num_logits_to_keep` existed still run (all logits, last row kept).
  *
  * `scoreContinuation` feeds given tokens on a scratch view of a cache and returns the logits after
@@ -25,7 +28,8 @@
 import type { Backend } from '../device';
 import { HarkError } from '../errors';
 import { ort } from '../ortRuntime';
-import { FixedKvCache, type KvCapacityPolicy } from './fixedKvCache';
+import type { CapturedDecodeStep } from './capturedStep';
+import { FixedKvCache, type KvBuffers, type KvCapacityPolicy } from './fixedKvCache';
 import { GrowingKvCache, presentNames, type KvCache, type KvType } from './kvCache';
 
 export { presentNames, type KvCache } from './kvCache';
@@ -73,6 +77,12 @@ export interface DecoderOptions {
   kvLayout?: 'fixed' | 'growing';
   /** How a fixed-capacity cache is sized and grown (default 256-position steps; tests use small ones). */
   kvCapacity?: KvCapacityPolicy;
+  /** Where a fixed-capacity cache's buffers come from (default: the app's own; a captured step needs ORT's). */
+  kvBuffers?: KvBuffers;
+  /** Graph inputs fed to every run of `session`: its weights, when they live in shared GPU buffers. */
+  weights?: Record<string, ort.Tensor>;
+  /** Runs single-sequence decode steps graph-captured (WebGPU). */
+  captured?: CapturedDecodeStep;
 }
 
 export interface StepResult {
@@ -92,6 +102,11 @@ export class DecoderRunner {
   readonly maxChunk: number;
   /** Graph runs so far (decoder and embedding), for diagnostics and benchmarks. */
   runs = 0;
+  /** Decode steps run graph-captured so far. */
+  capturedSteps = 0;
+  /** Why captured steps stopped (the first error a captured run raised); null while they run. */
+  captureFailure: string | null = null;
+  private captured: CapturedDecodeStep | null;
   private readonly keepsLogits: boolean;
   /** The graph has a LoRA scale input (SALMONN); without LoRA (format 2's `lora: null`) it has none. */
   private readonly takesLoraScale: boolean;
@@ -110,6 +125,12 @@ export class DecoderRunner {
     this.keepsLogits = session.inputNames.includes('num_logits_to_keep');
     this.takesLoraScale = session.inputNames.includes('lora_scale');
     this.stepOutputs = session.outputNames.filter((name) => name !== PROBE_HIDDEN);
+    this.captured = options.captured ?? null;
+  }
+
+  /** Whether generated tokens' steps run graph-captured. */
+  get capturesSteps(): boolean {
+    return this.captured !== null;
   }
 
   /** Whether the graph outputs `probe_hidden` (bundles converted with localization). */
@@ -145,7 +166,7 @@ export class DecoderRunner {
 
   emptyCache(): KvCache {
     return this.kvLayout === 'fixed'
-      ? FixedKvCache.empty(this.shape, this.kvType, this.options.maxPositions, this.options.kvCapacity)
+      ? FixedKvCache.empty(this.shape, this.kvType, this.options.maxPositions, this.options.kvCapacity, this.options.kvBuffers)
       : GrowingKvCache.empty(this.shape, this.kvType);
   }
 
@@ -171,8 +192,26 @@ export class DecoderRunner {
     return result!;
   }
 
-  /** One generated token: embedded on the device and fed straight to the decoder. */
+  /**
+   * One generated token: embedded on the device and fed straight to the decoder — as one
+   * graph-captured run when this runner has a captured step that can bind `cache`.
+   */
   async decodeStep(id: number, cache: KvCache, loraScale: number): Promise<StepResult> {
+    const captured = this.captured;
+    if (captured?.accepts(cache)) {
+      try {
+        const result = await captured.run((into) => this.embedInto(id, into), cache, loraScale);
+        this.runs += 2;
+        this.capturedSteps += 1;
+        return result;
+      } catch (error) {
+        // A device or driver that cannot replay the graph: later steps run uncaptured, as they did
+        // before capture existed (the cache was not consumed; this step is run again below).
+        this.captureFailure = error instanceof Error ? error.message : String(error);
+        this.captured = null;
+        await captured.release().catch(() => undefined);
+      }
+    }
     return this.decodeBatch([id], cache, loraScale);
   }
 
@@ -237,6 +276,11 @@ export class DecoderRunner {
     return rows;
   }
 
+  /** Token `id`'s embedding row written into `into` (a fixed GPU buffer a captured step binds). */
+  private async embedInto(id: number, into: ort.Tensor): Promise<void> {
+    await this.options.embedTokens.run({ input_ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(id)), [1, 1]) }, { inputs_embeds: into });
+  }
+
   /**
    * Token ids → their embedding rows, left where the embedding graph put them (the GPU on WebGPU):
    * [1, ids.length, hidden], or one token per sequence ([batch, 1, hidden]) for a batch.
@@ -264,6 +308,7 @@ export class DecoderRunner {
       attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * total).fill(1n), [batch, total]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: batch * n }, (_, i) => BigInt(cache.length + (i % n))), [batch, n]),
       ...(await cache.pastFeeds(n)),
+      ...this.options.weights,
     };
     if (this.takesLoraScale) feeds.lora_scale = new ort.Tensor('float32', new Float32Array([loraScale]), []);
     if (this.keepsLogits) feeds.num_logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []);

@@ -20,6 +20,10 @@
  * A scratch handle (`scratch()`) shares the owner's buffers: its runs write positions past the
  * owner's length, which the owner's next run overwrites. It never reallocates (that would free
  * the owner's buffers), so the owner makes room for the scratch runs before lending it.
+ *
+ * Where the buffers come from is the caller's (`KvBuffers`): plain GPUBuffers by default, or
+ * buffers onnxruntime-web allocated (ortOwnedBuffers.ts) when a graph-captured decode step binds
+ * them (llm/capturedStep.ts).
  */
 import { ort } from '../ortRuntime';
 import { checkRowMoves, checkTruncation, forEachKv, pastName, presentName, type KvCache, type KvGeometry, type KvType } from './kvCache';
@@ -33,6 +37,34 @@ export interface KvCapacityPolicy {
 
 export const DEFAULT_KV_CAPACITY: KvCapacityPolicy = { step: 256, headroom: 256 };
 
+/** Where a cache's GPU buffers come from and go back to. */
+export interface KvBuffers {
+  /** A buffer of at least `bytes` bytes, usable as storage and as a copy source and target. */
+  create(bytes: number): Promise<GPUBuffer>;
+  destroy(buffer: GPUBuffer): void;
+}
+
+/** Buffers the app makes itself (any session can bind them uncaptured). */
+export const APP_KV_BUFFERS: KvBuffers = {
+  async create(bytes) {
+    const device = (await ort.env.webgpu.device) as GPUDevice;
+    return device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  },
+  destroy(buffer) {
+    buffer.destroy();
+  },
+};
+
+/** What every handle of one conversation's cache shares. */
+interface CacheConfig {
+  geometry: KvGeometry;
+  dtype: KvType;
+  /** The model's longest context: capacity never exceeds it. */
+  maxPositions: number;
+  policy: KvCapacityPolicy;
+  buffers: KvBuffers;
+}
+
 interface Storage {
   capacity: number;
   buffers: GPUBuffer[];
@@ -43,11 +75,7 @@ interface Storage {
 
 export class FixedKvCache implements KvCache {
   private constructor(
-    private readonly geometry: KvGeometry,
-    private readonly dtype: KvType,
-    /** The model's longest context: capacity never exceeds it. */
-    private readonly maxPositions: number,
-    private readonly policy: KvCapacityPolicy,
+    private readonly config: CacheConfig,
     private storage: Storage | null,
     readonly length: number,
     /** A scratch handle: the storage belongs to another handle. */
@@ -55,8 +83,24 @@ export class FixedKvCache implements KvCache {
     readonly batch = 1,
   ) {}
 
-  static empty(geometry: KvGeometry, dtype: KvType, maxPositions: number, policy: KvCapacityPolicy = DEFAULT_KV_CAPACITY): FixedKvCache {
-    return new FixedKvCache(geometry, dtype, maxPositions, policy, null, 0);
+  static empty(
+    geometry: KvGeometry,
+    dtype: KvType,
+    maxPositions: number,
+    policy: KvCapacityPolicy = DEFAULT_KV_CAPACITY,
+    buffers: KvBuffers = APP_KV_BUFFERS,
+  ): FixedKvCache {
+    return new FixedKvCache({ geometry, dtype, maxPositions, policy, buffers }, null, 0);
+  }
+
+  /** Where this cache's buffers come from (a captured step binds only its own kind). */
+  get buffers(): KvBuffers {
+    return this.config.buffers;
+  }
+
+  /** A scratch handle, whose storage belongs to another handle. */
+  get isScratch(): boolean {
+    return this.lent;
   }
 
   /** Positions the GPU buffers can hold now (0 before the first run). */
@@ -70,8 +114,9 @@ export class FixedKvCache implements KvCache {
       throw new Error(`a scratch KV cache holds ${this.storage?.capacity ?? 0} positions, ${needed} were asked for`);
     }
     if (!this.storage || this.storage.capacity < needed) {
-      const grown = this.storage ? Math.max(needed, 2 * this.storage.capacity) : needed + this.policy.headroom;
-      const capacity = Math.max(needed, Math.min(this.maxPositions, roundUp(grown, this.policy.step)));
+      const { policy, maxPositions } = this.config;
+      const grown = this.storage ? Math.max(needed, 2 * this.storage.capacity) : needed + policy.headroom;
+      const capacity = Math.max(needed, Math.min(maxPositions, roundUp(grown, policy.step)));
       this.storage = await this.reallocate(capacity);
     }
     return this.storage.tensors;
@@ -80,7 +125,7 @@ export class FixedKvCache implements KvCache {
   presentFetches(): Record<string, ort.Tensor> {
     const storage = this.requireStorage();
     const fetches: Record<string, ort.Tensor> = {};
-    forEachKv(this.geometry.numLayers, (layer, kind) => {
+    forEachKv(this.config.geometry.numLayers, (layer, kind) => {
       fetches[presentName(layer, kind)] = storage.tensors[pastName(layer, kind)]!;
     });
     return fetches;
@@ -89,31 +134,31 @@ export class FixedKvCache implements KvCache {
   advance(_outputs: ort.InferenceSession.OnnxValueMapType, newPositions: number): KvCache {
     const storage = this.requireStorage();
     this.storage = null; // ownership moves to the new handle
-    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, storage, this.length + newPositions, this.lent, this.batch);
+    return new FixedKvCache(this.config, storage, this.length + newPositions, this.lent, this.batch);
   }
 
   dispose(): void {
-    if (this.storage && !this.lent) destroy(this.storage);
+    if (this.storage && !this.lent) this.destroy(this.storage);
     this.storage = null;
   }
 
   async scratch(newPositions: number): Promise<KvCache> {
     await this.pastFeeds(newPositions); // room for the scratch runs, in this handle's own storage
-    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, this.requireStorage(), this.length, true, this.batch);
+    return new FixedKvCache(this.config, this.requireStorage(), this.length, true, this.batch);
   }
 
   async selectRows(rows: readonly number[]): Promise<KvCache> {
     const source = this.requireStorage();
     for (const row of rows) if (!(Number.isInteger(row) && row >= 0 && row < this.batch)) throw new Error(`row ${row} is outside a batch of ${this.batch}`);
     const device = (await ort.env.webgpu.device) as GPUDevice;
-    const storage = this.allocate(device, source.capacity, rows.length);
+    const storage = await this.allocate(source.capacity, rows.length);
     const rowBytes = this.rowBytes(source.capacity);
     const encoder = device.createCommandEncoder();
     source.buffers.forEach((buffer, index) => {
       rows.forEach((row, i) => encoder.copyBufferToBuffer(buffer, row * rowBytes, storage.buffers[index]!, i * rowBytes, rowBytes));
     });
     device.queue.submit([encoder.finish()]);
-    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, storage, this.length, false, rows.length);
+    return new FixedKvCache(this.config, storage, this.length, false, rows.length);
   }
 
   async copyRows(moves: ReadonlyArray<readonly [number, number]>): Promise<void> {
@@ -140,29 +185,35 @@ export class FixedKvCache implements KvCache {
     checkTruncation(length, this.length);
     const storage = this.requireStorage();
     this.storage = null; // ownership moves to the new handle
-    return new FixedKvCache(this.geometry, this.dtype, this.maxPositions, this.policy, storage, length, this.lent, this.batch);
+    return new FixedKvCache(this.config, storage, length, this.lent, this.batch);
   }
 
   /** Bytes of one sequence's row of one layer's key (or value) at `capacity` positions. */
   private rowBytes(capacity: number): number {
-    return this.geometry.numKvHeads * capacity * this.geometry.headDim * (this.dtype === 'float16' ? 2 : 4);
+    const { geometry, dtype } = this.config;
+    return geometry.numKvHeads * capacity * geometry.headDim * (dtype === 'float16' ? 2 : 4);
   }
 
   /** Fresh, uninitialized buffers for `batch` rows of `capacity` positions. */
-  private allocate(device: GPUDevice, capacity: number, batch: number): Storage {
-    const { numLayers, numKvHeads, headDim } = this.geometry;
-    const dims = [batch, numKvHeads, capacity, headDim];
+  private async allocate(capacity: number, batch: number): Promise<Storage> {
+    const { geometry, dtype, buffers: source } = this.config;
+    const dims = [batch, geometry.numKvHeads, capacity, geometry.headDim];
     const buffers: GPUBuffer[] = [];
     const tensors: Record<string, ort.Tensor> = {};
-    forEachKv(numLayers, (layer, kind) => {
-      const buffer = device.createBuffer({
-        size: batch * this.rowBytes(capacity),
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-      });
+    const names: string[] = [];
+    forEachKv(geometry.numLayers, (layer, kind) => names.push(pastName(layer, kind)));
+    for (const name of names) {
+      const buffer = await source.create(batch * this.rowBytes(capacity));
       buffers.push(buffer);
-      tensors[pastName(layer, kind)] = ort.Tensor.fromGpuBuffer(buffer, { dataType: this.dtype, dims });
-    });
+      tensors[name] = ort.Tensor.fromGpuBuffer(buffer, { dataType: dtype, dims });
+    }
     return { capacity, buffers, tensors };
+  }
+
+  private destroy(storage: Storage): void {
+    for (const tensor of Object.values(storage.tensors)) tensor.dispose();
+    for (const buffer of storage.buffers) this.config.buffers.destroy(buffer);
+    storage.rowScratch?.destroy();
   }
 
   private requireStorage(): Storage {
@@ -173,10 +224,11 @@ export class FixedKvCache implements KvCache {
   /** New buffers of `capacity` positions holding this cache's valid rows. */
   private async reallocate(capacity: number): Promise<Storage> {
     const device = (await ort.env.webgpu.device) as GPUDevice;
-    const { numKvHeads, headDim } = this.geometry;
-    const rowBytes = headDim * (this.dtype === 'float16' ? 2 : 4);
+    const { geometry, dtype } = this.config;
+    const { numKvHeads, headDim } = geometry;
+    const rowBytes = headDim * (dtype === 'float16' ? 2 : 4);
     const old = this.storage;
-    const storage = this.allocate(device, capacity, this.batch);
+    const storage = await this.allocate(capacity, this.batch);
     if (old && this.length > 0) {
       const encoder = device.createCommandEncoder();
       old.buffers.forEach((buffer, index) => {
@@ -187,15 +239,9 @@ export class FixedKvCache implements KvCache {
       });
       device.queue.submit([encoder.finish()]);
     }
-    if (old) destroy(old); // destroyed buffers live until the submitted copies finish
+    if (old) this.destroy(old); // destroyed buffers live until the submitted copies finish
     return storage;
   }
-}
-
-function destroy(storage: Storage): void {
-  for (const tensor of Object.values(storage.tensors)) tensor.dispose();
-  for (const buffer of storage.buffers) buffer.destroy();
-  storage.rowScratch?.destroy();
 }
 
 function roundUp(value: number, step: number): number {

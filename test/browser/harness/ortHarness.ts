@@ -2,6 +2,7 @@
  * Test-only page script: runs an ONNX model handed over by a browser test on a chosen execution
  * provider, through the engine's own ORT set-up (same build, same self-hosted wasm files).
  */
+import { openCapturedDecoder, releaseCapturedDecoder } from '../../../src/engine/decoderCapture';
 import type { Backend } from '../../../src/engine/device';
 import { DecoderRunner, decoderOutputLocations, embedOutputLocations, type DecoderShape, type KvCache } from '../../../src/engine/llm/decoder';
 import { FixedKvCache } from '../../../src/engine/llm/fixedKvCache';
@@ -105,6 +106,105 @@ async function compareKvLayouts(bundleUrl: string, promptIds: number[], steps: n
   }
 }
 
+export interface CapturedStepComparison {
+  /** Largest |Δlogit| between captured and ordinary steps over the prompt and every step. */
+  maxLogitDifference: number;
+  /** The same for a label set scored mid-answer on each (the prompt session with shared weights, on a scratch view). */
+  maxScoreDifference: number;
+  greedyIdsEqual: boolean;
+  capturedSteps: number;
+  /** Step sessions the captured path made: one per set of KV buffers (each growth moves the cache). */
+  stepSessions: number;
+  capacities: number[];
+  /** Bind groups WebGPU created per step after the first three (captures done), per path. */
+  bindGroupsPerStep: { ordinary: number; captured: number };
+}
+
+/**
+ * The tiny bundle's decoder fed the same prompt and its own greedy tokens twice: with ordinary
+ * steps, and with graph-captured ones (engine defaults: decoderCapture.ts), both on a
+ * fixed-capacity cache sized in 8-position steps so that it grows, and the captured step is made
+ * and captured again, several times.
+ */
+async function compareCapturedSteps(bundleUrl: string, promptIds: number[], steps: number, suffix = ''): Promise<CapturedStepComparison> {
+  const bytes = async (file: string) => new Uint8Array(await (await fetch(new URL(file, bundleUrl))).arrayBuffer());
+  const manifest = (await (await fetch(new URL('manifest.json', bundleUrl))).json()) as {
+    architecture: { llm: DecoderShape & { maxPositions: number } };
+  };
+  const llm = manifest.architecture.llm;
+  const decoderFiles = { path: `onnx/decoder_model_merged${suffix}.onnx`, externalData: [`decoder_model_merged${suffix}.onnx_data`] };
+  const embedTokens = await ort.InferenceSession.create(await bytes(`onnx/embed_tokens${suffix}.onnx`), sessionOptions('webgpu', embedOutputLocations('webgpu')));
+  const plainSession = await ort.InferenceSession.create(
+    await bytes(decoderFiles.path),
+    sessionOptions('webgpu', {
+      ...decoderOutputLocations('webgpu', llm.numLayers),
+      externalData: [{ path: decoderFiles.externalData[0]!, data: await bytes(`onnx/${decoderFiles.externalData[0]!}`) }],
+    }),
+  );
+  const opened = await openCapturedDecoder({ readFile: bytes }, decoderFiles, llm);
+  if (!opened.ok) throw new Error(`capture refused: ${opened.reason}`);
+  const capture = opened.decoder;
+  const proto = GPUDevice.prototype;
+  const createBindGroup = proto.createBindGroup;
+  let bindGroups = 0;
+  proto.createBindGroup = function (this: GPUDevice, ...args: Parameters<GPUDevice['createBindGroup']>) {
+    bindGroups += 1;
+    return createBindGroup.apply(this, args);
+  };
+  try {
+    const common = { backend: 'webgpu' as const, embedTokens, maxPositions: llm.maxPositions, kvLayout: 'fixed' as const, kvCapacity: { step: 8, headroom: 0 } };
+    const ordinary = new DecoderRunner(plainSession, llm, common);
+    const captured = new DecoderRunner(capture.session, llm, { ...common, weights: capture.weights, captured: capture.step, kvBuffers: capture.owned });
+    const { inputs_embeds: prompt } = await embedTokens.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(promptIds, BigInt), [1, promptIds.length]) });
+    const promptRows = (await prompt!.getData()) as Float32Array;
+    prompt!.dispose();
+    let a = await ordinary.step(promptRows, ordinary.emptyCache(), 4);
+    let b = await captured.step(promptRows, captured.emptyCache(), 4);
+    const diff = (x: Float32Array, y: Float32Array) => x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i]!)), 0);
+    let maxLogitDifference = diff(a.logits, b.logits);
+    let maxScoreDifference = 0;
+    let greedyIdsEqual = true;
+    const capacities: number[] = [];
+    const groups = { ordinary: 0, captured: 0 };
+    for (let step = 0; step < steps; step++) {
+      const next = argmax(a.logits);
+      greedyIdsEqual &&= next === argmax(b.logits);
+      const counted = step >= 3;
+      bindGroups = 0;
+      a = await ordinary.decodeStep(next, a.cache, 4);
+      if (counted) groups.ordinary += bindGroups;
+      bindGroups = 0;
+      b = await captured.decodeStep(next, b.cache, 4);
+      if (counted) groups.captured += bindGroups;
+      maxLogitDifference = Math.max(maxLogitDifference, diff(a.logits, b.logits));
+      const capacity = (b.cache as FixedKvCache).capacity;
+      if (capacities.at(-1) !== capacity) capacities.push(capacity);
+      if (step === 10) {
+        const labels = [29871, 1724, 338];
+        maxScoreDifference = diff(await ordinary.scoreContinuation(labels, a.cache, 4), await captured.scoreContinuation(labels, b.cache, 4));
+      }
+    }
+    a.cache.dispose();
+    b.cache.dispose();
+    const counted = Math.max(1, steps - 3);
+    return {
+      maxLogitDifference,
+      maxScoreDifference,
+      greedyIdsEqual,
+      capturedSteps: captured.capturedSteps,
+      stepSessions: capture.step.sessionsMade,
+      capacities,
+      bindGroupsPerStep: { ordinary: groups.ordinary / counted, captured: groups.captured / counted },
+    };
+  } finally {
+    proto.createBindGroup = createBindGroup;
+    await releaseCapturedDecoder(capture);
+    await capture.session.release();
+    await plainSession.release();
+    await embedTokens.release();
+  }
+}
+
 export interface CapturedReplayReport {
   /** y read back after each run, and what it must be: (x + w) · 2 for that run's x. */
   outputs: number[][];
@@ -170,8 +270,14 @@ async function capturedReplay(runs: number): Promise<CapturedReplayReport> {
 
 declare global {
   interface Window {
-    harkHarness: { runGraph: typeof runGraph; compareKvLayouts: typeof compareKvLayouts; capturedReplay: typeof capturedReplay; ready: true };
+    harkHarness: {
+      runGraph: typeof runGraph;
+      compareKvLayouts: typeof compareKvLayouts;
+      compareCapturedSteps: typeof compareCapturedSteps;
+      capturedReplay: typeof capturedReplay;
+      ready: true;
+    };
   }
 }
 
-window.harkHarness = { runGraph, compareKvLayouts, capturedReplay, ready: true };
+window.harkHarness = { runGraph, compareKvLayouts, compareCapturedSteps, capturedReplay, ready: true };

@@ -1,0 +1,170 @@
+/**
+ * A generated token's decoder step as a graph-captured onnxruntime-web run (WebGPU only).
+ *
+ * Why: at real size the decode loop is bound by per-run and per-kernel CPU work, not by the GPU
+ * (BENCHMARKS.md: a 7B int4 step on an H200 spent ~35 ms, ~1 % of the bandwidth roof). With
+ * `enableGraphCapture` ORT records a run's kernels once and replays them, skipping each kernel's
+ * CPU code and bind-group creation (session 11: ~90 % of a kernel's CPU cost). Capture needs:
+ * - a graph with no CPU node and fixed shapes: the step graph of llm/decoderGraphEdit.ts takes
+ *   `seqlens_k`/`total_seq_len` as inputs and keeps one row of logits;
+ * - the same GPU buffers bound on every run: onnxruntime-web 1.30 keeps a captured session's
+ *   bindings from its first run, so every input and output here is a buffer ORT allocated
+ *   (ortOwnedBuffers.ts) — the weights (shared with the uncaptured prompt session), the KV cache
+ *   (a FixedKvCache on those buffers, past and present one buffer), the step's embedding row,
+ *   the lengths, the LoRA scale and the logits, each rewritten in place before a run.
+ * A captured graph is bound to one set of KV buffers: when the cache moves to new ones (it grew,
+ * or a new conversation started) the step session is made afresh and captures again.
+ * Prompts, scoring, beams and the probe stay uncaptured (llm/decoder.ts): their shapes change.
+ */
+import { ort, sessionOptions } from '../ortRuntime';
+import type { OrtOwnedBuffers } from '../ortOwnedBuffers';
+import { FixedKvCache } from './fixedKvCache';
+import { presentName, pastName, forEachKv, type KvCache } from './kvCache';
+
+export interface CapturedStepShape {
+  numLayers: number;
+  hiddenSize: number;
+  vocabSize: number;
+}
+
+/** The fixed buffers every step run binds besides the KV cache and the weights. */
+interface StepBuffers {
+  embeds: ort.Tensor;
+  seqlens: ort.Tensor;
+  total: ort.Tensor;
+  scale: ort.Tensor;
+  logits: ort.Tensor;
+}
+
+export class CapturedDecodeStep {
+  /** Step sessions made so far (one per set of KV buffers), for stats and tests. */
+  sessionsMade = 0;
+  private session: ort.InferenceSession | null = null;
+  /** The KV tensors the current session was captured with, and its feeds and fetches. */
+  private bound: { past: Record<string, ort.Tensor>; feeds: Record<string, ort.Tensor>; fetches: Record<string, ort.Tensor> } | null = null;
+  private writtenScale = Number.NaN;
+
+  private constructor(
+    private readonly graph: Uint8Array,
+    private readonly owned: OrtOwnedBuffers,
+    private readonly weights: Record<string, ort.Tensor>,
+    private readonly shape: CapturedStepShape,
+    private readonly buffers: StepBuffers,
+    private readonly staging: GPUBuffer,
+    private readonly device: GPUDevice,
+    private readonly takesScale: boolean,
+  ) {}
+
+  /**
+   * `graph`: the step graph; `weights`: every weight input it has, as tensors `owned` made (the
+   * same ones the prompt session binds).
+   */
+  static async create(
+    graph: Uint8Array,
+    owned: OrtOwnedBuffers,
+    weights: Record<string, ort.Tensor>,
+    shape: CapturedStepShape,
+    takesScale: boolean,
+  ): Promise<CapturedDecodeStep> {
+    const device = (await ort.env.webgpu.device) as GPUDevice;
+    const buffers: StepBuffers = {
+      embeds: await owned.zeros('float32', [1, 1, shape.hiddenSize]),
+      seqlens: await owned.zeros('int32', [1]),
+      total: await owned.zeros('int32', []),
+      scale: await owned.zeros('float32', []),
+      logits: await owned.zeros('float32', [1, 1, shape.vocabSize]),
+    };
+    const staging = device.createBuffer({ size: 4 * shape.vocabSize, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+    return new CapturedDecodeStep(graph, owned, weights, shape, buffers, staging, device, takesScale);
+  }
+
+  /** Whether `cache` is one this step can bind: one sequence, on buffers ORT allocated, not a scratch view. */
+  accepts(cache: KvCache): cache is FixedKvCache {
+    return cache instanceof FixedKvCache && cache.buffers === this.owned && cache.batch === 1 && !cache.isScratch;
+  }
+
+  /**
+   * Feeds the token whose embedding row `embed` writes into `into` after `cache`: the next
+   * position's logits and the cache one position longer (`cache` is consumed).
+   */
+  async run(
+    embed: (into: ort.Tensor) => Promise<void>,
+    cache: FixedKvCache,
+    loraScale: number,
+  ): Promise<{ logits: Float32Array; cache: KvCache }> {
+    const past = await cache.pastFeeds(1); // may move the cache to larger buffers
+    const bound = await this.bind(past);
+    await embed(this.buffers.embeds);
+    const queue = this.device.queue;
+    queue.writeBuffer(this.bufferOf(this.buffers.seqlens), 0, Int32Array.of(cache.length));
+    queue.writeBuffer(this.bufferOf(this.buffers.total), 0, Int32Array.of(cache.length + 1));
+    if (this.takesScale && loraScale !== this.writtenScale) {
+      queue.writeBuffer(this.bufferOf(this.buffers.scale), 0, Float32Array.of(loraScale));
+      this.writtenScale = loraScale;
+    }
+    await this.session!.run(bound.feeds, bound.fetches);
+    const logits = await this.readLogits();
+    return { logits, cache: cache.advance({}, 1) };
+  }
+
+  async release(): Promise<void> {
+    await this.session?.release();
+    this.session = null;
+    this.bound = null;
+    this.staging.destroy();
+  }
+
+  /** The session captured with `past` as its KV cache (made afresh when the cache moved). */
+  private async bind(past: Record<string, ort.Tensor>) {
+    if (this.bound?.past === past && this.session) return this.bound;
+    await this.session?.release();
+    this.session = null;
+    this.session = await ort.InferenceSession.create(
+      this.graph,
+      sessionOptions('webgpu', {
+        // The provider as an object: onnxruntime-web 1.30 hands `enableGraphCapture` to the WebGPU
+        // provider only then (with the plain 'webgpu' string the session runs uncaptured).
+        executionProviders: [{ name: 'webgpu' }],
+        enableGraphCapture: true,
+        preferredOutputLocation: 'gpu-buffer',
+      }),
+    );
+    this.sessionsMade += 1;
+    const fetches: Record<string, ort.Tensor> = { logits: this.buffers.logits };
+    // Past and present are one buffer: GroupQueryAttention writes the new position in place.
+    forEachKv(this.shape.numLayers, (layer, kind) => {
+      fetches[presentName(layer, kind)] = past[pastName(layer, kind)]!;
+    });
+    const feeds: Record<string, ort.Tensor> = {
+      ...past,
+      inputs_embeds: this.buffers.embeds,
+      seqlens_k: this.buffers.seqlens,
+      total_seq_len: this.buffers.total,
+      ...(this.takesScale ? { lora_scale: this.buffers.scale } : {}),
+    };
+    for (const name of this.session.inputNames) {
+      if (feeds[name]) continue;
+      const weight = this.weights[name];
+      if (!weight) throw new Error(`the captured step graph asks for "${name}", which is not a weight the runtime uploaded`);
+      feeds[name] = weight;
+    }
+    this.bound = { past, feeds, fetches };
+    return this.bound;
+  }
+
+  private bufferOf(tensor: ort.Tensor): GPUBuffer {
+    return tensor.gpuBuffer as GPUBuffer;
+  }
+
+  /** The logits row, copied from its GPU buffer (one read-back per token). */
+  private async readLogits(): Promise<Float32Array> {
+    const bytes = 4 * this.shape.vocabSize;
+    const encoder = this.device.createCommandEncoder();
+    encoder.copyBufferToBuffer(this.bufferOf(this.buffers.logits), 0, this.staging, 0, bytes);
+    this.device.queue.submit([encoder.finish()]);
+    await this.staging.mapAsync(GPUMapMode.READ);
+    const logits = new Float32Array(this.staging.getMappedRange(0, bytes).slice(0));
+    this.staging.unmap();
+    return logits;
+  }
+}
