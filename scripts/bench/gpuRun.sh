@@ -51,6 +51,7 @@ for stage in "${stages[@]}"; do
   case "$stage" in
     info) nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$OUT/run.log" ;;
     gputime) run gputime-7b 150 "$NODE" "$W/jobs/gpuTime.mjs" --model 7b --steps 16
+             run gputime-7b-uncaptured 150 "$NODE" "$W/jobs/gpuTime.mjs" --model 7b --steps 16 --no-capture
              run gputime-qwen3 150 "$NODE" "$W/jobs/gpuTime.mjs" --model qwen3-4b --steps 16
              run gputime-medium 60 "$NODE" "$W/jobs/gpuTime.mjs" --model medium --steps 16 ;;
     breakdown) run breakdown 60 "$NODE" "$W/jobs/breakdown.mjs" --steps 32 ;;

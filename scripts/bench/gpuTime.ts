@@ -2,7 +2,7 @@
  * Where a decode step's time goes, GPU against wall: `npm run bench:gpu-time -- --model 7b`.
  *
  *   npm run bench:gpu-time [-- --model tiny|medium|7b|qwen3-4b|… --precision int4|fp32
- *                              --prompt 111 --steps 16 --pin]
+ *                              --prompt 111 --steps 16 --pin --no-capture]
  *
  * MODEL is a folder of .bench-cache built by `npm run bench` (or `models/build_bench_models.py`).
  * On WebGPU in Node (dawn.node; SwiftShader here, a real GPU in the GPU kit), after a prefill of a
@@ -14,6 +14,8 @@
  * GPU-bound (busy ≈ wall) or held back by the CPU side (busy ≪ wall). Greedy ids must agree across
  * the five runs (the timing only adds queries and pass boundaries): the script says if they do not.
  * The last table splits the CPU side: time inside WebGPU calls by call, the read-back wait, the rest.
+ * Decode steps run as the engine runs them: graph-captured (llm/capturedStep.ts); `--no-capture`
+ * runs them as ordinary runs, for the same table before capture.
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -116,7 +118,9 @@ async function main(): Promise<void> {
   const files = info.variants[precision];
   if (!files) throw new Error(`${model} has no ${precision} variant`);
   const read = async (path: string) => new Uint8Array(await readFile(path));
-  const ours = await openOurs(read, files.fromRepoRoot ? REPO : dir, files, info, 'webgpu', join(REPO, tokenizerFolder(info)));
+  const capture = !process.argv.includes('--no-capture');
+  const ours = await openOurs(read, files.fromRepoRoot ? REPO : dir, files, info, 'webgpu', join(REPO, tokenizerFolder(info)), true, capture);
+  console.log(`decode steps graph-captured: ${ours.capture}`);
   const g = info.geometry;
   const prompt = randomPrompt(promptTokens, g.vocabSize);
   // Shaders for every shape the timed runs use: a short run, then the prompt itself.
