@@ -104,7 +104,7 @@ export async function openOurs(
     embedTokens: embedSession,
     maxPositions: g.maxPositions,
     maxChunk: check?.chunk ?? Number.POSITIVE_INFINITY,
-    ...(captured ? { weights: captured.weights, captured: captured.step, kvBuffers: captured.owned } : {}),
+    ...(captured ? { weights: captured.weights, captured: captured.step, kvBuffers: captured.step } : {}),
   });
   // The same embed function the engine uses (engine.ts): ids -> [n x hidden] rows on the CPU.
   const embed = async (ids: number[]): Promise<Float32Array> => {

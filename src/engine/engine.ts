@@ -325,7 +325,7 @@ export class HarkEngine {
       embedTokens: sessionOf(sessions, parts.embedGraph),
       maxPositions,
       maxChunk: prefill.chunk ?? Number.POSITIVE_INFINITY,
-      ...(capture ? { weights: capture.weights, captured: capture.step, kvBuffers: capture.owned } : {}),
+      ...(capture ? { weights: capture.weights, captured: capture.step, kvBuffers: capture.step } : {}),
     });
     const generation = manifest.generation;
     const info: ModelInfo = {

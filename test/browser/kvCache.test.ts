@@ -8,6 +8,16 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { collectConsoleErrors, launchChromium } from './chromium';
 
+/** The ORT harness page in a fresh context, and the tiny bundle's URL. */
+async function openOrtHarness(browser: Browser) {
+  const context = await browser.newContext();
+  const errors = collectConsoleErrors(context);
+  const page = await context.newPage();
+  await page.goto(new URL('/test/browser/harness/ort.html', inject('devUrl')).href);
+  await page.waitForFunction(() => window.harkHarness?.ready === true);
+  return { context, errors, page, bundleUrl: new URL('/models/salmonn-tiny/', inject('devUrl')).href };
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? NaN;
@@ -23,12 +33,7 @@ describe('fixed-capacity KV cache on WebGPU', () => {
   });
 
   it('matches the growing cache step for step, across growths', { timeout: 300_000 }, async () => {
-    const context = await browser.newContext();
-    const errors = collectConsoleErrors(context);
-    const page = await context.newPage();
-    await page.goto(new URL('/test/browser/harness/ort.html', inject('devUrl')).href);
-    await page.waitForFunction(() => window.harkHarness?.ready === true);
-    const bundleUrl = new URL('/models/salmonn-tiny/', inject('devUrl')).href;
+    const { context, errors, page, bundleUrl } = await openOrtHarness(browser);
     // "USER: <Speech>" and a few more ids: 20 prompt positions, then 40 greedy steps.
     const prompt = [1, 3148, 1001, 29901, 529, 10649, 5309, 29958, 1724, 338, 278, 3234, 29973, 13, 22933, 9047, 13566, 29901, 278, 29871];
     const result = await page.evaluate(([url, ids]) => window.harkHarness.compareKvLayouts(url, ids, 40), [bundleUrl, prompt] as const);
@@ -41,26 +46,23 @@ describe('fixed-capacity KV cache on WebGPU', () => {
     await context.close();
   });
 
-  it('graph-captured decode steps match ordinary ones step for step, across growths, with scoring in between', { timeout: 300_000 }, async () => {
-    const context = await browser.newContext();
-    const errors = collectConsoleErrors(context);
-    const page = await context.newPage();
-    await page.goto(new URL('/test/browser/harness/ort.html', inject('devUrl')).href);
-    await page.waitForFunction(() => window.harkHarness?.ready === true);
-    const bundleUrl = new URL('/models/salmonn-tiny/', inject('devUrl')).href;
+  it('graph-captured decode steps match ordinary ones step for step, across growths, with scoring in between, and in the next conversation', { timeout: 300_000 }, async () => {
+    const { context, errors, page, bundleUrl } = await openOrtHarness(browser);
     const prompt = [1, 3148, 1001, 29901, 529, 10649, 5309, 29958, 1724, 338, 278, 3234, 29973, 13, 22933, 9047, 13566, 29901, 278, 29871];
     const result = await page.evaluate(([url, ids]) => window.harkHarness.compareCapturedSteps(url, ids, 40), [bundleUrl, prompt] as const);
     console.log(
       `captured vs ordinary steps on WebGPU: max |Δlogit| ${result.maxLogitDifference.toExponential(2)}, scoring ${result.maxScoreDifference.toExponential(2)}; ` +
-        `capacities ${result.capacities.join(' → ')}, ${result.stepSessions} step sessions; bind groups per step ${result.bindGroupsPerStep.ordinary} → ${result.bindGroupsPerStep.captured}`,
+        `capacities ${result.capacities.join(' → ')}, ${result.stepSessions} step sessions (then ${JSON.stringify(result.secondConversation)}); bind groups per step ${result.bindGroupsPerStep.ordinary} → ${result.bindGroupsPerStep.captured}`,
     );
     // The same kernels on the same numbers: captured steps are bit-identical to ordinary ones.
     expect(result.maxLogitDifference).toBe(0);
     expect(result.maxScoreDifference).toBe(0);
     expect(result.greedyIdsEqual).toBe(true);
-    expect(result.capturedSteps).toBe(40);
+    expect(result.capturedSteps).toBe(45);
     expect(result.capacities).toEqual([24, 48, 96]);
     expect(result.stepSessions).toBe(3); // captured afresh after each growth
+    // The next conversation takes the last one's buffers (96 positions) and its captured session.
+    expect(result.secondConversation).toEqual({ capacity: 96, newSessions: 0 });
     // A replayed step creates only the embedding run's bind groups, not the decoder's.
     expect(result.bindGroupsPerStep.captured).toBeLessThan(result.bindGroupsPerStep.ordinary / 4);
     expect(errors).toEqual([]);

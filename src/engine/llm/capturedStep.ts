@@ -12,13 +12,18 @@
  *   (ortOwnedBuffers.ts) — the weights (shared with the uncaptured prompt session), the KV cache
  *   (a FixedKvCache on those buffers, past and present one buffer), the step's embedding row,
  *   the lengths, the LoRA scale and the logits, each rewritten in place before a run.
- * A captured graph is bound to one set of KV buffers: when the cache moves to new ones (it grew,
- * or a new conversation started) the step session is made afresh and captures again.
+ * A captured graph is bound to one set of KV buffers: when the cache moves to new ones (it grew)
+ * the step session is made afresh and captures again. So that a new conversation does not, this
+ * class is also where its caches' buffers come from (`KvBuffers`): the bound set, when its cache is
+ * disposed, is held and handed to the next cache (which takes its capacity when that is enough),
+ * so one captured session serves conversation after conversation. Why it matters beyond the
+ * capture's cost: onnxruntime-web 1.30 leaves a few small indirect-dispatch buffers behind for
+ * every captured session released (5 for the tiny decoder), so a session per conversation leaked.
  * Prompts, scoring, beams and the probe stay uncaptured (llm/decoder.ts): their shapes change.
  */
 import { ort, sessionOptions } from '../ortRuntime';
 import type { OrtOwnedBuffers } from '../ortOwnedBuffers';
-import { FixedKvCache } from './fixedKvCache';
+import { FixedKvCache, type KvBuffers } from './fixedKvCache';
 import { presentName, pastName, forEachKv, type KvCache } from './kvCache';
 
 export interface CapturedStepShape {
@@ -36,12 +41,18 @@ interface StepBuffers {
   logits: ort.Tensor;
 }
 
-export class CapturedDecodeStep {
+export class CapturedDecodeStep implements KvBuffers {
   /** Step sessions made so far (one per set of KV buffers), for stats and tests. */
   sessionsMade = 0;
   private session: ort.InferenceSession | null = null;
-  /** The KV tensors the current session was captured with, and its feeds and fetches. */
+  /** The KV tensors of the current binding, and its feeds and fetches. */
   private bound: { past: Record<string, ort.Tensor>; feeds: Record<string, ort.Tensor>; fetches: Record<string, ort.Tensor> } | null = null;
+  /** The KV buffers the current session was captured with, in input order. */
+  private boundBuffers: GPUBuffer[] = [];
+  /** Bound buffers whose cache was disposed, kept for the next cache, in the order they were freed. */
+  private held: GPUBuffer[] = [];
+  /** Bytes asked for each KV buffer made here (ORT may round a buffer's size up). */
+  private readonly asked = new Map<GPUBuffer, number>();
   private writtenScale = Number.NaN;
 
   private constructor(
@@ -78,9 +89,36 @@ export class CapturedDecodeStep {
     return new CapturedDecodeStep(graph, owned, weights, shape, buffers, staging, device, takesScale);
   }
 
-  /** Whether `cache` is one this step can bind: one sequence, on buffers ORT allocated, not a scratch view. */
+  /** Whether `cache` is one this step can bind: one sequence, on buffers from here, not a scratch view. */
   accepts(cache: KvCache): cache is FixedKvCache {
-    return cache instanceof FixedKvCache && cache.buffers === this.owned && cache.batch === 1 && !cache.isScratch;
+    return cache instanceof FixedKvCache && cache.buffers === this && cache.batch === 1 && !cache.isScratch;
+  }
+
+  /** KvBuffers: a held buffer of exactly `bytes` (the next in order), else a new ORT-owned one. */
+  async create(bytes: number): Promise<GPUBuffer> {
+    const next = this.held[0];
+    if (next && this.asked.get(next) === bytes) return this.held.shift()!;
+    const buffer = await this.owned.create(bytes);
+    this.asked.set(buffer, bytes);
+    return buffer;
+  }
+
+  /** KvBuffers: a buffer the session is bound to is held for the next cache; any other goes back to ORT. */
+  destroy(buffer: GPUBuffer): void {
+    if (this.boundBuffers.includes(buffer)) {
+      this.held.push(buffer);
+      return;
+    }
+    this.asked.delete(buffer);
+    this.owned.destroy(buffer);
+  }
+
+  /** KvBuffers: the held set's capacity, when it is a whole cache's set of this layout. */
+  heldCapacity(bytesPerPosition: number, count: number): number | null {
+    if (this.held.length !== count) return null;
+    const bytes = this.asked.get(this.held[0]!)!;
+    if (!this.held.every((buffer) => this.asked.get(buffer) === bytes) || bytes % bytesPerPosition !== 0) return null;
+    return bytes / bytesPerPosition;
   }
 
   /**
@@ -107,29 +145,24 @@ export class CapturedDecodeStep {
     return { logits, cache: cache.advance({}, 1) };
   }
 
+  /** Releases the session and the held buffers (the owner releases every ORT-owned buffer after). */
   async release(): Promise<void> {
     await this.session?.release();
     this.session = null;
     this.bound = null;
+    this.boundBuffers = [];
+    for (const buffer of this.held.splice(0)) this.destroy(buffer);
     this.staging.destroy();
   }
 
-  /** The session captured with `past` as its KV cache (made afresh when the cache moved). */
+  /** The session captured with `past`'s buffers as its KV cache (made afresh when the cache moved to others). */
   private async bind(past: Record<string, ort.Tensor>) {
     if (this.bound?.past === past && this.session) return this.bound;
-    await this.session?.release();
-    this.session = null;
-    this.session = await ort.InferenceSession.create(
-      this.graph,
-      sessionOptions('webgpu', {
-        // The provider as an object: onnxruntime-web 1.30 hands `enableGraphCapture` to the WebGPU
-        // provider only then (with the plain 'webgpu' string the session runs uncaptured).
-        executionProviders: [{ name: 'webgpu' }],
-        enableGraphCapture: true,
-        preferredOutputLocation: 'gpu-buffer',
-      }),
-    );
-    this.sessionsMade += 1;
+    const names: string[] = [];
+    forEachKv(this.shape.numLayers, (layer, kind) => names.push(pastName(layer, kind)));
+    const buffers = names.map((name) => past[name]!.gpuBuffer as GPUBuffer);
+    const same = this.session !== null && buffers.length === this.boundBuffers.length && buffers.every((b, i) => b === this.boundBuffers[i]);
+    if (!same) await this.capture(buffers);
     const fetches: Record<string, ort.Tensor> = { logits: this.buffers.logits };
     // Past and present are one buffer: GroupQueryAttention writes the new position in place.
     forEachKv(this.shape.numLayers, (layer, kind) => {
@@ -142,7 +175,7 @@ export class CapturedDecodeStep {
       total_seq_len: this.buffers.total,
       ...(this.takesScale ? { lora_scale: this.buffers.scale } : {}),
     };
-    for (const name of this.session.inputNames) {
+    for (const name of this.session!.inputNames) {
       if (feeds[name]) continue;
       const weight = this.weights[name];
       if (!weight) throw new Error(`the captured step graph asks for "${name}", which is not a weight the runtime uploaded`);
@@ -150,6 +183,25 @@ export class CapturedDecodeStep {
     }
     this.bound = { past, feeds, fetches };
     return this.bound;
+  }
+
+  /** A new step session, to be captured on `buffers`; held buffers of the old binding go back to ORT. */
+  private async capture(buffers: GPUBuffer[]): Promise<void> {
+    await this.session?.release();
+    this.session = null;
+    this.boundBuffers = buffers;
+    for (const buffer of this.held.splice(0)) this.destroy(buffer);
+    this.session = await ort.InferenceSession.create(
+      this.graph,
+      sessionOptions('webgpu', {
+        // The provider as an object: onnxruntime-web 1.30 hands `enableGraphCapture` to the WebGPU
+        // provider only then (with the plain 'webgpu' string the session runs uncaptured).
+        executionProviders: [{ name: 'webgpu' }],
+        enableGraphCapture: true,
+        preferredOutputLocation: 'gpu-buffer',
+      }),
+    );
+    this.sessionsMade += 1;
   }
 
   private bufferOf(tensor: ort.Tensor): GPUBuffer {

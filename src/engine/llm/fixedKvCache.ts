@@ -42,6 +42,12 @@ export interface KvBuffers {
   /** A buffer of at least `bytes` bytes, usable as storage and as a copy source and target. */
   create(bytes: number): Promise<GPUBuffer>;
   destroy(buffer: GPUBuffer): void;
+  /**
+   * The capacity (positions) of a whole set of `count` buffers of `bytesPerPosition` each that
+   * `create` would hand out again, if any: a new cache sized to it reuses them (a captured step
+   * bound to them then needs no new capture).
+   */
+  heldCapacity?(bytesPerPosition: number, count: number): number | null;
 }
 
 /** Buffers the app makes itself (any session can bind them uncaptured). */
@@ -114,9 +120,11 @@ export class FixedKvCache implements KvCache {
       throw new Error(`a scratch KV cache holds ${this.storage?.capacity ?? 0} positions, ${needed} were asked for`);
     }
     if (!this.storage || this.storage.capacity < needed) {
-      const { policy, maxPositions } = this.config;
+      const { policy, maxPositions, buffers, geometry } = this.config;
       const grown = this.storage ? Math.max(needed, 2 * this.storage.capacity) : needed + policy.headroom;
-      const capacity = Math.max(needed, Math.min(maxPositions, roundUp(grown, policy.step)));
+      let capacity = Math.max(needed, Math.min(maxPositions, roundUp(grown, policy.step)));
+      const held = this.storage ? null : buffers.heldCapacity?.(this.batch * this.rowBytes(1), 2 * geometry.numLayers);
+      if (held && held >= needed && held <= maxPositions) capacity = held;
       this.storage = await this.reallocate(capacity);
     }
     return this.storage.tensors;

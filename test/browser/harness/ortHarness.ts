@@ -106,6 +106,23 @@ async function compareKvLayouts(bundleUrl: string, promptIds: number[], steps: n
   }
 }
 
+/** Counts the bind groups WebGPU creates from now on (in `count`) until `restore()`. */
+function countBindGroups(): { count: number; restore(): void } {
+  const proto = GPUDevice.prototype;
+  const createBindGroup = proto.createBindGroup;
+  const counter = {
+    count: 0,
+    restore: () => {
+      proto.createBindGroup = createBindGroup;
+    },
+  };
+  proto.createBindGroup = function (this: GPUDevice, ...args: Parameters<GPUDevice['createBindGroup']>) {
+    counter.count += 1;
+    return createBindGroup.apply(this, args);
+  };
+  return counter;
+}
+
 export interface CapturedStepComparison {
   /** Largest |Δlogit| between captured and ordinary steps over the prompt and every step. */
   maxLogitDifference: number;
@@ -115,6 +132,8 @@ export interface CapturedStepComparison {
   capturedSteps: number;
   /** Step sessions the captured path made: one per set of KV buffers (each growth moves the cache). */
   stepSessions: number;
+  /** A second conversation after the first: its cache's capacity, and the step sessions it made. */
+  secondConversation: { capacity: number; newSessions: number };
   capacities: number[];
   /** Bind groups WebGPU created per step after the first three (captures done), per path. */
   bindGroupsPerStep: { ordinary: number; captured: number };
@@ -144,17 +163,11 @@ async function compareCapturedSteps(bundleUrl: string, promptIds: number[], step
   const opened = await openCapturedDecoder({ readFile: bytes }, decoderFiles, llm);
   if (!opened.ok) throw new Error(`capture refused: ${opened.reason}`);
   const capture = opened.decoder;
-  const proto = GPUDevice.prototype;
-  const createBindGroup = proto.createBindGroup;
-  let bindGroups = 0;
-  proto.createBindGroup = function (this: GPUDevice, ...args: Parameters<GPUDevice['createBindGroup']>) {
-    bindGroups += 1;
-    return createBindGroup.apply(this, args);
-  };
+  const bindGroups = countBindGroups();
   try {
     const common = { backend: 'webgpu' as const, embedTokens, maxPositions: llm.maxPositions, kvLayout: 'fixed' as const, kvCapacity: { step: 8, headroom: 0 } };
     const ordinary = new DecoderRunner(plainSession, llm, common);
-    const captured = new DecoderRunner(capture.session, llm, { ...common, weights: capture.weights, captured: capture.step, kvBuffers: capture.owned });
+    const captured = new DecoderRunner(capture.session, llm, { ...common, weights: capture.weights, captured: capture.step, kvBuffers: capture.step });
     const { inputs_embeds: prompt } = await embedTokens.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(promptIds, BigInt), [1, promptIds.length]) });
     const promptRows = (await prompt!.getData()) as Float32Array;
     prompt!.dispose();
@@ -170,12 +183,12 @@ async function compareCapturedSteps(bundleUrl: string, promptIds: number[], step
       const next = argmax(a.logits);
       greedyIdsEqual &&= next === argmax(b.logits);
       const counted = step >= 3;
-      bindGroups = 0;
+      bindGroups.count = 0;
       a = await ordinary.decodeStep(next, a.cache, 4);
-      if (counted) groups.ordinary += bindGroups;
-      bindGroups = 0;
+      if (counted) groups.ordinary += bindGroups.count;
+      bindGroups.count = 0;
       b = await captured.decodeStep(next, b.cache, 4);
-      if (counted) groups.captured += bindGroups;
+      if (counted) groups.captured += bindGroups.count;
       maxLogitDifference = Math.max(maxLogitDifference, diff(a.logits, b.logits));
       const capacity = (b.cache as FixedKvCache).capacity;
       if (capacities.at(-1) !== capacity) capacities.push(capacity);
@@ -186,18 +199,36 @@ async function compareCapturedSteps(bundleUrl: string, promptIds: number[], step
     }
     a.cache.dispose();
     b.cache.dispose();
+    // A second conversation (half the prompt, 5 steps): its cache takes the first one's buffers,
+    // so the captured session goes on without a new capture.
+    const sessionsBefore = capture.step.sessionsMade;
+    const half = promptRows.subarray(0, (promptIds.length >> 1) * llm.hiddenSize);
+    a = await ordinary.step(half, ordinary.emptyCache(), 4);
+    b = await captured.step(half, captured.emptyCache(), 4);
+    const secondCapacity = (b.cache as FixedKvCache).capacity;
+    maxLogitDifference = Math.max(maxLogitDifference, diff(a.logits, b.logits));
+    for (let step = 0; step < 5; step++) {
+      const next = argmax(a.logits);
+      greedyIdsEqual &&= next === argmax(b.logits);
+      a = await ordinary.decodeStep(next, a.cache, 4);
+      b = await captured.decodeStep(next, b.cache, 4);
+      maxLogitDifference = Math.max(maxLogitDifference, diff(a.logits, b.logits));
+    }
+    a.cache.dispose();
+    b.cache.dispose();
     const counted = Math.max(1, steps - 3);
     return {
       maxLogitDifference,
       maxScoreDifference,
       greedyIdsEqual,
       capturedSteps: captured.capturedSteps,
-      stepSessions: capture.step.sessionsMade,
+      stepSessions: sessionsBefore,
+      secondConversation: { capacity: secondCapacity, newSessions: capture.step.sessionsMade - sessionsBefore },
       capacities,
       bindGroupsPerStep: { ordinary: groups.ordinary / counted, captured: groups.captured / counted },
     };
   } finally {
-    proto.createBindGroup = createBindGroup;
+    bindGroups.restore();
     await releaseCapturedDecoder(capture);
     await capture.session.release();
     await plainSession.release();
@@ -231,13 +262,7 @@ async function capturedReplay(runs: number): Promise<CapturedReplayReport> {
   const owned = new OrtOwnedBuffers();
   const session = await ort.InferenceSession.create(model, { executionProviders: [{ name: 'webgpu' }], enableGraphCapture: true });
   const device = (await ort.env.webgpu.device) as GPUDevice;
-  const proto = GPUDevice.prototype;
-  const createBindGroup = proto.createBindGroup;
-  let bindGroups = 0;
-  proto.createBindGroup = function (this: GPUDevice, ...args: Parameters<GPUDevice['createBindGroup']>) {
-    bindGroups += 1;
-    return createBindGroup.apply(this, args);
-  };
+  const bindGroups = countBindGroups();
   try {
     const weights = Float32Array.of(0.5, -1, 2, 10, -0.25);
     const w = await owned.upload('float32', [5], new Uint8Array(weights.buffer));
@@ -248,9 +273,9 @@ async function capturedReplay(runs: number): Promise<CapturedReplayReport> {
     for (let run = 0; run < runs; run++) {
       const values = Float32Array.from({ length: 5 }, (_, i) => (run + 1) * (i - 2));
       device.queue.writeBuffer(x.gpuBuffer as GPUBuffer, 0, values);
-      const before = bindGroups;
+      const before = bindGroups.count;
       await session.run({ x, w }, { y });
-      report.bindGroups.push(bindGroups - before);
+      report.bindGroups.push(bindGroups.count - before);
       const encoder = device.createCommandEncoder();
       encoder.copyBufferToBuffer(y.gpuBuffer as GPUBuffer, 0, staging, 0, 20);
       device.queue.submit([encoder.finish()]);
@@ -262,7 +287,7 @@ async function capturedReplay(runs: number): Promise<CapturedReplayReport> {
     staging.destroy();
     return report;
   } finally {
-    proto.createBindGroup = createBindGroup;
+    bindGroups.restore();
     await session.release();
     await owned.release();
   }
