@@ -10,7 +10,7 @@
  */
 import type { GraphBundle, GraphFiles } from './graphs';
 import { decoderOutputLocations, type DecoderShape } from './llm/decoder';
-import { CapturedDecodeStep } from './llm/capturedStep';
+import { CapturedDecodeStep, openStepSession } from './llm/capturedStep';
 import { captureGraphsOf } from './llm/decoderGraphEdit';
 import { ort, sessionOptions } from './ortRuntime';
 import { OrtOwnedBuffers } from './ortOwnedBuffers';
@@ -40,8 +40,16 @@ export async function openCapturedDecoder(
 ): Promise<{ ok: true; decoder: CapturedDecoder } | { ok: false; reason: string }> {
   const edit = captureGraphsOf(await bundle.readFile(files.path));
   if (!edit.ok) return edit;
+  // Before any weight is uploaded: will ORT capture this graph on this device at all?
+  let stepSession: ort.InferenceSession;
+  try {
+    stepSession = await openStepSession(edit.step);
+  } catch (error) {
+    return { ok: false, reason: error instanceof Error ? error.message : String(error) };
+  }
   const owned = new OrtOwnedBuffers();
   let session: ort.InferenceSession | undefined;
+  let step: CapturedDecodeStep | undefined;
   try {
     const started = performance.now();
     const data = new Map<string, Uint8Array>();
@@ -63,9 +71,11 @@ export async function openCapturedDecoder(
     await device.queue.onSubmittedWorkDone();
     const upload = { ms: performance.now() - started, bytes };
     session = await ort.InferenceSession.create(edit.prompt, sessionOptions('webgpu', decoderOutputLocations('webgpu', shape.numLayers)));
-    const step = await CapturedDecodeStep.create(edit.step, owned, weights, shape, session.inputNames.includes('lora_scale'));
+    step = await CapturedDecodeStep.create(edit.step, stepSession, owned, weights, shape, session.inputNames.includes('lora_scale'));
     return { ok: true, decoder: { session, weights, step, owned, upload } };
   } catch (error) {
+    if (step) await step.release();
+    else await stepSession.release();
     await session?.release();
     await owned.release();
     throw error;

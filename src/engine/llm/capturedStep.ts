@@ -41,10 +41,36 @@ interface StepBuffers {
   logits: ort.Tensor;
 }
 
+/**
+ * A new session of the step graph, to be captured at its runs. Throws where ORT refuses capture
+ * (a node it places on the CPU, e.g. a shape op some graphs keep): the caller then runs ordinary
+ * steps, so ORT is told not to log the refusal itself (the reason reaches the device report).
+ */
+export async function openStepSession(graph: Uint8Array): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(
+      graph,
+      sessionOptions('webgpu', {
+        // The provider as an object: onnxruntime-web 1.30 hands `enableGraphCapture` to the WebGPU
+        // provider only then (with the plain 'webgpu' string the session runs uncaptured).
+        executionProviders: [{ name: 'webgpu' }],
+        enableGraphCapture: true,
+        preferredOutputLocation: 'gpu-buffer',
+        logSeverityLevel: 4,
+      }),
+    );
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new Error(message.replace(/^Can't create a session\. ERROR_CODE: \d+, ERROR_MESSAGE: /, '').replace(/\s+/g, ' ').trim());
+  }
+}
+
 export class CapturedDecodeStep implements KvBuffers {
   /** Step sessions made so far (one per set of KV buffers), for stats and tests. */
   sessionsMade = 0;
   private session: ort.InferenceSession | null = null;
+  /** A session made (and so checked) at load and not run yet: the first capture takes it. */
+  private fresh: ort.InferenceSession | null;
   /** The KV tensors of the current binding, and its feeds and fetches. */
   private bound: { past: Record<string, ort.Tensor>; feeds: Record<string, ort.Tensor>; fetches: Record<string, ort.Tensor> } | null = null;
   /** The KV buffers the current session was captured with, in input order. */
@@ -64,14 +90,18 @@ export class CapturedDecodeStep implements KvBuffers {
     private readonly staging: GPUBuffer,
     private readonly device: GPUDevice,
     private readonly takesScale: boolean,
-  ) {}
+    fresh: ort.InferenceSession,
+  ) {
+    this.fresh = fresh;
+  }
 
   /**
-   * `graph`: the step graph; `weights`: every weight input it has, as tensors `owned` made (the
-   * same ones the prompt session binds).
+   * `graph`: the step graph, `fresh` a session of it from openStepSession; `weights`: every weight
+   * input it has, as tensors `owned` made (the same ones the prompt session binds).
    */
   static async create(
     graph: Uint8Array,
+    fresh: ort.InferenceSession,
     owned: OrtOwnedBuffers,
     weights: Record<string, ort.Tensor>,
     shape: CapturedStepShape,
@@ -86,7 +116,7 @@ export class CapturedDecodeStep implements KvBuffers {
       logits: await owned.zeros('float32', [1, 1, shape.vocabSize]),
     };
     const staging = device.createBuffer({ size: 4 * shape.vocabSize, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
-    return new CapturedDecodeStep(graph, owned, weights, shape, buffers, staging, device, takesScale);
+    return new CapturedDecodeStep(graph, owned, weights, shape, buffers, staging, device, takesScale, fresh);
   }
 
   /** Whether `cache` is one this step can bind: one sequence, on buffers from here, not a scratch view. */
@@ -148,7 +178,9 @@ export class CapturedDecodeStep implements KvBuffers {
   /** Releases the session and the held buffers (the owner releases every ORT-owned buffer after). */
   async release(): Promise<void> {
     await this.session?.release();
+    await this.fresh?.release();
     this.session = null;
+    this.fresh = null;
     this.bound = null;
     this.boundBuffers = [];
     for (const buffer of this.held.splice(0)) this.destroy(buffer);
@@ -191,16 +223,8 @@ export class CapturedDecodeStep implements KvBuffers {
     this.session = null;
     this.boundBuffers = buffers;
     for (const buffer of this.held.splice(0)) this.destroy(buffer);
-    this.session = await ort.InferenceSession.create(
-      this.graph,
-      sessionOptions('webgpu', {
-        // The provider as an object: onnxruntime-web 1.30 hands `enableGraphCapture` to the WebGPU
-        // provider only then (with the plain 'webgpu' string the session runs uncaptured).
-        executionProviders: [{ name: 'webgpu' }],
-        enableGraphCapture: true,
-        preferredOutputLocation: 'gpu-buffer',
-      }),
-    );
+    this.session = this.fresh ?? (await openStepSession(this.graph));
+    this.fresh = null;
     this.sessionsMade += 1;
   }
 
