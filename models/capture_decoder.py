@@ -17,7 +17,12 @@ named as before) so that:
 - `seqlens_k` (int32 [batch]) and `total_seq_len` (int32 []) are graph inputs the engine writes;
 - `attention_mask` and the unused `position_ids` are gone (positions follow from `seqlens_k`);
 - `num_logits_to_keep` is the constant 1 (a decode step's one row);
-- `probe_hidden` (localization's probe) is not an output.
+- `probe_hidden` (localization's probe) is not an output;
+- a tied head (Qwen3: `lm_head` reads the embedding table) reshapes its rows back with the constant
+  [0, 1, -1] instead of a shape computed by `Shape`/`Concat` (CPU ops; one row is kept), and its
+  `logits` are written by a kernel (`+ 0`), not by the `Reshape`: ORT leaves the buffer copy of a
+  graph output written by a Reshape out of the captured commands, so replays returned the first
+  run's logits (measured on the tiny ALARM decoder).
 Everything else, and so every number the graph computes, is unchanged.
 
 `--weights-as-inputs` also turns every initializer kept in the external data file into a graph
@@ -41,6 +46,27 @@ from onnx import TensorProto, helper, numpy_helper
 MASK_NODES = {"/model/attn_mask/ReduceSum", "/model/attn_mask/Sub", "/model/attn_mask/seqlens_k/Cast",
               "/model/attn_mask/Shape", "/model/attn_mask/Gather", "/model/attn_mask/total_seq_len/Cast"}
 DROPPED_INPUTS = {"attention_mask", "position_ids", "num_logits_to_keep"}
+HEAD_SHAPE_NODES = {"/lm_head/Shape", "/lm_head/Concat"}
+HEAD_RESHAPE = "/lm_head/Reshape_back"
+
+
+def _fixed_head_shape(g: onnx.GraphProto) -> None:
+    """A tied head's reshape back to [batch, 1, vocab] with a constant shape, logits from a kernel (in place)."""
+    found = {n.name: n for n in g.node if n.name in HEAD_SHAPE_NODES}
+    if not found:
+        return
+    if set(found) != HEAD_SHAPE_NODES:
+        raise ValueError(f"not a converter decoder: the tied head has only {sorted(found)}")
+    shape_name = found["/lm_head/Concat"].output[0]
+    kept = [n for n in g.node if n.name not in HEAD_SHAPE_NODES]
+    reshape = next(n for n in kept if n.name == HEAD_RESHAPE)
+    if reshape.output[0] == "logits":
+        reshape.output[0] = f"{HEAD_RESHAPE}/output_0"
+        kept.append(helper.make_node("Add", [reshape.output[0], "/lm_head/zero"], ["logits"], name="/lm_head/write_logits"))
+        g.initializer.append(numpy_helper.from_array(np.array(0, dtype=np.float32), "/lm_head/zero"))
+    del g.node[:]
+    g.node.extend(kept)
+    g.initializer.append(numpy_helper.from_array(np.array([0, 1, -1], dtype=np.int64), shape_name))
 
 
 def capturable_decoder(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -57,6 +83,7 @@ def capturable_decoder(model: onnx.ModelProto) -> onnx.ModelProto:
     g.input.append(helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch_size"]))
     g.input.append(helper.make_tensor_value_info("total_seq_len", TensorProto.INT32, []))
     g.initializer.append(numpy_helper.from_array(np.array(1, dtype=np.int64), "num_logits_to_keep"))
+    _fixed_head_shape(g)
     outputs = [o for o in g.output if o.name != "probe_hidden"]
     del g.output[:]
     g.output.extend(outputs)

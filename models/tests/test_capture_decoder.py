@@ -8,6 +8,7 @@ past, then a decode step on its cache.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,37 @@ def test_token_ids_in_give_the_same_numbers(graphs):
     assert np.abs(a["logits"]).max() > 0
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_a_tied_head_needs_no_shape_op_and_gives_the_same_numbers(tmp_path):
+    """The tiny ALARM decoder (Qwen3: the head reads the embedding table): no Shape/Concat left, the
+    logits written by a kernel, and a prompt then a step give the original's numbers bit for bit."""
+    bundle = Path(__file__).resolve().parents[1] / "bundles" / "alarm-tiny" / "onnx"
+    for name in ("decoder_model_merged.onnx", "decoder_model_merged.onnx_data", "embed_tokens.onnx_data"):
+        shutil.copy(bundle / name, tmp_path / name)
+    original = tmp_path / "decoder_model_merged.onnx"
+    captured = tmp_path / "decoder_capture.onnx"
+    onnx.save(capturable_decoder(onnx.load(str(original), load_external_data=False)), str(captured))
+    nodes = {n.name: n for n in onnx.load(str(captured), load_external_data=False).graph.node}
+    assert "/lm_head/Shape" not in nodes and "/lm_head/Concat" not in nodes
+    assert nodes["/lm_head/write_logits"].op_type == "Add" and list(nodes["/lm_head/write_logits"].output) == ["logits"]
+
+    layers, kv_heads, head_dim, hidden = 2, 2, 16, 32
+    def past(present: dict | None) -> dict[str, np.ndarray]:
+        empty = np.zeros((1, kv_heads, 0, head_dim), np.float32)
+        return {f"past_key_values.{i}.{part}": empty if present is None else present[f"present.{i}.{part}"]
+                for i in range(layers) for part in ("key", "value")}
+    rng = np.random.default_rng(3)
+    present = None
+    for past_length, n in ((0, 5), (5, 1)):  # a prompt, then a step on its cache
+        embeds = (rng.standard_normal((1, n, hidden)) * 0.5).astype(np.float32)
+        total = past_length + n
+        a = run_onnx(original, {"inputs_embeds": embeds, **past(present), "attention_mask": np.ones((1, total), np.int64),
+                                "position_ids": np.arange(past_length, total, dtype=np.int64)[None],
+                                "num_logits_to_keep": np.array(1, np.int64)})
+        b = run_onnx(captured, {"inputs_embeds": embeds, **past(present), "seqlens_k": np.array([total - 1], np.int32),
+                                "total_seq_len": np.array(total, np.int32)})
+        assert b["logits"].shape == (1, 1, 151936) and np.abs(a["logits"]).max() > 0
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        present = a

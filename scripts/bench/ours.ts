@@ -78,14 +78,19 @@ export async function openOurs(
   const g = info.geometry;
   const shape = { numLayers: g.numLayers, numKvHeads: g.numKvHeads, headDim: g.headDim, hiddenSize: g.hiddenSize, vocabSize: g.vocabSize };
   const started = performance.now();
-  const embedSession = await openSession(read, joinPath(root, files.embed), files.embedData, embedOutputLocations(backend), backend);
   let captured: CapturedDecoder | null = null;
   let captureNote = backend === 'webgpu' ? 'off' : 'not on wasm';
   if (backend === 'webgpu' && capture) {
-    const opened = await openCapturedDecoder({ readFile: read }, { path: joinPath(root, files.decoder), externalData: files.decoderData }, shape);
+    const embedFiles = { path: joinPath(root, files.embed), externalData: files.embedData };
+    const opened = await openCapturedDecoder({ readFile: read }, { path: joinPath(root, files.decoder), externalData: files.decoderData }, shape, embedFiles);
     if (opened.ok) captured = opened.decoder;
-    captureNote = opened.ok ? `on (weights uploaded in ${opened.decoder.upload.ms.toFixed(0)} ms)` : `refused: ${opened.reason}`;
+    captureNote = opened.ok
+      ? `on, ${opened.decoder.embed ? 'token id in' : `embedding rows in (${opened.decoder.embedNote})`} (weights uploaded in ${opened.decoder.upload.ms.toFixed(0)} ms)`
+      : `refused: ${opened.reason}`;
   }
+  // With capture the embedding graph takes its weights as inputs, shared with the step.
+  const embedSession = captured?.embed?.session ?? (await openSession(read, joinPath(root, files.embed), files.embedData, embedOutputLocations(backend), backend));
+  const embedWeights = captured?.embed?.weights;
   const decoderSession =
     captured?.session ?? (await openSession(read, joinPath(root, files.decoder), files.decoderData, decoderOutputLocations(backend, g.numLayers), backend));
   const loadMs = performance.now() - started;
@@ -104,12 +109,12 @@ export async function openOurs(
     embedTokens: embedSession,
     maxPositions: g.maxPositions,
     maxChunk: check?.chunk ?? Number.POSITIVE_INFINITY,
-    ...(captured ? { weights: captured.weights, captured: captured.step, kvBuffers: captured.step } : {}),
+    ...(captured ? { weights: captured.weights, captured: captured.step, kvBuffers: captured.step, embedWeights } : {}),
   });
   // The same embed function the engine uses (engine.ts): ids -> [n x hidden] rows on the CPU.
   const embed = async (ids: number[]): Promise<Float32Array> => {
     const input = new ort.Tensor('int64', BigInt64Array.from(ids, (id) => BigInt(id)), [1, ids.length]);
-    const { inputs_embeds: out } = await embedSession.run({ input_ids: input });
+    const { inputs_embeds: out } = await embedSession.run({ input_ids: input, ...embedWeights });
     if (!out) throw new Error('embed_tokens returned no inputs_embeds');
     const data = (await out.getData()) as Float32Array;
     out.dispose();

@@ -28,7 +28,7 @@ import { bestChoice, prepareChoices, scoreChoices } from './llm/choices';
 import { concatFloat32, Conversation } from './llm/conversation';
 import { audioMarkerOf, promptParts } from './llm/prompt';
 import { checkPrefillAttention, describeAttentionCheck, usesFusedRotary, type AttentionCheckResult, type AttentionShape } from './llm/attentionCheck';
-import { DecoderRunner, decoderOutputLocations } from './llm/decoder';
+import { DecoderRunner, decoderOutputLocations, embedOutputLocations } from './llm/decoder';
 import type { GenerationParams, GenerationStats, TokenEvent } from './llm/generate';
 import { splitReasoning, validThinkingBudget, type ReasoningRun } from './llm/reasoning';
 import { createTokenizer, type TextTokenizer } from './llm/tokenizer';
@@ -119,6 +119,8 @@ export interface ModelCapabilities {
 export interface DecodeInfo {
   /** Answer tokens' steps are graph-captured runs (WebGPU). */
   captured: boolean;
+  /** A captured step takes the token id (the embedding graph runs inside it): one run per token. */
+  embeddingInStep: boolean;
   /** One sentence for the device report. */
   summary: string;
 }
@@ -302,11 +304,13 @@ export class HarkEngine {
     const { llm } = parts;
     const graphs = partGraphNames(parts).map((name): [string, GraphFiles] => [name, variant.graphs[variantGraphKey(manifest, name)]!]);
     const captureWanted = backend === 'webgpu' && this.options.captureDecode !== false;
-    const opened = captureWanted ? graphs.filter(([name]) => name !== parts.decoderGraph) : graphs;
+    // With capture, the decoder and the embedding graph are opened together (they share weights).
+    const opened = captureWanted ? graphs.filter(([name]) => name !== parts.decoderGraph && name !== parts.embedGraph) : graphs;
     const sessions = await openGraphs({ variant: bundle.variant, graphs: opened, readFile: (path) => bundle.readFile(path) }, backend, llm.numLayers);
+    const filesOf = (name: string) => graphs.find(([graph]) => graph === name)![1];
     const { capture, decode } = captureWanted
-      ? await this.openDecoderForCapture(bundle, sessions, parts.decoderGraph, graphs.find(([name]) => name === parts.decoderGraph)![1], llm)
-      : { capture: null, decode: { captured: false, summary: backend === 'webgpu' ? 'Each answer token is an ordinary decoder run (graph capture is turned off).' : 'Each answer token is an ordinary decoder run on WebAssembly (graph capture is a WebGPU feature).' } };
+      ? await this.openDecoderForCapture(bundle, sessions, { decoder: [parts.decoderGraph, filesOf(parts.decoderGraph)], embed: [parts.embedGraph, filesOf(parts.embedGraph)] }, llm)
+      : { capture: null, decode: { captured: false, embeddingInStep: false, summary: backend === 'webgpu' ? 'Each answer token is an ordinary decoder run (graph capture is turned off).' : 'Each answer token is an ordinary decoder run on WebAssembly (graph capture is a WebGPU feature).' } };
     const tokenizer = createTokenizer(
       await bundle.readJson<object>(manifest.tokenizer.tokenizerJson),
       await bundle.readJson<object>(manifest.tokenizer.tokenizerConfig),
@@ -325,7 +329,7 @@ export class HarkEngine {
       embedTokens: sessionOf(sessions, parts.embedGraph),
       maxPositions,
       maxChunk: prefill.chunk ?? Number.POSITIVE_INFINITY,
-      ...(capture ? { weights: capture.weights, captured: capture.step, kvBuffers: capture.step } : {}),
+      ...(capture ? { weights: capture.weights, captured: capture.step, kvBuffers: capture.step, embedWeights: capture.embed?.weights } : {}),
     });
     const generation = manifest.generation;
     const info: ModelInfo = {
@@ -385,39 +389,33 @@ export class HarkEngine {
   }
 
   /**
-   * Opens the decoder for graph-captured steps; where that cannot be (a graph our converter did
-   * not make, or a device that refuses), the ordinary decoder, with the reason for the report.
-   * On a failure to open either, every session opened so far is released.
+   * Opens the decoder and the embedding graph for graph-captured steps; where that cannot be (a
+   * graph our converter did not make, or a device that refuses), the ordinary graphs, with the
+   * reason for the report. On a failure to open either, every session opened so far is released.
    */
   private async openDecoderForCapture(
     bundle: LoadedBundle,
     sessions: GraphSessions,
-    name: string,
-    files: GraphFiles,
+    graphs: { decoder: [string, GraphFiles]; embed: [string, GraphFiles] },
     llm: ModelParts['llm'],
   ): Promise<{ capture: CapturedDecoder | null; decode: DecodeInfo }> {
     const readFile = (path: string) => bundle.readFile(path);
+    const [decoderName, decoderFiles] = graphs.decoder;
+    const [embedName, embedFiles] = graphs.embed;
     let reason: string;
+    let capture: CapturedDecoder | null = null;
     try {
-      const opened = await openCapturedDecoder({ readFile }, files, llm);
-      if (opened.ok) {
-        sessions[name] = opened.decoder.session;
-        const { ms, bytes } = opened.decoder.upload;
-        return {
-          capture: opened.decoder,
-          decode: {
-            captured: true,
-            summary: `Each answer token is one graph-captured GPU run: the decoder's weights (${(bytes / 2 ** 20).toFixed(1)} MiB) were uploaded once in ${ms.toFixed(0)} ms and are shared with the prompt runs.`,
-          },
-        };
-      }
-      reason = opened.reason;
+      const opened = await openCapturedDecoder({ readFile }, decoderFiles, llm, embedFiles);
+      if (opened.ok) capture = opened.decoder;
+      else reason = opened.reason;
     } catch (error) {
       reason = error instanceof Error ? error.message : String(error);
     }
     try {
-      sessions[name] = await openGraph({ readFile }, files, 'webgpu', decoderOutputLocations('webgpu', llm.numLayers));
+      sessions[decoderName] = capture?.session ?? await openGraph({ readFile }, decoderFiles, 'webgpu', decoderOutputLocations('webgpu', llm.numLayers));
+      sessions[embedName] = capture?.embed?.session ?? await openGraph({ readFile }, embedFiles, 'webgpu', embedOutputLocations('webgpu'));
     } catch (error) {
+      if (capture) await releaseCapturedDecoder(capture);
       await releaseGraphs(sessions);
       const detail = error instanceof Error ? error.message : String(error);
       throw new HarkError(
@@ -426,7 +424,16 @@ export class HarkEngine {
         { backend: 'webgpu', variant: bundle.variant },
       );
     }
-    return { capture: null, decode: { captured: false, summary: `Each answer token is an ordinary decoder run: graph capture could not be set up (${reason}).` } };
+    if (!capture) return { capture: null, decode: { captured: false, embeddingInStep: false, summary: `Each answer token is an ordinary decoder run: graph capture could not be set up (${reason!}).` } };
+    const { ms, bytes, shared } = capture.upload;
+    const weights = `the weights (${(bytes / 2 ** 20).toFixed(1)} MiB) were uploaded once in ${ms.toFixed(0)} ms and are shared with the prompt runs` +
+      (shared > 0 ? ` (the embedding table once for the embedding, the step and the tied head)` : '');
+    return {
+      capture,
+      decode: capture.embed
+        ? { captured: true, embeddingInStep: true, summary: `Each answer token is one graph-captured GPU run, token id in and logits out: ${weights}.` }
+        : { captured: true, embeddingInStep: false, summary: `Each answer token is an embedding run and one graph-captured GPU run (${capture.embedNote ?? 'the embedding graph was not given'}): ${weights}.` },
+    };
   }
 
   /**
@@ -776,10 +783,11 @@ export class HarkEngine {
   /** Token ids → their embedding rows ([n × hidden]) through the model's embedding graph. */
   private embedder(model: LoadedModel): (ids: number[]) => Promise<Float32Array> {
     const embedTokens = sessionOf(model.sessions, model.parts.embedGraph);
+    const weights = model.capture?.embed?.weights;
     return async (ids) => {
       if (ids.length === 0) return new Float32Array(0);
       const input = new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]);
-      const { inputs_embeds } = await embedTokens.run({ input_ids: input });
+      const { inputs_embeds } = await embedTokens.run({ input_ids: input, ...weights });
       const data = (await inputs_embeds!.getData()) as Float32Array;
       inputs_embeds!.dispose();
       return data;

@@ -49,6 +49,10 @@ describe('the tiny ALARM bundle in Chromium on WebGPU vs the ALARM PyTorch refer
     expect(info.variant).toBe('fp32');
     expect(info.capabilities).toMatchObject({ hasLora: false, fusion: 'sum', llm: 'qwen3', localizes: false });
     expect(info.reasoning).not.toBeNull();
+    // Qwen3's tied head reads the embedding table: its captured step needs no shape op on the CPU,
+    // and the table is uploaded once for the embedding graph, the step and the head.
+    expect(info.decode).toMatchObject({ captured: true, embeddingInStep: true });
+    expect(info.decode.summary).toMatch(/token id in and logits out: .* \(the embedding table once for the embedding, the step and the tied head\)\.$/);
 
     const report = await page.evaluate((n) => window.harkEngineHarness.alarmParity('speech', 'fp32', n), ANSWER_TOKENS);
     const { ms } = report;
@@ -78,6 +82,9 @@ describe('the tiny ALARM bundle in Chromium on WebGPU vs the ALARM PyTorch refer
     expect(report.forcedIndices).toEqual(expected.forcedCloseIds.map((_, i) => expected.thinkingBudget + i));
     expect(report.channels).toEqual(report.ids.map((_, i) => (i < expected.answerStart ? 'thought' : 'answer')));
     expect(report.streamedThoughts).toBe(report.thoughts);
+    const counters = await page.evaluate(() => window.harkEngineHarness.client.counters());
+    expect(counters.captureFailure).toBeNull();
+    expect(counters.capturedSteps).toBeGreaterThan(0);
     expect(report.streamedAnswer).toBe(report.answer);
     // The forced closing text took one decoder run: budget steps, 1, then one per answer token but the last.
     expect(report.decodeRuns).toBe(expected.thinkingBudget + 1 + ANSWER_TOKENS - 1);

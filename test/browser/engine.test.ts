@@ -47,8 +47,8 @@ describe('engine in Chromium on WebGPU, through the worker', () => {
         console.log(`attention self-check on WebGPU (${device.webgpu.available ? [device.webgpu.vendor, device.webgpu.architecture].join(' ') : '?'}): ${JSON.stringify(info.prefill)}`);
         expect(info.backendReason).toBe('WebGPU was chosen in Settings.');
         // Answer tokens' steps are graph-captured by default: every parity check below runs them.
-        expect(info.decode.captured).toBe(true);
-        expect(info.decode.summary).toMatch(/^Each answer token is one graph-captured GPU run: the decoder's weights \(\d+\.\d MiB\) were uploaded once in \d+ ms/);
+        expect(info.decode).toMatchObject({ captured: true, embeddingInStep: true });
+        expect(info.decode.summary).toMatch(/^Each answer token is one graph-captured GPU run, token id in and logits out: the weights \(\d+\.\d MiB\) were uploaded once in \d+ ms/);
         if (device.webgpu.available && device.webgpu.software) {
           expect(info.prefill).toMatchObject({ check: 'inexact', chunk: 31 });
           expect(info.prefill.maxError).toBeGreaterThan(1e-3);

@@ -63,8 +63,51 @@ describe('fixed-capacity KV cache on WebGPU', () => {
     expect(result.stepSessions).toBe(3); // captured afresh after each growth
     // The next conversation takes the last one's buffers (96 positions) and its captured session.
     expect(result.secondConversation).toEqual({ capacity: 96, newSessions: 0 });
-    // A replayed step creates only the embedding run's bind groups, not the decoder's.
-    expect(result.bindGroupsPerStep.captured).toBeLessThan(result.bindGroupsPerStep.ordinary / 4);
+    // The embedding graph runs inside the captured step: one run per token, and a replay creates
+    // no bind groups.
+    expect(result.stepInput).toBe('input_ids');
+    expect(result.runsPerCapturedStep).toBe(1);
+    expect(result.bindGroupsPerStep.captured).toBe(0);
+    // Each session's first 3 runs were checked against ordinary runs, and agreed.
+    expect(result.checkedRuns).toBe(3 * result.stepSessions);
+    expect(result.captureFailure).toBeNull();
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  it('graph-captured steps fed embedding rows (a bundle whose embedding graph cannot join the step) match ordinary ones too', { timeout: 300_000 }, async () => {
+    const { context, errors, page, bundleUrl } = await openOrtHarness(browser);
+    const prompt = [1, 3148, 1001, 29901, 529, 10649, 5309, 29958, 1724, 338, 278, 3234, 29973, 13, 22933, 9047, 13566, 29901, 278, 29871];
+    const result = await page.evaluate(([url, ids]) => window.harkHarness.compareCapturedSteps(url, ids, 12, { withEmbedding: false }), [bundleUrl, prompt] as const);
+    console.log(`captured steps fed rows vs ordinary on WebGPU: max |Δlogit| ${result.maxLogitDifference.toExponential(2)}, capacities ${result.capacities.join(' → ')}; bind groups per step ${result.bindGroupsPerStep.ordinary} → ${result.bindGroupsPerStep.captured}`);
+    expect(result.stepInput).toBe('inputs_embeds');
+    expect(result.runsPerCapturedStep).toBe(2); // the embedding run, then the captured step
+    expect(result.maxLogitDifference).toBe(0);
+    expect(result.maxScoreDifference).toBe(0);
+    expect(result.greedyIdsEqual).toBe(true);
+    expect(result.capturedSteps).toBe(17);
+    expect(result.capacities).toEqual([24, 48]);
+    expect(result.captureFailure).toBeNull();
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  it("a replay that returns stale logits is caught at the session's first runs: captured steps stop, every token stays the ordinary run's", { timeout: 300_000 }, async () => {
+    const { context, errors, page } = await openOrtHarness(browser);
+    // The tiny ALARM decoder with its tied head's last node hidden from the rewrite: its logits stay
+    // written by a Reshape, whose copy ORT leaves out of the capture (what the rewrite avoids).
+    const url = new URL('/models/alarm-tiny/', inject('devUrl')).href;
+    const prompt = [151644, 872, 198, 3838, 374, 419, 30, 151645, 198, 151644, 77091, 198];
+    const result = await page.evaluate(
+      ([u, ids]) => window.harkHarness.compareCapturedSteps(u, ids, 4, { labels: [16, 17, 18], staleLogits: true, secondConversation: false }),
+      [url, prompt] as const,
+    );
+    console.log(`stale replay: ${result.captureFailure}; ${result.checkedRuns} runs checked, ${result.capturedSteps} captured steps, max |Δlogit| ${result.maxLogitDifference}`);
+    expect(result.captureFailure).toMatch(/^a replayed decode step differed from an ordinary run of the same token \(logits off by \d\.\de[+-]\d+\)$/);
+    expect(result.checkedRuns).toBe(2); // the regular run agreed, the capturing run did not
+    expect(result.capturedSteps).toBe(2);
+    expect(result.maxLogitDifference).toBe(0);
+    expect(result.greedyIdsEqual).toBe(true);
     expect(errors).toEqual([]);
     await context.close();
   });

@@ -24,7 +24,7 @@ function modelInfo(hasLora: boolean): ModelInfo {
     backendReason: 'WebAssembly (CPU) was chosen in Settings.',
     backendAdvice: null,
     prefill: { chunk: null, check: 'not-needed', maxError: null, checkMs: null, summary: '' },
-    decode: { captured: false, summary: 'Each answer token is an ordinary decoder run on WebAssembly.' },
+    decode: { captured: false, embeddingInStep: false, summary: 'Each answer token is an ordinary decoder run on WebAssembly.' },
     tasks: { asr: 'Recognize the speech.' },
     audioMarker: hasLora ? '<Speech><SpeechHere></Speech>' : '<AudioHere>',
     defaults: {

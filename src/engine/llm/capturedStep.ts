@@ -10,8 +10,9 @@
  * - the same GPU buffers bound on every run: onnxruntime-web 1.30 keeps a captured session's
  *   bindings from its first run, so every input and output here is a buffer ORT allocated
  *   (ortOwnedBuffers.ts) — the weights (shared with the uncaptured prompt session), the KV cache
- *   (a FixedKvCache on those buffers, past and present one buffer), the step's embedding row,
- *   the lengths, the LoRA scale and the logits, each rewritten in place before a run.
+ *   (a FixedKvCache on those buffers, past and present one buffer), the token id (or, for a step
+ *   graph without the embedding graph in front, its embedding row), the lengths, the LoRA scale
+ *   and the logits, each rewritten in place before a run.
  * A captured graph is bound to one set of KV buffers: when the cache moves to new ones (it grew)
  * the step session is made afresh and captures again. So that a new conversation does not, this
  * class is also where its caches' buffers come from (`KvBuffers`): the bound set, when its cache is
@@ -26,15 +27,24 @@ import type { OrtOwnedBuffers } from '../ortOwnedBuffers';
 import { FixedKvCache, type KvBuffers } from './fixedKvCache';
 import { presentName, pastName, forEachKv, type KvCache } from './kvCache';
 
+/** Runs of each captured session checked against ordinary runs (see `checking`). */
+const CHECKED_RUNS_PER_SESSION = 3;
+/** Largest logit difference a check accepts, relative to the largest logit (at least 1). */
+const CHECK_TOLERANCE = 1e-3;
+
 export interface CapturedStepShape {
   numLayers: number;
   hiddenSize: number;
   vocabSize: number;
 }
 
+/** What a step graph is fed for its token (llm/decoderGraphEdit.ts `stepInput`). */
+export type StepInput = 'input_ids' | 'inputs_embeds';
+
 /** The fixed buffers every step run binds besides the KV cache and the weights. */
 interface StepBuffers {
-  embeds: ort.Tensor;
+  /** The token: its id (int64 [1, 1]) or its embedding row (float32 [1, 1, hidden]). */
+  token: ort.Tensor;
   seqlens: ort.Tensor;
   total: ort.Tensor;
   scale: ort.Tensor;
@@ -68,6 +78,10 @@ export async function openStepSession(graph: Uint8Array): Promise<ort.InferenceS
 export class CapturedDecodeStep implements KvBuffers {
   /** Step sessions made so far (one per set of KV buffers), for stats and tests. */
   sessionsMade = 0;
+  /** Captured runs checked against an ordinary run of the same token so far (`checking`). */
+  checkedRuns = 0;
+  /** Runs of the current session so far. */
+  private runsOfSession = 0;
   private session: ort.InferenceSession | null = null;
   /** A session made (and so checked) at load and not run yet: the first capture takes it. */
   private fresh: ort.InferenceSession | null;
@@ -90,6 +104,8 @@ export class CapturedDecodeStep implements KvBuffers {
     private readonly staging: GPUBuffer,
     private readonly device: GPUDevice,
     private readonly takesScale: boolean,
+    /** What the graph takes for the token. */
+    readonly input: StepInput,
     fresh: ort.InferenceSession,
   ) {
     this.fresh = fresh;
@@ -97,7 +113,8 @@ export class CapturedDecodeStep implements KvBuffers {
 
   /**
    * `graph`: the step graph, `fresh` a session of it from openStepSession; `weights`: every weight
-   * input it has, as tensors `owned` made (the same ones the prompt session binds).
+   * input it has, as tensors `owned` made (the same ones the prompt and embedding sessions bind);
+   * `takesScale`: the graph has a LoRA scale input; `input`: what it takes for the token.
    */
   static async create(
     graph: Uint8Array,
@@ -105,18 +122,48 @@ export class CapturedDecodeStep implements KvBuffers {
     owned: OrtOwnedBuffers,
     weights: Record<string, ort.Tensor>,
     shape: CapturedStepShape,
-    takesScale: boolean,
+    { takesScale, input }: { takesScale: boolean; input: StepInput },
   ): Promise<CapturedDecodeStep> {
     const device = (await ort.env.webgpu.device) as GPUDevice;
     const buffers: StepBuffers = {
-      embeds: await owned.zeros('float32', [1, 1, shape.hiddenSize]),
+      token: input === 'input_ids'
+        ? ort.Tensor.fromGpuBuffer((await owned.zeros('int32', [2])).gpuBuffer, { dataType: 'int64', dims: [1, 1] })
+        : await owned.zeros('float32', [1, 1, shape.hiddenSize]),
       seqlens: await owned.zeros('int32', [1]),
       total: await owned.zeros('int32', []),
       scale: await owned.zeros('float32', []),
       logits: await owned.zeros('float32', [1, 1, shape.vocabSize]),
     };
     const staging = device.createBuffer({ size: 4 * shape.vocabSize, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
-    return new CapturedDecodeStep(graph, owned, weights, shape, buffers, staging, device, takesScale, fresh);
+    return new CapturedDecodeStep(graph, owned, weights, shape, buffers, staging, device, takesScale, input, fresh);
+  }
+
+  /**
+   * Whether the run for `cache` should be checked against an ordinary one (DecoderRunner does
+   * it): the first runs of every captured session — ORT's regular run, the capturing run and the
+   * first replay — including a run that makes a new session because the cache grows. Why: a replay that silently differs from the run it recorded is possible (a graph
+   * output written by a copy ORT leaves out of the capture returned stale logits, found on the
+   * tiny ALARM decoder), and other GPUs pick other kernels; a wrong answer must not be the symptom.
+   */
+  checks(cache: FixedKvCache): boolean {
+    return this.runsOfSession < CHECKED_RUNS_PER_SESSION || cache.length + 1 > cache.capacity;
+  }
+
+  /**
+   * Compares a checked run's logits with the ordinary run's (`reference`): null when they agree
+   * (the same kernels on the same numbers: equal, within a margin for any reordering), else why not.
+   */
+  check(reference: Float32Array, logits: Float32Array): string | null {
+    this.checkedRuns += 1;
+    let scale = 1;
+    let largest = 0;
+    for (let i = 0; i < reference.length; i++) {
+      scale = Math.max(scale, Math.abs(reference[i]!));
+      const difference = Math.abs(reference[i]! - logits[i]!);
+      if (!(difference <= largest)) largest = Number.isNaN(difference) ? Number.POSITIVE_INFINITY : difference;
+    }
+    if (reference.length === logits.length && largest <= CHECK_TOLERANCE * scale) return null;
+    return `a replayed decode step differed from an ordinary run of the same token (logits off by ${largest.toExponential(1)})`;
   }
 
   /** Whether `cache` is one this step can bind: one sequence, on buffers from here, not a scratch view. */
@@ -152,18 +199,21 @@ export class CapturedDecodeStep implements KvBuffers {
   }
 
   /**
-   * Feeds the token whose embedding row `embed` writes into `into` after `cache`: the next
-   * position's logits and the cache one position longer (`cache` is consumed).
+   * Feeds token `id` after `cache`: the next position's logits and the cache one position longer
+   * (`cache` is consumed). A graph that takes embedding rows gets the row `embed` writes into its
+   * buffer; one with the embedding graph inside gets the id, written on the GPU (8 bytes).
    */
   async run(
-    embed: (into: ort.Tensor) => Promise<void>,
+    id: number,
     cache: FixedKvCache,
     loraScale: number,
+    embed: (id: number, into: ort.Tensor) => Promise<void>,
   ): Promise<{ logits: Float32Array; cache: KvCache }> {
     const past = await cache.pastFeeds(1); // may move the cache to larger buffers
     const bound = await this.bind(past);
-    await embed(this.buffers.embeds);
     const queue = this.device.queue;
+    if (this.input === 'input_ids') queue.writeBuffer(this.bufferOf(this.buffers.token), 0, BigInt64Array.of(BigInt(id)));
+    else await embed(id, this.buffers.token);
     queue.writeBuffer(this.bufferOf(this.buffers.seqlens), 0, Int32Array.of(cache.length));
     queue.writeBuffer(this.bufferOf(this.buffers.total), 0, Int32Array.of(cache.length + 1));
     if (this.takesScale && loraScale !== this.writtenScale) {
@@ -171,6 +221,7 @@ export class CapturedDecodeStep implements KvBuffers {
       this.writtenScale = loraScale;
     }
     await this.session!.run(bound.feeds, bound.fetches);
+    this.runsOfSession += 1;
     const logits = await this.readLogits();
     return { logits, cache: cache.advance({}, 1) };
   }
@@ -202,7 +253,7 @@ export class CapturedDecodeStep implements KvBuffers {
     });
     const feeds: Record<string, ort.Tensor> = {
       ...past,
-      inputs_embeds: this.buffers.embeds,
+      [this.input]: this.buffers.token,
       seqlens_k: this.buffers.seqlens,
       total_seq_len: this.buffers.total,
       ...(this.takesScale ? { lora_scale: this.buffers.scale } : {}),
@@ -226,6 +277,7 @@ export class CapturedDecodeStep implements KvBuffers {
     this.session = this.fresh ?? (await openStepSession(this.graph));
     this.fresh = null;
     this.sessionsMade += 1;
+    this.runsOfSession = 0;
   }
 
   private bufferOf(tensor: ort.Tensor): GPUBuffer {

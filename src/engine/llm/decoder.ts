@@ -14,8 +14,9 @@
  * - a decode step embeds its token on the device (`decodeStep`): the embedding row goes from the
  *   embed graph's output buffer straight into the decoder, with no GPU→CPU→GPU round trip.
  * - with a captured step (`captured`, llm/capturedStep.ts) a generated token's step is one
- *   graph-captured run on fixed buffers; every other run goes through `session`, which then takes
- *   the same GPU weights as inputs (`weights`).
+ *   graph-captured run on fixed buffers (with the embedding inside it where the bundle allows);
+ *   every other run goes through `session`, which then takes the same GPU weights as inputs
+ *   (`weights`, and `embedWeights` for the embedding graph).
  * Graphs converted before `num_logits_to_keep` existed still run (all logits, last row kept).
  *
  * `scoreContinuation` feeds given tokens on a scratch view of a cache and returns the logits after
@@ -69,6 +70,8 @@ export interface DecoderOptions {
   backend: Backend;
   /** The token embedding graph (input_ids → inputs_embeds), for decodeStep. */
   embedTokens: ort.InferenceSession;
+  /** Graph inputs fed to every run of `embedTokens`: its weights, when they live in shared GPU buffers. */
+  embedWeights?: Record<string, ort.Tensor>;
   /** Longest context (positions); a fixed-capacity cache never grows past it. */
   maxPositions: number;
   /** Feed at most this many new tokens per graph run (default: all at once). */
@@ -200,10 +203,21 @@ export class DecoderRunner {
     const captured = this.captured;
     if (captured?.accepts(cache)) {
       try {
-        const result = await captured.run((into) => this.embedInto(id, into), cache, loraScale);
-        this.runs += 2;
+        // The first runs of each captured session are checked against an ordinary run of the same
+        // token (on a scratch view: the cache is left as it was).
+        const reference = captured.checks(cache) ? await this.scoreContinuation([id], cache, loraScale) : null;
+        const result = await captured.run(id, cache, loraScale, (token, into) => this.embedInto(token, into));
+        this.runs += captured.input === 'input_ids' ? 1 : 2;
         this.capturedSteps += 1;
-        return result;
+        const mismatch = reference ? captured.check(reference, result.logits) : null;
+        if (!mismatch) return result;
+        // Later steps run uncaptured; this one again, as an ordinary run on the position the
+        // replay wrote (its KV row is not trusted either).
+        this.captureFailure = mismatch;
+        this.captured = null;
+        const again = await result.cache.truncate(cache.length);
+        await captured.release().catch(() => undefined);
+        return this.decodeBatch([id], again, loraScale);
       } catch (error) {
         // A device or driver that cannot replay the graph: later steps run uncaptured, as they did
         // before capture existed (the cache was not consumed; this step is run again below).
@@ -278,7 +292,7 @@ export class DecoderRunner {
 
   /** Token `id`'s embedding row written into `into` (a fixed GPU buffer a captured step binds). */
   private async embedInto(id: number, into: ort.Tensor): Promise<void> {
-    await this.options.embedTokens.run({ input_ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(id)), [1, 1]) }, { inputs_embeds: into });
+    await this.options.embedTokens.run({ input_ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(id)), [1, 1]), ...this.options.embedWeights }, { inputs_embeds: into });
   }
 
   /**
@@ -288,6 +302,7 @@ export class DecoderRunner {
   private async embedOnDevice(ids: readonly number[], batch = 1): Promise<ort.Tensor> {
     const { inputs_embeds: embeds } = await this.options.embedTokens.run({
       input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [batch, ids.length / batch]),
+      ...this.options.embedWeights,
     });
     this.runs += 1;
     if (!embeds) throw new Error('the embedding graph did not return inputs_embeds');

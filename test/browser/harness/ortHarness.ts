@@ -135,39 +135,91 @@ export interface CapturedStepComparison {
   /** A second conversation after the first: its cache's capacity, and the step sessions it made. */
   secondConversation: { capacity: number; newSessions: number };
   capacities: number[];
-  /** Bind groups WebGPU created per step after the first three (captures done), per path. */
+  /** Bind groups WebGPU created per step after the first three: every such ordinary step, and the captured steps the engine did not check (replays). */
   bindGroupsPerStep: { ordinary: number; captured: number };
+  /** What the captured step graph took for its token, and graph runs per captured step. */
+  stepInput: string;
+  runsPerCapturedStep: number;
+  /** Captured runs checked against ordinary ones, and why captured steps stopped (null: they did not). */
+  checkedRuns: number;
+  captureFailure: string | null;
+}
+
+export interface CapturedStepOptions {
+  /** The embedding graph inside the step (the engine's default; false: the step takes rows). */
+  withEmbedding?: boolean;
+  variant?: string;
+  /** Tokens scored at step 10 (the model's vocabulary). */
+  labels?: number[];
+  /**
+   * Hides the tied head's last node from the load-time rewrite (its name changed by one letter),
+   * so the logits stay written by a Reshape, whose copy ORT leaves out of the capture: replays
+   * return stale logits, which the engine's check must catch.
+   */
+  staleLogits?: boolean;
+  /** Run a second conversation after the first (default true). */
+  secondConversation?: boolean;
+}
+
+/** `bytes` with every occurrence of ASCII `from` replaced by `to` (same length: protobuf stays valid). */
+function replaceAscii(bytes: Uint8Array, from: string, to: string): Uint8Array {
+  const a = new TextEncoder().encode(from);
+  const b = new TextEncoder().encode(to);
+  if (a.length !== b.length) throw new Error('same-length strings only');
+  const out = bytes.slice();
+  let found = 0;
+  for (let i = 0; i + a.length <= out.length; i++) {
+    if (a.every((byte, j) => out[i + j] === byte)) {
+      out.set(b, i);
+      found += 1;
+    }
+  }
+  if (found === 0) throw new Error(`"${from}" is not in the graph`);
+  return out;
 }
 
 /**
  * The tiny bundle's decoder fed the same prompt and its own greedy tokens twice: with ordinary
- * steps, and with graph-captured ones (engine defaults: decoderCapture.ts), both on a
+ * steps, and with graph-captured ones (engine defaults: decoderCapture.ts, the embedding graph
+ * inside the step; `withEmbedding` false: the step takes embedding rows), both on a
  * fixed-capacity cache sized in 8-position steps so that it grows, and the captured step is made
  * and captured again, several times.
  */
-async function compareCapturedSteps(bundleUrl: string, promptIds: number[], steps: number, suffix = ''): Promise<CapturedStepComparison> {
+async function compareCapturedSteps(bundleUrl: string, promptIds: number[], steps: number, options: CapturedStepOptions = {}): Promise<CapturedStepComparison> {
+  const { withEmbedding = true, variant = 'fp32', labels = [29871, 1724, 338], staleLogits = false, secondConversation = true } = options;
   const bytes = async (file: string) => new Uint8Array(await (await fetch(new URL(file, bundleUrl))).arrayBuffer());
+  type Files = { path: string; externalData: string[] };
   const manifest = (await (await fetch(new URL('manifest.json', bundleUrl))).json()) as {
-    architecture: { llm: DecoderShape & { maxPositions: number } };
+    architecture?: { llm: DecoderShape & { maxPositions: number } };
+    pipeline?: { llm: DecoderShape & { maxPositions: number } };
+    variants: Record<string, { graphs: { decoder: Files; embedTokens: Files } }>;
   };
-  const llm = manifest.architecture.llm;
-  const decoderFiles = { path: `onnx/decoder_model_merged${suffix}.onnx`, externalData: [`decoder_model_merged${suffix}.onnx_data`] };
-  const embedTokens = await ort.InferenceSession.create(await bytes(`onnx/embed_tokens${suffix}.onnx`), sessionOptions('webgpu', embedOutputLocations('webgpu')));
-  const plainSession = await ort.InferenceSession.create(
-    await bytes(decoderFiles.path),
-    sessionOptions('webgpu', {
-      ...decoderOutputLocations('webgpu', llm.numLayers),
-      externalData: [{ path: decoderFiles.externalData[0]!, data: await bytes(`onnx/${decoderFiles.externalData[0]!}`) }],
-    }),
-  );
-  const opened = await openCapturedDecoder({ readFile: bytes }, decoderFiles, llm);
+  const llm = (manifest.architecture ?? manifest.pipeline)!.llm;
+  const { decoder: decoderFiles, embedTokens: embedFiles } = manifest.variants[variant]!.graphs;
+  const open = async (files: Files, options: ort.InferenceSession.SessionOptions) =>
+    ort.InferenceSession.create(
+      await bytes(files.path),
+      sessionOptions('webgpu', { ...options, externalData: await Promise.all(files.externalData.map(async (name) => ({ path: name, data: await bytes(`onnx/${name}`) }))) }),
+    );
+  const embedTokens = await open(embedFiles, embedOutputLocations('webgpu'));
+  const plainSession = await open(decoderFiles, decoderOutputLocations('webgpu', llm.numLayers));
+  const readForCapture = async (file: string) =>
+    staleLogits && file === decoderFiles.path ? replaceAscii(await bytes(file), '/lm_head/Reshape_back', '/lm_head/Reshape_bacK') : bytes(file);
+  const opened = await openCapturedDecoder({ readFile: readForCapture }, decoderFiles, llm, withEmbedding ? embedFiles : undefined);
   if (!opened.ok) throw new Error(`capture refused: ${opened.reason}`);
   const capture = opened.decoder;
+  if (withEmbedding && !capture.embed) throw new Error(`the embedding graph was not joined to the step: ${capture.embedNote}`);
   const bindGroups = countBindGroups();
   try {
     const common = { backend: 'webgpu' as const, embedTokens, maxPositions: llm.maxPositions, kvLayout: 'fixed' as const, kvCapacity: { step: 8, headroom: 0 } };
     const ordinary = new DecoderRunner(plainSession, llm, common);
-    const captured = new DecoderRunner(capture.session, llm, { ...common, weights: capture.weights, captured: capture.step, kvBuffers: capture.step });
+    const captured = new DecoderRunner(capture.session, llm, {
+      ...common,
+      ...(capture.embed ? { embedTokens: capture.embed.session, embedWeights: capture.embed.weights } : {}),
+      weights: capture.weights,
+      captured: capture.step,
+      kvBuffers: capture.step,
+    });
     const { inputs_embeds: prompt } = await embedTokens.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(promptIds, BigInt), [1, promptIds.length]) });
     const promptRows = (await prompt!.getData()) as Float32Array;
     prompt!.dispose();
@@ -179,6 +231,8 @@ async function compareCapturedSteps(bundleUrl: string, promptIds: number[], step
     let greedyIdsEqual = true;
     const capacities: number[] = [];
     const groups = { ordinary: 0, captured: 0 };
+    let replaysCounted = 0;
+    let runsPerCapturedStep = 0;
     for (let step = 0; step < steps; step++) {
       const next = argmax(a.logits);
       greedyIdsEqual &&= next === argmax(b.logits);
@@ -187,13 +241,19 @@ async function compareCapturedSteps(bundleUrl: string, promptIds: number[], step
       a = await ordinary.decodeStep(next, a.cache, 4);
       if (counted) groups.ordinary += bindGroups.count;
       bindGroups.count = 0;
+      const runsBefore = captured.runs;
+      // Steps the engine checks against an ordinary run (each session's first) are not counted.
+      const replay = counted && !capture.step.checks(b.cache as FixedKvCache);
       b = await captured.decodeStep(next, b.cache, 4);
-      if (counted) groups.captured += bindGroups.count;
+      if (replay) {
+        groups.captured += bindGroups.count;
+        replaysCounted += 1;
+      }
+      if (step === steps - 1) runsPerCapturedStep = captured.runs - runsBefore;
       maxLogitDifference = Math.max(maxLogitDifference, diff(a.logits, b.logits));
       const capacity = (b.cache as FixedKvCache).capacity;
       if (capacities.at(-1) !== capacity) capacities.push(capacity);
       if (step === 10) {
-        const labels = [29871, 1724, 338];
         maxScoreDifference = diff(await ordinary.scoreContinuation(labels, a.cache, 4), await captured.scoreContinuation(labels, b.cache, 4));
       }
     }
@@ -202,12 +262,13 @@ async function compareCapturedSteps(bundleUrl: string, promptIds: number[], step
     // A second conversation (half the prompt, 5 steps): its cache takes the first one's buffers,
     // so the captured session goes on without a new capture.
     const sessionsBefore = capture.step.sessionsMade;
+    const checkedRuns = capture.step.checkedRuns;
     const half = promptRows.subarray(0, (promptIds.length >> 1) * llm.hiddenSize);
     a = await ordinary.step(half, ordinary.emptyCache(), 4);
     b = await captured.step(half, captured.emptyCache(), 4);
     const secondCapacity = (b.cache as FixedKvCache).capacity;
     maxLogitDifference = Math.max(maxLogitDifference, diff(a.logits, b.logits));
-    for (let step = 0; step < 5; step++) {
+    for (let step = 0; step < (secondConversation ? 5 : 0); step++) {
       const next = argmax(a.logits);
       greedyIdsEqual &&= next === argmax(b.logits);
       a = await ordinary.decodeStep(next, a.cache, 4);
@@ -225,12 +286,17 @@ async function compareCapturedSteps(bundleUrl: string, promptIds: number[], step
       stepSessions: sessionsBefore,
       secondConversation: { capacity: secondCapacity, newSessions: capture.step.sessionsMade - sessionsBefore },
       capacities,
-      bindGroupsPerStep: { ordinary: groups.ordinary / counted, captured: groups.captured / counted },
+      bindGroupsPerStep: { ordinary: groups.ordinary / counted, captured: groups.captured / Math.max(1, replaysCounted) },
+      stepInput: capture.step.input,
+      runsPerCapturedStep,
+      checkedRuns,
+      captureFailure: captured.captureFailure,
     };
   } finally {
     bindGroups.restore();
     await releaseCapturedDecoder(capture);
     await capture.session.release();
+    await capture.embed?.session.release();
     await plainSession.release();
     await embedTokens.release();
   }
