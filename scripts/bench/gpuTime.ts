@@ -152,6 +152,8 @@ async function main(): Promise<void> {
     timer.mode = 'off';
     runs.push({ mode, wallMs, ids, kernels: await timer.collect() });
   }
+  // A replay the engine found to differ from an ordinary run stops capture: say so, the times below are then ordinary steps.
+  console.log(`captured decode steps: ${ours.decoder.capturedSteps}; capture failure: ${ours.decoder.captureFailure ?? 'none'}`);
   await ours.release();
 
   const software = device.software ? ' (software: GPU times are SwiftShader on the CPU, no GPU claim)' : '';
