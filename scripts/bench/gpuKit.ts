@@ -5,7 +5,7 @@
  *
  *   bin/node.xz                     this machine's Node binary (x86-64)
  *   jobs/*.mjs                      bench.ts, job.ts, encoderJob.ts, breakdown.ts, pair.ts, gpuTime.ts,
- *                                   f16Parity.ts, capture.ts and inputCost.ts bundled by esbuild
+ *                                   f16Parity.ts, capture.ts, inputCost.ts and boundRun.ts bundled by esbuild
  *                                   with the engine, onnxruntime-web's WebGPU build and transformers.js
  *   jobs/node_modules/webgpu/       dawn.node (xz) and its loader; `sharp` and `onnxruntime-node`
  *                                   as empty stand-ins (transformers.js loads them on import; the
@@ -51,7 +51,7 @@ const ortWebGpu: Plugin = {
 
 async function bundleJobs(out: string): Promise<void> {
   await build({
-    entryPoints: ['scripts/bench.ts', 'scripts/bench/job.ts', 'scripts/bench/encoderJob.ts', 'scripts/bench/breakdown.ts', 'scripts/bench/pair.ts', 'scripts/bench/gpuTime.ts', 'scripts/bench/f16Parity.ts', 'scripts/bench/capture.ts', 'scripts/bench/inputCost.ts'].map((p) => join(REPO, p)),
+    entryPoints: ['scripts/bench.ts', 'scripts/bench/job.ts', 'scripts/bench/encoderJob.ts', 'scripts/bench/breakdown.ts', 'scripts/bench/pair.ts', 'scripts/bench/gpuTime.ts', 'scripts/bench/f16Parity.ts', 'scripts/bench/capture.ts', 'scripts/bench/inputCost.ts', 'scripts/bench/boundRun.ts'].map((p) => join(REPO, p)),
     bundle: true,
     splitting: true,
     format: 'esm',

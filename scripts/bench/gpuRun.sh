@@ -2,7 +2,7 @@
 # Runs the bench on a GPU machine from the kit that `npm run bench:gpu-kit` packs into .gpukit/
 # (scripts/bench/gpuKit.ts says what is in it). From the folder that holds .gpukit:
 #
-#   bash .gpukit/run.sh [stage...]      stages: info gputime f16parity capture inputcost 7b qwen3 lora pair breakdown floor encoders
+#   bash .gpukit/run.sh [stage...]      stages: info gputime f16parity capture inputcost boundrun 7b qwen3 lora pair breakdown floor encoders
 #                                       small f16 (default: info gputime f16parity 7b qwen3 breakdown encoders small)
 #
 # Unpacks Node, dawn.node, ORT's wasm and the Vulkan loader (Debian debs), recreates the bench
@@ -66,6 +66,8 @@ for stage in "${stages[@]}"; do
     capture) run capture-medium 60 "$NODE" "$W/jobs/capture.mjs" --model medium --steps 16
              run capture-7b 240 "$NODE" "$W/jobs/capture.mjs" --model 7b --steps 16 ;;
     inputcost) run inputcost 90 "$NODE" "$W/jobs/inputCost.mjs" ;;
+    boundrun) run boundrun-7b 120 "$NODE" "$W/jobs/boundRun.mjs" --model 7b --steps 12
+              run boundrun-qwen3 120 "$NODE" "$W/jobs/boundRun.mjs" --model qwen3-4b --steps 12 ;;
     f16) HARK_DAWN_FLAGS=enable-dawn-features=vulkan_enable_f16_on_nvidia run f16 120 "$NODE" "$W/jobs/breakdown.mjs" --steps 16 ;;
     *) say "unknown stage $stage" ;;
   esac

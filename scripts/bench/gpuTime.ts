@@ -2,7 +2,7 @@
  * Where a decode step's time goes, GPU against wall: `npm run bench:gpu-time -- --model 7b`.
  *
  *   npm run bench:gpu-time [-- --model tiny|medium|7b|qwen3-4b|… --precision int4|fp32
- *                              --prompt 111 --steps 16 --pin --no-capture]
+ *                              --prompt 111 --steps 16 --pin --no-capture --feed-every-run]
  *
  * MODEL is a folder of .bench-cache built by `npm run bench` (or `models/build_bench_models.py`).
  * On WebGPU in Node (dawn.node; SwiftShader here, a real GPU in the GPU kit), after a prefill of a
@@ -15,7 +15,8 @@
  * the five runs (the timing only adds queries and pass boundaries): the script says if they do not.
  * The last table splits the CPU side: time inside WebGPU calls by call, the read-back wait, the rest.
  * Decode steps run as the engine runs them: graph-captured (llm/capturedStep.ts); `--no-capture`
- * runs them as ordinary runs, for the same table before capture.
+ * runs them as ordinary runs, for the same table before capture; `--feed-every-run` hands every
+ * captured run all its inputs (as `session.run` must), for the table before bound runs went feedless.
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -120,7 +121,9 @@ async function main(): Promise<void> {
   const read = async (path: string) => new Uint8Array(await readFile(path));
   const capture = !process.argv.includes('--no-capture');
   const ours = await openOurs(read, files.fromRepoRoot ? REPO : dir, files, info, 'webgpu', join(REPO, tokenizerFolder(info)), true, capture);
-  console.log(`decode steps graph-captured: ${ours.capture}`);
+  // --feed-every-run: every captured run gets all its feeds, as before runs went to the bound session without them.
+  if (ours.capturedStep && process.argv.includes('--feed-every-run')) ours.capturedStep.feedsEveryRun = true;
+  console.log(`decode steps graph-captured: ${ours.capture}${ours.capturedStep?.feedsEveryRun ? ', every run fed all its inputs (--feed-every-run)' : ''}`);
   const g = info.geometry;
   const prompt = randomPrompt(promptTokens, g.vocabSize);
   // Shaders for every shape the timed runs use: a short run, then the prompt itself.
@@ -153,7 +156,9 @@ async function main(): Promise<void> {
     runs.push({ mode, wallMs, ids, kernels: await timer.collect() });
   }
   // A replay the engine found to differ from an ordinary run stops capture: say so, the times below are then ordinary steps.
-  console.log(`captured decode steps: ${ours.decoder.capturedSteps}; capture failure: ${ours.decoder.captureFailure ?? 'none'}`);
+  console.log(
+    `captured decode steps: ${ours.decoder.capturedSteps} (${ours.capturedStep?.boundRuns ?? 0} run without feeds on the session's binding); capture failure: ${ours.decoder.captureFailure ?? 'none'}`,
+  );
   await ours.release();
 
   const software = device.software ? ' (software: GPU times are SwiftShader on the CPU, no GPU claim)' : '';

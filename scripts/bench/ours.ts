@@ -8,6 +8,7 @@
 import { openCapturedDecoder, releaseCapturedDecoder, type CapturedDecoder } from '../../src/engine/decoderCapture';
 import type { Backend } from '../../src/engine/device';
 import { checkPrefillAttention, describeAttentionCheck, usesFusedRotary } from '../../src/engine/llm/attentionCheck';
+import type { CapturedDecodeStep } from '../../src/engine/llm/capturedStep';
 import { DecoderRunner, decoderOutputLocations, embedOutputLocations } from '../../src/engine/llm/decoder';
 import { generate } from '../../src/engine/llm/generate';
 import { argmax } from '../../src/engine/llm/sampling';
@@ -24,6 +25,8 @@ export interface OursModel {
   attentionCheck: string;
   /** Whether answer tokens' steps are graph-captured, or why not. */
   capture: string;
+  /** The captured step, where steps are captured (benchmarks set its switches). */
+  capturedStep: CapturedDecodeStep | null;
   release(): Promise<void>;
 }
 
@@ -129,6 +132,7 @@ export async function openOurs(
     loadMs,
     attentionCheck: check ? describeAttentionCheck(check) : backend === 'webgpu' ? 'not run (load-and-one-step job)' : 'not needed (wasm)',
     capture: captureNote,
+    capturedStep: captured?.step ?? null,
     release: async () => {
       if (captured) await releaseCapturedDecoder(captured);
       await embedSession.release();

@@ -70,6 +70,9 @@ describe('fixed-capacity KV cache on WebGPU', () => {
     expect(result.bindGroupsPerStep.captured).toBe(0);
     // Each session's first 3 runs were checked against ordinary runs, and agreed.
     expect(result.checkedRuns).toBe(3 * result.stepSessions);
+    // Every run but a session's first went to its binding without feeds (its first replay among
+    // the checked runs above).
+    expect(result.boundRuns).toBe(result.capturedSteps - result.stepSessions);
     expect(result.captureFailure).toBeNull();
     expect(errors).toEqual([]);
     await context.close();
@@ -87,6 +90,7 @@ describe('fixed-capacity KV cache on WebGPU', () => {
     expect(result.greedyIdsEqual).toBe(true);
     expect(result.capturedSteps).toBe(17);
     expect(result.capacities).toEqual([24, 48]);
+    expect(result.boundRuns).toBe(17 - 2); // two sessions, each fed at its first run
     expect(result.captureFailure).toBeNull();
     expect(errors).toEqual([]);
     await context.close();

@@ -21,6 +21,10 @@
  * capture's cost: onnxruntime-web 1.30 leaves a few small indirect-dispatch buffers behind for
  * every captured session released (5 for the tiny decoder), so a session per conversation leaked.
  * Prompts, scoring, beams and the probe stay uncaptured (llm/decoder.ts): their shapes change.
+ *
+ * After a session's first run its runs go to ORT's session handler without feeds (`runBound`):
+ * the binding made at that first run is what a captured session reads, so the feeds — the weights
+ * among them — need not be handed over again on every token.
  */
 import { ort, sessionOptions } from '../ortRuntime';
 import type { OrtOwnedBuffers } from '../ortOwnedBuffers';
@@ -56,6 +60,26 @@ interface StepBuffers {
  * (a node it places on the CPU, e.g. a shape op some graphs keep): the caller then runs ordinary
  * steps, so ORT is told not to log the refusal itself (the reason reaches the device report).
  */
+/** The object an onnxruntime-web InferenceSession hands its runs to (its private `handler`). */
+interface OrtSessionHandler {
+  run(feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor>, options: ort.InferenceSession.RunOptions): Promise<unknown>;
+}
+
+/**
+ * `session`'s handler, where it has the shape onnxruntime-web 1.30 gives it; else null (then every
+ * run goes through `session.run`). Why reach past the public API: for a session with I/O binding
+ * (graph capture) ORT binds the inputs at the first run and never reads feeds again, yet
+ * `InferenceSession.run` refuses a run without every input, and ORT's wasm core then registers,
+ * wraps and releases a tensor per feed per run: ≈ 7–17 µs each here (`bench:input-cost`), ≈ 4 ms a
+ * token for the 7B step's 453 weight inputs. The handler takes the feeds it is given, none for a
+ * bound session. What it returns is the same: the replay check (`checks`) covers the first run made
+ * through it, so an ORT version where this differs stops capture instead of answering wrongly.
+ */
+export function sessionHandlerOf(session: ort.InferenceSession): OrtSessionHandler | null {
+  const handler = (session as unknown as { handler?: Partial<OrtSessionHandler> }).handler;
+  return typeof handler?.run === 'function' ? (handler as OrtSessionHandler) : null;
+}
+
 export async function openStepSession(graph: Uint8Array): Promise<ort.InferenceSession> {
   try {
     return await ort.InferenceSession.create(
@@ -80,6 +104,10 @@ export class CapturedDecodeStep implements KvBuffers {
   sessionsMade = 0;
   /** Captured runs checked against an ordinary run of the same token so far (`checking`). */
   checkedRuns = 0;
+  /** Runs made without feeds (the session's binding from its first run: `sessionHandlerOf`), for stats and tests. */
+  boundRuns = 0;
+  /** Hand every run all its feeds, as `session.run` must (benchmarks compare the two). */
+  feedsEveryRun = false;
   /** Runs of the current session so far. */
   private runsOfSession = 0;
   private session: ort.InferenceSession | null = null;
@@ -166,6 +194,11 @@ export class CapturedDecodeStep implements KvBuffers {
     return `a replayed decode step differed from an ordinary run of the same token (logits off by ${largest.toExponential(1)})`;
   }
 
+  /** Inputs the current session is fed at its first run (0 before one): what a run without feeds leaves out. */
+  get boundFeeds(): number {
+    return this.bound ? Object.keys(this.bound.feeds).length : 0;
+  }
+
   /** Whether `cache` is one this step can bind: one sequence, on buffers from here, not a scratch view. */
   accepts(cache: KvCache): cache is FixedKvCache {
     return cache instanceof FixedKvCache && cache.buffers === this && cache.batch === 1 && !cache.isScratch;
@@ -220,7 +253,7 @@ export class CapturedDecodeStep implements KvBuffers {
       queue.writeBuffer(this.bufferOf(this.buffers.scale), 0, Float32Array.of(loraScale));
       this.writtenScale = loraScale;
     }
-    await this.session!.run(bound.feeds, bound.fetches);
+    await this.runBound(bound.feeds, bound.fetches);
     this.runsOfSession += 1;
     const logits = await this.readLogits();
     return { logits, cache: cache.advance({}, 1) };
@@ -246,11 +279,19 @@ export class CapturedDecodeStep implements KvBuffers {
     const buffers = names.map((name) => past[name]!.gpuBuffer as GPUBuffer);
     const same = this.session !== null && buffers.length === this.boundBuffers.length && buffers.every((b, i) => b === this.boundBuffers[i]);
     if (!same) await this.capture(buffers);
-    const fetches: Record<string, ort.Tensor> = { logits: this.buffers.logits };
+    const outputs: Record<string, ort.Tensor> = { logits: this.buffers.logits };
     // Past and present are one buffer: GroupQueryAttention writes the new position in place.
     forEachKv(this.shape.numLayers, (layer, kind) => {
-      fetches[presentName(layer, kind)] = past[pastName(layer, kind)]!;
+      outputs[presentName(layer, kind)] = past[pastName(layer, kind)]!;
     });
+    // In the session's output order, the order `session.run` binds them in at the first run (later
+    // runs hand them to the handler as they are: see `runBound`).
+    const fetches: Record<string, ort.Tensor> = {};
+    for (const name of this.session!.outputNames) {
+      const output = outputs[name];
+      if (!output) throw new Error(`the captured step graph has an output "${name}" the runtime does not bind`);
+      fetches[name] = output;
+    }
     const feeds: Record<string, ort.Tensor> = {
       ...past,
       [this.input]: this.buffers.token,
@@ -266,6 +307,20 @@ export class CapturedDecodeStep implements KvBuffers {
     }
     this.bound = { past, feeds, fetches };
     return this.bound;
+  }
+
+  /**
+   * One run of the current session: with all its feeds the first time (ORT binds them then), after
+   * that without any (see `sessionHandlerOf`); the outputs are handed over each time, as ORT asks.
+   */
+  private async runBound(feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor>): Promise<void> {
+    const handler = this.runsOfSession > 0 && !this.feedsEveryRun ? sessionHandlerOf(this.session!) : null;
+    if (!handler) {
+      await this.session!.run(feeds, fetches);
+      return;
+    }
+    await handler.run({}, fetches, {});
+    this.boundRuns += 1;
   }
 
   /** A new step session, to be captured on `buffers`; held buffers of the old binding go back to ORT. */

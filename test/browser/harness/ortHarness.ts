@@ -142,6 +142,8 @@ export interface CapturedStepComparison {
   runsPerCapturedStep: number;
   /** Captured runs checked against ordinary ones, and why captured steps stopped (null: they did not). */
   checkedRuns: number;
+  /** Captured runs made without feeds, on the session's binding from its first run. */
+  boundRuns: number;
   captureFailure: string | null;
 }
 
@@ -290,6 +292,7 @@ async function compareCapturedSteps(bundleUrl: string, promptIds: number[], step
       stepInput: capture.step.input,
       runsPerCapturedStep,
       checkedRuns,
+      boundRuns: capture.step.boundRuns,
       captureFailure: captured.captureFailure,
     };
   } finally {
