@@ -170,6 +170,11 @@ export interface AnswerResult {
   thoughts?: string;
   thinkingTokens?: number;
   forcedClose?: boolean;
+  /**
+   * Where captured steps stopped during this answer (a replay differed from an ordinary run, or
+   * the device could not replay): how answer tokens run from now on (ModelInfo.decode's new value).
+   */
+  decode?: DecodeInfo;
 }
 
 export interface ClassifyOptions {
@@ -437,6 +442,25 @@ export class HarkEngine {
   }
 
   /**
+   * When captured steps stopped during the last answer (DecoderRunner.captureFailure: a replay that
+   * differed from an ordinary run of the same token, or a device that could not replay), the
+   * model's decode info says so from then on; returns the new info the first time, else null.
+   */
+  private noteCaptureStop(model: LoadedModel): DecodeInfo | null {
+    const failure = model.decoder.captureFailure;
+    if (!failure || !model.info.decode.captured) return null;
+    const decode: DecodeInfo = {
+      captured: false,
+      embeddingInStep: false,
+      summary:
+        `Answer tokens now run as ordinary decoder runs: graph capture stopped during an answer (${failure}). ` +
+        'Answers stay the same, only slower; loading the model again tries capture again.',
+    };
+    model.info = { ...model.info, decode };
+    return decode;
+  }
+
+  /**
    * Encodes a recording (WAV bytes, or PCM channels decoded by the browser) and starts a fresh
    * conversation about it. The encoders and the connector run here, once per recording.
    */
@@ -514,7 +538,8 @@ export class HarkEngine {
       const result = await conversation.ask(question, params, onToken, controller.signal, onFirstLogits, reasoning);
       this.decoderSteps += Math.max(1, result.ids.length);
       const reasoned = reasoning ? { thoughts: result.thoughts ?? '', thinkingTokens: result.thinkingTokens ?? 0, forcedClose: result.forcedClose ?? false } : {};
-      return { text: result.text, ids: result.ids, stats: result.stats, turn: conversation.turns, ...reasoned };
+      const decode = this.noteCaptureStop(model);
+      return { text: result.text, ids: result.ids, stats: result.stats, turn: conversation.turns, ...reasoned, ...(decode ? { decode } : {}) };
     } finally {
       signal?.removeEventListener('abort', forward);
       this.running = null;

@@ -317,6 +317,8 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       const result = await inEngineLane(() => engineClient().ask(question, { ...params, numBeams, seed }, onToken));
       ended = true;
       const stopped = result.stats.stopReason === 'cancelled';
+      // The device report follows how answer tokens run (captured steps may stop mid-answer).
+      if (result.decode) useModelStore.getState().updateDecode(result.decode);
       set((s) => ({
         phase: 'idle',
         engineTurns: result.turn,

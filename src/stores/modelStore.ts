@@ -118,6 +118,8 @@ interface ModelStore {
   deleteModel(key: string): Promise<void>;
   refreshStorage(): Promise<void>;
   requestPersistence(): Promise<boolean>;
+  /** How answer tokens run changed while the model was in use (captured steps stopped: AnswerResult.decode). */
+  updateDecode(decode: ModelInfo['decode']): void;
 }
 
 function describeSource(source: ModelSource): string {
@@ -470,6 +472,10 @@ export const useModelStore = create<ModelStore>((set, get) => ({
     } catch {
       set({ storage: { ...get().storage, supported: true } });
     }
+  },
+
+  updateDecode(decode) {
+    set((s) => (s.info ? { info: { ...s.info, decode } } : {}));
   },
 
   async requestPersistence() {

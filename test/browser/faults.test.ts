@@ -8,6 +8,9 @@
  *   recording, re-reads the conversation and answers the next question as a follow-up.
  * - The WebGPU device is lost mid-answer (destroyed from inside the worker, as a driver reset would
  *   end it): the answer stops with a message saying so, the engine comes back on WebGPU and answers.
+ * - A graph-captured decode step's replay differs from an ordinary run (the token id written for it
+ *   is changed on its way to the GPU): the engine's check catches it, the answer is unchanged and
+ *   the device report says answer tokens now run as ordinary runs, and why.
  * - Cancel everywhere (WebGPU, GPU buffers counted with a wrapper on createBuffer/destroy inside
  *   the worker): Stop while a long recording is listened to, Stop while the model reads a long
  *   prompt, a new recording while an answer streams, a model download paused; never a stuck busy
@@ -263,7 +266,7 @@ describe('faults: the engine worker dies, the GPU is lost', () => {
     console.log(`[faults] worker crash: ${since(started)}`);
   });
 
-  it('WebGPU: Stop while the model reads the prompt leaves no GPU buffer behind; the GPU lost mid-answer is said, the engine comes back on WebGPU and answers, the conversation kept', { timeout: 600_000 }, async () => {
+  it('WebGPU: Stop while the model reads the prompt leaves no GPU buffer behind; the GPU lost mid-answer is said, the engine comes back on WebGPU and answers, the conversation kept; a captured replay that differs is caught and shown', { timeout: 600_000 }, async () => {
     const started = performance.now();
     const { context, page, errors } = await openApp(browser, 'webgpu');
     try {
@@ -348,6 +351,37 @@ describe('faults: the engine worker dies, the GPU is lost', () => {
       expect(Number(await page.getByTestId('answer-4').getAttribute('data-prompt-tokens'))).toBeLessThan(88);
       expect(await page.getByTestId('answer-2').textContent()).toBe(firstAnswer);
       expect(await page.getByTestId('recording-meta').textContent()).toBe(recording);
+
+      // A captured decode step whose replay differs from an ordinary run of the same token (here
+      // the token id written for it is changed on its way to the GPU) is caught by the engine's
+      // check: the answer is the one given without the fault, and the device report says that
+      // answer tokens now run as ordinary runs, and why.
+      expect(await page.getByTestId('decode-capture').getAttribute('data-captured')).toBe('true');
+      await setMaxNewTokens(page, 3);
+      const askAfresh = async () => {
+        await page.getByTestId('new-conversation').click();
+        await expect.poll(() => page.getByTestId('answer-1').count()).toBe(0);
+        await ask(page, 'What is this?');
+        expect(await waitForState(page, 'answer-1', ['done', 'stopped', 'error'])).toBe('done');
+        expect(await page.getByTestId('answer-1').getAttribute('data-tokens')).toBe('3');
+        return page.getByTestId('answer-1').textContent();
+      };
+      const unfaulted = await askAfresh();
+      const recoveredWorker = await engineWorker(page, worker);
+      await recoveredWorker.evaluate(() => {
+        // Only the captured step writes a lone int64 (its token id); ORT's own uploads are bytes.
+        const write = GPUQueue.prototype.writeBuffer;
+        GPUQueue.prototype.writeBuffer = function (this: GPUQueue, buffer: GPUBuffer, offset: number, data: BufferSource | SharedArrayBuffer, ...rest: number[]) {
+          const wrong = data instanceof BigInt64Array && data.length === 1 ? BigInt64Array.of(data[0]! + 1n) : data;
+          return write.call(this, buffer, offset, wrong as BufferSource, ...rest);
+        } as typeof write;
+      });
+      expect(await askAfresh()).toBe(unfaulted);
+      expect(await page.getByTestId('decode-capture').getAttribute('data-captured')).toBe('false');
+      expect(await page.getByTestId('decode-capture').textContent()).toMatch(
+        /^Answer tokens now run as ordinary decoder runs: graph capture stopped during an answer \(a replayed decode step differed from an ordinary run of the same token \(logits off by .+\)\)\. Answers stay the same, only slower; loading the model again tries capture again\.$/,
+      );
+      console.log(`[faults] gpu: a differing replay caught: ${await page.getByTestId('decode-capture').textContent()}`);
     } finally {
       await context.close();
     }
