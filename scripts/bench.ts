@@ -22,6 +22,8 @@
  *   --precisions names others: fp32 Whisper-large is 2.5 GB).
  * --backends: wasm, webgpu-node (dawn.node), chromium-webgpu (headless Chromium; decoders only).
  * Other flags: --steps N (decode steps timed), --contexts 128,1024,2048, --no-peer,
+ * --no-unpack (wasm: run int4 weights packed, unpacked by MatMulNBits on every run, instead of
+ *   unpacked to fp32 once at load as the engine does: the comparison point of src/engine/int4Unpack.ts),
  * --job-limit S (seconds per job; --quick gives webgpu-node jobs 60 s, else 15 min; chromium-webgpu
  * 20 min; 7B/13B and encoders 30 min), --big-prompt N (tokens of the 7B/13B jobs' one decoder step, default 1),
  * --big-measure (time the 7B/13B/Qwen3-4B like the others, prefill + decode per context: for a real GPU,
@@ -97,6 +99,8 @@ interface Options {
   ttftPrefillOnSoftware: boolean;
   /** Use .bench-cache/encoders as it is, even a partial build, and never rebuild it (--encoders-as-built). */
   encodersAsBuilt: boolean;
+  /** wasm: unpack int4 weights to fp32 at load, as the engine does (--no-unpack: false). */
+  unpackInt4: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -111,6 +115,7 @@ function parseArgs(argv: string[]): Options {
     bigMeasure: false,
     ttftPrefillOnSoftware: false,
     encodersAsBuilt: false,
+    unpackInt4: true,
   };
   let models: string[] | undefined;
   let backends: BenchBackend[] | undefined;
@@ -125,6 +130,7 @@ function parseArgs(argv: string[]): Options {
     if (arg === '--quick') options.quick = true;
     else if (arg === '--13b') with13b = true;
     else if (arg === '--no-peer') options.peer = false;
+    else if (arg === '--no-unpack') options.unpackInt4 = false;
     else if (arg === '--models') models = value().split(',');
     else if (arg === '--backends') backends = value().split(',') as BenchBackend[];
     else if (arg === '--precisions') {
@@ -379,6 +385,7 @@ async function main(): Promise<void> {
           peer: options.peer && info.peer !== null && !(big && backend === 'wasm'),
           loadOnly,
           loadOnlyPrompt: loadOnly ? options.bigPrompt : undefined,
+          unpackInt4: options.unpackInt4,
           resultPath: join(CACHE, 'results', `${model}-${precision}-${backend}-${process.pid}.json`),
         };
         if (!loadOnly) contexts.forEach((c) => allContexts.add(c));

@@ -47,6 +47,8 @@ export interface Measured {
   warmupMs?: number;
   peer?: PeerResult;
   error?: string;
+  /** Remarks for the table's notes column (e.g. what of the int4 weights was unpacked). */
+  notes?: string[];
 }
 
 /** transformers.js on the same weights: a warm-up generation (short prompt), then the first context's prompt. */
@@ -94,8 +96,9 @@ export async function measure(env: MeasureEnv, spec: Omit<JobSpec, 'resultPath'>
   const g = info.geometry;
   const { backend } = env;
   try {
-    const ours = await openOurs(env.read, root, files, info, backend, `${spec.repoRoot}/${tokenizerFolder(info)}`, !spec.loadOnly);
+    const ours = await openOurs(env.read, root, files, info, backend, `${spec.repoRoot}/${tokenizerFolder(info)}`, !spec.loadOnly, true, spec.unpackInt4 !== false);
     out.loadMs = ours.loadMs;
+    if (ours.unpacked) (out.notes ??= []).push(ours.unpacked);
     env.progress('ours loaded');
     env.log(`  ${spec.model} ${spec.precision} ${spec.backend}: prefill self-check: ${ours.attentionCheck}`);
     const longest = Math.max(SHORT_PROMPT, spec.loadOnlyPrompt ?? 1, ...spec.contexts.map((c) => promptLength(c, spec.steps)));

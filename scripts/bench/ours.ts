@@ -13,7 +13,9 @@ import { DecoderRunner, decoderOutputLocations, embedOutputLocations } from '../
 import { generate } from '../../src/engine/llm/generate';
 import { argmax } from '../../src/engine/llm/sampling';
 import { createTokenizer, type TextTokenizer } from '../../src/engine/llm/tokenizer';
+import { Int4Unpacker, type UnpackTotals } from '../../src/engine/int4Unpack';
 import { ort, sessionOptions } from '../../src/engine/ortRuntime';
+import { WASM_UNPACK_CEILING_BYTES } from '../../src/engine/wasmMemory';
 import type { ModelInfo, VariantFiles } from './types';
 
 export interface OursModel {
@@ -27,6 +29,8 @@ export interface OursModel {
   capture: string;
   /** The captured step, where steps are captured (benchmarks set its switches). */
   capturedStep: CapturedDecodeStep | null;
+  /** On wasm, what of the int4 weights was unpacked to fp32 at load (or that they stayed packed); '' otherwise. */
+  unpacked: string;
   release(): Promise<void>;
 }
 
@@ -55,10 +59,11 @@ export function folderOf(path: string): string {
   return path.slice(0, Math.max(0, path.lastIndexOf('/')));
 }
 
-async function openSession(read: ReadFile, path: string, data: string[], options: ort.InferenceSession.SessionOptions, backend: Backend) {
-  const model = await read(path);
+async function openSession(read: ReadFile, path: string, data: string[], options: ort.InferenceSession.SessionOptions, backend: Backend, unpacker?: Int4Unpacker) {
+  const bytes = await read(path);
   // ORT matches external data by the file name written inside the graph, next to the graph.
-  const externalData = await Promise.all(data.map(async (name) => ({ path: name, data: await read(joinPath(folderOf(path), name)) })));
+  const given = await Promise.all(data.map(async (name) => ({ path: name, data: await read(joinPath(folderOf(path), name)) })));
+  const { model, externalData } = unpacker ? unpacker.apply(path, bytes, given) : { model: bytes, externalData: given };
   return ort.InferenceSession.create(model, sessionOptions(backend, { externalData, ...options }));
 }
 
@@ -67,6 +72,8 @@ async function openSession(read: ReadFile, path: string, data: string[], options
  * `attentionCheck: false` skips the engine's prefill self-check (only for runs that never feed more
  * than 31 tokens at once, where its outcome cannot matter: the 7B/13B load-and-one-step jobs).
  * `capture` (WebGPU): answer tokens' steps graph-captured, as the engine runs them by default.
+ * `unpackInt4` (wasm): int4 weights unpacked to fp32 at load, as the engine does by default, within
+ * the engine's ceiling (the bench has no manifest for the engine's finer estimate).
  */
 export async function openOurs(
   read: ReadFile,
@@ -77,6 +84,7 @@ export async function openOurs(
   tokenizerDir: string,
   attentionCheck = true,
   capture = true,
+  unpackInt4 = true,
 ): Promise<OursModel> {
   const g = info.geometry;
   const shape = { numLayers: g.numLayers, numKvHeads: g.numKvHeads, headDim: g.headDim, hiddenSize: g.hiddenSize, vocabSize: g.vocabSize };
@@ -91,11 +99,12 @@ export async function openOurs(
       ? `on, ${opened.decoder.embed ? 'token id in' : `embedding rows in (${opened.decoder.embedNote})`} (weights uploaded in ${opened.decoder.upload.ms.toFixed(0)} ms)`
       : `refused: ${opened.reason}`;
   }
+  const unpacker = backend === 'wasm' && unpackInt4 ? new Int4Unpacker(WASM_UNPACK_CEILING_BYTES) : undefined;
   // With capture the embedding graph takes its weights as inputs, shared with the step.
-  const embedSession = captured?.embed?.session ?? (await openSession(read, joinPath(root, files.embed), files.embedData, embedOutputLocations(backend), backend));
+  const embedSession = captured?.embed?.session ?? (await openSession(read, joinPath(root, files.embed), files.embedData, embedOutputLocations(backend), backend, unpacker));
   const embedWeights = captured?.embed?.weights;
   const decoderSession =
-    captured?.session ?? (await openSession(read, joinPath(root, files.decoder), files.decoderData, decoderOutputLocations(backend, g.numLayers), backend));
+    captured?.session ?? (await openSession(read, joinPath(root, files.decoder), files.decoderData, decoderOutputLocations(backend, g.numLayers), backend, unpacker));
   const loadMs = performance.now() - started;
   // Prompts are chunked exactly where the engine would chunk them: after its attention self-check.
   const check =
@@ -133,12 +142,22 @@ export async function openOurs(
     attentionCheck: check ? describeAttentionCheck(check) : backend === 'webgpu' ? 'not run (load-and-one-step job)' : 'not needed (wasm)',
     capture: captureNote,
     capturedStep: captured?.step ?? null,
+    unpacked: unpackNote(backend, unpackInt4, unpacker?.totals),
     release: async () => {
       if (captured) await releaseCapturedDecoder(captured);
       await embedSession.release();
       await decoderSession.release();
     },
   };
+}
+
+/** The bench table's note on int4 unpacking (wasm only; nothing for a graph without int4 weights). */
+function unpackNote(backend: Backend, wanted: boolean, totals: UnpackTotals | undefined): string {
+  if (backend !== 'wasm') return '';
+  if (!wanted) return 'int4 left packed (--no-unpack)';
+  if (!totals || totals.matmuls + totals.overBudget.length === 0) return '';
+  const kept = totals.overBudget.length > 0 ? `; packed (over budget): ${totals.overBudget.length} graph(s)` : '';
+  return `int4 unpacked at load: ${totals.matmuls} matrices, ${(totals.fp32Bytes / 2 ** 20).toFixed(0)} MiB in ${(totals.ms / 1000).toFixed(1)} s${kept}`;
 }
 
 /** Greedy generation of exactly `newTokens` tokens after `prompt` (no stop tokens). */

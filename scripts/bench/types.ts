@@ -56,6 +56,8 @@ export interface JobSpec {
   /** Only open the sessions and time one decoder run of `loadOnlyPrompt` tokens (default 1) on an empty cache, then stop. */
   loadOnly?: boolean;
   loadOnlyPrompt?: number;
+  /** wasm: int4 weights unpacked to fp32 at load, as the engine does (default true). */
+  unpackInt4?: boolean;
   /** Where the job writes its JobResult as JSON. */
   resultPath: string;
 }

@@ -33,7 +33,8 @@ import type { GenerationParams, GenerationStats, TokenEvent } from './llm/genera
 import { splitReasoning, validThinkingBudget, type ReasoningRun } from './llm/reasoning';
 import { createTokenizer, type TextTokenizer } from './llm/tokenizer';
 import { ort } from './ortRuntime';
-import { refuseOverWasmHeap } from './wasmMemory';
+import { refuseOverWasmHeap, wasmUnpackBudget } from './wasmMemory';
+import { Int4Unpacker, type UnpackTotals } from './int4Unpack';
 
 export type BackendPreference = 'auto' | Backend;
 
@@ -55,6 +56,11 @@ export interface EngineOptions {
    * Off: every step is an ordinary run, as before capture existed (tests compare the two).
    */
   captureDecode?: boolean;
+  /**
+   * On WebAssembly, unpack int4 weights to fp32 once at load (default true; int4Unpack.ts). Off:
+   * every int4 product unpacks its weight on each run, as before (tests compare the two).
+   */
+  unpackInt4?: boolean;
 }
 
 export interface LoadModelOptions {
@@ -123,6 +129,8 @@ export interface DecodeInfo {
   embeddingInStep: boolean;
   /** One sentence for the device report. */
   summary: string;
+  /** On WebAssembly: what of the int4 weights was unpacked to fp32 at load (null: nothing to unpack, or WebGPU). */
+  int4Unpacked?: UnpackTotals | null;
 }
 
 export interface PrefillInfo {
@@ -311,11 +319,17 @@ export class HarkEngine {
     const captureWanted = backend === 'webgpu' && this.options.captureDecode !== false;
     // With capture, the decoder and the embedding graph are opened together (they share weights).
     const opened = captureWanted ? graphs.filter(([name]) => name !== parts.decoderGraph && name !== parts.embedGraph) : graphs;
-    const sessions = await openGraphs({ variant: bundle.variant, graphs: opened, readFile: (path) => bundle.readFile(path) }, backend, llm.numLayers);
+    const unpacker = backend === 'wasm' && this.options.unpackInt4 !== false ? new Int4Unpacker(wasmUnpackBudget(manifest, bundle.variant)) : undefined;
+    const sessions = await openGraphs({ variant: bundle.variant, graphs: opened, readFile: (path) => bundle.readFile(path) }, backend, llm.numLayers, unpacker);
     const filesOf = (name: string) => graphs.find(([graph]) => graph === name)![1];
     const { capture, decode } = captureWanted
       ? await this.openDecoderForCapture(bundle, sessions, { decoder: [parts.decoderGraph, filesOf(parts.decoderGraph)], embed: [parts.embedGraph, filesOf(parts.embedGraph)] }, llm)
-      : { capture: null, decode: { captured: false, embeddingInStep: false, summary: backend === 'webgpu' ? 'Each answer token is an ordinary decoder run (graph capture is turned off).' : 'Each answer token is an ordinary decoder run on WebAssembly (graph capture is a WebGPU feature).' } };
+      : {
+          capture: null,
+          decode: backend === 'webgpu'
+            ? { captured: false, embeddingInStep: false, summary: 'Each answer token is an ordinary decoder run (graph capture is turned off).' }
+            : wasmDecodeInfo(unpacker?.totals ?? null),
+        };
     const tokenizer = createTokenizer(
       await bundle.readJson<object>(manifest.tokenizer.tokenizerJson),
       await bundle.readJson<object>(manifest.tokenizer.tokenizerConfig),
@@ -828,7 +842,8 @@ export class HarkEngine {
   private probeFor(model: LoadedModel, defaults: LocalizationDefaults): Promise<ProbeRunner> {
     const files = getVariant(model.manifest, model.info.variant).graphs.probe!;
     const backend: Backend = model.backend === 'webgpu' && defaults.layers.length > 1 && model.info.prefill.chunk !== null ? 'wasm' : model.backend;
-    model.probe ??= openGraph({ readFile: (path) => model.bundle.readFile(path) }, files, backend).then(
+    const unpacker = backend === 'wasm' && this.options.unpackInt4 !== false ? new Int4Unpacker(wasmUnpackBudget(model.manifest, model.info.variant)) : undefined;
+    model.probe ??= openGraph({ readFile: (path) => model.bundle.readFile(path) }, files, backend, {}, unpacker).then(
       (session) => new ProbeRunner(session, { layers: defaults.layers.length, hiddenSize: model.parts.llm.hiddenSize, numHeads: model.parts.llm.numHeads }),
     );
     const pending = model.probe;
@@ -918,4 +933,16 @@ function refuseUnsupported(manifest: Manifest): void {
       fusion: parts.fusion.type,
     });
   }
+}
+
+/** The device report's decode line on WebAssembly, with what was unpacked at load. */
+export function wasmDecodeInfo(unpacked: UnpackTotals | null): DecodeInfo {
+  let summary = 'Each answer token is an ordinary decoder run on WebAssembly (graph capture is a WebGPU feature).';
+  if (unpacked && unpacked.matmuls > 0) {
+    summary += ` The model's int4 weights were unpacked to full precision once, at load (${unpacked.matmuls} matrices, ${(unpacked.fp32Bytes / 2 ** 20).toFixed(0)} MiB, ${(unpacked.ms / 1000).toFixed(1)} s): WebAssembly's int4 kernel would unpack them again on every run.`;
+  }
+  if (unpacked && unpacked.overBudget.length > 0) {
+    summary += ` ${unpacked.overBudget.length} graph${unpacked.overBudget.length === 1 ? ' keeps its' : 's keep their'} int4 weights packed (unpacked they would not fit the memory set aside), so ${unpacked.overBudget.length === 1 ? 'it unpacks them' : 'they unpack them'} on every run: slower, but the same answers.`;
+  }
+  return { captured: false, embeddingInStep: false, summary, int4Unpacked: unpacked && unpacked.matmuls + unpacked.overBudget.length > 0 ? unpacked : null };
 }

@@ -6,6 +6,7 @@
  */
 import type { Backend } from './device';
 import { HarkError } from './errors';
+import type { Int4Unpacker } from './int4Unpack';
 import { decoderOutputLocations, embedOutputLocations } from './llm/decoder';
 import { ort, sessionOptions } from './ortRuntime';
 
@@ -50,18 +51,23 @@ export function graphOutputOptions(name: string, backend: Backend, numLayers: nu
   return {};
 }
 
-/** One graph of a bundle as a session (external data read from beside it). */
+/**
+ * One graph of a bundle as a session (external data read from beside it). Given an unpacker (on
+ * WebAssembly), its int4 weights are unpacked to fp32 first where they fit (int4Unpack.ts).
+ */
 export async function openGraph(
   bundle: Pick<GraphBundle, 'readFile'>,
   files: GraphFiles,
   backend: Backend,
   options: ort.InferenceSession.SessionOptions = {},
+  unpacker?: Int4Unpacker,
 ): Promise<ort.InferenceSession> {
-  const model = await bundle.readFile(files.path);
+  const bytes = await bundle.readFile(files.path);
   // ORT matches external data by the file name written inside the graph.
-  const externalData = await Promise.all(
+  const given = await Promise.all(
     files.externalData.map(async (file) => ({ path: file, data: await bundle.readFile(folderOf(files.path) + file) })),
   );
+  const { model, externalData } = unpacker ? unpacker.apply(files.path, bytes, given) : { model: bytes, externalData: given };
   return ort.InferenceSession.create(model, sessionOptions(backend, { externalData, ...options }));
 }
 
@@ -69,13 +75,12 @@ export async function openGraphs(
   bundle: GraphBundle,
   backend: Backend,
   numLayers: number,
-  onGraph?: (name: string, index: number, count: number) => void,
+  unpacker?: Int4Unpacker,
 ): Promise<GraphSessions> {
   const sessions: GraphSessions = {};
   try {
-    for (const [index, [name, files]] of bundle.graphs.entries()) {
-      onGraph?.(name, index, bundle.graphs.length);
-      sessions[name] = await openGraph(bundle, files, backend, graphOutputOptions(name, backend, numLayers));
+    for (const [name, files] of bundle.graphs) {
+      sessions[name] = await openGraph(bundle, files, backend, graphOutputOptions(name, backend, numLayers), unpacker);
     }
   } catch (error) {
     await Promise.all(Object.values(sessions).map((s) => s.release()));

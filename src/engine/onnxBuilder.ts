@@ -7,7 +7,7 @@
 
 import { ProtoWriter } from './protobufWire';
 
-export const TensorType = { FLOAT: 1, INT32: 6, INT64: 7, FLOAT16: 10 } as const;
+export const TensorType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, FLOAT16: 10 } as const;
 
 export interface NodeSpec {
   op: string;
@@ -26,7 +26,8 @@ export interface ValueSpec {
 export interface InitializerSpec {
   name: string;
   dims: number[];
-  data: Float32Array;
+  /** fp32 values, or uint8 ones (e.g. packed int4 weights). */
+  data: Float32Array | Uint8Array;
 }
 
 export interface GraphSpec {
@@ -78,7 +79,7 @@ export function valueInfo(spec: ValueSpec): ProtoWriter {
 function initializer(spec: InitializerSpec): ProtoWriter {
   const w = new ProtoWriter();
   for (const dim of spec.dims) w.varintField(1, dim);
-  w.varintField(2, TensorType.FLOAT).stringField(8, spec.name);
+  w.varintField(2, spec.data instanceof Uint8Array ? TensorType.UINT8 : TensorType.FLOAT).stringField(8, spec.name);
   return w.bytesField(9, new Uint8Array(spec.data.buffer, spec.data.byteOffset, spec.data.byteLength));
 }
 

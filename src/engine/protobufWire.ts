@@ -97,7 +97,10 @@ export function varintsOf(fields: readonly ProtoField[], field: number): bigint[
 }
 
 export class ProtoWriter {
-  private chunks: number[] = [];
+  /** Finished pieces: copied fields and values are kept as views, not byte by byte. */
+  private parts: Uint8Array[] = [];
+  /** Keys, varints and other small bytes not yet made a piece. */
+  private pending: number[] = [];
 
   varintField(field: number, value: number | bigint): this {
     this.key(field, WIRE_VARINT);
@@ -108,14 +111,14 @@ export class ProtoWriter {
   floatField(field: number, value: number): this {
     this.key(field, WIRE_FIXED32);
     const bytes = new Uint8Array(new Float32Array([value]).buffer);
-    this.chunks.push(...bytes);
+    this.pending.push(...bytes);
     return this;
   }
 
   bytesField(field: number, bytes: Uint8Array): this {
     this.key(field, WIRE_LEN);
     this.varint(BigInt(bytes.length));
-    for (const b of bytes) this.chunks.push(b);
+    this.piece(bytes);
     return this;
   }
 
@@ -129,12 +132,35 @@ export class ProtoWriter {
 
   /** A field read elsewhere, copied as it was encoded. */
   copy(field: ProtoField): this {
-    for (const b of field.raw) this.chunks.push(b);
+    this.piece(field.raw);
     return this;
   }
 
   finish(): Uint8Array {
-    return Uint8Array.from(this.chunks);
+    this.flush();
+    const out = new Uint8Array(this.parts.reduce((sum, part) => sum + part.byteLength, 0));
+    let at = 0;
+    for (const part of this.parts) {
+      out.set(part, at);
+      at += part.byteLength;
+    }
+    return out;
+  }
+
+  /** Bytes kept as a view (the caller must not change them before `finish`). */
+  private piece(bytes: Uint8Array): void {
+    if (bytes.byteLength < 64) {
+      for (const b of bytes) this.pending.push(b);
+      return;
+    }
+    this.flush();
+    this.parts.push(bytes);
+  }
+
+  private flush(): void {
+    if (this.pending.length === 0) return;
+    this.parts.push(Uint8Array.from(this.pending));
+    this.pending = [];
   }
 
   private key(field: number, wire: number): void {
@@ -148,7 +174,7 @@ export class ProtoWriter {
       let byte = Number(v & 0x7fn);
       v >>= 7n;
       if (v > 0n) byte |= 0x80;
-      this.chunks.push(byte);
+      this.pending.push(byte);
     } while (v > 0n);
   }
 }

@@ -54,6 +54,18 @@ function largestMatrix(llm: LlmPart): number {
   return Math.max(llm.vocabSize * llm.hiddenSize, llm.intermediateSize * llm.hiddenSize);
 }
 
+/**
+ * On WebAssembly a model's int4 weights are unpacked to fp32 at load (int4Unpack.ts) while the
+ * estimate plus what the unpacked weights cost the heap stays under this: half the heap, the rest
+ * left to the audio stages' activations and a long conversation's cache.
+ */
+export const WASM_UNPACK_CEILING_BYTES = 2 * 1024 ** 3;
+
+/** Bytes of fp32 weights a load of `variant` on WebAssembly may unpack. */
+export function wasmUnpackBudget(manifest: Manifest, variant: string): number {
+  return Math.max(0, WASM_UNPACK_CEILING_BYTES - wasmMemoryEstimate(manifest, variant).total);
+}
+
 /** "4.6 GB": decimal gigabytes, as download sizes are shown elsewhere in the app. */
 export function gigabytes(bytes: number): string {
   return `${(bytes / 1e9).toFixed(1)} GB`;

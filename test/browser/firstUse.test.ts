@@ -267,6 +267,10 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
     expect(seen.some((text) => text.startsWith('Loading the model on WebAssembly (CPU)'))).toBe(true);
     expect(seen.filter((text) => text.includes('Automatic'))).toEqual([]);
     expect(seen.at(-1)).toBe('Running on WebAssembly (CPU). WebAssembly (CPU) was chosen in Settings.');
+    // The int4 variant on WebAssembly: its weights were unpacked once at load, and the report says so.
+    expect(await page.getByTestId('decode-capture').textContent()).toMatch(
+      /^Each answer token is an ordinary decoder run on WebAssembly .* The model's int4 weights were unpacked to full precision once, at load \(59 matrices, \d+ MiB, \d+\.\d s\): WebAssembly's int4 kernel would unpack them again on every run\.$/,
+    );
   });
 
   it('says an address without a model has no model there (the dev server answers it with its HTML page), not that a bundle is damaged', async () => {

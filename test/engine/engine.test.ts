@@ -30,6 +30,9 @@ for (const precision of ['fp32', 'int4'] as const) {
       // WebAssembly's attention is exact for whole prompts: no self-check, no chunking; no GPU in Node.
       expect(info.prefill).toMatchObject({ chunk: null, check: 'not-needed', maxError: null });
       expect(info.backendAdvice).toBeNull();
+      // int4 runs with its weights unpacked to fp32 at load (int4Unpack.ts): every MatMulNBits of the variant.
+      if (precision === 'int4') expect(info.decode.int4Unpacked).toMatchObject({ graphs: 4, matmuls: 59, overBudget: [] });
+      else expect(info.decode.int4Unpacked).toBeNull();
     });
     afterAll(() => engine.unload());
 

@@ -14,7 +14,7 @@ import { MemoryBundleStore } from '../../src/engine/bundle/store';
 import type { WebGpuReport } from '../../src/engine/device';
 import { HarkEngine } from '../../src/engine/engine';
 import { HarkError } from '../../src/engine/errors';
-import { refuseOverWasmHeap, WASM_ESTIMATE_CONTEXT, WASM_HEAP_LIMIT_BYTES, wasmMemoryEstimate } from '../../src/engine/wasmMemory';
+import { refuseOverWasmHeap, WASM_ESTIMATE_CONTEXT, WASM_HEAP_LIMIT_BYTES, WASM_UNPACK_CEILING_BYTES, wasmMemoryEstimate, wasmUnpackBudget } from '../../src/engine/wasmMemory';
 import { alarmAtRealSize, bundleDir, readManifestJson as readManifest } from '../helpers/realSize';
 import { tinyBundleFiles } from '../helpers/tinyBundle';
 
@@ -78,6 +78,15 @@ describe('what a model needs of the wasm heap, from its manifest', () => {
     expect(estimate.total).toBeGreaterThan(WASM_HEAP_LIMIT_BYTES);
     // Without the int4 unpacking it would fit: the transient matrix is what tips it over.
     expect(estimate.sessions + estimate.kvCache).toBeLessThan(WASM_HEAP_LIMIT_BYTES);
+  });
+
+  it('int4 weights are unpacked at load within what is left under half the heap: all of a tiny bundle, none at Qwen3-4B size', () => {
+    for (const name of ['salmonn-tiny', 'alarm-tiny', 'alarm-ca-tiny', 'alarm-p-tiny']) {
+      const manifest = parseManifest(readManifest(name));
+      expect(wasmUnpackBudget(manifest, 'int4')).toBe(WASM_UNPACK_CEILING_BYTES - wasmMemoryEstimate(manifest, 'int4').total);
+    }
+    expect(WASM_UNPACK_CEILING_BYTES).toBe(WASM_HEAP_LIMIT_BYTES / 2);
+    expect(wasmUnpackBudget(parseManifest(alarmAtRealSize()), 'int4')).toBe(0);
   });
 
   it('says what to do, by who chose WebAssembly and why', () => {

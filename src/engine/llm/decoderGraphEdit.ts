@@ -28,6 +28,7 @@
  * GPU buffers, uploaded once (BENCHMARKS.md, session 12).
  */
 import { TensorType, valueInfo } from '../onnxBuilder';
+import { DATA_LOCATION_EXTERNAL, ENTRY, GRAPH, MODEL, NODE, OPSET, TENSOR, VALUE_NAME } from '../onnxFields';
 import { ProtoWriter, readFields, textOf, varintsOf, type ProtoField } from '../protobufWire';
 
 export type WeightType = 'float32' | 'float16' | 'uint8' | 'int32' | 'int64';
@@ -92,15 +93,6 @@ const WEIGHT_TYPES: Record<number, WeightType> = {
   [TensorType.INT64]: 'int64',
 };
 
-// onnx.proto field numbers.
-const MODEL = { graph: 7, opsetImport: 8 } as const;
-const GRAPH = { node: 1, name: 2, initializer: 5, input: 11, output: 12, valueInfo: 13 } as const;
-const NODE = { input: 1, output: 2, name: 3, opType: 4 } as const;
-const VALUE_NAME = 1;
-const TENSOR = { dims: 1, dataType: 2, name: 8, rawData: 9, externalData: 13, dataLocation: 14 } as const;
-const ENTRY = { key: 1, value: 2 } as const;
-const OPSET = { domain: 1, version: 2 } as const;
-const DATA_LOCATION_EXTERNAL = 1n;
 
 function bytesOf(field: ProtoField): Uint8Array {
   if (!(field.value instanceof Uint8Array)) throw new Error(`protobuf field ${field.field} is not a message`);
