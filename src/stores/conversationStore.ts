@@ -6,6 +6,7 @@ import { create } from 'zustand';
 import { engineClient } from '../engineClient';
 import { useAudioStore } from './audioStore';
 import { inEngineLane } from './engineLane';
+import { latestOnly } from './latestOnly';
 import { errorCode, errorMessage, type ClassifyResult, type ResumeTurn, type StopReason, type TokenEvent } from './engineTypes';
 import { useLocalizeStore } from './localizeStore';
 import { useModelStore } from './modelStore';
@@ -21,6 +22,9 @@ export function withoutAudioSlot(prompt: string, audioMarker: string): string {
   const text = audioMarker === '' ? prompt : prompt.split(audioMarker).join(' ');
   return text.replace(/\s+/g, ' ').trim();
 }
+
+/** How often a streaming answer is drawn at most (ms): ~30 times a second, whatever the token rate. */
+export const STREAM_RENDER_MS = 33;
 
 export interface AnswerStats {
   tokens: number;
@@ -274,11 +278,10 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     // are stale (they would show an earlier text again, or count a revision twice).
     let ended = false;
     let thoughtTokens = 0;
-    const onToken = (event: TokenEvent) => {
-      if (ended) return;
-      if (firstAt === null) firstAt = event.elapsedMs;
-      const seconds = (event.elapsedMs - firstAt) / 1000;
-      if (event.channel === 'thought' && !event.forced) thoughtTokens += 1;
+    let revisions = 0;
+    // Every event is counted; the bubble shows the latest at most every STREAM_RENDER_MS.
+    const shown = latestOnly((event: TokenEvent) => {
+      const seconds = (event.elapsedMs - firstAt!) / 1000;
       set((s) => ({
         messages: updateAssistant(s.messages, answerId, (m) => ({
           status: m.status === 'waiting' ? 'streaming' : m.status,
@@ -291,10 +294,17 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
             timeToFirstTokenMs: firstAt,
             // A beam answer's index is its best hypothesis' length, not the steps run: its speed comes at the end.
             tokensPerSecond: numBeams === 1 && event.index > 0 && seconds > 0 ? event.index / seconds : m.stats.tokensPerSecond,
-            ...(event.revised ? { revisions: (m.stats.revisions ?? 0) + 1 } : {}),
+            ...(revisions > 0 ? { revisions } : {}),
           },
         })),
       }));
+    }, STREAM_RENDER_MS);
+    const onToken = (event: TokenEvent) => {
+      if (ended) return;
+      if (firstAt === null) firstAt = event.elapsedMs;
+      if (event.channel === 'thought' && !event.forced) thoughtTokens += 1;
+      if (event.revised) revisions += 1;
+      shown.push(event);
     };
     try {
       let turns = get().engineTurns;
@@ -316,6 +326,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       const question = turns === 0 ? prompt.trim() : display;
       const result = await inEngineLane(() => engineClient().ask(question, { ...params, numBeams, seed }, onToken));
       ended = true;
+      shown.cancel();
       const stopped = result.stats.stopReason === 'cancelled';
       // The device report follows how answer tokens run (captured steps may stop mid-answer).
       if (result.decode) useModelStore.getState().updateDecode(result.decode);
@@ -341,6 +352,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       notices.announce(stopped ? 'Stopped.' : result.stats.stopReason === 'context-full' ? 'The answer filled the conversation. Start a new conversation to ask more.' : 'Answer complete.');
     } catch (error) {
       ended = true;
+      shown.cancel();
       if (errorCode(error) === 'engine/cancelled') {
         // Stopped before the first word (while the model read the question): the engine started
         // the conversation over, so the turns before this one are re-read before the next question.
