@@ -242,6 +242,8 @@ interface LoadedModel {
   boundaries: Float32Array | null;
   /** The decoder opened for captured steps (its session is in `sessions`); null: an ordinary decoder. */
   capture: CapturedDecoder | null;
+  /** On WebAssembly, what unpacks int4 weights at load; the probe, opened later, draws on the same budget. */
+  unpacker: Int4Unpacker | null;
 }
 
 /** An earlier question and its answer, as stored (the answer's token ids when known). */
@@ -403,6 +405,7 @@ export class HarkEngine {
       info,
       boundaries,
       capture,
+      unpacker: unpacker ?? null,
     };
     return info;
   }
@@ -842,7 +845,12 @@ export class HarkEngine {
   private probeFor(model: LoadedModel, defaults: LocalizationDefaults): Promise<ProbeRunner> {
     const files = getVariant(model.manifest, model.info.variant).graphs.probe!;
     const backend: Backend = model.backend === 'webgpu' && defaults.layers.length > 1 && model.info.prefill.chunk !== null ? 'wasm' : model.backend;
-    const unpacker = backend === 'wasm' && this.options.unpackInt4 !== false ? new Int4Unpacker(wasmUnpackBudget(model.manifest, model.info.variant)) : undefined;
+    // On WebAssembly the probe's int4 weights are unpacked within what the load left of the budget
+    // (a fresh one where the model runs on WebGPU and only the probe falls back to WebAssembly).
+    const unpacker =
+      backend !== 'wasm' || this.options.unpackInt4 === false
+        ? undefined
+        : model.unpacker ?? new Int4Unpacker(wasmUnpackBudget(model.manifest, model.info.variant));
     model.probe ??= openGraph({ readFile: (path) => model.bundle.readFile(path) }, files, backend, {}, unpacker).then(
       (session) => new ProbeRunner(session, { layers: defaults.layers.length, hiddenSize: model.parts.llm.hiddenSize, numHeads: model.parts.llm.numHeads }),
     );
@@ -944,5 +952,7 @@ export function wasmDecodeInfo(unpacked: UnpackTotals | null): DecodeInfo {
   if (unpacked && unpacked.overBudget.length > 0) {
     summary += ` ${unpacked.overBudget.length} graph${unpacked.overBudget.length === 1 ? ' keeps its' : 's keep their'} int4 weights packed (unpacked they would not fit the memory set aside), so ${unpacked.overBudget.length === 1 ? 'it unpacks them' : 'they unpack them'} on every run: slower, but the same answers.`;
   }
-  return { captured: false, embeddingInStep: false, summary, int4Unpacked: unpacked && unpacked.matmuls + unpacked.overBudget.length > 0 ? unpacked : null };
+  // A copy: the unpacker goes on counting (the probe, opened later, draws on the same budget).
+  const snapshot = unpacked && unpacked.matmuls + unpacked.overBudget.length > 0 ? { ...unpacked, overBudget: [...unpacked.overBudget] } : null;
+  return { captured: false, embeddingInStep: false, summary, int4Unpacked: snapshot };
 }
