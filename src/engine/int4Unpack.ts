@@ -1,11 +1,10 @@
 /**
  * A graph's int4 weights unpacked to fp32 once, at load, for WebAssembly.
  *
- * Why: onnxruntime-web's wasm build has no packed int4 kernel (MLAS's int4 GEMM is built for x86
- * and ARM only), so its `MatMulNBits` dequantizes the whole weight to fp32 on every call and then
- * runs the fp32 GEMM (ORT's matmul_nbits.cc: "TODO: move B dequant to prepack"). A decoder thus
- * unpacks every weight again for every token: medium int4 decoded at ~0.9 s/token against ~0.09 s
- * in fp32 (BENCHMARKS.md). Each `MatMulNBits` here becomes a matrix product over the same fp32 values,
+ * Why: in onnxruntime-web's wasm build `MatMulNBits` takes its fallback path, which dequantizes the
+ * whole weight to fp32 on every call and then runs the fp32 GEMM (ORT's matmul_nbits.cc,
+ * `ComputeBUnpacked`: "TODO: move B dequant to prepack"). A decoder thus unpacks every weight again
+ * for every token: medium int4 decoded ~9× slower than the same model in fp32 (BENCHMARKS.md). Each `MatMulNBits` here becomes a matrix product over the same fp32 values,
  * computed once with the kernel's own formula, `(q − zero point) × scale` in one fp32 rounding
  * (MLAS `BlockwiseQuantizer::dequantize`), so the numbers are the kernel's while the download
  * stays int4. The GEMM is then prepacked once instead of packed per call, which changes the order
@@ -47,7 +46,7 @@ interface Initializer {
   name: string;
 }
 
-/** A `MatMulNBits` node this module can turn into a `MatMul`. */
+/** A `MatMulNBits` node this module can turn into a `FusedMatMul` over fp32 weights. */
 interface Unpackable {
   fieldIndex: number;
   node: ProtoField[];
