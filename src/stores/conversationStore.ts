@@ -279,6 +279,7 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
     let ended = false;
     let thoughtTokens = 0;
     let revisions = 0;
+    let lastChannel: TokenEvent['channel'];
     // Every event is counted; the bubble shows the latest at most every STREAM_RENDER_MS.
     const shown = latestOnly((event: TokenEvent) => {
       const seconds = (event.elapsedMs - firstAt!) / 1000;
@@ -304,7 +305,11 @@ export const useConversationStore = create<ConversationStore>((set, get) => ({
       if (firstAt === null) firstAt = event.elapsedMs;
       if (event.channel === 'thought' && !event.forced) thoughtTokens += 1;
       if (event.revised) revisions += 1;
-      shown.push(event);
+      // The answer's first token after the thoughts is drawn at once: the thoughts fold away and the
+      // answer begins in the same frame, even when the whole answer takes less than one interval.
+      const switched = lastChannel !== undefined && event.channel !== lastChannel;
+      lastChannel = event.channel;
+      shown.push(event, switched);
     };
     try {
       let turns = get().engineTurns;

@@ -6,7 +6,11 @@
  * the engine only after the answer had ended.
  */
 export interface LatestOnly<T> {
-  push(value: T): void;
+  /**
+   * `now`: this value marks a change of state (e.g. the answer begins after the thoughts) and is
+   * drawn at once, whatever waits; the interval restarts from it.
+   */
+  push(value: T, now?: boolean): void;
   /** Drops a value still waiting (the stream ended with something newer). */
   cancel(): void;
 }
@@ -24,8 +28,13 @@ export function latestOnly<T>(apply: (value: T) => void, intervalMs: number): La
     apply(value);
   };
   return {
-    push(value) {
+    push(value, now = false) {
       waiting = { value };
+      if (now) {
+        if (timer !== null) clearTimeout(timer);
+        run();
+        return;
+      }
       if (timer !== null) return;
       const wait = lastApplied + intervalMs - performance.now();
       if (wait <= 0) run();

@@ -19,6 +19,22 @@ describe('latestOnly: a fast stream drawn at most once per interval', () => {
     expect(applied).toEqual([1, 3, 4]);
   });
 
+  it('a value pushed `now` is drawn at once, over a waiting one, and the interval restarts from it', async () => {
+    const applied: string[] = [];
+    const stream = latestOnly((v: string) => applied.push(v), 40);
+    stream.push('thought 1');
+    stream.push('thought 2');
+    expect(applied).toEqual(['thought 1']);
+    stream.push('answer 1', true);
+    expect(applied).toEqual(['thought 1', 'answer 1']);
+    stream.push('answer 2');
+    stream.push('answer 3');
+    expect(applied).toEqual(['thought 1', 'answer 1']);
+    await sleep(80);
+    // The waiting thought was dropped (the newer value was drawn); only the latest answer follows.
+    expect(applied).toEqual(['thought 1', 'answer 1', 'answer 3']);
+  });
+
   it('cancel drops a value still waiting, and nothing comes later', async () => {
     const applied: string[] = [];
     const stream = latestOnly((v: string) => applied.push(v), 40);
