@@ -401,7 +401,10 @@ describe('cancel everywhere (WebAssembly): nothing stays busy', () => {
 
   it('stops a model download, listening to a long recording, an answer before its first word, and an answer replaced by a new recording', { timeout: 300_000 }, async () => {
     const started = performance.now();
-    const proxy = await startSlowProxy(inject('devUrl'), { under: '/models/salmonn-tiny/', bytesPerSecond: 3_000_000 });
+    // Slow enough that the pause lands before the 4.4 MB have arrived: the pause, clicked once 5 %
+    // was shown, has come after 0.9 MB here and after 2.4 MB (at 1.5 MB/s per file, 3 at a time)
+    // in firstUse.test.ts; at 3 MB/s per file a later one would find the download complete.
+    const proxy = await startSlowProxy(inject('devUrl'), { under: '/models/salmonn-tiny/', bytesPerSecond: 600_000 });
     const { context, page, errors } = await openApp(browser, 'wasm', proxy.url);
     try {
       // A model download, stopped (paused) partway: nothing is busy, and it resumes to a working model.

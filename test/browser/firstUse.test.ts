@@ -602,7 +602,11 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
 
   it('gives a bundle one state: the site row follows the first download, and a paused download stays paused across a reload until Resume', async () => {
     const bundlePath = '/models/salmonn-tiny/';
-    const proxy = await startSlowProxy(inject('devUrl'), { under: bundlePath, bytesPerSecond: 1_500_000 });
+    // Slow enough that the pause always cuts a file part-way: at 1.5 MB/s per file (3 at a time)
+    // the pause, clicked once 5 % was shown, came after 2.4 of the 4.4 MB had arrived, with the
+    // file in flight 1325 bytes short of its end; a pause a little later left nothing to resume
+    // with a Range request (CI failed on that).
+    const proxy = await startSlowProxy(inject('devUrl'), { under: bundlePath, bytesPerSecond: 250_000 });
     const { context, page, errors } = await openApp(browser, proxy.url);
     try {
       const row = page.getByTestId('site-model-salmonn-tiny');
@@ -637,7 +641,9 @@ describe('a first-time user: what tripped them up (issue 10)', () => {
       // Resume continues where it stopped (HTTP Range); test/browser/modelManager.test.ts follows
       // a resumed download to the end.
       await page.getByTestId('model-resume').click();
-      await expect.poll(() => proxy.log.slice(fetched).some((sent) => sent.status === 206), { timeout: 30_000 }).toBe(true);
+      await expect
+        .poll(() => proxy.log.slice(fetched).some((sent) => sent.status === 206), { timeout: 30_000, message: `no Range answer after Resume; before the pause: ${JSON.stringify(proxy.log.slice(0, fetched))}` })
+        .toBe(true);
       expect(await row.getAttribute('data-state')).toBe('loading');
     } finally {
       await context.close();
