@@ -4,6 +4,11 @@ import type { EncoderJobResult, JobResult } from './types';
 const fmt = (value: number | undefined, digits = 1): string =>
   value === undefined || !Number.isFinite(value) ? '–' : value.toFixed(digits);
 
+/** A rate in tokens/s: whole numbers, but two significant digits below 10 (a software adapter's
+ * 0.12 tok/s prefill would otherwise print as 0). */
+const fmtRate = (value: number | undefined): string =>
+  value === undefined || !Number.isFinite(value) ? '–' : value < 10 ? value.toPrecision(2) : value.toFixed(0);
+
 function backendLabel(r: JobResult): string {
   return `${r.spec.backend} · ${r.device.label}`;
 }
@@ -42,7 +47,7 @@ function peerColumns(r: JobResult): string[] {
   const theirsPrefill = (p.promptTokens * 1000) / p.prefillMs;
   const same = `${p.sameIdsShort ? '✓' : '✗'} / ${p.sameIds ? '✓' : '✗'}`;
   return [
-    fmt(theirsPrefill, 0),
+    fmtRate(theirsPrefill),
     fmt(p.decodeMsPerToken, 1),
     `${fmt(oursPrefill / theirsPrefill, 2)}×`,
     `${fmt(p.decodeMsPerToken / run.decodeMsPerToken, 2)}×`,
@@ -101,8 +106,8 @@ export function renderTable(results: JobResult[], contexts: number[]): string {
       backendLabel(r),
       fmt(r.loadMs / 1000, 1),
       fmt(r.warmupMs === undefined ? undefined : r.warmupMs / 1000, 1),
-      fmt(prefillRate(r, 111), 0),
-      fmt(prefillRate(r, 1000), 0),
+      fmtRate(prefillRate(r, 111)),
+      fmtRate(prefillRate(r, 1000)),
       ...contexts.map((c) => fmt(decodeAt(r, c), 1)),
       String(r.runs[0]?.decodeSteps ?? '–'),
       memoryMb(r),
