@@ -151,7 +151,7 @@ export interface CapturedStepOptions {
   /** The embedding graph inside the step (the engine's default; false: the step takes rows). */
   withEmbedding?: boolean;
   variant?: string;
-  /** Tokens scored at step 10 (the model's vocabulary). */
+  /** Tokens scored after step 6, between replays (the model's vocabulary). */
   labels?: number[];
   /**
    * Hides the tied head's last node from the load-time rewrite (its name changed by one letter),
@@ -255,7 +255,7 @@ async function compareCapturedSteps(bundleUrl: string, promptIds: number[], step
       maxLogitDifference = Math.max(maxLogitDifference, diff(a.logits, b.logits));
       const capacity = (b.cache as FixedKvCache).capacity;
       if (capacities.at(-1) !== capacity) capacities.push(capacity);
-      if (step === 10) {
+      if (step === 6) {
         maxScoreDifference = diff(await ordinary.scoreContinuation(labels, a.cache, 4), await captured.scoreContinuation(labels, b.cache, 4));
       }
     }
