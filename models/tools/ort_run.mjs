@@ -2,12 +2,17 @@
 // Run an ONNX model once with onnxruntime-web (wasm backend) in Node, with .npy files as I/O.
 //
 //   node models/tools/ort_run.mjs MODEL.onnx IN_DIR OUT_DIR [--ep wasm] [--threads N]
-//   node models/tools/ort_run.mjs MODEL.onnx --serve [--ep wasm]
+//   node models/tools/ort_run.mjs --serve [--ep wasm]
 //
 // One-shot mode reads IN_DIR/<input name>.npy for every graph input (e.g.
 // `past_key_values.0.key.npy`), runs the session once and writes OUT_DIR/<output name>.npy.
-// Serve mode loads the session once, then reads lines `IN_DIR\tOUT_DIR` from stdin and answers
-// each with one line on stdout: `ok` or `error <message>` (used by ort_bridge.OrtSession).
+// Serve mode keeps one process for many sessions (ort_bridge.py: one per Python process, because
+// starting Node and onnxruntime-web costs ~0.4 s, paid ~150 times per pytest run otherwise). It
+// reads tab-separated commands from stdin and answers each with one line on stdout, `ok` or
+// `error <message>`:
+//   open  ID MODEL.onnx        create a session under the caller's ID
+//   run   ID IN_DIR OUT_DIR    run it once (.npy files as in one-shot mode)
+//   close ID                   release it
 // External data: every file next to the model named `<model file>_data*` or
 // `<stem>.onnx_data*` is handed to ORT under its own file name (the location stored in the model).
 // Supported .npy dtypes: <f4, <f2, <i8, <i4, |u1, |b1 (C order, little endian), versions 1-3.
@@ -107,6 +112,36 @@ export async function runOnce(session, inDir, outDir) {
   for (const name of session.outputNames) writeNpy(path.join(outDir, `${encodeURIComponent(name)}.npy`), results[name]);
 }
 
+/** Serve mode's commands (see the top of this file); sessions live until closed or stdin ends. */
+async function serve(opts) {
+  const sessions = new Map();
+  const sessionOf = (id) => {
+    const session = sessions.get(id);
+    if (!session) throw new Error(`no open session ${id}`);
+    return session;
+  };
+  process.stdout.write('ready\n');
+  const rl = readline.createInterface({ input: process.stdin });
+  for await (const line of rl) {
+    if (!line.trim()) continue;
+    const [command, id, ...rest] = line.split('\t');
+    try {
+      if (command === 'open') sessions.set(id, await createSession(rest[0], opts));
+      else if (command === 'run') await runOnce(sessionOf(id), rest[0], rest[1]);
+      else if (command === 'close') {
+        await sessionOf(id).release();
+        sessions.delete(id);
+      } else throw new Error(`unknown command ${command}`);
+      process.stdout.write('ok\n');
+    } catch (e) {
+      process.stdout.write(`error ${String(e?.message ?? e).replace(/\n/g, ' ')}\n`);
+    }
+  }
+  // stdin closed: the caller is done. Exit now rather than wait ~3 s for onnxruntime-web's
+  // handles to wind down on their own (writes to a pipe are synchronous on Linux: nothing is lost).
+  process.exit(0);
+}
+
 async function main(argv) {
   const args = [];
   const opts = { ep: 'wasm', threads: 1, serve: false };
@@ -116,30 +151,12 @@ async function main(argv) {
     else if (argv[i] === '--serve') opts.serve = true;
     else args.push(argv[i]);
   }
-  if (args.length !== (opts.serve ? 1 : 3)) {
-    console.error('usage: node ort_run.mjs MODEL.onnx IN_DIR OUT_DIR [--ep wasm] [--threads N] | MODEL.onnx --serve');
+  if (args.length !== (opts.serve ? 0 : 3)) {
+    console.error('usage: node ort_run.mjs MODEL.onnx IN_DIR OUT_DIR [--ep wasm] [--threads N] | --serve [--ep wasm]');
     process.exit(2);
   }
-  const session = await createSession(args[0], opts);
-  if (!opts.serve) {
-    await runOnce(session, args[1], args[2]);
-    return;
-  }
-  process.stdout.write('ready\n');
-  const rl = readline.createInterface({ input: process.stdin });
-  for await (const line of rl) {
-    if (!line.trim()) continue;
-    const [inDir, outDir] = line.split('\t');
-    try {
-      await runOnce(session, inDir, outDir);
-      process.stdout.write('ok\n');
-    } catch (e) {
-      process.stdout.write(`error ${String(e?.message ?? e).replace(/\n/g, ' ')}\n`);
-    }
-  }
-  // stdin closed: the caller is done. Exit now rather than wait ~3 s for onnxruntime-web's
-  // handles to wind down on their own (writes to a pipe are synchronous on Linux: nothing is lost).
-  process.exit(0);
+  if (opts.serve) return serve(opts);
+  await runOnce(await createSession(args[0], opts), args[1], args[2]);
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('ort_run.mjs')) {
